@@ -1,0 +1,39 @@
+# phase_lite tasks. `make run` and `make test` do all set-up on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-fast clients bench clean
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## Initialise data/ on first run (prints the Owner token once), then serve on PHASE_LITE_LISTEN.
+run: $(STAMP)
+	$(VENV)/bin/phase-lite init
+	exec $(VENV)/bin/phase-lite serve
+
+## The official Phase clients, each in its own environment under .clients/.
+clients: $(STAMP)
+	bash tests/clients/install.sh
+
+## The whole suite, the real Phase clients included.
+test: $(STAMP) clients
+	$(PY) -m pytest
+
+## Everything but the real-client and slow process tests.
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not clients and not slow"
+
+## phase_lite against a bare Flask + waitress baseline, one table of ratios.
+bench: $(STAMP)
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) .clients build *.egg-info

@@ -1,0 +1,30 @@
+"""The root and health endpoints, answered as Phase answers them."""
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from .. import __version__
+from . import json_response
+
+blp = Blueprint("meta", __name__, description="Liveness of the API")
+
+ROOT_MESSAGE = (
+    "API is alive. Please see https://docs.phase.dev/public-api for documentation on available "
+    "endpoints."
+)
+
+
+@blp.route("/")
+class Root(MethodView):
+    @blp.doc(security=[])
+    def get(self):
+        """Say that the API is alive"""
+        return json_response({"message": ROOT_MESSAGE, "status": "ok"})
+
+
+@blp.route("/health/")
+class Health(MethodView):
+    @blp.doc(security=[])
+    def get(self):
+        """Report liveness and the server version"""
+        return json_response({"status": "alive", "version": __version__})

@@ -1,0 +1,141 @@
+"""The application factory: the one place where things are wired together."""
+
+import logging
+import os
+
+from flask import Flask
+
+from . import __version__, accounts, keyring
+from .auth import Authenticator
+from .config import Config, ConfigError, load_config
+from .store import Database, StoreError
+from .store import meta as meta_store
+from .vault import Vault
+
+log = logging.getLogger("phase_lite")
+
+
+def open_keyring(config: Config) -> keyring.Keyring:
+    """Load the master key(s) named by the config; ConfigError names the setting on failure."""
+    setting, lines = config.read_master_key_lines()
+    try:
+        keys = [keyring.parse_master_key(line) for line in lines]
+    except ValueError:
+        raise ConfigError(f"{setting}: malformed master key (expected base64 of 32 bytes)") from None
+    return keyring.Keyring(keys)
+
+
+def open_database(config: Config, ring: keyring.Keyring) -> Database:
+    """Open and migrate the database and check that the master key belongs to it."""
+    if not config.database.exists():
+        raise ConfigError(
+            f"PHASE_LITE_DATABASE: no database at {config.database} (run 'phase-lite init')"
+        )
+    db = Database(config.database)
+    try:
+        if not db.integrity_check():
+            raise ConfigError(f"PHASE_LITE_DATABASE: {config.database} failed its integrity check")
+        db.migrate()
+        check = meta_store.get_blob(db, "master_key_check")
+    except StoreError as exc:
+        raise ConfigError(f"PHASE_LITE_DATABASE: {exc}") from None
+    if check is None:
+        raise ConfigError(
+            f"PHASE_LITE_DATABASE: {config.database} is not initialised (run 'phase-lite init')"
+        )
+    if not ring.verify_check_blob(check):
+        raise ConfigError(
+            f"{config.master_key_source()}: this master key does not match the database "
+            f"{config.database} (wrong key?)"
+        )
+    return db
+
+
+def init_data_dir(config: Config, owner_email: str):
+    """Create the data directory, master key file, database and first Owner token.
+
+    Idempotent: return the Owner's IssuedToken on a new data directory, None when it was
+    already initialised. Never makes a new key for an existing database.
+    """
+    config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not config.master_key_env and not config.master_key_file.exists():
+        if config.database.exists():
+            raise ConfigError(
+                f"PHASE_LITE_MASTER_KEY_FILE: {config.master_key_file} is missing but the "
+                f"database {config.database} exists; restore the key instead of making a new one"
+            )
+        _create_private_file(
+            config.master_key_file,
+            (keyring.encode_master_key(keyring.generate_master_key()) + "\n").encode(),
+        )
+    ring = open_keyring(config)
+    if not config.database.exists():
+        _create_private_file(config.database, b"")
+    db = Database(config.database)
+    try:
+        db.migrate()
+        with db.transaction():
+            check = meta_store.get_blob(db, "master_key_check")
+            if check is None:
+                meta_store.put_blob(db, "master_key_check", ring.make_check_blob())
+            elif not ring.verify_check_blob(check):
+                raise ConfigError(
+                    f"{config.master_key_source()}: this master key does not match the database"
+                )
+            return accounts.initialise(db, owner_email)
+    finally:
+        db.close()
+
+
+def _create_private_file(path, content: bytes):
+    """Create a file readable by its owner only (0600), durably."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(content)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def open_services(config: Config) -> "Services":
+    """Validate the key and the database and build the shared services (no Flask)."""
+    ring = open_keyring(config)
+    return Services(config, open_database(config, ring), ring)
+
+
+def create_app(config: Config | None = None) -> Flask:
+    """Build the WSGI app: validate config, open the store, register the HTTP surfaces."""
+    config = config or load_config()
+    services = open_services(config)
+
+    app = Flask("phase_lite")
+    app.config.update(
+        MAX_CONTENT_LENGTH=config.max_body_bytes,
+        TESTING=config.testing,
+        JSON_SORT_KEYS=False,
+        PHASE_LITE=config,
+        API_TITLE="phase_lite",
+        API_VERSION=__version__,
+        OPENAPI_VERSION="3.0.3",
+    )
+    app.json.sort_keys = False
+    app.extensions["phase_lite"] = services
+
+    from .api import register_api
+
+    register_api(app, services)
+    return app
+
+
+class Services:
+    """The objects a request needs, built once per app."""
+
+    def __init__(self, config, db, ring):
+        self.config = config
+        self.db = db
+        self.keyring = ring
+        self.vault = Vault(db, ring)
+        self.auth = Authenticator(db)
+
+    def close(self):
+        self.db.close()

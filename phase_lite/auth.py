@@ -1,0 +1,205 @@
+"""Who is calling and what they may touch: bearer parsing, token lookup, scope, permissions.
+
+Follows Phase's authentication class: ``Authorization: Bearer <Type> <token>`` split on single
+spaces; the token is looked up by its SHA-256 (only hashes are stored) and compared in constant
+time; the environment comes from ``secret_id``, the ``Environment`` header or ``app_id`` +
+``env``, always looked up inside the caller's organisation so a foreign id looks like a missing
+one. No Flask here: callers pass plain dicts of headers and query arguments.
+"""
+
+import hmac
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+
+from . import phase_crypto
+from .errors import AuthenticationFailed, DoesNotExist, PermissionDenied
+from .store import NotFound, now, parse_time
+from .store import accounts as account_store
+from .store import apps as app_store
+
+TOKEN_TYPES = {"User": "user", "ServiceAccount": "service", "Service": "legacy"}
+BEARER_NAMES = {"user": "User", "service": "ServiceAccount"}
+NO_CREDENTIALS = "Authentication credentials were not provided."
+INVALID_TOKEN = "Invalid token"
+TOKEN_GONE = "Token expired or deleted"
+LAST_USED_GRANULARITY = 60.0  # seconds between last_used_at writes for one token
+
+
+@dataclass(frozen=True)
+class Principal:
+    token_id: str
+    token_name: str
+    kind: str                  # "user" (personal access token) or "service" (service account)
+    account_id: str
+    organisation_id: str
+    role_id: str
+    role_name: str
+    permissions: dict = field(repr=False)      # organisation-level map
+    app_permissions: dict = field(repr=False)  # app-level map
+    global_access: bool
+    display_name: str          # email or service-account name
+    public_key: str = field(repr=False)
+    wrapped_key_share: str = field(repr=False)
+
+    @property
+    def is_user(self) -> bool:
+        return self.kind == "user"
+
+    @property
+    def token_type(self) -> str:
+        return BEARER_NAMES[self.kind]
+
+    def account_filter(self) -> dict:
+        """Keyword arguments that name this account in the access store functions."""
+        if self.is_user:
+            return {"user_id": self.account_id}
+        return {"service_account_id": self.account_id}
+
+    def may(self, resource: str, action: str, *, app_level: bool = False) -> bool:
+        perms = self.app_permissions if app_level else self.permissions
+        return action in perms.get(resource, ())
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a request is about: an environment, an app, or just the organisation."""
+    app: object = None          # store row
+    environment: object = None  # store row (ENV_COLUMNS)
+
+
+class Authenticator:
+    def __init__(self, db):
+        self.db = db
+        self._touched = {}
+        self._lock = threading.Lock()
+
+    def authenticate(self, authorization: str | None) -> Principal:
+        if not authorization:
+            raise AuthenticationFailed(NO_CREDENTIALS)
+        parts = authorization.split(" ")
+        if len(parts) < 3 or parts[0].lower() != "bearer" or not parts[1] or not parts[2]:
+            raise AuthenticationFailed(INVALID_TOKEN)
+        kind = TOKEN_TYPES.get(parts[1])
+        if kind is None:
+            raise AuthenticationFailed(INVALID_TOKEN)
+        bearer = parts[2]
+        token_hash = phase_crypto.hash_bearer(bearer)
+        row = account_store.find_token_by_hash(self.db, token_hash)
+        if (
+            row is None
+            or row["kind"] != kind
+            or not hmac.compare_digest(row["token_hash"], token_hash)
+            or row["revoked_at"] is not None
+            or (row["expires_at"] is not None and row["expires_at"] <= now())
+        ):
+            raise AuthenticationFailed(TOKEN_GONE)
+        if row["account_deleted_at"] is not None:
+            if kind == "user":
+                raise DoesNotExist("User not found")
+            raise AuthenticationFailed(TOKEN_GONE)
+        self._touch(row["id"])
+        perms = json.loads(row["role_permissions"])
+        return Principal(
+            token_id=row["id"],
+            token_name=row["name"],
+            kind=kind,
+            account_id=row["user_id"] or row["service_account_id"],
+            organisation_id=row["organisation_id"],
+            role_id=row["role_id"],
+            role_name=row["role_name"],
+            permissions=perms.get("permissions", {}),
+            app_permissions=perms.get("appPermissions", {}),
+            global_access=bool(row["global_access"]),
+            display_name=row["email"] or row["service_account_name"],
+            public_key=row["public_key"],
+            wrapped_key_share=row["wrapped_key_share"],
+        )
+
+    def _touch(self, token_id):
+        """Record the token's last use, at most once a minute per token (a write costs a sync)."""
+        moment = time.monotonic()
+        with self._lock:
+            last = self._touched.get(token_id)
+            if last is not None and moment - last < LAST_USED_GRANULARITY:
+                return
+            self._touched[token_id] = moment
+        with self.db.transaction():
+            account_store.touch_token(self.db, token_id, now())
+
+    # -- scope -----------------------------------------------------------------------------
+
+    def resolve_scope(self, principal: Principal, args: dict, headers: dict) -> Scope:
+        """Find the environment or app a request names, as Phase's auth class does.
+
+        ``args`` holds the query parameters with names already normalised to snake_case;
+        ``headers`` is case-insensitive (werkzeug Headers or a dict with Title-Case keys).
+        """
+        org_id = principal.organisation_id
+        secret_id = headers.get("Secret-Id") or args.get("secret_id")
+        if secret_id:
+            env = app_store.environment_of_secret(self.db, org_id, secret_id)
+            if env is None:
+                raise DoesNotExist("Secret not found")
+            return self._environment_scope(principal, env)
+        env_header = headers.get("Environment")
+        if env_header:
+            try:
+                env = app_store.get_environment(self.db, org_id, env_header)
+            except NotFound:
+                raise AuthenticationFailed("Environment not found") from None
+            return self._environment_scope(principal, env)
+        app_id = args.get("app_id")
+        if app_id:
+            try:
+                app = app_store.get_app(self.db, org_id, app_id)
+            except NotFound:
+                raise DoesNotExist(f"App with ID {app_id} not found") from None
+            env_name = args.get("env")
+            if env_name:
+                env = app_store.find_environment(self.db, app["id"], env_name)
+                if env is None:
+                    raise DoesNotExist(f"Environment '{env_name}' not found in App {app_id}")
+                return self._environment_scope(principal, env, app)
+            self.check_app_access(principal, app)
+            return Scope(app=app)
+        return Scope()
+
+    def _environment_scope(self, principal, env, app=None):
+        self.check_environment_access(principal, env)
+        if app is None:
+            app = app_store.get_app(self.db, principal.organisation_id, env["app_id"])
+        return Scope(app=app, environment=env)
+
+    def can_access_environment(self, principal: Principal, env_id: str) -> bool:
+        if principal.is_user and principal.global_access:
+            return True
+        return env_id in self.accessible_environment_ids(principal)
+
+    def accessible_environment_ids(self, principal: Principal) -> set:
+        return account_store.granted_environment_ids(self.db, **principal.account_filter())
+
+    def check_environment_access(self, principal: Principal, env):
+        if self.can_access_environment(principal, env["id"]):
+            return
+        if principal.is_user:
+            raise PermissionDenied("User cannot access this environment")
+        raise AuthenticationFailed("Service account cannot access this environment")
+
+    def can_access_app(self, principal: Principal, app_id: str) -> bool:
+        if principal.is_user and principal.global_access:
+            return True
+        env_ids = {env["id"] for env in app_store.list_environments(self.db, app_id)}
+        return bool(env_ids & self.accessible_environment_ids(principal))
+
+    def check_app_access(self, principal: Principal, app):
+        if self.can_access_app(principal, app["id"]):
+            return
+        if principal.is_user:
+            raise PermissionDenied("User cannot access this app")
+        raise AuthenticationFailed("Service account cannot access this app")
+
+
+def token_expired(expires_at: str | None) -> bool:
+    return expires_at is not None and parse_time(expires_at).timestamp() <= time.time()

@@ -1,0 +1,127 @@
+"""Settings from ``PHASE_LITE_*`` environment variables, typed and validated.
+
+Nothing else in the package reads ``os.environ``. Key material has no default: the master key
+comes from ``PHASE_LITE_MASTER_KEY`` or from the file named by ``PHASE_LITE_MASTER_KEY_FILE``
+(``<data dir>/master.key``, written by ``phase-lite init``), and a missing, unreadable or
+malformed key stops start-up with one line that names the setting.
+"""
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names the setting, never its value."""
+
+
+DEFAULT_LISTEN = "127.0.0.1:8080"
+DEFAULT_THREADS = 4
+DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
+RATE_PATTERN = re.compile(r"^\s*(\d+)\s*/\s*([smhd])\w*\s*$", re.IGNORECASE)
+RATE_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclass
+class Config:
+    data_dir: Path
+    database: Path
+    master_key_file: Path
+    master_key_env: str | None = field(default=None, repr=False)
+    listen: str = DEFAULT_LISTEN
+    threads: int = DEFAULT_THREADS
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    rate_limit: tuple[int, int] | None = None  # (requests, period seconds)
+    trusted_proxies: tuple[str, ...] = ()
+    audit_retention_days: int | None = None
+    log_level: str = "INFO"
+    testing: bool = False
+
+    @property
+    def host(self) -> str:
+        return self.listen.rsplit(":", 1)[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rsplit(":", 1)[1])
+
+    def master_key_source(self) -> str:
+        return "PHASE_LITE_MASTER_KEY" if self.master_key_env else "PHASE_LITE_MASTER_KEY_FILE"
+
+    def read_master_key_lines(self) -> tuple[str, list[str]]:
+        """Return (setting name, base64 key lines): the current key first, then previous ones.
+
+        The key file holds one base64 key per line; extra lines are previous keys kept while a
+        rotation completes. Raise ConfigError naming the setting when the source is unusable.
+        """
+        if self.master_key_env:
+            return "PHASE_LITE_MASTER_KEY", [self.master_key_env.strip()]
+        setting = "PHASE_LITE_MASTER_KEY_FILE"
+        try:
+            lines = self.master_key_file.read_text().split()
+        except FileNotFoundError:
+            raise ConfigError(
+                f"{setting}: no master key at {self.master_key_file} "
+                "(run 'phase-lite init' or set PHASE_LITE_MASTER_KEY)"
+            ) from None
+        except OSError as exc:
+            raise ConfigError(
+                f"{setting}: cannot read {self.master_key_file} ({exc.strerror})"
+            ) from None
+        if not lines:
+            raise ConfigError(f"{setting}: {self.master_key_file} is empty")
+        return setting, lines
+
+
+def _int(env, name, default, minimum=1):
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: expected an integer") from None
+    if value < minimum:
+        raise ConfigError(f"{name}: must be at least {minimum}")
+    return value
+
+
+def parse_rate(text: str) -> tuple[int, int]:
+    """Parse Phase's ``N/period`` rate (period judged by its first letter: s, m, h, d)."""
+    match = RATE_PATTERN.match(text)
+    if not match or int(match.group(1)) < 1:
+        raise ConfigError("RATE_LIMIT_DEFAULT: expected N/second, N/minute, N/hour or N/day")
+    return int(match.group(1)), RATE_PERIODS[match.group(2).lower()]
+
+
+def load_config(environ=None, **overrides) -> Config:
+    """Build a Config from the environment (``os.environ`` by default) plus overrides."""
+    env = os.environ if environ is None else environ
+    data_dir = Path(env.get("PHASE_LITE_DATA_DIR") or "data").resolve()
+    listen = env.get("PHASE_LITE_LISTEN") or DEFAULT_LISTEN
+    if not re.fullmatch(r"[^\s:]+:\d{1,5}|\[[0-9a-fA-F:]+\]:\d{1,5}", listen):
+        raise ConfigError("PHASE_LITE_LISTEN: expected HOST:PORT")
+    rate = env.get("RATE_LIMIT_DEFAULT") or env.get("PHASE_LITE_RATE_LIMIT")
+    proxies = tuple(
+        p.strip() for p in (env.get("PHASE_LITE_TRUSTED_PROXIES") or "").split(",") if p.strip()
+    )
+    retention = env.get("PHASE_LITE_AUDIT_RETENTION_DAYS")
+    config = Config(
+        data_dir=data_dir,
+        database=Path(env.get("PHASE_LITE_DATABASE") or data_dir / "phase_lite.sqlite3"),
+        master_key_file=Path(env.get("PHASE_LITE_MASTER_KEY_FILE") or data_dir / "master.key"),
+        master_key_env=env.get("PHASE_LITE_MASTER_KEY") or None,
+        listen=listen,
+        threads=_int(env, "PHASE_LITE_THREADS", DEFAULT_THREADS),
+        max_body_bytes=_int(env, "PHASE_LITE_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
+        rate_limit=parse_rate(rate) if rate else None,
+        trusted_proxies=proxies,
+        audit_retention_days=_int(env, "PHASE_LITE_AUDIT_RETENTION_DAYS", None)
+        if retention
+        else None,
+        log_level=(env.get("PHASE_LITE_LOG_LEVEL") or "INFO").upper(),
+    )
+    for name, value in overrides.items():
+        setattr(config, name, value)
+    return config

@@ -1,0 +1,243 @@
+"""The only schema history. ``apply(db)`` is idempotent: applied migrations are recorded.
+
+Conventions: ids are UUID4 text; timestamps are ISO-8601 UTC text with microseconds and ``Z``
+(the form Phase renders, so reads need no conversion); ``*_enc`` columns are AES-256-GCM blobs
+from ``keyring`` under the owning app's data key; ``wire_*`` columns are Phase ``ph:v1``
+ciphertexts to the environment's public key (what the Phase CLI/SDKs read), never plaintext.
+"""
+
+import sqlite3
+
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("phase_lite")
+
+
+@migrations()
+def m001_initial(db):
+    _run_script(
+        db,
+        """
+        CREATE TABLE meta (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        );
+
+        CREATE TABLE organisations (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+
+        CREATE TABLE roles (
+            id TEXT PRIMARY KEY,
+            organisation_id TEXT NOT NULL REFERENCES organisations(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            description TEXT NOT NULL DEFAULT '',
+            color TEXT NOT NULL DEFAULT '',
+            is_default INTEGER NOT NULL DEFAULT 1,
+            global_access INTEGER NOT NULL DEFAULT 0,
+            permissions TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            UNIQUE (organisation_id, name)
+        );
+
+        CREATE TABLE users (
+            id TEXT PRIMARY KEY,
+            organisation_id TEXT NOT NULL REFERENCES organisations(id) ON DELETE CASCADE,
+            email TEXT NOT NULL COLLATE NOCASE,
+            role_id TEXT NOT NULL REFERENCES roles(id),
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            deleted_at TEXT,
+            UNIQUE (organisation_id, email)
+        );
+
+        CREATE TABLE service_accounts (
+            id TEXT PRIMARY KEY,
+            organisation_id TEXT NOT NULL REFERENCES organisations(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            role_id TEXT NOT NULL REFERENCES roles(id),
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            deleted_at TEXT
+        );
+
+        -- Personal access tokens (user_id) and service-account tokens (service_account_id).
+        -- Only a SHA-256 of the 256-bit bearer is stored; the full token is shown once.
+        CREATE TABLE tokens (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('user', 'service')),
+            user_id TEXT REFERENCES users(id) ON DELETE CASCADE,
+            service_account_id TEXT REFERENCES service_accounts(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            token_hash TEXT NOT NULL UNIQUE,
+            public_key TEXT NOT NULL,
+            wrapped_key_share TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            expires_at TEXT,
+            last_used_at TEXT,
+            revoked_at TEXT,
+            CHECK ((user_id IS NULL) <> (service_account_id IS NULL))
+        );
+
+        CREATE TABLE apps (
+            id TEXT PRIMARY KEY,
+            organisation_id TEXT NOT NULL REFERENCES organisations(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            description TEXT NOT NULL DEFAULT '',
+            wrapped_data_key BLOB NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+
+        -- seed_enc/salt_enc: the Phase environment seed and salt (hex text), encrypted at rest.
+        -- version goes up with every change to the environment's secrets (cache key, sync).
+        CREATE TABLE environments (
+            id TEXT PRIMARY KEY,
+            app_id TEXT NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+            name TEXT NOT NULL COLLATE NOCASE,
+            env_type TEXT NOT NULL,
+            sort_index INTEGER NOT NULL,
+            seed_enc BLOB NOT NULL,
+            salt_enc BLOB NOT NULL,
+            public_key TEXT NOT NULL,
+            version INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            UNIQUE (app_id, name)
+        );
+
+        -- Which account may use which environment (Phase's EnvironmentKey rows).
+        CREATE TABLE environment_access (
+            id TEXT PRIMARY KEY,
+            environment_id TEXT NOT NULL REFERENCES environments(id) ON DELETE CASCADE,
+            user_id TEXT REFERENCES users(id) ON DELETE CASCADE,
+            service_account_id TEXT REFERENCES service_accounts(id) ON DELETE CASCADE,
+            created_at TEXT NOT NULL,
+            CHECK ((user_id IS NULL) <> (service_account_id IS NULL))
+        );
+        CREATE UNIQUE INDEX environment_access_user
+            ON environment_access (environment_id, user_id) WHERE user_id IS NOT NULL;
+        CREATE UNIQUE INDEX environment_access_sa
+            ON environment_access (environment_id, service_account_id)
+            WHERE service_account_id IS NOT NULL;
+        CREATE INDEX environment_access_by_sa ON environment_access (service_account_id);
+        CREATE INDEX environment_access_by_user ON environment_access (user_id);
+
+        CREATE TABLE folders (
+            id TEXT PRIMARY KEY,
+            environment_id TEXT NOT NULL REFERENCES environments(id) ON DELETE CASCADE,
+            parent_id TEXT REFERENCES folders(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            path TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            UNIQUE (environment_id, path)
+        );
+
+        CREATE TABLE tags (
+            id TEXT PRIMARY KEY,
+            organisation_id TEXT NOT NULL REFERENCES organisations(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            color TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL,
+            UNIQUE (organisation_id, name)
+        );
+
+        CREATE TABLE secrets (
+            id TEXT PRIMARY KEY,
+            environment_id TEXT NOT NULL REFERENCES environments(id) ON DELETE CASCADE,
+            folder_id TEXT REFERENCES folders(id),
+            path TEXT NOT NULL,
+            key_digest TEXT NOT NULL,
+            key_enc BLOB NOT NULL,
+            value_enc BLOB NOT NULL,
+            comment_enc BLOB NOT NULL,
+            wire_key TEXT NOT NULL,
+            wire_value TEXT NOT NULL,
+            wire_comment TEXT NOT NULL,
+            type TEXT NOT NULL DEFAULT 'secret',
+            version INTEGER NOT NULL DEFAULT 1,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            deleted_at TEXT
+        );
+        CREATE INDEX secrets_live_lookup
+            ON secrets (environment_id, key_digest, path) WHERE deleted_at IS NULL;
+        CREATE INDEX secrets_by_environment ON secrets (environment_id, deleted_at);
+
+        CREATE TABLE secret_tags (
+            secret_id TEXT NOT NULL REFERENCES secrets(id) ON DELETE CASCADE,
+            tag_id TEXT NOT NULL REFERENCES tags(id) ON DELETE CASCADE,
+            PRIMARY KEY (secret_id, tag_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX secret_tags_by_tag ON secret_tags (tag_id);
+
+        -- Every version of every secret, as an encrypted snapshot (history and rollback).
+        CREATE TABLE secret_versions (
+            id TEXT PRIMARY KEY,
+            secret_id TEXT NOT NULL REFERENCES secrets(id) ON DELETE CASCADE,
+            version INTEGER NOT NULL,
+            event TEXT NOT NULL CHECK (event IN ('create', 'update', 'delete')),
+            path TEXT NOT NULL,
+            key_digest TEXT NOT NULL,
+            key_enc BLOB NOT NULL,
+            value_enc BLOB NOT NULL,
+            comment_enc BLOB NOT NULL,
+            type TEXT NOT NULL,
+            tags TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX secret_versions_by_secret ON secret_versions (secret_id, version);
+
+        CREATE TABLE personal_secrets (
+            id TEXT PRIMARY KEY,
+            secret_id TEXT NOT NULL REFERENCES secrets(id) ON DELETE CASCADE,
+            user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            value_enc BLOB NOT NULL,
+            wire_value TEXT NOT NULL,
+            is_active INTEGER NOT NULL DEFAULT 1,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            UNIQUE (secret_id, user_id)
+        );
+
+        -- Audit log: writes are recorded in the same transaction as the change; a read is one
+        -- event per request. details is JSON (ids and versions), never a secret value.
+        CREATE TABLE audit_events (
+            id INTEGER PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            organisation_id TEXT,
+            actor_type TEXT NOT NULL,
+            actor_id TEXT,
+            token_id TEXT,
+            action TEXT NOT NULL,
+            resource_type TEXT NOT NULL,
+            resource_id TEXT,
+            app_id TEXT,
+            environment_id TEXT,
+            details TEXT NOT NULL DEFAULT '{}',
+            ip_address TEXT,
+            user_agent TEXT
+        );
+        CREATE INDEX audit_events_by_time ON audit_events (created_at);
+        CREATE INDEX audit_events_by_env ON audit_events (environment_id, created_at);
+        """
+    )
+
+
+def _run_script(db, script):
+    # executescript() would COMMIT the migration's transaction; run statement by statement.
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            db.execute(statement)
+            statement = ""
+
+
+def apply(db):
+    """Apply every pending migration (harmless when there are none)."""
+    migrations.apply(db)

@@ -1,0 +1,167 @@
+"""SQLite access: connections, transactions and the store's exceptions.
+
+Every SQL statement of phase_lite lives in this package (one module per group of tables).
+Each thread has its own connection (waitress serves a request on one thread), opened with WAL,
+``synchronous=FULL`` (an acknowledged write survives power loss), a busy timeout and foreign keys.
+Write transactions start with ``BEGIN IMMEDIATE`` so concurrent writers queue on the lock
+instead of failing half-way. ``sqlite3`` exceptions never leave this package.
+"""
+
+import contextlib
+import sqlite3
+import threading
+import uuid
+from datetime import datetime, timezone
+
+import sqlite_utils
+
+from .. import migrations
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+class StoreError(Exception):
+    """The database failed (I/O, corruption, lock timeout). The message holds no row data."""
+
+
+class NotFound(Exception):
+    """A row the caller named does not exist (or is not visible to it)."""
+
+
+class Conflict(Exception):
+    """A write would break a uniqueness rule."""
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def now() -> str:
+    """Current UTC time as Phase renders it: ISO-8601, microseconds, ``Z``."""
+    return format_time(datetime.now(timezone.utc))
+
+
+def format_time(moment: datetime) -> str:
+    text = moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    return text + "Z"
+
+
+def render_time(stored: str | None) -> str | None:
+    """Render a stored timestamp as Phase does (microseconds dropped when zero)."""
+    if stored and stored.endswith(".000000Z"):
+        return stored[:-8] + "Z"
+    return stored
+
+
+def parse_time(stored: str) -> datetime:
+    return datetime.strptime(stored, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+
+
+class Database:
+    """A SQLite file with one connection per thread."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        self._local = threading.local()
+        self._all = []
+        self._all_lock = threading.Lock()
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30
+            )
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.row_factory = sqlite3.Row
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the database: {exc.__class__.__name__}") from None
+        with self._all_lock:
+            self._all.append(conn)
+        return conn
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._open()
+        return conn
+
+    def utils(self) -> sqlite_utils.Database:
+        return sqlite_utils.Database(self.conn)
+
+    def execute(self, sql, params=()):
+        try:
+            return self.conn.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise _store_error(exc) from None
+
+    def executemany(self, sql, rows):
+        try:
+            return self.conn.executemany(sql, rows)
+        except sqlite3.Error as exc:
+            raise _store_error(exc) from None
+
+    def one(self, sql, params=()):
+        return self.execute(sql, params).fetchone()
+
+    def all(self, sql, params=()):
+        return self.execute(sql, params).fetchall()
+
+    def scalar(self, sql, params=()):
+        row = self.one(sql, params)
+        return None if row is None else row[0]
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """Run the block as one write transaction (``BEGIN IMMEDIATE``); roll back on error.
+
+        Nested use joins the outer transaction.
+        """
+        conn = self.conn
+        if conn.in_transaction:
+            yield self
+            return
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise _store_error(exc) from None
+        try:
+            yield self
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise _store_error(exc) from None
+
+    def migrate(self):
+        """Apply pending schema migrations (harmless when there are none)."""
+        try:
+            migrations.apply(self.utils())
+        except sqlite3.Error as exc:
+            raise _store_error(exc) from None
+
+    def integrity_check(self) -> bool:
+        return self.scalar("PRAGMA quick_check") == "ok"
+
+    def close(self):
+        """Close every connection this object opened (all threads)."""
+        with self._all_lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+        self._local = threading.local()
+
+
+def _store_error(exc: sqlite3.Error) -> Exception:
+    if isinstance(exc, sqlite3.IntegrityError):
+        return Conflict("a uniqueness or reference rule was broken")
+    return StoreError(f"database error: {exc.__class__.__name__}: {exc}")

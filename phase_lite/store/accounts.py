@@ -1,0 +1,270 @@
+"""Organisation, roles, users, service accounts, tokens and environment access grants."""
+
+from . import NotFound, new_id, now
+
+# -- organisation and roles ------------------------------------------------------------------
+
+
+def get_organisation(db):
+    return db.one("SELECT * FROM organisations ORDER BY created_at LIMIT 1")
+
+
+def insert_organisation(db, name):
+    org_id, stamp = new_id(), now()
+    db.execute(
+        "INSERT INTO organisations (id, name, created_at, updated_at) VALUES (?, ?, ?, ?)",
+        (org_id, name, stamp, stamp),
+    )
+    return org_id
+
+
+def insert_role(db, organisation_id, name, description, color, permissions_json, global_access):
+    role_id, stamp = new_id(), now()
+    db.execute(
+        "INSERT INTO roles (id, organisation_id, name, description, color, is_default,"
+        " global_access, permissions, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?)",
+        (role_id, organisation_id, name, description, color, int(global_access),
+         permissions_json, stamp, stamp),
+    )
+    return role_id
+
+
+def list_roles(db, organisation_id):
+    return db.all(
+        "SELECT * FROM roles WHERE organisation_id = ? ORDER BY created_at, rowid",
+        (organisation_id,),
+    )
+
+
+def get_role(db, organisation_id, role_id):
+    row = db.one(
+        "SELECT * FROM roles WHERE organisation_id = ? AND id = ?", (organisation_id, role_id)
+    )
+    if row is None:
+        raise NotFound("role")
+    return row
+
+
+def get_role_by_name(db, organisation_id, name):
+    row = db.one(
+        "SELECT * FROM roles WHERE organisation_id = ? AND name = ? COLLATE NOCASE",
+        (organisation_id, name),
+    )
+    if row is None:
+        raise NotFound("role")
+    return row
+
+
+# -- users -----------------------------------------------------------------------------------
+
+
+def insert_user(db, organisation_id, email, role_id):
+    user_id, stamp = new_id(), now()
+    db.execute(
+        "INSERT INTO users (id, organisation_id, email, role_id, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (user_id, organisation_id, email, role_id, stamp, stamp),
+    )
+    return user_id
+
+
+def list_users(db, organisation_id):
+    return db.all(
+        "SELECT users.*, roles.name AS role_name FROM users JOIN roles ON roles.id = users.role_id"
+        " WHERE users.organisation_id = ? AND users.deleted_at IS NULL ORDER BY users.created_at",
+        (organisation_id,),
+    )
+
+
+def get_user_by_email(db, organisation_id, email):
+    row = db.one(
+        "SELECT * FROM users WHERE organisation_id = ? AND email = ? AND deleted_at IS NULL",
+        (organisation_id, email),
+    )
+    if row is None:
+        raise NotFound("user")
+    return row
+
+
+def get_user(db, organisation_id, user_id):
+    row = db.one(
+        "SELECT * FROM users WHERE organisation_id = ? AND id = ? AND deleted_at IS NULL",
+        (organisation_id, user_id),
+    )
+    if row is None:
+        raise NotFound("user")
+    return row
+
+
+# -- service accounts ------------------------------------------------------------------------
+
+
+def insert_service_account(db, organisation_id, name, role_id):
+    sa_id, stamp = new_id(), now()
+    db.execute(
+        "INSERT INTO service_accounts (id, organisation_id, name, role_id, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (sa_id, organisation_id, name, role_id, stamp, stamp),
+    )
+    return sa_id
+
+
+_SA_SELECT = (
+    "SELECT sa.*, roles.name AS role_name FROM service_accounts sa"
+    " JOIN roles ON roles.id = sa.role_id"
+)
+
+
+def list_service_accounts(db, organisation_id):
+    return db.all(
+        _SA_SELECT + " WHERE sa.organisation_id = ? AND sa.deleted_at IS NULL"
+        " ORDER BY sa.created_at DESC, sa.rowid DESC",
+        (organisation_id,),
+    )
+
+
+def get_service_account(db, organisation_id, sa_id):
+    row = db.one(
+        _SA_SELECT + " WHERE sa.organisation_id = ? AND sa.id = ? AND sa.deleted_at IS NULL",
+        (organisation_id, sa_id),
+    )
+    if row is None:
+        raise NotFound("service account")
+    return row
+
+
+def find_service_account(db, organisation_id, id_or_name):
+    """A live service account by id, or else by exact name."""
+    row = db.one(
+        _SA_SELECT + " WHERE sa.organisation_id = ? AND sa.deleted_at IS NULL"
+        " AND (sa.id = ? OR sa.name = ?) ORDER BY sa.id = ? DESC LIMIT 1",
+        (organisation_id, id_or_name, id_or_name, id_or_name),
+    )
+    if row is None:
+        raise NotFound("service account")
+    return row
+
+
+def update_service_account(db, sa_id, name=None, role_id=None):
+    db.execute(
+        "UPDATE service_accounts SET name = COALESCE(?, name), role_id = COALESCE(?, role_id),"
+        " updated_at = ? WHERE id = ?",
+        (name, role_id, now(), sa_id),
+    )
+
+
+def delete_service_account(db, sa_id):
+    """Soft-delete the account, revoke its tokens and drop its grants."""
+    stamp = now()
+    db.execute("UPDATE service_accounts SET deleted_at = ? WHERE id = ?", (stamp, sa_id))
+    db.execute(
+        "UPDATE tokens SET revoked_at = ? WHERE service_account_id = ? AND revoked_at IS NULL",
+        (stamp, sa_id),
+    )
+    db.execute("DELETE FROM environment_access WHERE service_account_id = ?", (sa_id,))
+
+
+# -- tokens ----------------------------------------------------------------------------------
+
+
+def insert_token(db, kind, owner_id, name, token_hash, public_key, wrapped_key_share,
+                 expires_at=None):
+    token_id, stamp = new_id(), now()
+    db.execute(
+        "INSERT INTO tokens (id, kind, user_id, service_account_id, name, token_hash, public_key,"
+        " wrapped_key_share, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (token_id, kind, owner_id if kind == "user" else None,
+         owner_id if kind == "service" else None, name, token_hash, public_key,
+         wrapped_key_share, stamp, expires_at),
+    )
+    return token_id
+
+
+def get_token(db, token_id):
+    row = db.one("SELECT * FROM tokens WHERE id = ?", (token_id,))
+    if row is None:
+        raise NotFound("token")
+    return row
+
+
+def list_tokens(db, *, user_id=None, service_account_id=None, include_revoked=False):
+    where = "user_id = ?" if user_id else "service_account_id = ?"
+    if not include_revoked:
+        where += " AND revoked_at IS NULL"
+    return db.all(
+        f"SELECT * FROM tokens WHERE {where} ORDER BY created_at DESC, rowid DESC",
+        (user_id or service_account_id,),
+    )
+
+
+def list_user_tokens(db, organisation_id):
+    return db.all(
+        "SELECT tokens.*, users.email FROM tokens JOIN users ON users.id = tokens.user_id"
+        " WHERE users.organisation_id = ? ORDER BY tokens.created_at, tokens.rowid",
+        (organisation_id,),
+    )
+
+
+def revoke_token(db, token_id):
+    cursor = db.execute(
+        "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (now(), token_id)
+    )
+    return cursor.rowcount
+
+
+def find_token_by_hash(db, token_hash):
+    """The token with its account and role, or None: the hot path of every request."""
+    return db.one(
+        "SELECT t.id, t.kind, t.token_hash, t.user_id, t.service_account_id, t.name, t.expires_at,"
+        " t.revoked_at, t.public_key, t.wrapped_key_share,"
+        " COALESCE(u.organisation_id, sa.organisation_id) AS organisation_id,"
+        " COALESCE(u.deleted_at, sa.deleted_at) AS account_deleted_at,"
+        " u.email AS email, sa.name AS service_account_name,"
+        " r.id AS role_id, r.name AS role_name, r.permissions AS role_permissions,"
+        " r.global_access AS global_access"
+        " FROM tokens t"
+        " LEFT JOIN users u ON u.id = t.user_id"
+        " LEFT JOIN service_accounts sa ON sa.id = t.service_account_id"
+        " JOIN roles r ON r.id = COALESCE(u.role_id, sa.role_id)"
+        " WHERE t.token_hash = ?",
+        (token_hash,),
+    )
+
+
+def touch_token(db, token_id, stamp):
+    db.execute("UPDATE tokens SET last_used_at = ? WHERE id = ?", (stamp, token_id))
+
+
+# -- environment access ----------------------------------------------------------------------
+
+
+def grant_environment(db, environment_id, *, user_id=None, service_account_id=None):
+    db.execute(
+        "INSERT OR IGNORE INTO environment_access"
+        " (id, environment_id, user_id, service_account_id, created_at) VALUES (?, ?, ?, ?, ?)",
+        (new_id(), environment_id, user_id, service_account_id, now()),
+    )
+
+
+def revoke_environments(db, environment_ids, *, user_id=None, service_account_id=None):
+    column, owner = ("user_id", user_id) if user_id else ("service_account_id", service_account_id)
+    db.executemany(
+        f"DELETE FROM environment_access WHERE environment_id = ? AND {column} = ?",
+        [(env_id, owner) for env_id in environment_ids],
+    )
+
+
+def clear_access(db, *, user_id=None, service_account_id=None):
+    column, owner = ("user_id", user_id) if user_id else ("service_account_id", service_account_id)
+    db.execute(f"DELETE FROM environment_access WHERE {column} = ?", (owner,))
+
+
+def granted_environment_ids(db, *, user_id=None, service_account_id=None):
+    column, owner = ("user_id", user_id) if user_id else ("service_account_id", service_account_id)
+    return {
+        row[0]
+        for row in db.all(
+            f"SELECT environment_id FROM environment_access WHERE {column} = ?", (owner,)
+        )
+    }

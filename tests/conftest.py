@@ -1,0 +1,175 @@
+"""Shared fixtures: a fresh data directory, app and database per test, tokens, a live server."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from phase_lite import accounts, apps
+from phase_lite.app import create_app, init_data_dir
+from phase_lite.config import load_config
+from phase_lite.store import apps as app_store
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    path = tmp_path / "data"
+    path.mkdir(mode=0o700)
+    return path
+
+
+@pytest.fixture
+def config(data_dir):
+    return load_config({"PHASE_LITE_DATA_DIR": str(data_dir)}, testing=True)
+
+
+@pytest.fixture
+def owner(config):
+    """The Owner's IssuedToken of a freshly initialised data directory."""
+    return init_data_dir(config, "owner@example.com")
+
+
+@pytest.fixture
+def app(config, owner):
+    flask_app = create_app(config)
+    yield flask_app
+    flask_app.extensions["phase_lite"].close()
+
+
+@pytest.fixture
+def services(app):
+    return app.extensions["phase_lite"]
+
+
+@pytest.fixture
+def db(services):
+    return services.db
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def bearer_headers(issued):
+    return {"Authorization": f"Bearer {issued.bearer_token}"}
+
+
+@pytest.fixture
+def owner_headers(owner):
+    return bearer_headers(owner)
+
+
+@pytest.fixture
+def make_app(services):
+    """Create an app (default environments unless names are given); return its row and envs."""
+
+    def make(name="demo", env_names=None):
+        org_id = accounts.organisation(services.db)["id"]
+        app_id = apps.create_app(services.db, services.vault, org_id, name, "", env_names)
+        app_row = app_store.get_app(services.db, org_id, app_id)
+        envs = {e["name"]: e for e in app_store.list_environments(services.db, app_id)}
+        return app_row, envs
+
+    return make
+
+
+@pytest.fixture
+def demo(make_app):
+    """An app "demo" with Development, Staging and Production."""
+    return make_app("demo")
+
+
+@pytest.fixture
+def make_service_token(services):
+    """A service account granted the given environment rows; return its IssuedToken."""
+
+    def make(env_rows, name="ci", role="Service", expires_at=None):
+        db = services.db
+        org_id = accounts.organisation(db)["id"]
+        role_row = accounts.role_by_name(db, org_id, role)
+        sa_id, issued = accounts.create_service_account(db, org_id, name, role_row["id"],
+                                                        expires_at=expires_at)
+        accounts.grant_environments(db, [e["id"] for e in env_rows], service_account_id=sa_id)
+        return issued
+
+    return make
+
+
+@pytest.fixture
+def sa_token(demo, make_service_token):
+    """A service-account token with every environment of "demo"."""
+    _, envs = demo
+    return make_service_token(list(envs.values()))
+
+
+@pytest.fixture
+def sa_headers(sa_token):
+    return bearer_headers(sa_token)
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LiveServer:
+    """``phase-lite serve`` in a child process on a free loopback port."""
+
+    def __init__(self, data_dir, extra_env=None):
+        self.data_dir = Path(data_dir)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = dict(os.environ, PHASE_LITE_DATA_DIR=str(data_dir),
+                        PHASE_LITE_LISTEN=f"127.0.0.1:{self.port}", **(extra_env or {}))
+        self.process = None
+        self.log_path = self.data_dir.parent / f"server-{self.port}.log"
+
+    def start(self, timeout=30):
+        self._log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "phase_lite.cli", "serve"], env=self.env, cwd=REPO,
+            stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                if requests.get(self.url + "/health/", timeout=1).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError("server did not answer /health/ in time")
+
+    def stop(self, sig=None):
+        if self.process and self.process.poll() is None:
+            if sig is None:
+                self.process.terminate()
+            else:
+                self.process.send_signal(sig)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        if getattr(self, "_log", None):
+            self._log.close()
+
+
+@pytest.fixture
+def live_server(config, owner):
+    """A served phase_lite on the test's data directory (initialised, Owner token in .owner)."""
+    server = LiveServer(config.data_dir)
+    server.owner = owner
+    server.start()
+    yield server
+    server.stop()
