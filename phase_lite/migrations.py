@@ -3,7 +3,9 @@
 Conventions: ids are UUID4 text; timestamps are ISO-8601 UTC text with microseconds and ``Z``
 (the form Phase renders, so reads need no conversion); ``*_enc`` columns are AES-256-GCM blobs
 from ``keyring`` under the owning app's data key; ``wire_*`` columns are Phase ``ph:v1``
-ciphertexts to the environment's public key (what the Phase CLI/SDKs read), never plaintext.
+ciphertexts to the environment's public key (what the Phase CLI/SDKs read), never plaintext:
+stored as the client sent them, or made on the first client read after a REST write (NULL until
+then, so REST writes and imports pay no public-key encryption).
 """
 
 import sqlite3
@@ -155,9 +157,9 @@ def m001_initial(db):
             key_enc BLOB NOT NULL,
             value_enc BLOB NOT NULL,
             comment_enc BLOB NOT NULL,
-            wire_key TEXT NOT NULL,
-            wire_value TEXT NOT NULL,
-            wire_comment TEXT NOT NULL,
+            wire_key TEXT,
+            wire_value TEXT,
+            wire_comment TEXT,
             type TEXT NOT NULL DEFAULT 'secret',
             version INTEGER NOT NULL DEFAULT 1,
             created_at TEXT NOT NULL,
@@ -197,7 +199,7 @@ def m001_initial(db):
             secret_id TEXT NOT NULL REFERENCES secrets(id) ON DELETE CASCADE,
             user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
             value_enc BLOB NOT NULL,
-            wire_value TEXT NOT NULL,
+            wire_value TEXT,
             is_active INTEGER NOT NULL DEFAULT 1,
             created_at TEXT NOT NULL,
             updated_at TEXT NOT NULL,
