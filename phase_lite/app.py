@@ -4,6 +4,8 @@ import logging
 import os
 
 from flask import Flask
+from werkzeug.exceptions import NotFound
+from werkzeug.routing import RequestRedirect
 
 from . import __version__, accounts, keyring
 from .auth import Authenticator
@@ -108,7 +110,7 @@ def create_app(config: Config | None = None) -> Flask:
     config = config or load_config()
     services = open_services(config)
 
-    app = Flask("phase_lite")
+    app = PhaseFlask("phase_lite")
     app.config.update(
         MAX_CONTENT_LENGTH=config.max_body_bytes,
         TESTING=config.testing,
@@ -125,6 +127,15 @@ def create_app(config: Config | None = None) -> Flask:
 
     register_api(app, services)
     return app
+
+
+class PhaseFlask(Flask):
+    """Flask with Phase's routing: a path without its trailing slash is a 404, never a redirect."""
+
+    def raise_routing_exception(self, request):
+        if isinstance(request.routing_exception, RequestRedirect):
+            raise NotFound()
+        super().raise_routing_exception(request)
 
 
 class Services:

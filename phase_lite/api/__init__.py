@@ -87,6 +87,13 @@ def register_api(app: Flask, services) -> None:
     app.wsgi_app = PrefixMiddleware(app.wsgi_app)
     _register_error_handlers(app)
 
+    @app.before_request
+    def refuse_oversized_bodies():
+        # Before routing, so a body over the limit is a 413 whatever the route or method.
+        limit = app.config["MAX_CONTENT_LENGTH"]
+        if request.content_length is not None and request.content_length > limit:
+            return error_response(HTTP_MESSAGES[413], 413)
+
     @app.after_request
     def add_security_headers(response):
         for name, value in SECURITY_HEADERS.items():

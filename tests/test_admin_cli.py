@@ -1,0 +1,139 @@
+"""The `phase-lite` admin command: init, users, apps, environments, service accounts, tokens."""
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from phase_lite.cli import main
+from phase_lite.store import Database
+
+TOKEN_PATTERN = re.compile(r"^pss_(user|service):v\d+(:[0-9a-f]{64}){4}$")
+
+
+@pytest.fixture
+def run(data_dir):
+    runner = CliRunner()
+
+    def invoke(*args, ok=True):
+        result = runner.invoke(main, list(args), env={"PHASE_LITE_DATA_DIR": str(data_dir)},
+                               catch_exceptions=False)
+        if ok:
+            assert result.exit_code == 0, result.output
+        return result
+
+    return invoke
+
+
+def run_json(run, *args):
+    return json.loads(run(*args, "--json").output)
+
+
+def test_init_prints_a_phase_token_once(run, data_dir):
+    payload = run_json(run, "init", "--owner-email", "me@example.com")
+    assert set(payload) == {"ownerEmail", "token", "bearerToken"}
+    assert payload["ownerEmail"] == "me@example.com"
+    assert TOKEN_PATTERN.match(payload["token"])
+    bearer = payload["token"].split(":")[2]
+    assert payload["bearerToken"] == f"User {bearer}"
+    assert (data_dir / "master.key").stat().st_mode & 0o777 == 0o600
+    assert (data_dir / "phase_lite.sqlite3").stat().st_mode & 0o777 == 0o600
+
+    again = run("init")
+    assert "already initialised" in again.output
+    assert "pss_" not in again.output
+
+
+def test_init_human_output_explains_use(run):
+    output = run("init").output
+    assert "pss_user:v1:" in output
+    assert "PHASE_HOST=http://127.0.0.1:8080" in output
+    assert "Authorization: Bearer User " in output
+
+
+def test_tokens_are_stored_only_as_hashes(run, data_dir):
+    token = run_json(run, "init")["token"]
+    bearer = token.split(":")[2]
+    db = Database(data_dir / "phase_lite.sqlite3")
+    (stored,) = db.one("SELECT token_hash FROM tokens")
+    assert stored != bearer and len(stored) == 64
+    db.close()
+    for path in data_dir.iterdir():
+        assert bearer.encode() not in path.read_bytes(), path.name
+
+
+def test_users_and_personal_tokens(run):
+    run("init")
+    created = run_json(run, "users", "create", "--email", "dev@example.com", "--role", "Developer")
+    assert created["email"] == "dev@example.com"
+    emails = {u["email"]: u["role"] for u in run_json(run, "users", "list")}
+    assert emails == {"owner@localhost": "Owner", "dev@example.com": "Developer"}
+
+    issued = run_json(run, "users", "tokens", "create", "--email", "dev@example.com",
+                      "--name", "laptop", "--expires-in", "3600")
+    assert TOKEN_PATTERN.match(issued["token"]) and issued["expiresAt"].endswith("Z")
+    listed = {t["name"]: t for t in run_json(run, "users", "tokens", "list")}
+    assert "token" not in listed["laptop"]
+    run("users", "tokens", "revoke", issued["id"])
+    assert run_json(run, "users", "tokens", "list")[-1]["revokedAt"] is not None
+    assert run("users", "tokens", "revoke", issued["id"], ok=False).exit_code == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (("users", "create", "--email", "x@example.com", "--role", "Boss"), "Unknown role 'Boss'"),
+    (("users", "create", "--email", "not-an-email"), "A user needs an email address."),
+    (("users", "tokens", "create", "--email", "nobody@example.com"), "No user with email"),
+    (("apps", "create", "x", "--env", "bad name!"), "Environment name is invalid."),
+    (("envs", "list", "missing-app"), "App with ID missing-app not found"),
+    (("service-accounts", "create", "root", "--role", "Admin"),
+     "Service accounts cannot be assigned the 'Admin' role."),
+    (("service-accounts", "grant", "ghost", "--app", "x"), "No service account 'ghost'."),
+])
+def test_bad_input_is_one_line_and_non_zero(run, args, message):
+    run("init")
+    result = run(*args, ok=False)
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_apps_environments_and_service_accounts(run):
+    run("init")
+    app = run_json(run, "apps", "create", "shop")
+    assert [e["name"] for e in app["environments"]] == ["Development", "Staging", "Production"]
+    custom = run_json(run, "apps", "create", "lab", "--env", "test", "--env", "live")
+    assert [(e["name"], e["envType"]) for e in custom["environments"]] == [
+        ("test", "custom"), ("live", "custom")]
+
+    run("envs", "create", "shop", "qa")
+    run("envs", "rename", "shop", "qa", "preview")
+    assert [e["name"] for e in run_json(run, "envs", "list", "shop")] == [
+        "Development", "Staging", "Production", "preview"]
+    run("envs", "delete", "shop", "preview")
+
+    sa = run_json(run, "service-accounts", "create", "deployer")
+    assert TOKEN_PATTERN.match(sa["initialToken"]["token"])
+    assert sa["initialToken"]["bearerToken"].startswith("ServiceAccount ")
+    grant = run_json(run, "service-accounts", "grant", "deployer", "--app", "shop",
+                     "--env", "development", "--env", "Staging")
+    assert grant["environments"] == ["Development", "Staging"]
+    run("service-accounts", "revoke-access", "deployer", "--app", "shop", "--env", "Staging")
+    second = run_json(run, "service-accounts", "tokens", "create", "deployer", "--name", "ci")
+    names = [t["name"] for t in run_json(run, "service-accounts", "tokens", "list", "deployer")]
+    assert names == ["ci", "Default"]
+    run("service-accounts", "tokens", "revoke", second["id"])
+    assert [a["name"] for a in run_json(run, "service-accounts", "list")] == ["deployer"]
+
+    run("apps", "delete", "lab")
+    assert [a["name"] for a in run_json(run, "apps", "list")] == ["shop"]
+
+
+def test_console_script_help(data_dir):
+    result = subprocess.run([sys.executable, "-m", "phase_lite.cli", "--help"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    for command in ("init", "serve", "users", "apps", "envs", "service-accounts"):
+        assert command in result.stdout

@@ -1,0 +1,76 @@
+"""Settings: defaults, validation, and key material without defaults."""
+
+from pathlib import Path
+
+import pytest
+
+from phase_lite.config import ConfigError, load_config, parse_rate
+
+
+def test_defaults(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = load_config({})
+    assert config.data_dir == tmp_path / "data"
+    assert config.database == tmp_path / "data" / "phase_lite.sqlite3"
+    assert config.master_key_file == tmp_path / "data" / "master.key"
+    assert config.master_key_env is None
+    assert config.listen == "127.0.0.1:8080"
+    assert (config.host, config.port) == ("127.0.0.1", 8080)
+    assert config.threads == 4
+    assert config.max_body_bytes == 5 * 1024 * 1024
+    assert config.rate_limit is None
+
+
+def test_settings_are_read(tmp_path):
+    config = load_config({
+        "PHASE_LITE_DATA_DIR": str(tmp_path),
+        "PHASE_LITE_DATABASE": str(tmp_path / "x.db"),
+        "PHASE_LITE_MASTER_KEY_FILE": str(tmp_path / "k"),
+        "PHASE_LITE_LISTEN": "0.0.0.0:9000",
+        "PHASE_LITE_THREADS": "8",
+        "PHASE_LITE_MAX_BODY_BYTES": "1000",
+        "RATE_LIMIT_DEFAULT": "120/minute",
+    })
+    assert config.database == Path(tmp_path / "x.db")
+    assert config.master_key_file == Path(tmp_path / "k")
+    assert (config.listen, config.threads, config.max_body_bytes) == ("0.0.0.0:9000", 8, 1000)
+    assert config.rate_limit == (120, 60)
+
+
+@pytest.mark.parametrize("name, value", [
+    ("PHASE_LITE_THREADS", "many"),
+    ("PHASE_LITE_THREADS", "0"),
+    ("PHASE_LITE_MAX_BODY_BYTES", "-5"),
+    ("PHASE_LITE_LISTEN", "8080"),
+    ("PHASE_LITE_LISTEN", "host:port"),
+    ("RATE_LIMIT_DEFAULT", "lots"),
+    ("RATE_LIMIT_DEFAULT", "0/minute"),
+])
+def test_bad_settings_name_the_variable(tmp_path, name, value):
+    with pytest.raises(ConfigError, match=f"^{name}: "):
+        load_config({"PHASE_LITE_DATA_DIR": str(tmp_path), name: value})
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("10/second", (10, 1)), ("10/s", (10, 1)), ("100/minute", (100, 60)), ("10/min", (10, 60)),
+    ("5/hour", (5, 3600)), ("7/day", (7, 86400)), (" 3 / M ", (3, 60)),
+])
+def test_rates_use_phase_periods(text, expected):
+    assert parse_rate(text) == expected
+
+
+def test_master_key_lines_name_the_setting_and_not_the_key(tmp_path):
+    config = load_config({"PHASE_LITE_DATA_DIR": str(tmp_path)})
+    with pytest.raises(ConfigError) as caught:
+        config.read_master_key_lines()
+    assert str(caught.value).startswith("PHASE_LITE_MASTER_KEY_FILE: no master key")
+    config.master_key_file.write_text("")
+    with pytest.raises(ConfigError, match="is empty"):
+        config.read_master_key_lines()
+    config.master_key_file.write_text("current\nprevious\n")
+    assert config.read_master_key_lines() == ("PHASE_LITE_MASTER_KEY_FILE",
+                                              ["current", "previous"])
+    env = load_config({"PHASE_LITE_DATA_DIR": str(tmp_path),
+                       "PHASE_LITE_MASTER_KEY": " QUJDREVGR0g= \n"})
+    assert env.read_master_key_lines() == ("PHASE_LITE_MASTER_KEY", ["QUJDREVGR0g="])
+    assert "QUJDREVGR0g" not in repr(env)

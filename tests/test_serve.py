@@ -1,0 +1,81 @@
+"""The served process: `make run` from nothing, restarts keeping data, refusing a wrong key."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from conftest import REPO, LiveServer, free_port
+from phase_lite import keyring
+
+pytestmark = pytest.mark.slow
+
+
+def test_make_run_initialises_prints_a_token_and_serves(tmp_path):
+    port = free_port()
+    env = dict(os.environ, PHASE_LITE_DATA_DIR=str(tmp_path / "data"),
+               PHASE_LITE_LISTEN=f"127.0.0.1:{port}")
+    log = tmp_path / "make-run.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(["make", "--no-print-directory", "run"], cwd=REPO, env=env,
+                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                health = requests.get(f"http://127.0.0.1:{port}/health/", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        else:
+            pytest.fail(f"no /health/ within 30 s: {log.read_text()[-2000:]}")
+        assert health.json()["status"] == "alive"
+        output = log.read_text()
+        token = re.search(r"pss_user:v1(:[0-9a-f]{64}){4}", output)
+        assert token, output
+        bearer = token.group(0).split(":")[2]
+        assert f"/service/public/v1/secrets/" in output
+        assert f"PHASE_HOST=http://127.0.0.1:{port}" in output
+        apps = requests.get(f"http://127.0.0.1:{port}/service/public/v1/apps/",
+                            headers={"Authorization": f"Bearer User {bearer}"}, timeout=5)
+        assert apps.status_code in (200, 404)  # 404 until the management API is registered
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(10)
+
+
+def test_restart_keeps_data_and_tokens(config, owner):
+    server = LiveServer(config.data_dir).start()
+    headers = {"Authorization": f"Bearer {owner.bearer_token}"}
+    try:
+        subprocess.run([sys.executable, "-m", "phase_lite.cli", "apps", "create", "kept"],
+                       env=server.env, check=True, capture_output=True, timeout=60)
+    finally:
+        server.stop()
+    server = LiveServer(config.data_dir).start()
+    try:
+        listed = subprocess.run([sys.executable, "-m", "phase_lite.cli", "apps", "list", "--json"],
+                                env=server.env, check=True, capture_output=True, timeout=60)
+        assert "kept" in listed.stdout.decode()
+        response = requests.get(server.url + "/v1/secrets/", headers=headers, timeout=5)
+        assert response.status_code != 401
+    finally:
+        server.stop()
+
+
+def test_serve_refuses_the_wrong_master_key_and_says_why(config, owner):
+    env = dict(os.environ, PHASE_LITE_DATA_DIR=str(config.data_dir),
+               PHASE_LITE_LISTEN=f"127.0.0.1:{free_port()}",
+               PHASE_LITE_MASTER_KEY=keyring.encode_master_key(keyring.generate_master_key()))
+    result = subprocess.run([sys.executable, "-m", "phase_lite.cli", "serve"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"Error: PHASE_LITE_MASTER_KEY: this master key does not match the database "
+        f"{config.database} (wrong key?)"
+    ]

@@ -1,0 +1,77 @@
+"""The store's foundations: migrations, connection settings, transactions, time format."""
+
+import threading
+from datetime import datetime, timezone
+
+import pytest
+
+from phase_lite.store import Conflict, Database, format_time, now, render_time
+
+
+@pytest.fixture
+def fresh(tmp_path):
+    db = Database(tmp_path / "t.sqlite3")
+    db.migrate()
+    yield db
+    db.close()
+
+
+def test_migrations_apply_once_and_twice_is_harmless(fresh):
+    tables = {r[0] for r in fresh.all("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"organisations", "roles", "users", "service_accounts", "tokens", "apps",
+            "environments", "environment_access", "folders", "tags", "secrets", "secret_tags",
+            "secret_versions", "personal_secrets", "audit_events", "meta"} <= tables
+    applied = fresh.all("SELECT name FROM _sqlite_migrations")
+    fresh.migrate()
+    assert fresh.all("SELECT name FROM _sqlite_migrations") == applied
+
+
+def test_lookup_indexes_exist(fresh):
+    indexes = {r[0] for r in fresh.all("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"secrets_live_lookup", "secrets_by_environment"} <= indexes
+    plan = " ".join(str(tuple(r)) for r in fresh.all(
+        "EXPLAIN QUERY PLAN SELECT id FROM secrets WHERE environment_id = ? AND key_digest = ?"
+        " AND path = ? AND deleted_at IS NULL", ("e", "d", "/")))
+    assert "secrets_live_lookup" in plan
+    token_plan = " ".join(str(tuple(r)) for r in fresh.all(
+        "EXPLAIN QUERY PLAN SELECT id FROM tokens WHERE token_hash = ?", ("h",)))
+    assert "USING INDEX" in token_plan or "USING COVERING INDEX" in token_plan
+
+
+def test_connection_settings(fresh):
+    assert fresh.scalar("PRAGMA journal_mode") == "wal"
+    assert fresh.scalar("PRAGMA synchronous") == 2  # FULL
+    assert fresh.scalar("PRAGMA foreign_keys") == 1
+    assert fresh.scalar("PRAGMA busy_timeout") >= 5000
+
+
+def test_each_thread_has_its_own_connection(fresh):
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(fresh.conn))
+    thread.start()
+    thread.join()
+    assert seen[0] is not fresh.conn
+
+
+def test_transactions_roll_back_on_error(fresh):
+    with fresh.transaction():
+        fresh.execute("INSERT INTO meta (key, value) VALUES ('a', '1')")
+    with pytest.raises(RuntimeError):
+        with fresh.transaction():
+            fresh.execute("INSERT INTO meta (key, value) VALUES ('b', '2')")
+            raise RuntimeError
+    assert [tuple(r) for r in fresh.all("SELECT key FROM meta")] == [("a",)]
+
+
+def test_integrity_errors_become_conflicts_without_sqlite_types(fresh):
+    fresh.execute("INSERT INTO meta (key, value) VALUES ('a', '1')")
+    with pytest.raises(Conflict):
+        fresh.execute("INSERT INTO meta (key, value) VALUES ('a', '2')")
+
+
+def test_time_format_matches_phase():
+    moment = datetime(2024, 2, 13, 13, 41, 45, 551255, tzinfo=timezone.utc)
+    assert format_time(moment) == "2024-02-13T13:41:45.551255Z"
+    assert render_time("2024-02-13T13:41:45.000000Z") == "2024-02-13T13:41:45Z"
+    assert render_time("2024-02-13T13:41:45.551255Z") == "2024-02-13T13:41:45.551255Z"
+    assert now().endswith("Z") and len(now()) == 27
