@@ -4,10 +4,16 @@ Writes are recorded with ``record`` inside the transaction that makes the change
 and its audit event commit or roll back together. Reads are recorded as one event per request.
 """
 
+import logging
+import threading
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
+from .store import StoreError, format_time, now
 from .store import audit as audit_store
-from .store import now
+
+log = logging.getLogger("phase_lite.audit")
+RETENTION_INTERVAL = 86400.0  # seconds between automatic prunes while serving
 
 
 @dataclass(frozen=True)
@@ -44,3 +50,57 @@ def event(principal, action, resource_type, *, resource_id=None, app_id=None,
 def record(db, principal, action, resource_type, **fields):
     """Write one audit event now (call inside the write transaction it describes)."""
     audit_store.insert_events(db, [event(principal, action, resource_type, **fields)])
+
+
+def prune(db, older_than_days: int, *, record_prune=True) -> int:
+    """Delete events older than ``older_than_days`` days; return how many were deleted.
+
+    The prune itself is recorded (unless ``record_prune`` is false), so the log shows it.
+    """
+    cutoff = format_time(datetime.now(timezone.utc) - timedelta(days=older_than_days))
+    with db.transaction():
+        deleted = audit_store.delete_events_before(db, cutoff)
+        if record_prune:
+            record(db, None, "prune", "audit_log",
+                   details={"olderThanDays": older_than_days, "deleted": deleted})
+    return deleted
+
+
+def start_retention(db, days: int, interval: float = RETENTION_INTERVAL) -> threading.Event:
+    """Prune now and then every ``interval`` seconds in a daemon thread; set the Event to stop."""
+    stop = threading.Event()
+
+    def run():
+        while not stop.is_set():
+            try:
+                deleted = prune(db, days, record_prune=False)
+                log.info("audit retention: deleted %d events older than %d days", deleted, days)
+            except StoreError as exc:
+                log.error("audit retention failed: %s", exc)
+            stop.wait(interval)
+
+    threading.Thread(target=run, name="audit-retention", daemon=True).start()
+    return stop
+
+
+def record_secret_write(db, principal, action, env_row, secrets, meta=None):
+    """Record one write request on secrets (call inside its transaction).
+
+    ``secrets`` is [(secret id, version after the write)]; names and values never appear.
+    """
+    audit_store.insert_events(db, [event(
+        principal, f"secrets.{action}", "secret", app_id=env_row["app_id"],
+        environment_id=env_row["id"],
+        details={"secrets": [{"id": secret_id, "version": version}
+                             for secret_id, version in secrets]},
+        meta=meta,
+    )])
+
+
+def record_read(db, principal, env_row, secret_ids, meta=None):
+    """Record one read request naming the secrets it returned (one event, its own write)."""
+    with db.transaction():
+        audit_store.insert_events(db, [event(
+            principal, "secrets.read", "secret", app_id=env_row["app_id"],
+            environment_id=env_row["id"], details={"secrets": list(secret_ids)}, meta=meta,
+        )])

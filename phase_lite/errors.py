@@ -43,7 +43,8 @@ class Throttled(PhaseError):
     """The account made more requests than the configured rate allows."""
 
     def __init__(self, wait_seconds: int):
-        super().__init__(f"Request was throttled. Expected available in {wait_seconds} seconds.")
+        unit = "second" if wait_seconds == 1 else "seconds"  # DRF's ngettext
+        super().__init__(f"Request was throttled. Expected available in {wait_seconds} {unit}.")
         self.wait_seconds = wait_seconds
 
 

@@ -16,6 +16,8 @@ from werkzeug.exceptions import HTTPException
 
 from .. import errors
 from ..auth import NO_CREDENTIALS
+from ..ratelimit import RateLimiter
+from ..schemas import Error
 from ..store import StoreError
 from ..vault import DecryptionFailed
 
@@ -58,13 +60,21 @@ def error_response(message, status, headers=None) -> Response:
     return json_response({"error": message}, status, headers)
 
 
+class PhaseApi(Api):
+    """flask-smorest's Api documenting Phase's ``{"error": ...}`` body for every error."""
+
+    ERROR_SCHEMA = Error
+
+
 def register_api(app: Flask, services) -> None:
     from . import meta
 
-    api = Api(
+    api = PhaseApi(
         app,
         spec_kwargs={
             "servers": [{"url": "/service/public", "description": "self-hosted prefix"}],
+            # Every operation needs a token unless it says otherwise (security=[]).
+            "security": [{"bearer": []}],
             "components": {
                 "securitySchemes": {
                     "bearer": {
@@ -83,6 +93,7 @@ def register_api(app: Flask, services) -> None:
         if blueprint is not None:
             api.register_blueprint(blueprint)
     app.extensions["phase_lite_api"] = api
+    app.extensions["phase_lite_limiter"] = RateLimiter(services.config.rate_limit)
 
     app.wsgi_app = PrefixMiddleware(app.wsgi_app)
     _register_error_handlers(app)

@@ -6,6 +6,7 @@ import re
 from flask import current_app, request
 
 from ..audit import RequestMeta
+from ..ratelimit import account_key
 
 _CAMEL_BOUNDARY = re.compile(r"([a-z0-9])([A-Z])")
 
@@ -15,12 +16,25 @@ def services():
 
 
 def principal():
-    """Authenticate the request (cached on the request) or raise AuthenticationFailed."""
+    """Authenticate the request (cached on the request) or raise AuthenticationFailed.
+
+    The first call also counts the request against the account's rate limit (Throttled).
+    """
     found = request.environ.get("phase_lite.principal")
     if found is None:
         found = services().auth.authenticate(request.headers.get("Authorization"))
+        throttle(found)
         request.environ["phase_lite.principal"] = found
     return found
+
+
+def throttle(caller=None):
+    """Count the request against its account's rate limit (the client IP's without one).
+
+    Call once per request, right after authenticating; raise Throttled when over the limit.
+    """
+    key = account_key(caller) if caller is not None else account_key(ip=client_ip())
+    current_app.extensions["phase_lite_limiter"].check(key)
 
 
 def snake_case(name: str) -> str:
@@ -29,11 +43,8 @@ def snake_case(name: str) -> str:
 
 
 def query_args() -> dict:
-    """Query parameters with names normalised to snake_case; the first value of each wins."""
-    args = {}
-    for name, value in request.args.items(multi=True):
-        args.setdefault(snake_case(name), value)
-    return args
+    """Query parameters with names normalised to snake_case; the last value wins (Django's)."""
+    return {snake_case(name): value for name, value in request.args.items(multi=True)}
 
 
 def client_ip() -> str | None:

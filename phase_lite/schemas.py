@@ -1,0 +1,262 @@
+"""Marshmallow schemas of Phase's request and response bodies, for the OpenAPI document.
+
+The secrets view parses bodies itself (Phase's own rules and messages, whatever the
+Content-Type), so these schemas document the contract; they do not validate requests.
+"""
+
+from marshmallow import Schema, fields, validate
+
+SECRET_TYPES = ("secret", "sealed", "config")
+
+
+class Error(Schema):
+    """Every 4xx and 5xx body."""
+    error = fields.String(required=True, metadata={"example": "Duplicate secret found"})
+
+
+class Message(Schema):
+    message = fields.String(required=True, metadata={"example": "Deleted 1 secret"})
+
+
+class Override(Schema):
+    """The caller's personal override (personal access tokens only)."""
+    id = fields.String(required=True)
+    value = fields.String(required=True)
+    isActive = fields.Boolean(required=True)
+    createdAt = fields.String(required=True, metadata={"format": "date-time"})
+    updatedAt = fields.String(required=True, metadata={"format": "date-time"})
+
+
+class Secret(Schema):
+    """A secret with its value decrypted and references resolved."""
+    id = fields.String(required=True)
+    key = fields.String(required=True, metadata={"example": "DB_HOST"})
+    value = fields.String(required=True)
+    comment = fields.String(required=True)
+    tags = fields.List(fields.String(), required=True)
+    override = fields.Nested(Override, allow_none=True, required=True)
+    type = fields.String(required=True, validate=validate.OneOf(SECRET_TYPES))
+    lifecycle = fields.String(required=True, metadata={"example": "static"})
+    path = fields.String(required=True, metadata={"example": "/"})
+    keyDigest = fields.String(required=True)
+    version = fields.Integer(required=True)
+    createdAt = fields.String(required=True, metadata={"format": "date-time"})
+    updatedAt = fields.String(required=True, metadata={"format": "date-time"})
+    environment = fields.String(required=True)
+    folder = fields.String(allow_none=True, required=True)
+
+
+class OverrideInput(Schema):
+    value = fields.String(required=True)
+    isActive = fields.Boolean(required=True)
+
+
+class NewSecret(Schema):
+    key = fields.String(required=True, metadata={"description": "Stored upper-cased."})
+    value = fields.String(required=True)
+    comment = fields.String()
+    path = fields.String(metadata={"description": "Default `/`; normalised."})
+    tags = fields.List(fields.String(), metadata={"description": "Unknown names are created."})
+    type = fields.String(validate=validate.OneOf(SECRET_TYPES))
+    override = fields.Nested(OverrideInput,
+                             metadata={"description": "Personal access tokens only."})
+
+
+class SecretChange(Schema):
+    id = fields.String(required=True)
+    key = fields.String()
+    value = fields.String(metadata={"description": "Ignored for sealed secrets."})
+    comment = fields.String()
+    path = fields.String()
+    tags = fields.List(fields.String(), metadata={"description": "Replaces every tag."})
+    type = fields.String(validate=validate.OneOf(SECRET_TYPES))
+    override = fields.Nested(OverrideInput)
+
+
+class CreateSecrets(Schema):
+    secrets = fields.List(fields.Nested(NewSecret), required=True)
+
+
+class UpdateSecrets(Schema):
+    secrets = fields.List(fields.Nested(SecretChange), required=True)
+
+
+class DeleteSecrets(Schema):
+    secrets = fields.List(fields.String(), required=True, metadata={"description": "Secret ids."})
+
+
+class SecretsQuery(Schema):
+    """The environment a request is about (or the ``Environment`` header, or ``secret_id``)."""
+    app_id = fields.String(metadata={"description": "App id (camelCase `appId` accepted)."})
+    env = fields.String(metadata={"description": "Environment name, case-insensitive."})
+    secret_id = fields.String(metadata={"description": "Use this secret's environment."})
+
+
+class SecretsFilter(SecretsQuery):
+    key = fields.String(metadata={"description": "Key, case-insensitive; every path."})
+    path = fields.String(metadata={"description": "Exact normalised path, not recursive."})
+    tags = fields.String(metadata={"description": "Comma-separated names; any of them."})
+    dynamic = fields.String(metadata={"description": "Accepted; no dynamic secret exists."})
+    include_dynamic = fields.String(metadata={"description": "Accepted; see `dynamic`."})
+    lease = fields.String(metadata={"description": "Accepted; see `dynamic`."})
+    lease_ttl = fields.Integer(metadata={"description": "Seconds (validated with `dynamic`)."})
+
+
+# -- management API: apps, environments, roles, service accounts, tokens ----------------------
+
+
+class Environment(Schema):
+    id = fields.String(required=True)
+    name = fields.String(required=True)
+    envType = fields.String(required=True,
+                            validate=validate.OneOf(("dev", "staging", "prod", "custom")))
+    index = fields.Integer(required=True)
+    createdAt = fields.String(required=True, metadata={"format": "date-time"})
+    updatedAt = fields.String(required=True, metadata={"format": "date-time"})
+
+
+class EnvironmentList(Schema):
+    data = fields.List(fields.Nested(Environment), required=True)
+
+
+class App(Schema):
+    id = fields.String(required=True)
+    name = fields.String(required=True)
+    description = fields.String(required=True, allow_none=True)
+    sseEnabled = fields.Boolean(required=True)
+    createdAt = fields.String(required=True, metadata={"format": "date-time"})
+    updatedAt = fields.String(required=True, metadata={"format": "date-time"})
+
+
+class AppWithEnvironments(App):
+    environments = fields.List(fields.Nested(Environment), required=True)
+
+
+class AppList(Schema):
+    data = fields.List(fields.Nested(App), required=True)
+
+
+class Role(Schema):
+    id = fields.String(required=True)
+    name = fields.String(required=True)
+    description = fields.String(required=True)
+    color = fields.String(required=True)
+    isDefault = fields.Boolean(required=True)
+    createdAt = fields.String(required=True, metadata={"format": "date-time"})
+
+
+class RoleDetail(Role):
+    permissions = fields.Dict(required=True, metadata={
+        "description": "`{permissions: {...}, appPermissions: {...}, globalAccess: bool}`"})
+
+
+class RoleList(Schema):
+    data = fields.List(fields.Nested(Role), required=True)
+
+
+class RoleChange(Schema):
+    name = fields.String(validate=validate.Length(max=64))
+    description = fields.String()
+    color = fields.String()
+    permissions = fields.Dict()
+
+
+class RoleRef(Schema):
+    id = fields.String(required=True)
+    name = fields.String(required=True)
+
+
+class ServiceAccount(Schema):
+    id = fields.String(required=True)
+    name = fields.String(required=True)
+    role = fields.Nested(RoleRef, required=True)
+    createdAt = fields.String(required=True, metadata={"format": "date-time"})
+    updatedAt = fields.String(required=True, metadata={"format": "date-time"})
+
+
+class ServiceAccountList(Schema):
+    data = fields.List(fields.Nested(ServiceAccount), required=True)
+
+
+class TokenInfo(Schema):
+    id = fields.String(required=True)
+    name = fields.String(required=True)
+    createdAt = fields.String(required=True, metadata={"format": "date-time"})
+    expiresAt = fields.String(required=True, allow_none=True, metadata={"format": "date-time"})
+
+
+class IssuedToken(TokenInfo):
+    """A new token: shown once, never stored."""
+    token = fields.String(required=True, metadata={"example": "pss_service:v2:..."})
+    bearerToken = fields.String(required=True, metadata={"example": "ServiceAccount <hex>"})
+
+
+class ServiceAccountCreated(ServiceAccount):
+    initialToken = fields.Nested(IssuedToken, required=True)
+
+
+class GrantedEnvironment(Schema):
+    id = fields.String(required=True)
+    name = fields.String(required=True)
+    envType = fields.String(required=True)
+
+
+class GrantedApp(Schema):
+    id = fields.String(required=True)
+    name = fields.String(required=True)
+    environments = fields.List(fields.Nested(GrantedEnvironment), required=True)
+
+
+class ServiceAccountDetail(ServiceAccount):
+    tokens = fields.List(fields.Nested(TokenInfo), required=True,
+                         metadata={"description": "Live tokens, newest first."})
+    apps = fields.List(fields.Nested(GrantedApp), required=True)
+
+
+class NewApp(Schema):
+    name = fields.String(required=True, validate=validate.Length(max=64))
+    description = fields.String(validate=validate.Length(max=10000))
+    environments = fields.List(fields.String(), metadata={
+        "description": "Custom environment names; default Development, Staging, Production."})
+
+
+class AppChange(Schema):
+    name = fields.String(validate=validate.Length(max=64))
+    description = fields.String(validate=validate.Length(max=10000))
+
+
+class EnvironmentName(Schema):
+    name = fields.String(required=True,
+                         validate=validate.Regexp(r"^[a-zA-Z0-9\-_]{1,64}$"))
+
+
+class NewServiceAccount(Schema):
+    name = fields.String(required=True, validate=validate.Length(max=64))
+    role_id = fields.String(required=True)
+    token_name = fields.String(validate=validate.Length(max=64),
+                               metadata={"description": "Default `Default`."})
+    team_id = fields.String(metadata={"description": "Teams are not available (403)."})
+
+
+class ServiceAccountChange(Schema):
+    name = fields.String(validate=validate.Length(max=64))
+    role_id = fields.String()
+
+
+class AccessEntry(Schema):
+    id = fields.String(required=True, metadata={"description": "App id."})
+    environments = fields.List(fields.String(), required=True,
+                               metadata={"description": "Environment ids of that app."})
+
+
+class ServiceAccountAccess(Schema):
+    apps = fields.List(fields.Nested(AccessEntry), required=True,
+                       metadata={"description": "Replaces every grant of the account."})
+
+
+class NewToken(Schema):
+    name = fields.String(required=True, validate=validate.Length(max=64))
+    expires_at = fields.String(metadata={"format": "date-time",
+                                         "description": "ISO-8601 with timezone, future."})
+    expires_in = fields.Integer(validate=validate.Range(min=1),
+                                metadata={"description": "Lifetime in seconds."})
