@@ -268,3 +268,26 @@ def granted_environment_ids(db, *, user_id=None, service_account_id=None):
             f"SELECT environment_id FROM environment_access WHERE {column} = ?", (owner,)
         )
     }
+
+
+def get_service_account_token(db, service_account_id, token_id):
+    """A live (not revoked) token of the service account."""
+    row = db.one(
+        "SELECT * FROM tokens WHERE id = ? AND service_account_id = ? AND revoked_at IS NULL",
+        (token_id, service_account_id),
+    )
+    if row is None:
+        raise NotFound("token")
+    return row
+
+
+def service_account_grants(db, service_account_id):
+    """The environments a service account may use with their apps: newest app first, then the
+    environments in index order."""
+    return db.all(
+        "SELECT e.id, e.name, e.env_type, a.id AS app_id, a.name AS app_name"
+        " FROM environment_access ea JOIN environments e ON e.id = ea.environment_id"
+        " JOIN apps a ON a.id = e.app_id WHERE ea.service_account_id = ?"
+        " ORDER BY a.created_at DESC, a.rowid DESC, e.sort_index",
+        (service_account_id,),
+    )
