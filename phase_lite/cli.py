@@ -4,16 +4,20 @@ Every command prints a one-line human result, or JSON with ``--json``, and exits
 a one-line message on bad input. Commands read the same ``PHASE_LITE_*`` settings as the server.
 """
 
+import contextlib
 import json
 import logging
+import re
 import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import click
 
 from . import __version__, accounts, apps
 from .config import ConfigError, load_config
 from .errors import PhaseError
-from .store import StoreError
+from .store import NotFound, StoreError
 from .store import accounts as account_store
 from .store import apps as app_store
 
@@ -111,8 +115,14 @@ def serve():
 def serve_app(app):
     import waitress
 
+    from .audit import start_retention
+    from .backup import hold_serving_lock
+
     config = app.config["PHASE_LITE"]
+    serving_lock = hold_serving_lock(config)  # held until the process ends: "in use" for restore
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if config.audit_retention_days:
+        start_retention(app.extensions["phase_lite"].db, config.audit_retention_days)
     base = f"http://{config.listen}"
     click.echo(
         f"phase_lite {__version__} serving on {base}\n"
@@ -123,6 +133,7 @@ def serve_app(app):
     )
     waitress.serve(app, listen=config.listen, threads=config.threads, ident="phase_lite",
                    _quiet=True)
+    serving_lock.close()
 
 
 # -- users -----------------------------------------------------------------------------------
@@ -442,6 +453,247 @@ def sa_tokens_revoke(ctx, token_id, as_json):
     """Revoke a token by id; it stops working at once."""
     accounts.revoke_token(ctx.db, token_id)
     emit(as_json, {"id": token_id, "revoked": True}, f"Revoked token {token_id}.")
+
+
+
+# -- backup, restore and key rotation --------------------------------------------------------
+
+
+@contextlib.contextmanager
+def one_line_errors():
+    """Report backup and rotation failures as one line and exit status 1."""
+    from .backup import BackupError
+    from .rotation import RotationError
+
+    try:
+        yield
+    except (BackupError, RotationError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _summary_payload(summary):
+    return {"path": summary.path, "apps": summary.apps, "environments": summary.environments,
+            "secrets": summary.secrets, "encryptedFields": summary.fields}
+
+
+@main.command("backup")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@json_option
+@pass_ctx
+def backup_command(ctx, path, as_json):
+    """Write a checked, consistent copy of the database to PATH (safe while serving)."""
+    from .backup import create_backup
+
+    with one_line_errors():
+        summary = create_backup(ctx.db, ctx.services.keyring, path)
+    emit(as_json, _summary_payload(summary),
+         f"Backed up {summary.apps} apps, {summary.environments} environments and "
+         f"{summary.secrets} secrets to {summary.path} (checked: integrity ok, "
+         f"{summary.fields} encrypted fields open with the master key).")
+
+
+@main.command("restore")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True,
+              help="Restore even while a server is using the database (restart it afterwards).")
+@json_option
+def restore_command(path, force, as_json):
+    """Replace the database with a backup, after checking it opens with the master key."""
+    from .app import open_keyring
+    from .backup import restore_backup
+
+    config = load_config()
+    with one_line_errors():
+        result = restore_backup(config, open_keyring(config), path, force=force)
+    summary = result.summary
+    line = (f"Restored {summary.apps} apps, {summary.environments} environments and "
+            f"{summary.secrets} secrets from {path} into {config.database}.")
+    if result.set_aside:
+        line += f" The damaged database was moved to {result.set_aside}."
+    if result.was_in_use:
+        line += " A server was running: restart it now so it drops its caches."
+    emit(as_json, _summary_payload(summary) | {
+        "database": str(config.database), "serverWasRunning": result.was_in_use,
+        "damagedDatabaseMovedTo": str(result.set_aside) if result.set_aside else None}, line)
+
+
+@main.group("keys")
+def keys_group():
+    """Master key and app data key rotation."""
+
+
+@keys_group.command("rotate-master")
+@json_option
+def keys_rotate_master(as_json):
+    """Make a new master key and re-wrap every app's data key with it (server stopped)."""
+    from .app import open_services
+    from .backup import exclusive_lock
+    from .rotation import rotate_master_key
+
+    config = load_config()
+
+    def publish(new_key):
+        # Shown before the database changes: without it the database would be lost.
+        click.echo(new_key, err=as_json)
+        sys.stdout.flush()
+
+    with one_line_errors(), exclusive_lock(config, action="key rotation"):
+        services = open_services(config)
+        try:
+            result = rotate_master_key(config, services.db, services.vault, publish=publish)
+        finally:
+            services.close()
+    payload = {"previousKeyIds": result.previous_key_ids, "keyId": result.new_key_id,
+               "apps": result.apps,
+               "keyFile": str(result.key_file) if result.key_file else None}
+    if result.key_file:
+        emit(as_json, payload,
+             f"Rotated the master key: {result.apps} app data keys are now wrapped by key "
+             f"{result.new_key_id} (was {result.previous_key_ids[0]}). The new key is in "
+             f"{result.key_file} (mode 0600); the previous key was removed from it. Copy the "
+             "file somewhere safe now. Backups made before this rotation open only with the "
+             "previous key.")
+        return
+    if as_json:
+        click.echo(json.dumps(payload | {"newMasterKey": result.new_key}, indent=2))
+        return
+    click.echo(
+        f"Rotated the master key: {result.apps} app data keys are now wrapped by key "
+        f"{result.new_key_id} (was {result.previous_key_ids[0]}). PHASE_LITE_MASTER_KEY comes "
+        "from the environment, so nothing was written: the new key is the line printed above. "
+        "Set PHASE_LITE_MASTER_KEY to it wherever phase-lite runs before starting the server; "
+        "the previous key no longer opens the database.",
+        err=True,
+    )
+
+
+@keys_group.command("rotate-app")
+@click.argument("app")
+@json_option
+@pass_ctx
+def keys_rotate_app(ctx, app, as_json):
+    """Give one app a new data key and re-encrypt all of its fields (server stopped)."""
+    from .backup import exclusive_lock
+    from .rotation import rotate_app_key
+
+    # A running server holds environment rows and ciphertexts read before the commit; they
+    # would not open under the new key, so the rotation waits for the server to stop.
+    with one_line_errors(), exclusive_lock(ctx.config, action="key rotation"):
+        app_row, _ = accounts.resolve_environments(
+            ctx.db, accounts.organisation(ctx.db)["id"], app, [])
+        count = rotate_app_key(ctx.db, ctx.services.vault, app_row["id"])
+    emit(as_json, {"id": app_row["id"], "name": app_row["name"], "encryptedFields": count},
+         f"Rotated the data key of app {app_row['name']}: {count} encrypted fields "
+         "re-encrypted.")
+
+
+# -- audit log -------------------------------------------------------------------------------
+
+
+RELATIVE_TIME = re.compile(r"^(\d+)([smhd])$")
+RELATIVE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_since(text):
+    """``7d``, ``12h``, ``30m``, ``45s`` ago, or an ISO-8601 date or time (UTC unless given)."""
+    from .store import format_time
+
+    match = RELATIVE_TIME.match(text.strip())
+    if match:
+        delta = timedelta(**{RELATIVE_UNITS[match.group(2)]: int(match.group(1))})
+        return format_time(datetime.now(timezone.utc) - delta)
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter("expected an ISO-8601 date or time, or 7d, 12h, 30m, 45s")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return format_time(moment)
+
+
+def _actor_id(db, org_id, actor):
+    try:
+        return account_store.get_user_by_email(db, org_id, actor)["id"]
+    except NotFound:
+        pass
+    try:
+        return account_store.find_service_account(db, org_id, actor)["id"]
+    except NotFound:
+        return actor  # an id of an account that may be gone since
+
+
+def _event_payload(row):
+    return {"id": row["id"], "createdAt": row["created_at"], "actorType": row["actor_type"],
+            "actorId": row["actor_id"], "tokenId": row["token_id"], "action": row["action"],
+            "resourceType": row["resource_type"], "resourceId": row["resource_id"],
+            "appId": row["app_id"], "environmentId": row["environment_id"],
+            "details": json.loads(row["details"]), "ipAddress": row["ip_address"],
+            "userAgent": row["user_agent"]}
+
+
+def _event_line(event):
+    actor = event["actorType"] + (f":{event['actorId']}" if event["actorId"] else "")
+    where = "".join(f"  {name}={event[key]}" for name, key in
+                    (("app", "appId"), ("env", "environmentId"), ("ip", "ipAddress"))
+                    if event[key])
+    return (f"{event['createdAt']}  {event['action']} {event['resourceType']}"
+            f"{' ' + event['resourceId'] if event['resourceId'] else ''}  by {actor}{where}")
+
+
+@main.group("audit")
+def audit_group():
+    """The audit log."""
+
+
+@audit_group.command("list")
+@click.option("--app", help="App id or name.")
+@click.option("--env", help="Environment id, or name with --app.")
+@click.option("--actor", help="User email, service account name, or account id.")
+@click.option("--since", help="7d, 12h, 30m, 45s, or an ISO-8601 date or time.")
+@click.option("--limit", type=click.IntRange(1, 10000), default=50, show_default=True)
+@json_option
+@pass_ctx
+def audit_list(ctx, app, env, actor, since, limit, as_json):
+    """List audit events, newest first."""
+    from .store import audit as audit_store
+
+    org_id = accounts.organisation(ctx.db)["id"]
+    app_id = env_id = None
+    if app:
+        app_row, envs = accounts.resolve_environments(ctx.db, org_id, app, [env] if env else [])
+        app_id = app_row["id"]
+        env_id = envs[0]["id"] if env else None
+    elif env:
+        try:
+            env_id = app_store.get_environment(ctx.db, org_id, env)["id"]
+        except NotFound:
+            raise click.ClickException(f"No environment with id '{env}' (give --app to use a "
+                                       "name).") from None
+    rows = audit_store.list_events(
+        ctx.db, app_id=app_id, environment_id=env_id,
+        actor_id=_actor_id(ctx.db, org_id, actor) if actor else None,
+        since=parse_since(since) if since else None, limit=limit,
+    )
+    payload = [_event_payload(row) for row in rows]
+    emit(as_json, payload, "\n".join(_event_line(e) for e in payload) or "No events.")
+
+
+@audit_group.command("prune")
+@click.option("--older-than-days", type=click.IntRange(min=1),
+              help="Default: PHASE_LITE_AUDIT_RETENTION_DAYS.")
+@json_option
+@pass_ctx
+def audit_prune(ctx, older_than_days, as_json):
+    """Delete audit events older than the retention period."""
+    from .audit import prune
+
+    days = older_than_days or ctx.config.audit_retention_days
+    if not days:
+        raise click.ClickException(
+            "give --older-than-days N or set PHASE_LITE_AUDIT_RETENTION_DAYS")
+    deleted = prune(ctx.db, days)
+    emit(as_json, {"deleted": deleted, "olderThanDays": days},
+         f"Deleted {deleted} audit events older than {days} days.")
 
 
 if __name__ == "__main__":

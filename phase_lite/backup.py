@@ -1,0 +1,250 @@
+"""Online backups and verified restores of the database.
+
+``backup``: ``VACUUM INTO`` a new private file beside the target (a consistent snapshot taken in
+one read transaction, so a running server keeps serving and writing), fsync, rename into place,
+then check the copy: it opens, ``PRAGMA integrity_check`` is ok, the master key opens its check
+blob, every app's data key and every encrypted field. A backup holds ciphertexts only; it is
+readable with the master key that was current when it was made, which is never written into it.
+
+``restore``: check the backup the same way before anything is touched, then copy it into the
+database with SQLite's backup API (one write transaction on the destination, so every connection
+sees the old or the new content, never a mix).
+
+"In use" means a running ``phase-lite serve``: it holds a shared ``flock`` on
+``<database>.lock`` for its lifetime. The kernel drops the lock when the process ends, even by
+SIGKILL, so it is never stale. ``restore`` and the ``keys rotate-*`` commands take the exclusive
+lock without waiting: a held shared lock means a server is running (``restore --force`` goes on
+anyway, and the server must be restarted so it drops its caches), and a server does not start
+while one of them holds it.
+"""
+
+import contextlib
+import fcntl
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import audit, keyring, rotation
+from .config import Config, ConfigError
+from .store import Database, StoreError
+from .store import apps as app_store
+from .store import backups as backup_store
+from .store import meta as meta_store
+from .vault import DecryptionFailed, Vault
+
+
+class BackupError(Exception):
+    """A backup cannot be written, checked or restored; the message says why in one line."""
+
+
+@dataclass(frozen=True)
+class BackupSummary:
+    path: str
+    apps: int
+    environments: int
+    secrets: int
+    fields: int  # encrypted fields that were decrypted to check the file
+
+
+# -- the serving lock --------------------------------------------------------------------------
+
+
+def lock_path(config: Config) -> Path:
+    return config.database.with_name(config.database.name + ".lock")
+
+
+def hold_serving_lock(config: Config):
+    """Take the shared serving lock for this process's lifetime; return the open lock file.
+
+    Raise ConfigError when a restore or a master-key rotation holds the exclusive lock.
+    """
+    handle = _open_lock(config)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise ConfigError(
+            f"PHASE_LITE_DATABASE: a restore or key rotation is running on {config.database}; "
+            "start the server when it has finished"
+        ) from None
+    return handle
+
+
+@contextlib.contextmanager
+def exclusive_lock(config: Config, *, force: bool = False, action: str = "restore"):
+    """Hold the exclusive lock (no server running) for the block.
+
+    Raise BackupError when a server holds the serving lock, unless ``force``: then the block
+    runs anyway and gets True (the database is in use).
+    """
+    handle = _open_lock(config)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            in_use = False
+        except BlockingIOError:
+            if not force:
+                raise BackupError(
+                    f"{config.database} is in use by a running phase-lite server (it holds "
+                    f"{lock_path(config)}); stop it before the {action}"
+                    + (", or pass --force" if action == "restore" else "")
+                ) from None
+            in_use = True
+        yield in_use
+    finally:
+        handle.close()
+
+
+def _open_lock(config: Config):
+    path = lock_path(config)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    return os.fdopen(fd, "r+b")
+
+
+# -- backup ------------------------------------------------------------------------------------
+
+
+def create_backup(db: Database, ring: keyring.Keyring, target) -> BackupSummary:
+    """Write a checked, consistent copy of the live database to ``target`` (a new file)."""
+    target = Path(target).absolute()
+    if target.exists():
+        raise BackupError(f"{target} already exists; choose a new file name")
+    if not target.parent.is_dir():
+        raise BackupError(f"{target.parent} is not a directory")
+    partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    # VACUUM INTO accepts an existing empty file: create it private first.
+    os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    try:
+        backup_store.vacuum_into(db, partial)
+        _fsync_file(partial)
+        summary = verify_backup(partial, ring)
+        os.link(partial, target)  # fails rather than replace a file made meanwhile
+    except FileExistsError:
+        raise BackupError(f"{target} already exists; choose a new file name") from None
+    except StoreError as exc:
+        raise BackupError(f"cannot write the backup: {exc}") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            partial.unlink()
+    _fsync_dir(target.parent)
+    return BackupSummary(str(target), summary.apps, summary.environments, summary.secrets,
+                         summary.fields)
+
+
+def verify_backup(path, ring: keyring.Keyring) -> BackupSummary:
+    """Check that a database file is whole and opens with the master key; never writes to it.
+
+    Checks ``PRAGMA integrity_check``, the master-key check blob, every app's data key and
+    every encrypted field. Raise BackupError naming what failed (never a value).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise BackupError(f"{path} is not a file")
+    snapshot = backup_store.ReadOnlyDatabase(path)
+    try:
+        if not backup_store.integrity_check(snapshot):
+            raise BackupError(f"{path} failed its integrity check")
+        check = meta_store.get_blob(snapshot, "master_key_check")
+        if check is None:
+            raise BackupError(f"{path} is not an initialised phase_lite database")
+        if not ring.verify_check_blob(check):
+            raise BackupError(
+                f"{path} was made with another master key (this key does not open it)"
+            )
+        vault = Vault(snapshot, ring)
+        fields = 0
+        for app in app_store.all_apps(snapshot):
+            fields += sum(1 for _ in rotation.decrypt_app_fields(snapshot, vault, app["id"]))
+        counts = backup_store.count_rows(snapshot)
+    except DecryptionFailed as exc:
+        raise BackupError(f"{path}: {exc} (another master key, or a damaged file)") from None
+    except StoreError as exc:
+        raise BackupError(f"{path} is not a readable phase_lite database ({exc})") from None
+    finally:
+        snapshot.close()
+    return BackupSummary(str(path), counts["apps"], counts["environments"], counts["secrets"],
+                         fields)
+
+
+# -- restore -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    summary: BackupSummary
+    was_in_use: bool
+    set_aside: Path | None  # where a damaged database was moved before the restore
+
+
+def restore_backup(config: Config, ring: keyring.Keyring, source, *,
+                   force: bool = False) -> RestoreResult:
+    """Check ``source`` with the master key, then make it the database.
+
+    Nothing is touched when the check fails, or when a server is running and not ``force``.
+    """
+    if Path(source).resolve() == config.database.resolve():
+        raise BackupError(f"{source} is the database itself; give a backup file")
+    summary = verify_backup(source, ring)
+    with exclusive_lock(config, force=force) as in_use:
+        set_aside = None if in_use else _set_aside_if_damaged(config.database)
+        if not config.database.exists():
+            config.database.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.close(os.open(config.database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        db = Database(config.database)
+        try:
+            backup_store.copy_into(source, db)
+            db.migrate()
+            with db.transaction():
+                if not ring.verify_check_blob(meta_store.get_blob(db, "master_key_check")):
+                    raise BackupError("the restored database does not open with this key")
+                audit.record(db, None, "restore", "database",
+                             details={"source": Path(source).name, **_counts(summary)})
+            backup_store.checkpoint(db)
+        except StoreError as exc:
+            raise BackupError(f"cannot restore into {config.database}: {exc}") from None
+        finally:
+            db.close()
+    return RestoreResult(summary, in_use, set_aside)
+
+
+def _set_aside_if_damaged(database: Path) -> Path | None:
+    """Move a database that does not open or fails its check (with its WAL) out of the way."""
+    if not database.exists():
+        return None
+    db = Database(database)
+    try:
+        healthy = db.integrity_check()
+    except StoreError:
+        healthy = False
+    finally:
+        db.close()
+    if healthy:
+        return None
+    aside = database.with_name(f"{database.name}.damaged-{int(time.time())}")
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(f"{database}{suffix}", f"{aside}{suffix}")
+    return aside
+
+
+def _counts(summary: BackupSummary) -> dict:
+    return {"apps": summary.apps, "environments": summary.environments,
+            "secrets": summary.secrets}
+
+
+def _fsync_file(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

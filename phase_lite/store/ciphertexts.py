@@ -1,0 +1,48 @@
+"""Every column encrypted under an app's data key, listed once.
+
+Key rotation re-encrypts these and a restore check decrypts them, so a new ``*_enc`` column
+must be added here. Each entry is (table, column, AAD field name, the rows of one app); the AAD
+field names are the ones the writers pass to ``Vault.encrypt``.
+"""
+
+_ENV_ROWS = "SELECT id, {column} FROM environments WHERE app_id = ?"
+_SECRET_ROWS = (
+    "SELECT s.id, s.{column} FROM secrets s JOIN environments e ON e.id = s.environment_id"
+    " WHERE e.app_id = ?"
+)
+_VERSION_ROWS = (
+    "SELECT v.id, v.{column} FROM secret_versions v JOIN secrets s ON s.id = v.secret_id"
+    " JOIN environments e ON e.id = s.environment_id WHERE e.app_id = ?"
+)
+_PERSONAL_ROWS = (
+    "SELECT p.id, p.{column} FROM personal_secrets p JOIN secrets s ON s.id = p.secret_id"
+    " JOIN environments e ON e.id = s.environment_id WHERE e.app_id = ?"
+)
+
+ENCRYPTED_COLUMNS = (
+    ("environments", "seed_enc", "seed", _ENV_ROWS),
+    ("environments", "salt_enc", "salt", _ENV_ROWS),
+    ("secrets", "key_enc", "key", _SECRET_ROWS),
+    ("secrets", "value_enc", "value", _SECRET_ROWS),
+    ("secrets", "comment_enc", "comment", _SECRET_ROWS),
+    ("secret_versions", "key_enc", "key", _VERSION_ROWS),
+    ("secret_versions", "value_enc", "value", _VERSION_ROWS),
+    ("secret_versions", "comment_enc", "comment", _VERSION_ROWS),
+    ("personal_secrets", "value_enc", "value", _PERSONAL_ROWS),
+)
+_WRITABLE = {(table, column) for table, column, _, _ in ENCRYPTED_COLUMNS}
+
+
+def app_ciphertexts(db, app_id):
+    """Yield (table, column, field, row id, blob) for every encrypted field of one app."""
+    for table, column, field, query in ENCRYPTED_COLUMNS:
+        for row_id, blob in db.all(query.format(column=column), (app_id,)):
+            yield table, column, field, row_id, blob
+
+
+def set_ciphertexts(db, table, column, updates):
+    """Store new blobs in one encrypted column: ``updates`` is [(row id, blob)]."""
+    if (table, column) not in _WRITABLE:
+        raise ValueError(f"not an encrypted column: {table}.{column}")
+    db.executemany(f"UPDATE {table} SET {column} = ? WHERE id = ?",
+                   [(blob, row_id) for row_id, blob in updates])
