@@ -7,7 +7,7 @@ import pytest
 from conftest import bearer_headers
 from phase_lite import accounts
 from phase_lite.api import json_response
-from phase_lite.api.context import principal
+from phase_lite.api.context import principal, scope
 from phase_lite.app import create_app
 from phase_lite.errors import Throttled
 from phase_lite.ratelimit import RateLimiter, account_key
@@ -123,13 +123,13 @@ def limited_app(config, rate):
 
     @flask_app.route("/v1/probe/")
     def probe():
-        principal()
-        principal()  # a second call in one request is not a second request
+        scope(principal())
+        scope(principal())  # a second call in one request is not a second request
         return json_response({"ok": True})
 
     @flask_app.route("/v1/other-probe/")
     def other_probe():
-        principal()
+        scope(principal())
         return json_response({"ok": True})
 
     return flask_app
@@ -197,6 +197,19 @@ def test_no_limit_when_unset(config, owner, owner_headers):
     assert all(client.get("/v1/probe/", headers=owner_headers).status_code == 200
                for _ in range(200))
     flask_app.extensions["phase_lite"].close()
+
+
+def test_scope_errors_come_before_the_limit(limited, demo, owner_headers):
+    app_row, _ = demo
+    client = limited.test_client()
+    for _ in range(3):
+        assert client.get("/v1/apps/", headers=owner_headers).status_code == 200
+    unknown = client.get("/v1/secrets/?app_id=nope&env=Development", headers=owner_headers)
+    assert (unknown.status_code, unknown.get_json()) == (
+        404, {"error": "App with ID nope not found"})
+    over = client.get(f"/v1/secrets/?app_id={app_row['id']}&env=Development",
+                      headers=owner_headers)
+    assert over.status_code == 429
 
 
 def test_every_surface_shares_one_budget(limited, demo, owner_headers):

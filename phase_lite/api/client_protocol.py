@@ -12,7 +12,7 @@ from .. import schemas
 from .. import secrets as secret_rules
 from ..client_protocol import ClientProtocol
 from . import PUBLIC_FLAG, json_response
-from .context import principal, query_args, request_meta, services, throttle
+from .context import principal, request_meta, scope, throttle
 
 blp = Blueprint(
     "client_protocol", __name__,
@@ -118,9 +118,9 @@ class Secrets(MethodView):
     def dispatch_request(self, **kwargs):
         """Authenticate, find the environment (``Environment`` header), check the role."""
         caller = principal()
-        scope = services().auth.resolve_scope(caller, query_args(), request.headers)
-        secret_rules.require_permission(caller, scope.environment, request.method)
-        return getattr(self, request.method.lower())(caller, scope.environment)
+        env_row = scope(caller).environment
+        secret_rules.require_permission(caller, env_row, request.method)
+        return getattr(self, request.method.lower())(caller, env_row)
 
     @_doc(_READ_HEADERS, None, 401, 403)
     def get(self, caller, env):

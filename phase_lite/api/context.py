@@ -16,23 +16,33 @@ def services():
 
 
 def principal():
-    """Authenticate the request (cached on the request) or raise AuthenticationFailed.
-
-    The first call also counts the request against the account's rate limit (Throttled).
-    """
+    """Authenticate the request (cached on the request) or raise AuthenticationFailed."""
     found = request.environ.get("phase_lite.principal")
     if found is None:
         found = services().auth.authenticate(request.headers.get("Authorization"))
-        throttle(found)
         request.environ["phase_lite.principal"] = found
+    return found
+
+
+def scope(caller):
+    """Resolve the app/environment the request names, then count it against the rate limit.
+
+    Phase's order: authentication and scope (401/403/404) come before throttling (429),
+    which comes before the view's own checks.
+    """
+    found = services().auth.resolve_scope(caller, query_args(), request.headers)
+    throttle(caller)
     return found
 
 
 def throttle(caller=None):
     """Count the request against its account's rate limit (the client IP's without one).
 
-    Call once per request, right after authenticating; raise Throttled when over the limit.
+    Counts once per request however often it is called; raise Throttled when over the limit.
     """
+    if request.environ.get("phase_lite.throttled"):
+        return
+    request.environ["phase_lite.throttled"] = True
     key = account_key(caller) if caller is not None else account_key(ip=client_ip())
     current_app.extensions["phase_lite_limiter"].check(key)
 

@@ -88,6 +88,7 @@ class ManagementView(MethodView):
         self.services = context.services()
         self.principal = context.principal()
         self.resolve(**kwargs)
+        context.throttle(self.principal)
         allowed = request.method in type(self).methods
         if self.action is not None:
             self.require(self.action)

@@ -15,7 +15,7 @@ from werkzeug.exceptions import NotAcceptable
 
 from .. import schemas, secrets
 from . import json_response
-from .context import principal, query_args, request_meta, services
+from .context import principal, query_args, request_meta, scope, services
 
 blp = Blueprint("secrets", __name__, description="Secrets of an app environment")
 
@@ -71,10 +71,9 @@ class Secrets(MethodView):
         if not accepts_json(request.headers.get("Accept")):
             raise NotAcceptable(description="Could not satisfy the request Accept header.")
         caller = principal()
-        scope = services().auth.resolve_scope(caller, query_args(), request.headers)
-        # Rate limiting happens with the first principal() call (api.context).
-        secrets.require_permission(caller, scope.environment, request.method)
-        return getattr(self, request.method.lower())(caller, scope.environment)
+        env_row = scope(caller).environment
+        secrets.require_permission(caller, env_row, request.method)
+        return getattr(self, request.method.lower())(caller, env_row)
 
     @blp.doc(parameters=[{"in": "query", "schema": schemas.SecretsFilter},
                          *_ENVIRONMENT_HEADERS])
