@@ -39,7 +39,7 @@ def test_make_run_initialises_prints_a_token_and_serves(tmp_path):
         token = re.search(r"pss_user:v1(:[0-9a-f]{64}){4}", output)
         assert token, output
         bearer = token.group(0).split(":")[2]
-        assert f"/service/public/v1/secrets/" in output
+        assert "/service/public/v1/secrets/" in output
         assert f"PHASE_HOST=http://127.0.0.1:{port}" in output
         apps = requests.get(f"http://127.0.0.1:{port}/service/public/v1/apps/",
                             headers={"Authorization": f"Bearer User {bearer}"}, timeout=5)

@@ -1,6 +1,6 @@
 """Apps and their environments."""
 
-from . import NotFound, new_id, now
+from . import NotFound, now
 
 ENV_COLUMNS = (
     "e.id, e.app_id, e.name, e.env_type, e.sort_index, e.seed_enc, e.salt_enc, e.public_key,"
