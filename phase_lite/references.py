@@ -23,6 +23,9 @@ CROSS_ENV_PATTERN = re.compile(r"\$\{(?!\{)(?![^{}]*::)([^{}.]+?)\.([^{}]+?)\}")
 LOCAL_PATTERN = re.compile(r"\$\{(?!\{)([^{}.]+?)\}")
 
 MAX_DEPTH = 25
+# A value that would grow past this while resolving keeps its remaining references verbatim:
+# ``A=${B}${B}, B=${C}${C}, ...`` doubles at every level, and 25 levels would make gigabytes.
+MAX_RESOLVED_LENGTH = 1 << 20
 
 
 class ReferenceSource(Protocol):
@@ -54,7 +57,8 @@ def resolve(value: str, env, identity, source: ReferenceSource) -> str:
 def _resolve(value, env, visited, source):
     if "${" not in value:
         return value
-    for app_name, env_name, ref in CROSS_APP_PATTERN.findall(value):
+    # A reference repeated in one value is resolved once (dict.fromkeys keeps the order).
+    for app_name, env_name, ref in dict.fromkeys(CROSS_APP_PATTERN.findall(value)):
         target = source.app_environment(env, app_name, env_name)
         if target is None:
             continue
@@ -62,8 +66,8 @@ def _resolve(value, env, visited, source):
             return value
         found = _follow(target, ref, visited, source)
         if found is not None:
-            value = value.replace(f"${{{app_name}::{env_name}.{ref}}}", found)
-    for env_name, ref in CROSS_ENV_PATTERN.findall(value):
+            value = _replace(value, f"${{{app_name}::{env_name}.{ref}}}", found)
+    for env_name, ref in dict.fromkeys(CROSS_ENV_PATTERN.findall(value)):
         target = source.sibling_environment(env, env_name)
         if target is None:
             continue
@@ -71,12 +75,19 @@ def _resolve(value, env, visited, source):
             return value
         found = _follow(target, ref, visited, source)
         if found is not None:
-            value = value.replace(f"${{{env_name}.{ref}}}", found)
-    for ref in LOCAL_PATTERN.findall(value):
+            value = _replace(value, f"${{{env_name}.{ref}}}", found)
+    for ref in dict.fromkeys(LOCAL_PATTERN.findall(value)):
         found = _follow(env, ref, visited, source)
         if found is not None:
-            value = value.replace(f"${{{ref}}}", found)
+            value = _replace(value, f"${{{ref}}}", found)
     return value
+
+
+def _replace(value, token, found):
+    """Replace every ``token`` in ``value`` unless the result would be too long to serve."""
+    if len(value) + value.count(token) * (len(found) - len(token)) > MAX_RESOLVED_LENGTH:
+        return value
+    return value.replace(token, found)
 
 
 def _follow(env, ref, visited, source):

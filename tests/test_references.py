@@ -312,3 +312,25 @@ def test_write_responses_see_the_request_own_secrets(demo, post, client, sa_head
                                            {"key": "B", "value": "${A}${C}"},
                                            {"key": "C", "value": "z"}])
     assert [item["value"] for item in created] == ["x", "xz", "z"]
+
+
+def test_doubling_references_stay_fast_and_bounded(client, demo, sa_headers):
+    """``K0=${K1}${K1}, K1=${K2}${K2}, ...`` 25 deep would make ~1 GB; it stays bounded."""
+    import time
+
+    from phase_lite.references import MAX_RESOLVED_LENGTH
+
+    app_row, _ = demo
+    query = f"?app_id={app_row['id']}&env=Development"
+    chain = [{"key": f"K{i}", "value": f"${{K{i + 1}}}${{K{i + 1}}}"} for i in range(25)]
+    chain.append({"key": "K25", "value": "x" * 64})
+    assert client.post("/v1/secrets/" + query, json={"secrets": chain},
+                       headers=sa_headers).status_code == 200
+    started = time.monotonic()
+    response = client.get("/v1/secrets/" + query + "&key=K0", headers=sa_headers)
+    assert response.status_code == 200
+    assert time.monotonic() - started < 5
+    value = response.get_json()[0]["value"]
+    assert len(value) <= MAX_RESOLVED_LENGTH
+    assert "${K" in value  # the part that would overflow stays verbatim
+    assert set(value.replace("${", "").replace("}", "").replace("K", "")) <= set("0123456789x")
