@@ -7,7 +7,7 @@ from flask import Flask
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import RequestRedirect
 
-from . import __version__, accounts, keyring
+from . import __version__, accounts, audit, keyring
 from .auth import Authenticator
 from .config import Config, ConfigError, load_config
 from .store import Database, StoreError
@@ -149,4 +149,5 @@ class Services:
         self.auth = Authenticator(db)
 
     def close(self):
+        audit.read_log(self.db).close()
         self.db.close()

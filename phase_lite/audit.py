@@ -6,6 +6,7 @@ and its audit event commit or roll back together. Reads are recorded as one even
 
 import logging
 import threading
+import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -98,9 +99,85 @@ def record_secret_write(db, principal, action, env_row, secrets, meta=None):
 
 
 def record_read(db, principal, env_row, secret_ids, meta=None):
-    """Record one read request naming the secrets it returned (one event, its own write)."""
-    with db.transaction():
-        audit_store.insert_events(db, [event(
-            principal, "secrets.read", "secret", app_id=env_row["app_id"],
-            environment_id=env_row["id"], details={"secrets": list(secret_ids)}, meta=meta,
-        )])
+    """Record one read request naming the secrets it returned (one event, written soon)."""
+    read_log(db).add(event(
+        principal, "secrets.read", "secret", app_id=env_row["app_id"],
+        environment_id=env_row["id"], details={"secrets": list(secret_ids)}, meta=meta,
+    ))
+
+
+class ReadLog:
+    """Read events waiting to be written, committed in small batches by a background thread.
+
+    A read is not an acknowledged write, so it need not cost a synchronous commit of its own:
+    events are written within ``interval`` seconds (sooner when ``batch`` are waiting), each
+    with the time of its request. ``flush`` writes what is waiting now; ``close`` stops.
+    """
+
+    def __init__(self, db, interval=0.2, batch=256):
+        self.db = db
+        self.interval = interval
+        self.batch = batch
+        self._events = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopped = False
+        self._thread = None
+
+    def add(self, item):
+        with self._lock:
+            self._events.append(item)
+            waiting = len(self._events)
+            if self._thread is None and not self._stopped:
+                self._thread = threading.Thread(target=self._run, name="audit-reads",
+                                                daemon=True)
+                self._thread.start()
+        if waiting >= self.batch:
+            self._wake.set()
+
+    def take(self) -> list:
+        with self._lock:
+            taken, self._events = self._events, []
+        return taken
+
+    def flush(self):
+        taken = self.take()
+        if not taken:
+            return
+        try:
+            with self.db.transaction():
+                audit_store.insert_events(self.db, taken)
+        except StoreError:
+            with self._lock:  # keep them for the next attempt
+                self._events[:0] = taken
+            raise
+
+    def _run(self):
+        while not self._stopped:
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            try:
+                self.flush()
+            except StoreError as exc:
+                log.error("writing read audit events failed (will retry): %s", exc)
+
+    def close(self):
+        """Stop the thread and write what is waiting."""
+        self._stopped = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        self.flush()
+
+
+_READ_LOGS = weakref.WeakKeyDictionary()
+_READ_LOGS_LOCK = threading.Lock()
+
+
+def read_log(db) -> ReadLog:
+    """The read-event buffer of a database (one per open ``Database``)."""
+    found = _READ_LOGS.get(db)
+    if found is None:
+        with _READ_LOGS_LOCK:
+            found = _READ_LOGS.setdefault(db, ReadLog(db))
+    return found

@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import re
+import signal
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -120,7 +121,8 @@ def serve_app(app):
 
     config = app.config["PHASE_LITE"]
     serving_lock = hold_serving_lock(config)  # held until the process ends: "in use" for restore
-    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(level=config.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if config.audit_retention_days:
         start_retention(app.extensions["phase_lite"].db, config.audit_retention_days)
     base = f"http://{config.listen}"
@@ -131,9 +133,15 @@ def serve_app(app):
         f"  Phase CLI/SDKs:  export PHASE_HOST={base}",
         err=True,
     )
-    waitress.serve(app, listen=config.listen, threads=config.threads, ident="phase_lite",
-                   _quiet=True)
-    serving_lock.close()
+    # SIGTERM (systemd, docker stop, Ctrl-C's cousin) ends the server cleanly: buffered read
+    # audit events are written before the process exits.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        waitress.serve(app, listen=config.listen, threads=config.threads, ident="phase_lite",
+                       _quiet=True)
+    finally:
+        app.extensions["phase_lite"].close()
+        serving_lock.close()
 
 
 # -- users -----------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from phase_lite import accounts, phase_crypto
+from phase_lite import accounts, audit, phase_crypto
 from phase_lite.store import accounts as account_store
 
 FIELDS = ["id", "key", "value", "comment", "tags", "override", "type", "lifecycle", "path",
@@ -887,6 +887,7 @@ def test_delete_is_soft(sa, db):
 
 def test_update_records_one_audit_event_with_the_secret(sa, db):
     (item,) = sa.create({"key": "AUDITED", "value": "v"})
+    audit.read_log(db).flush()
     before = db.scalar("SELECT MAX(id) FROM audit_events")
     sa.put([{"id": item["id"], "value": "v2"}])
     rows = db.all("SELECT * FROM audit_events WHERE id > ?", (before,))

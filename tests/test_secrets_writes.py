@@ -7,7 +7,7 @@ import secrets as random
 
 import pytest
 
-from phase_lite import secrets
+from phase_lite import audit, secrets
 from phase_lite.app import create_app
 from phase_lite.audit import RequestMeta
 from phase_lite.config import load_config
@@ -132,7 +132,8 @@ def test_every_write_keeps_an_encrypted_version(client, url, sa_headers, db, ser
 
 
 def audit_rows(db):
-    return db.all("SELECT * FROM audit_events ORDER BY id")
+    audit.read_log(db).flush()  # read events are written in batches
+    return db.all("SELECT * FROM audit_events ORDER BY created_at, id")
 
 
 def test_writes_and_reads_are_audited_one_event_per_request(client, url, sa_headers, sa_token,

@@ -11,7 +11,9 @@ import pytest
 import requests
 
 from conftest import REPO, LiveServer, free_port
-from phase_lite import keyring
+from phase_lite import accounts, apps, keyring
+from phase_lite.app import open_services
+from phase_lite.store import Database
 
 pytestmark = pytest.mark.slow
 
@@ -79,3 +81,24 @@ def test_serve_refuses_the_wrong_master_key_and_says_why(config, owner):
         f"Error: PHASE_LITE_MASTER_KEY: this master key does not match the database "
         f"{config.database} (wrong key?)"
     ]
+
+
+def test_sigterm_writes_buffered_read_events(config, owner):
+    services = open_services(config)
+    org_id = accounts.organisation(services.db)["id"]
+    app_id = apps.create_app(services.db, services.vault, org_id, "audited")
+    services.close()
+    server = LiveServer(config.data_dir).start()
+    try:
+        headers = {"Authorization": f"Bearer {owner.bearer_token}"}
+        for _ in range(5):
+            response = requests.get(f"{server.url}/v1/secrets/?app_id={app_id}&env=Development",
+                                    headers=headers, timeout=5)
+            assert response.status_code == 200
+    finally:
+        server.stop(signal.SIGTERM)
+    assert server.process.returncode == 0
+    db = Database(config.database)
+    reads = db.scalar("SELECT count(*) FROM audit_events WHERE action = 'secrets.read'")
+    db.close()
+    assert reads == 5

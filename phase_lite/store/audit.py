@@ -28,7 +28,8 @@ def list_events(db, *, app_id=None, environment_id=None, actor_id=None, since=No
         params.append(since)
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     return db.all(
-        f"SELECT * FROM audit_events {where} ORDER BY id DESC LIMIT ?", (*params, limit)
+        f"SELECT * FROM audit_events {where} ORDER BY created_at DESC, id DESC LIMIT ?",
+        (*params, limit),
     )
 
 
