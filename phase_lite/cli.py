@@ -177,6 +177,47 @@ def users_list(ctx, as_json):
          or "No users.")
 
 
+@users.command("grant")
+@click.argument("email")
+@click.option("--app", "app", required=True)
+@click.option("--env", "envs", multiple=True, help="Environment name (repeat); default: all.")
+@json_option
+@pass_ctx
+def users_grant(ctx, email, app, envs, as_json):
+    """Let a user (Manager, Developer) use environments of an app."""
+    user = accounts.user_by_email(ctx.db, email)
+    _change_access(ctx, True, email, user, app, envs, as_json, user_id=user["id"])
+
+
+@users.command("revoke-access")
+@click.argument("email")
+@click.option("--app", "app", required=True)
+@click.option("--env", "envs", multiple=True, help="Environment name (repeat); default: all.")
+@json_option
+@pass_ctx
+def users_revoke_access(ctx, email, app, envs, as_json):
+    """Take environments of an app away from a user."""
+    user = accounts.user_by_email(ctx.db, email)
+    _change_access(ctx, False, email, user, app, envs, as_json, user_id=user["id"])
+
+
+def _change_access(ctx, grant, label, account, app, envs, as_json, **owner):
+    """Grant or revoke an account's environments of an app; say what changed."""
+    app_row, env_rows = accounts.resolve_environments(ctx.db, account["organisation_id"], app,
+                                                      envs)
+    env_ids = [e["id"] for e in env_rows]
+    names = [e["name"] for e in env_rows]
+    if grant:
+        accounts.grant_environments(ctx.db, env_ids, **owner)
+        emit(as_json, {"id": account["id"], "app": app_row["id"], "environments": names},
+             f"Granted {label} access to {app_row['name']}: {', '.join(names)}.")
+        return
+    with ctx.db.transaction():
+        account_store.revoke_environments(ctx.db, env_ids, **owner)
+    emit(as_json, {"id": account["id"], "app": app_row["id"], "revoked": names},
+         f"Revoked {label}'s access to {app_row['name']}: {', '.join(names)}.")
+
+
 @users.group("tokens")
 def user_tokens():
     """Personal access tokens."""
@@ -395,11 +436,7 @@ def sa_list(ctx, as_json):
 def sa_grant(ctx, account, app, envs, as_json):
     """Let a service account use environments of an app."""
     sa = accounts.service_account(ctx.db, account)
-    app_row, env_rows = accounts.resolve_environments(ctx.db, sa["organisation_id"], app, envs)
-    accounts.grant_environments(ctx.db, [e["id"] for e in env_rows], service_account_id=sa["id"])
-    names = [e["name"] for e in env_rows]
-    emit(as_json, {"id": sa["id"], "app": app_row["id"], "environments": names},
-         f"Granted {sa['name']} access to {app_row['name']}: {', '.join(names)}.")
+    _change_access(ctx, True, sa["name"], sa, app, envs, as_json, service_account_id=sa["id"])
 
 
 @service_accounts.command("revoke-access")
@@ -411,13 +448,7 @@ def sa_grant(ctx, account, app, envs, as_json):
 def sa_revoke_access(ctx, account, app, envs, as_json):
     """Take environments of an app away from a service account."""
     sa = accounts.service_account(ctx.db, account)
-    app_row, env_rows = accounts.resolve_environments(ctx.db, sa["organisation_id"], app, envs)
-    with ctx.db.transaction():
-        account_store.revoke_environments(ctx.db, [e["id"] for e in env_rows],
-                                          service_account_id=sa["id"])
-    names = [e["name"] for e in env_rows]
-    emit(as_json, {"id": sa["id"], "app": app_row["id"], "revoked": names},
-         f"Revoked {sa['name']}'s access to {app_row['name']}: {', '.join(names)}.")
+    _change_access(ctx, False, sa["name"], sa, app, envs, as_json, service_account_id=sa["id"])
 
 
 @service_accounts.group("tokens")

@@ -8,7 +8,9 @@ import sys
 import pytest
 from click.testing import CliRunner
 
+from phase_lite.app import create_app
 from phase_lite.cli import main
+from phase_lite.config import load_config
 from phase_lite.store import Database
 
 TOKEN_PATTERN = re.compile(r"^pss_(user|service):v\d+(:[0-9a-f]{64}){4}$")
@@ -129,6 +131,30 @@ def test_apps_environments_and_service_accounts(run):
 
     run("apps", "delete", "lab")
     assert [a["name"] for a in run_json(run, "apps", "list")] == ["shop"]
+
+
+def test_user_grants_reach_the_secrets_api(run, data_dir):
+    run("init")
+    shop = run_json(run, "apps", "create", "shop")
+    run("users", "create", "--email", "dev@example.com", "--role", "Developer")
+    token = run_json(run, "users", "tokens", "create", "--email", "dev@example.com")
+    grant = run_json(run, "users", "grant", "dev@example.com", "--app", "shop", "--env", "Staging")
+    assert grant["environments"] == ["Staging"]
+
+    app = create_app(load_config({"PHASE_LITE_DATA_DIR": str(data_dir)}))
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {token['bearerToken']}"}
+
+    def status(env):
+        return client.get(f"/v1/secrets/?app_id={shop['id']}&env={env}", headers=headers)
+
+    assert status("Staging").status_code == 200
+    assert (status("Development").status_code, status("Development").get_json()) == (
+        403, {"error": "User cannot access this environment"})
+    revoked = run_json(run, "users", "revoke-access", "dev@example.com", "--app", "shop")
+    assert revoked["revoked"] == ["Development", "Staging", "Production"]
+    assert status("Staging").status_code == 403
+    app.extensions["phase_lite"].close()
 
 
 def test_console_script_help(data_dir):
