@@ -484,14 +484,7 @@ def sa_tokens_list(ctx, account, as_json):
         for t in payload) or "No tokens.")
 
 
-@sa_tokens.command("revoke")
-@click.argument("token_id")
-@json_option
-@pass_ctx
-def sa_tokens_revoke(ctx, token_id, as_json):
-    """Revoke a token by id; it stops working at once."""
-    accounts.revoke_token(ctx.db, token_id)
-    emit(as_json, {"id": token_id, "revoked": True}, f"Revoked token {token_id}.")
+sa_tokens.add_command(user_tokens_revoke)  # one command: a token id names either kind
 
 
 

@@ -110,6 +110,13 @@ class Database:
     def all(self, sql, params=()):
         return self.execute(sql, params).fetchall()
 
+    def one_or_missing(self, sql, params, what):
+        """The one row the query finds; NotFound(what) when there is none."""
+        row = self.one(sql, params)
+        if row is None:
+            raise NotFound(what)
+        return row
+
     def scalar(self, sql, params=()):
         row = self.one(sql, params)
         return None if row is None else row[0]

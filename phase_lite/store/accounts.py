@@ -1,6 +1,6 @@
 """Organisation, roles, users, service accounts, tokens and environment access grants."""
 
-from . import NotFound, new_id, now
+from . import new_id, now
 
 # -- organisation and roles ------------------------------------------------------------------
 
@@ -38,22 +38,18 @@ def list_roles(db, organisation_id):
 
 
 def get_role(db, organisation_id, role_id):
-    row = db.one(
-        "SELECT * FROM roles WHERE organisation_id = ? AND id = ?", (organisation_id, role_id)
+    return db.one_or_missing(
+        "SELECT * FROM roles WHERE organisation_id = ? AND id = ?", (organisation_id, role_id),
+        "role",
     )
-    if row is None:
-        raise NotFound("role")
-    return row
 
 
 def get_role_by_name(db, organisation_id, name):
-    row = db.one(
+    return db.one_or_missing(
         "SELECT * FROM roles WHERE organisation_id = ? AND name = ? COLLATE NOCASE",
         (organisation_id, name),
+        "role",
     )
-    if row is None:
-        raise NotFound("role")
-    return row
 
 
 # -- users -----------------------------------------------------------------------------------
@@ -78,23 +74,19 @@ def list_users(db, organisation_id):
 
 
 def get_user_by_email(db, organisation_id, email):
-    row = db.one(
+    return db.one_or_missing(
         "SELECT * FROM users WHERE organisation_id = ? AND email = ? AND deleted_at IS NULL",
         (organisation_id, email),
+        "user",
     )
-    if row is None:
-        raise NotFound("user")
-    return row
 
 
 def get_user(db, organisation_id, user_id):
-    row = db.one(
+    return db.one_or_missing(
         "SELECT * FROM users WHERE organisation_id = ? AND id = ? AND deleted_at IS NULL",
         (organisation_id, user_id),
+        "user",
     )
-    if row is None:
-        raise NotFound("user")
-    return row
 
 
 # -- service accounts ------------------------------------------------------------------------
@@ -125,25 +117,21 @@ def list_service_accounts(db, organisation_id):
 
 
 def get_service_account(db, organisation_id, sa_id):
-    row = db.one(
+    return db.one_or_missing(
         _SA_SELECT + " WHERE sa.organisation_id = ? AND sa.id = ? AND sa.deleted_at IS NULL",
         (organisation_id, sa_id),
+        "service account",
     )
-    if row is None:
-        raise NotFound("service account")
-    return row
 
 
 def find_service_account(db, organisation_id, id_or_name):
     """A live service account by id, or else by exact name."""
-    row = db.one(
+    return db.one_or_missing(
         _SA_SELECT + " WHERE sa.organisation_id = ? AND sa.deleted_at IS NULL"
         " AND (sa.id = ? OR sa.name = ?) ORDER BY sa.id = ? DESC LIMIT 1",
         (organisation_id, id_or_name, id_or_name, id_or_name),
+        "service account",
     )
-    if row is None:
-        raise NotFound("service account")
-    return row
 
 
 def update_service_account(db, sa_id, name=None, role_id=None):
@@ -182,10 +170,7 @@ def insert_token(db, kind, owner_id, name, token_hash, public_key, wrapped_key_s
 
 
 def get_token(db, token_id):
-    row = db.one("SELECT * FROM tokens WHERE id = ?", (token_id,))
-    if row is None:
-        raise NotFound("token")
-    return row
+    return db.one_or_missing("SELECT * FROM tokens WHERE id = ?", (token_id,), "token")
 
 
 def list_tokens(db, *, user_id=None, service_account_id=None, include_revoked=False):
@@ -272,13 +257,11 @@ def granted_environment_ids(db, *, user_id=None, service_account_id=None):
 
 def get_service_account_token(db, service_account_id, token_id):
     """A live (not revoked) token of the service account."""
-    row = db.one(
+    return db.one_or_missing(
         "SELECT * FROM tokens WHERE id = ? AND service_account_id = ? AND revoked_at IS NULL",
         (token_id, service_account_id),
+        "token",
     )
-    if row is None:
-        raise NotFound("token")
-    return row
 
 
 def service_account_grants(db, service_account_id):

@@ -1,6 +1,6 @@
 """Apps and their environments."""
 
-from . import NotFound, now
+from . import now
 
 ENV_COLUMNS = (
     "e.id, e.app_id, e.name, e.env_type, e.sort_index, e.seed_enc, e.salt_enc, e.public_key,"
@@ -29,12 +29,10 @@ def all_apps(db):
 
 
 def get_app(db, organisation_id, app_id):
-    row = db.one(
-        "SELECT * FROM apps WHERE organisation_id = ? AND id = ?", (organisation_id, app_id)
+    return db.one_or_missing(
+        "SELECT * FROM apps WHERE organisation_id = ? AND id = ?", (organisation_id, app_id),
+        "app",
     )
-    if row is None:
-        raise NotFound("app")
-    return row
 
 
 def find_apps_by_name(db, organisation_id, name):
@@ -62,10 +60,8 @@ def delete_app(db, app_id):
 
 
 def get_wrapped_data_key(db, app_id):
-    row = db.one("SELECT wrapped_data_key FROM apps WHERE id = ?", (app_id,))
-    if row is None:
-        raise NotFound("app")
-    return row[0]
+    return db.one_or_missing(
+        "SELECT wrapped_data_key FROM apps WHERE id = ?", (app_id,), "app")[0]
 
 
 # -- environments ----------------------------------------------------------------------------
@@ -107,14 +103,12 @@ def list_org_environments(db, organisation_id):
 
 
 def get_environment(db, organisation_id, env_id):
-    row = db.one(
+    return db.one_or_missing(
         f"SELECT {ENV_COLUMNS} FROM environments e JOIN apps a ON a.id = e.app_id"
         " WHERE a.organisation_id = ? AND e.id = ?",
         (organisation_id, env_id),
+        "environment",
     )
-    if row is None:
-        raise NotFound("environment")
-    return row
 
 
 def find_environment(db, app_id, name):
