@@ -98,11 +98,20 @@ def record_secret_write(db, principal, action, env_row, secrets, meta=None):
     )])
 
 
-def record_read(db, principal, env_row, secret_ids, meta=None):
-    """Record one read request naming the secrets it returned (one event, written soon)."""
+def read_details(secret_ids) -> dict:
+    """The details of a read event naming the secrets it returned.
+
+    Reads repeat: a cached answer keeps its details and records the same object for every
+    request it serves, so it is encoded once per batch, not once per request.
+    """
+    return {"secrets": list(secret_ids)}
+
+
+def record_read(db, principal, env_row, details, meta=None):
+    """Record one read request (``details`` from ``read_details``): one event, written soon."""
     read_log(db).add(event(
         principal, "secrets.read", "secret", app_id=env_row["app_id"],
-        environment_id=env_row["id"], details={"secrets": list(secret_ids)}, meta=meta,
+        environment_id=env_row["id"], details=details, meta=meta,
     ))
 
 
@@ -111,13 +120,17 @@ class ReadLog:
 
     A read is not an acknowledged write, so it need not cost a synchronous commit of its own:
     events are written within ``interval`` seconds (sooner when ``batch`` are waiting), each
-    with the time of its request. ``flush`` writes what is waiting now; ``close`` stops.
+    with the time of its request; when ``backlog`` are waiting, the reader adding one writes
+    them. ``flush`` writes what is waiting now; ``close`` stops.
     """
 
-    def __init__(self, db, interval=0.2, batch=256):
+    # A batch is a commit, and every commit empties the read caches (``phase_lite.caches``):
+    # batches are kept few and large.
+    def __init__(self, db, interval=0.5, batch=1024, backlog=4096):
         self.db = db
         self.interval = interval
         self.batch = batch
+        self.backlog = backlog  # past this many waiting, a reader writes them itself
         self._events = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -132,16 +145,34 @@ class ReadLog:
                 self._thread = threading.Thread(target=self._run, name="audit-reads",
                                                 daemon=True)
                 self._thread.start()
-        if waiting >= self.batch:
+        if waiting == self.batch:  # once per batch: waking the writer takes a lock
             self._wake.set()
+        elif waiting >= self.backlog:
+            # The writer is behind (a read can be answered faster than it is written):
+            # this request writes a batch first, so memory stays bounded.
+            try:
+                self._write(self.take(self.batch))
+            except StoreError as exc:
+                log.error("writing read audit events failed (will retry): %s", exc)
 
-    def take(self) -> list:
+    def take(self, limit=None) -> list:
+        """Remove and return the oldest ``limit`` waiting events (all by default)."""
         with self._lock:
-            taken, self._events = self._events, []
+            if limit is None or limit >= len(self._events):
+                taken, self._events = self._events, []
+            else:
+                taken, self._events = self._events[:limit], self._events[limit:]
         return taken
 
     def flush(self):
-        taken = self.take()
+        """Write every waiting event, ``batch`` to a transaction."""
+        while True:
+            taken = self.take(self.batch)
+            if not taken:
+                return
+            self._write(taken)
+
+    def _write(self, taken):
         if not taken:
             return
         try:

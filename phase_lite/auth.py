@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 from . import phase_crypto
+from .caches import GenerationCache
 from .errors import AuthenticationFailed, DoesNotExist, PermissionDenied
 from .store import NotFound, now, parse_time
 from .store import accounts as account_store
@@ -25,6 +26,8 @@ NO_CREDENTIALS = "Authentication credentials were not provided."
 INVALID_TOKEN = "Invalid token"
 TOKEN_GONE = "Token expired or deleted"
 LAST_USED_GRANULARITY = 60.0  # seconds between last_used_at writes for one token
+PRINCIPAL_CACHE_SIZE = 1024    # tokens remembered per database generation
+SCOPE_CACHE_SIZE = 4096        # (token, environment named) pairs remembered per generation
 
 
 @dataclass(frozen=True)
@@ -70,12 +73,26 @@ class Scope:
 
 
 class Authenticator:
+    """Authenticate tokens and resolve scopes, remembering both for one database generation.
+
+    A cached token is still checked against the clock on every request; anything that could
+    change the answer (a revocation, a grant, a role, from this process or the admin command)
+    is a commit, which moves the generation and empties the caches.
+    """
+
     def __init__(self, db):
         self.db = db
         self._touched = {}
         self._lock = threading.Lock()
+        self._principals = GenerationCache(PRINCIPAL_CACHE_SIZE)  # token hash: (Principal, expiry)
+        self._scopes = GenerationCache(SCOPE_CACHE_SIZE)
 
-    def authenticate(self, authorization: str | None) -> Principal:
+    def authenticate(self, authorization: str | None, generation: int | None = None) -> Principal:
+        """The caller a bearer header names, or AuthenticationFailed/DoesNotExist.
+
+        ``generation`` is ``db.generation()`` taken at the start of the request (taken here
+        when None).
+        """
         if not authorization:
             raise AuthenticationFailed(NO_CREDENTIALS)
         parts = authorization.split(" ")
@@ -84,8 +101,21 @@ class Authenticator:
         kind = TOKEN_TYPES.get(parts[1])
         if kind is None:
             raise AuthenticationFailed(INVALID_TOKEN)
-        bearer = parts[2]
-        token_hash = phase_crypto.hash_bearer(bearer)
+        token_hash = phase_crypto.hash_bearer(parts[2])
+        if generation is None:
+            generation = self.db.generation()
+        cached = self._principals.get(generation, token_hash)
+        if cached is None:
+            cached = self._load_principal(kind, token_hash)
+            self._principals.put(generation, token_hash, cached)
+        principal, expires_at = cached
+        if principal.kind != kind or (expires_at is not None and expires_at <= now()):
+            raise AuthenticationFailed(TOKEN_GONE)
+        self._touch(principal.token_id)
+        return principal
+
+    def _load_principal(self, kind, token_hash):
+        """(Principal, expires_at) of a live token of a live account, else raise."""
         row = account_store.find_token_by_hash(self.db, token_hash)
         if (
             row is None
@@ -99,7 +129,6 @@ class Authenticator:
             if kind == "user":
                 raise DoesNotExist("User not found")
             raise AuthenticationFailed(TOKEN_GONE)
-        self._touch(row["id"])
         perms = json.loads(row["role_permissions"])
         return Principal(
             token_id=row["id"],
@@ -115,7 +144,7 @@ class Authenticator:
             display_name=row["email"] or row["service_account_name"],
             public_key=row["public_key"],
             wrapped_key_share=row["wrapped_key_share"],
-        )
+        ), row["expires_at"]
 
     def _touch(self, token_id):
         """Record the token's last use, at most once a minute per token (a write costs a sync)."""
@@ -130,33 +159,46 @@ class Authenticator:
 
     # -- scope -----------------------------------------------------------------------------
 
-    def resolve_scope(self, principal: Principal, args: dict, headers: dict) -> Scope:
+    def resolve_scope(self, principal: Principal, args: dict, headers: dict,
+                      generation: int | None = None) -> Scope:
         """Find the environment or app a request names, as Phase's auth class does.
 
         ``args`` holds the query parameters with names already normalised to snake_case;
         ``headers`` is case-insensitive (werkzeug Headers or a dict with Title-Case keys).
+        A scope found (access granted) is remembered per token for the ``generation``
+        (``db.generation()``, taken here when None); refusals are worked out every time.
         """
-        org_id = principal.organisation_id
         secret_id = headers.get("Secret-Id") or args.get("secret_id")
+        env_header = headers.get("Environment")
+        app_id = args.get("app_id")
+        env_name = args.get("env")
+        if generation is None:
+            generation = self.db.generation()
+        slot = (principal.token_id, secret_id, env_header, app_id, env_name)
+        found = self._scopes.get(generation, slot)
+        if found is None:
+            found = self._find_scope(principal, secret_id, env_header, app_id, env_name)
+            self._scopes.put(generation, slot, found)
+        return found
+
+    def _find_scope(self, principal, secret_id, env_header, app_id, env_name) -> Scope:
+        org_id = principal.organisation_id
         if secret_id:
             env = app_store.environment_of_secret(self.db, org_id, secret_id)
             if env is None:
                 raise DoesNotExist("Secret not found")
             return self._environment_scope(principal, env)
-        env_header = headers.get("Environment")
         if env_header:
             try:
                 env = app_store.get_environment(self.db, org_id, env_header)
             except NotFound:
                 raise AuthenticationFailed("Environment not found") from None
             return self._environment_scope(principal, env)
-        app_id = args.get("app_id")
         if app_id:
             try:
                 app = app_store.get_app(self.db, org_id, app_id)
             except NotFound:
                 raise DoesNotExist(f"App with ID {app_id} not found") from None
-            env_name = args.get("env")
             if env_name:
                 env = app_store.find_environment(self.db, app["id"], env_name)
                 if env is None:

@@ -123,6 +123,9 @@ def serve_app(app):
     serving_lock = hold_serving_lock(config)  # held until the process ends: "in use" for restore
     logging.basicConfig(level=config.log_level,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # waitress warns "Task queue depth is N" whenever all threads are busy, which under load is
+    # every request: writing that to stderr would cost more than answering.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     if config.audit_retention_days:
         start_retention(app.extensions["phase_lite"].db, config.audit_retention_days)
     base = f"http://{config.listen}"
@@ -137,8 +140,11 @@ def serve_app(app):
     # audit events are written before the process exits.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
+        # Bodies hold plaintext secrets: waitress must keep them in memory, never spill them
+        # into temporary files (its defaults do past 512 KB in, 1 MB out).
         waitress.serve(app, listen=config.listen, threads=config.threads, ident="phase_lite",
-                       _quiet=True)
+                       inbuf_overflow=max(config.max_body_bytes + 1, 524288),
+                       outbuf_overflow=sys.maxsize, _quiet=True)
     finally:
         app.extensions["phase_lite"].close()
         serving_lock.close()

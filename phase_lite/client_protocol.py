@@ -19,8 +19,11 @@ import threading
 import uuid
 from collections import OrderedDict
 
+import orjson
+
 from . import audit, phase_crypto
 from . import secrets as secret_rules
+from .caches import kept_bytes
 from .errors import AuthenticationFailed, DoesNotExist, InvalidRequest, PermissionDenied
 from .paths import normalize_path
 from .store import apps as app_store
@@ -80,6 +83,7 @@ class ClientProtocol:
         self.vault = services.vault
         self.auth = services.auth
         self.wrapped_keys = WrappedKeyCache()
+        self.bodies = secret_rules.new_body_cache()
 
     # -- /secrets/tokens/ ------------------------------------------------------------------
 
@@ -154,21 +158,40 @@ class ClientProtocol:
     # -- /secrets/ GET ---------------------------------------------------------------------
 
     def read_secrets(self, principal, env, *, key_digest=None, path=None, camel=False,
-                     meta=None):
-        """The environment's live secrets as ``ph:v1`` rows, filtered as Phase filters.
+                     meta=None, generation=None) -> bytes:
+        """The JSON body of the environment's live secrets as ``ph:v1`` rows, filtered as
+        Phase filters.
 
         An empty ``key_digest`` or ``path`` means no filter (the CLI always sends the digest
         header, often empty); a path is normalised and matched exactly. Rows written over REST
         get their ciphertexts made here and stored back, a cache fill that a busy database may
-        skip. Keys are snake_case unless the client asked for camelCase. The read is audited
-        as one event naming the secrets returned, as ``/v1/secrets/`` reads are.
+        skip. Keys are snake_case unless the client asked for camelCase. A read that returns
+        secrets is audited as one event naming them, as ``/v1/secrets/`` reads are. The body
+        is remembered per token for the database ``generation`` (as ``/v1/secrets/`` bodies).
         """
-        rows = wire_store.list_secrets(self.db, env["id"], key_digest or None,
-                                       normalize_path(path) if path else None)
+        if generation is None:
+            generation = self.db.generation()
+        slot = (env["id"], env["version"], principal.token_id, key_digest or None,
+                path or None, camel)
+        found = self.bodies.get(generation, slot)
+        if found is None:
+            items = self._wire_items(principal, env, key_digest or None,
+                                     normalize_path(path) if path else None)
+            details = audit.read_details(item["id"] for item in items)
+            if camel:
+                items = [_camel_case(item) for item in items]
+            found = (kept_bytes(orjson.dumps(items)), details)
+            self.bodies.put(generation, slot, found)
+        body, details = found
+        if details["secrets"]:
+            audit.record_read(self.db, principal, env, details, meta)
+        return body
+
+    def _wire_items(self, principal, env, key_digest, path) -> list[dict]:
+        rows = wire_store.list_secrets(self.db, env["id"], key_digest, path)
         if not rows:
             return []
         ids = [row["id"] for row in rows]
-        audit.record_read(self.db, principal, env, ids, meta)
         tags = wire_store.tag_names(self.db, ids)
         overrides = {}
         if principal.is_user:
@@ -201,7 +224,7 @@ class ClientProtocol:
             items.append(_wire_row(row, wire, tags[row["id"]], override))
         if fills or override_fills:
             wire_store.fill_secret_wire(self.db, fills, override_fills)
-        return [_camel_case(item) for item in items] if camel else items
+        return items
 
     # -- /secrets/ POST, PUT, DELETE -------------------------------------------------------
 

@@ -18,7 +18,8 @@ Errors are ``errors.PhaseError`` subclasses carrying Phase's exact messages.
 - ``personal_overrides(services, principal, env_row, secret_ids)``
   -> ``{secret_id: PersonalOverride}`` (always empty for service accounts).
 - ``render_secrets(services, principal, env_row, secrets)`` -> the REST JSON objects
-  (references resolved, the caller's override attached); ``read_secrets`` is the REST GET.
+  (references resolved, the caller's override attached); ``read_secrets`` is the REST GET
+  (its encoded body, remembered for a database generation).
 - ``require_permission(principal, env_row, method)``: Phase's view checks (unsupported method,
   environment required, the role's ``Secrets`` permission), 403 each.
 - ``parse_body``, ``parse_new_secrets``, ``parse_secret_changes``, ``parse_secret_ids``: the
@@ -44,7 +45,10 @@ import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+import orjson
+
 from . import audit, phase_crypto, references
+from .caches import GenerationCache, kept_bytes
 from .errors import DoesNotExist, Duplicate, InvalidRequest, PermissionDenied
 from .paths import ROOT, folder_chain, normalize_path
 from .store import new_id, now, render_time
@@ -54,6 +58,9 @@ from .store import secrets as secret_store
 SECRET_TYPES = ("config", "sealed", "secret")
 TAG_NAME_MAX = 64
 CACHE_ENVIRONMENTS = 256
+BODY_CACHE_ENTRIES = 1024              # encoded GET answers kept per database generation
+BODY_CACHE_BYTES = 64 * 1024 * 1024    # their total size
+BODY_CACHE_MAX_BODY = 8 * 1024 * 1024  # a larger answer (~17,000 secrets) is rebuilt each time
 
 ACTIONS = {"GET": "read", "POST": "create", "PUT": "update", "DELETE": "delete"}
 ENVIRONMENT_REQUIRED = (
@@ -330,7 +337,7 @@ def require_permission(principal, env_row, method: str) -> str:
 class Snapshot:
     """An environment's live secrets at one version, decrypted, with lookup indexes."""
 
-    __slots__ = ("version", "secrets", "by_digest", "by_position", "_bodies")
+    __slots__ = ("version", "secrets", "by_digest", "by_position", "_encoded")
 
     def __init__(self, version, secrets):
         self.version = version
@@ -340,13 +347,14 @@ class Snapshot:
         for secret in self.secrets:
             self.by_digest.setdefault(secret.key_digest, []).append(secret)
             self.by_position.setdefault((secret.path, secret.key_digest), secret)
-        self._bodies = {}
+        self._encoded = {}
 
-    def body(self, secret):
-        """The secret's response object without override and with its raw value (cached)."""
-        found = self._bodies.get(secret.id)
+    def encoded(self, secret) -> bytes:
+        """The secret's response object, JSON-encoded, without override and with its raw
+        value (kept: a listing is then mostly a join of these)."""
+        found = self._encoded.get(secret.id)
         if found is None:
-            found = self._bodies[secret.id] = secret_body(secret)
+            found = self._encoded[secret.id] = kept_bytes(orjson.dumps(secret_body(secret)))
         return found
 
 
@@ -449,19 +457,52 @@ def _select(snapshot, key_digest, path, tags):
 
 
 def read_secrets(services, principal, env_row, *, key=None, path=None, tags=None,
-                 meta=None) -> list[dict]:
+                 meta=None, generation=None) -> bytes:
     """Phase's GET: filter by ``key`` (any case), ``path``, comma-separated ``tags``; return the
-    REST objects and record one read event naming them."""
-    snapshot = environment_snapshot(services, env_row)
-    found = _select(
-        snapshot,
-        services.vault.environment_keys(env_row).digest(key) if key else None,
-        normalize_path(path) if path else None,
-        tags.split(",") if tags else None,
-    )
-    rendered = render_secrets(services, principal, env_row, found, snapshot=snapshot)
-    audit.record_read(services.db, principal, env_row, [s.id for s in found], meta)
-    return rendered
+    JSON body of the REST objects and record one read event naming them.
+
+    The body is remembered for the database ``generation`` (``db.generation()`` taken before
+    the request read anything; taken here when None), per token (overrides and the access
+    that reference resolution checks are the caller's). Any commit moves the generation,
+    including writes to environments that references point into.
+    """
+    if generation is None:
+        generation = services.db.generation()
+    cache = read_cache(services)
+    slot = (env_row["id"], env_row["version"], principal.token_id, key, path, tags)
+    found = cache.get(generation, slot)
+    if found is None:
+        snapshot = environment_snapshot(services, env_row)
+        selected = _select(
+            snapshot,
+            services.vault.environment_keys(env_row).digest(key) if key else None,
+            normalize_path(path) if path else None,
+            tags.split(",") if tags else None,
+        )
+        found = (encode_secrets(services, principal, env_row, selected, snapshot),
+                 audit.read_details(secret.id for secret in selected))
+        cache.put(generation, slot, found)
+    body, details = found
+    audit.record_read(services.db, principal, env_row, details, meta)
+    return body
+
+
+_READS = weakref.WeakKeyDictionary()
+
+
+def read_cache(services) -> GenerationCache:
+    """Encoded GET answers of a database (one per open ``Database``)."""
+    cache = _READS.get(services.db)
+    if cache is None:
+        with _CACHES_LOCK:
+            cache = _READS.setdefault(services.db, new_body_cache())
+    return cache
+
+
+def new_body_cache() -> GenerationCache:
+    """A cache of encoded answers, (body, read-event details), bounded in count and bytes."""
+    return GenerationCache(BODY_CACHE_ENTRIES, BODY_CACHE_BYTES, BODY_CACHE_MAX_BODY,
+                           size=lambda entry: len(entry[0]) + 64 * len(entry[1]["secrets"]))
 
 
 def personal_overrides(services, principal, env_row, secret_ids=None) -> dict:
@@ -546,23 +587,43 @@ def secret_body(secret: Secret) -> dict:
 def render_secrets(services, principal, env_row, secrets, *, snapshot=None) -> list[dict]:
     """The REST objects of ``secrets``: references resolved as the caller may, the caller's
     own override attached (personal access tokens only)."""
-    overrides = personal_overrides(
-        services, principal, env_row, None if snapshot is not None else [s.id for s in secrets]
-    )
-    lookups = None
-    rendered = []
-    for secret in secrets:
-        body = snapshot.body(secret) if snapshot is not None else secret_body(secret)
-        item = dict(body)
+    renderer = _Renderer(services, principal, env_row, secrets, snapshot)
+    return [renderer.item(secret) for secret in secrets]
+
+
+def encode_secrets(services, principal, env_row, secrets, snapshot) -> bytes:
+    """``render_secrets`` of secrets from ``snapshot``, JSON-encoded: a secret with neither a
+    reference nor an override is the snapshot's encoded object as it is."""
+    renderer = _Renderer(services, principal, env_row, secrets, snapshot)
+    return b"[" + b",".join([renderer.encoded(secret) for secret in secrets]) + b"]"
+
+
+class _Renderer:
+    """The REST objects of one answer: overrides looked up once, references resolved with
+    lookups shared across the answer."""
+
+    def __init__(self, services, principal, env_row, secrets, snapshot):
+        self.services, self.principal, self.env_row = services, principal, env_row
+        self.snapshot = snapshot
+        self.overrides = personal_overrides(
+            services, principal, env_row,
+            None if snapshot is not None else [secret.id for secret in secrets])
+        self._lookups = None
+
+    def encoded(self, secret) -> bytes:
+        if "${" not in secret.value and secret.id not in self.overrides:
+            return self.snapshot.encoded(secret)
+        return orjson.dumps(self.item(secret))
+
+    def item(self, secret) -> dict:
+        item = secret_body(secret)
         if "${" in secret.value:
-            lookups = lookups or ReferenceLookups(services, principal, env_row, snapshot)
-            item["value"] = references.resolve(secret.value, env_row, secret.identity, lookups)
-        override = overrides.get(secret.id)
+            item["value"] = self._resolve(secret, secret.value)
+        override = self.overrides.get(secret.id)
         if override is not None:
             value = override.value
             if "${" in value:
-                lookups = lookups or ReferenceLookups(services, principal, env_row, snapshot)
-                value = references.resolve(value, env_row, secret.identity, lookups)
+                value = self._resolve(secret, value)
             item["override"] = {
                 "id": override.id,
                 "value": value,
@@ -570,8 +631,13 @@ def render_secrets(services, principal, env_row, secrets, *, snapshot=None) -> l
                 "createdAt": render_time(override.created_at),
                 "updatedAt": render_time(override.updated_at),
             }
-        rendered.append(item)
-    return rendered
+        return item
+
+    def _resolve(self, secret, value):
+        if self._lookups is None:
+            self._lookups = ReferenceLookups(self.services, self.principal, self.env_row,
+                                             self.snapshot)
+        return references.resolve(value, self.env_row, secret.identity, self._lookups)
 
 
 class ReferenceLookups:

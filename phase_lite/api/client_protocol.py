@@ -6,15 +6,15 @@ They live beside the public API (``PrefixMiddleware`` strips ``/service``), neve
 
 from flask import Response, abort, current_app, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from .. import schemas
 from .. import secrets as secret_rules
 from ..client_protocol import ClientProtocol
-from . import PUBLIC_FLAG, json_response
-from .context import principal, request_meta, scope, throttle
+from . import PUBLIC_FLAG, PhaseBlueprint, encoded_json_response, json_response
+from .context import (bind, find_scope, generation, known_query_args, principal, request_meta,
+                      scope, throttle)
 
-blp = Blueprint(
+blp = PhaseBlueprint(
     "client_protocol", __name__,
     description="The protocol of the Phase CLI and SDKs: ph:v1 ciphertexts, client-side crypto",
 )
@@ -115,22 +115,20 @@ def _written():
 
 @blp.route("/secrets/", methods=[*secret_rules.ACTIONS, *OTHER_METHODS])
 class Secrets(MethodView):
+    init_every_request = False  # no per-request state on the view
+
     def dispatch_request(self, **kwargs):
         """Authenticate, find the environment (``Environment`` header), check the role."""
         caller = principal()
         env_row = scope(caller).environment
-        secret_rules.require_permission(caller, env_row, request.method)
-        return getattr(self, request.method.lower())(caller, env_row)
+        method = request.method
+        secret_rules.require_permission(caller, env_row, method)
+        return getattr(self, method.lower())(caller, env_row)
 
     @_doc(_READ_HEADERS, None, 401, 403)
     def get(self, caller, env):
         """List an environment's secrets as ph:v1 ciphertexts"""
-        rows = protocol().read_secrets(
-            caller, env, key_digest=request.headers.get("KeyDigest"),
-            path=request.headers.get("Path"),
-            camel=request.headers.get("X-Use-Camel-Case") == "true", meta=request_meta(),
-        )
-        return json_response(rows)
+        return encoded_json_response(_read(protocol(), caller, env, request.environ))
 
     @_doc([_ENVIRONMENT], _json_body(_ENTRY), 400, 401, 403, 409)
     def post(self, caller, env):
@@ -150,3 +148,30 @@ class Secrets(MethodView):
         """Delete secrets by id"""
         protocol().delete_secrets(caller, env, _body(), request_meta())
         return _written()
+
+
+def _read(client, caller, env, environ) -> bytes:
+    return client.read_secrets(
+        caller, env, key_digest=environ.get("HTTP_KEYDIGEST"), path=environ.get("HTTP_PATH"),
+        camel=environ.get("HTTP_X_USE_CAMEL_CASE") == "true", meta=request_meta(environ),
+        generation=generation(environ),
+    )
+
+
+def read_directly(environ, app) -> bytes | None:
+    """A GET answered before Flask (``PrefixMiddleware.direct_gets``), as ``/v1/secrets/``
+    reads are: the body of a successful answer, else None for Flask to handle."""
+    if environ.get(PUBLIC_FLAG) or known_query_args(environ) is None:
+        return None
+    bind(environ, app)
+    try:
+        caller = principal(environ)
+        env = find_scope(caller, environ).environment
+        secret_rules.require_permission(caller, env, "GET")
+        throttle(caller, environ)  # last: a refused request is not counted, so Flask refuses it
+        return _read(app.extensions[EXTENSION], caller, env, environ)
+    except Exception:  # noqa: BLE001 - whatever it was, Flask works it out again and answers
+        return None
+
+
+DIRECT_GETS = {"/secrets/": read_directly}

@@ -21,16 +21,15 @@ import json
 
 from flask import Response, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from werkzeug.exceptions import MethodNotAllowed
 
 from .. import management, schemas
 from ..errors import InvalidRequest, PermissionDenied
 from ..store import render_time
-from . import context, json_response
+from . import PhaseBlueprint, context, json_response
 
-blp = Blueprint("management", __name__,
-                description="Apps, environments, roles, service accounts and their tokens")
+blp = PhaseBlueprint("management", __name__,
+                     description="Apps, environments, roles, service accounts and their tokens")
 
 BEARER = [{"bearer": []}]
 METHOD_TO_ACTION = {"GET": "read", "POST": "create", "PUT": "update", "DELETE": "delete"}
@@ -101,7 +100,7 @@ class ManagementView(MethodView):
     def resolve(self, **kwargs):
         """Phase's authentication class on a route without an app or environment in its URL."""
         self.scope = self.services.auth.resolve_scope(
-            self.principal, context.query_args(), request.headers
+            self.principal, context.query_args(), context.scope_headers(), context.generation()
         )
 
     def require(self, action):

@@ -1,12 +1,11 @@
 """The root and health endpoints, answered as Phase answers them."""
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from .. import __version__
-from . import json_response
+from . import PhaseBlueprint, json_response
 
-blp = Blueprint("meta", __name__, description="Liveness of the API")
+blp = PhaseBlueprint("meta", __name__, description="Liveness of the API")
 
 ROOT_MESSAGE = (
     "API is alive. Please see https://docs.phase.dev/public-api for documentation on available "

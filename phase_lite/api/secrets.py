@@ -5,19 +5,20 @@ rules out JSON (406), authentication (401),
 the environment the request names (404/401) and access to it (403 user, 401 service account),
 then the method (403 ``Unsupported HTTP method``), the environment requirement (403) and the
 role's ``Secrets`` permission (403). Bodies are parsed by the domain layer with Phase's
-messages, whatever the Content-Type.
+messages, whatever the Content-Type. A GET is first offered to ``read_directly``, the same
+checks and read outside Flask (see ``PrefixMiddleware``).
 """
 
 from flask import request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from werkzeug.exceptions import NotAcceptable
 
 from .. import schemas, secrets
-from . import json_response
-from .context import principal, query_args, request_meta, scope, services
+from . import PhaseBlueprint, encoded_json_response, json_response
+from .context import (bind, find_scope, generation, known_query_args, principal, query_args,
+                      request_meta, scope, services, throttle)
 
-blp = Blueprint("secrets", __name__, description="Secrets of an app environment")
+blp = PhaseBlueprint("secrets", __name__, description="Secrets of an app environment")
 
 # Phase answers these (after authentication) with 403, so they must reach the view.
 OTHER_METHODS = ("PATCH", "HEAD", "OPTIONS", "TRACE")
@@ -67,13 +68,16 @@ def _body(schema):
 
 @blp.route("/v1/secrets/", methods=[*secrets.ACTIONS, *OTHER_METHODS])
 class Secrets(MethodView):
+    init_every_request = False  # no per-request state on the view
+
     def dispatch_request(self, **kwargs):
-        if not accepts_json(request.headers.get("Accept")):
+        if not accepts_json(request.environ.get("HTTP_ACCEPT")):
             raise NotAcceptable(description="Could not satisfy the request Accept header.")
         caller = principal()
         env_row = scope(caller).environment
-        secrets.require_permission(caller, env_row, request.method)
-        return getattr(self, request.method.lower())(caller, env_row)
+        method = request.method
+        secrets.require_permission(caller, env_row, method)
+        return getattr(self, method.lower())(caller, env_row)
 
     @blp.doc(parameters=[{"in": "query", "schema": schemas.SecretsFilter},
                          *_ENVIRONMENT_HEADERS])
@@ -82,12 +86,7 @@ class Secrets(MethodView):
     @_errors(400, 401, 403, 404, 429)
     def get(self, caller, env_row):
         """List an environment's secrets, by key, path or tags"""
-        args = query_args()
-        secrets.check_dynamic_arguments(args)
-        return json_response(secrets.read_secrets(
-            services(), caller, env_row, key=args.get("key"), path=args.get("path"),
-            tags=args.get("tags"), meta=request_meta(),
-        ))
+        return encoded_json_response(_read(caller, env_row, request.environ))
 
     @blp.doc(parameters=[*_SCOPE, *_ENVIRONMENT_HEADERS],
              requestBody=_body(schemas.CreateSecrets))
@@ -121,3 +120,33 @@ class Secrets(MethodView):
         ids = secrets.parse_secret_ids(secrets.parse_body(request.get_data()))
         count = secrets.delete_secrets(services(), caller, env_row, ids, request_meta())
         return json_response({"message": f"Deleted {count} secret{'' if count == 1 else 's'}"})
+
+
+def _read(caller, env_row, environ) -> bytes:
+    args = query_args(environ)
+    secrets.check_dynamic_arguments(args)
+    return secrets.read_secrets(
+        services(environ), caller, env_row, key=args.get("key"), path=args.get("path"),
+        tags=args.get("tags"), meta=request_meta(environ), generation=generation(environ),
+    )
+
+
+def read_directly(environ, app) -> bytes | None:
+    """A GET answered before Flask (``PrefixMiddleware.direct_gets``): the view's checks and
+    read on the WSGI environ. The body of a successful answer, else None: Flask then handles
+    the request from the start and gives the refusal or error with its handlers."""
+    if known_query_args(environ) is None or not accepts_json(environ.get("HTTP_ACCEPT")):
+        return None
+    bind(environ, app)
+    try:
+        caller = principal(environ)
+        env_row = find_scope(caller, environ).environment
+        secrets.require_permission(caller, env_row, "GET")
+        secrets.check_dynamic_arguments(query_args(environ))
+        throttle(caller, environ)  # last: a refused request is not counted, so Flask refuses it
+        return _read(caller, env_row, environ)
+    except Exception:  # noqa: BLE001 - whatever it was, Flask works it out again and answers
+        return None
+
+
+DIRECT_GETS = {"/v1/secrets/": read_directly}

@@ -10,6 +10,7 @@ instead of failing half-way. ``sqlite3`` exceptions never leave this package.
 import contextlib
 import sqlite3
 import threading
+import time
 import uuid
 from datetime import datetime, timezone
 
@@ -36,9 +37,21 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+_SECOND_TEXT = (None, "")  # (whole Unix second, its text up to the seconds)
+
+
 def now() -> str:
-    """Current UTC time as Phase renders it: ISO-8601, microseconds, ``Z``."""
-    return format_time(datetime.now(timezone.utc))
+    """Current UTC time as Phase renders it: ISO-8601, microseconds, ``Z``.
+
+    Every request takes the time (audit, token expiry), so the text of the current second is
+    kept and only the microseconds are formatted.
+    """
+    global _SECOND_TEXT
+    second, nanoseconds = divmod(time.time_ns(), 1_000_000_000)
+    known = _SECOND_TEXT
+    if known[0] != second:
+        known = _SECOND_TEXT = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{known[1]}.{nanoseconds // 1000:06d}Z"
 
 
 def format_time(moment: datetime) -> str:
@@ -65,6 +78,8 @@ class Database:
         self._local = threading.local()
         self._all = []
         self._all_lock = threading.Lock()
+        self._generation = 0
+        self._generation_lock = threading.Lock()
 
     def _open(self) -> sqlite3.Connection:
         try:
@@ -88,6 +103,31 @@ class Database:
         if conn is None:
             conn = self._local.conn = self._open()
         return conn
+
+    def generation(self) -> int:
+        """A number that moves whenever the data may have changed since it was last read.
+
+        It moves after every commit of ``transaction()`` in this process, and whenever this
+        thread's connection sees ``PRAGMA data_version`` change (any other connection
+        committed: another thread, or another process such as the admin command) or has
+        itself changed rows outside ``transaction()``. Caches of what reads compute are valid
+        for one generation. A connection's first look moves it too: it cannot tell what
+        happened before it was opened.
+        """
+        local = self._local
+        conn = getattr(local, "conn", None) or self.conn
+        try:
+            seen = (conn.execute("PRAGMA data_version").fetchone()[0], conn.total_changes)
+        except sqlite3.Error as exc:
+            raise _store_error(exc) from None
+        if getattr(local, "seen", None) != seen:
+            local.seen = seen
+            self._advance_generation()
+        return self._generation
+
+    def _advance_generation(self):
+        with self._generation_lock:  # += is not atomic across threads; a lost move is a bug
+            self._generation += 1
 
     def utils(self) -> sqlite_utils.Database:
         return sqlite_utils.Database(self.conn)
@@ -147,6 +187,7 @@ class Database:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise _store_error(exc) from None
+        self._advance_generation()
 
     def migrate(self):
         """Apply pending schema migrations (harmless when there are none)."""

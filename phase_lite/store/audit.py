@@ -1,18 +1,34 @@
 """Audit events."""
 
-import json
+import orjson
+
+
+_COLUMNS = ("created_at", "organisation_id", "actor_type", "actor_id", "token_id", "action",
+            "resource_type", "resource_id", "app_id", "environment_id", "details", "ip_address",
+            "user_agent")
 
 
 def insert_events(db, events):
-    """Insert audit events (dicts with the audit_events columns; details as a dict)."""
+    """Insert audit events (dicts with the audit_events columns; details as a dict).
+
+    Events that share one details object (repeated reads) share its JSON text.
+    """
+    texts = {}  # id(details): (details, JSON text)
+
+    def details_text(details):
+        found = texts.get(id(details))
+        if found is None:
+            found = texts[id(details)] = (details, orjson.dumps(details).decode())
+        return found[1]
+
     db.executemany(
-        "INSERT INTO audit_events (created_at, organisation_id, actor_type, actor_id, token_id,"
-        " action, resource_type, resource_id, app_id, environment_id, details, ip_address,"
-        " user_agent) VALUES (:created_at, :organisation_id, :actor_type, :actor_id, :token_id,"
-        " :action, :resource_type, :resource_id, :app_id, :environment_id, :details,"
-        " :ip_address, :user_agent)",
-        [dict(event, details=json.dumps(event.get("details") or {}, separators=(",", ":")))
-         for event in events],
+        f"INSERT INTO audit_events ({', '.join(_COLUMNS)})"
+        f" VALUES ({', '.join('?' * len(_COLUMNS))})",
+        ((event["created_at"], event["organisation_id"], event["actor_type"],
+          event["actor_id"], event["token_id"], event["action"], event["resource_type"],
+          event["resource_id"], event["app_id"], event["environment_id"],
+          details_text(event.get("details") or {}), event["ip_address"],
+          event["user_agent"]) for event in events),
     )
 
 
