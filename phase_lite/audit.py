@@ -6,10 +6,10 @@ and its audit event commit or roll back together. Reads are recorded as one even
 
 import logging
 import threading
-import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+from .caches import PerDatabase
 from .store import StoreError, format_time, now
 from .store import audit as audit_store
 
@@ -201,14 +201,5 @@ class ReadLog:
         self.flush()
 
 
-_READ_LOGS = weakref.WeakKeyDictionary()
-_READ_LOGS_LOCK = threading.Lock()
-
-
-def read_log(db) -> ReadLog:
-    """The read-event buffer of a database (one per open ``Database``)."""
-    found = _READ_LOGS.get(db)
-    if found is None:
-        with _READ_LOGS_LOCK:
-            found = _READ_LOGS.setdefault(db, ReadLog(db))
-    return found
+read_log = PerDatabase(ReadLog)
+"""``read_log(db)``: the read-event buffer of a database (one per open ``Database``)."""

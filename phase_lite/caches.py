@@ -8,6 +8,7 @@ already holds the data keys), least recently used out past a count or a total si
 """
 
 import threading
+import weakref
 from collections import OrderedDict
 
 
@@ -75,3 +76,30 @@ def kept_bytes(encoded: bytes) -> bytes:
     """
     return bytes(memoryview(encoded))
 
+
+
+class PerDatabase:
+    """One object per open ``Database``, made by ``factory(db)`` on first use.
+
+    Caches and buffers belong to the database they describe and live as long as it does;
+    keying them by it (weakly) lets every ``Services`` of one database share them.
+    """
+
+    def __init__(self, factory):
+        self._factory = factory
+        self._objects = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def __call__(self, db):
+        found = self._objects.get(db)
+        if found is None:
+            with self._lock:
+                found = self._objects.get(db)
+                if found is None:
+                    found = self._objects[db] = self._factory(db)
+        return found
+
+    def forget(self, db):
+        """Drop the database's object (the next use makes a new one)."""
+        with self._lock:
+            self._objects.pop(db, None)

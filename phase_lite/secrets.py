@@ -41,14 +41,13 @@ import dataclasses
 import json
 import re
 import threading
-import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import orjson
 
 from . import audit, phase_crypto, references
-from .caches import GenerationCache, kept_bytes
+from .caches import GenerationCache, PerDatabase, kept_bytes
 from .errors import DoesNotExist, Duplicate, InvalidRequest, PermissionDenied
 from .paths import ROOT, folder_chain, normalize_path
 from .store import new_id, now, render_time
@@ -399,17 +398,12 @@ class SnapshotCache:
         self.put(env_id, Snapshot(to_version, kept))
 
 
-_CACHES = weakref.WeakKeyDictionary()
-_CACHES_LOCK = threading.Lock()
+_snapshot_caches = PerDatabase(lambda db: SnapshotCache())
 
 
 def snapshot_cache(services) -> SnapshotCache:
     """The snapshot cache of a database (one per open ``Database``)."""
-    cache = _CACHES.get(services.db)
-    if cache is None:
-        with _CACHES_LOCK:
-            cache = _CACHES.setdefault(services.db, SnapshotCache())
-    return cache
+    return _snapshot_caches(services.db)
 
 
 def environment_snapshot(services, env_row) -> Snapshot:
@@ -487,16 +481,12 @@ def read_secrets(services, principal, env_row, *, key=None, path=None, tags=None
     return body
 
 
-_READS = weakref.WeakKeyDictionary()
+_read_caches = PerDatabase(lambda db: new_body_cache())
 
 
 def read_cache(services) -> GenerationCache:
     """Encoded GET answers of a database (one per open ``Database``)."""
-    cache = _READS.get(services.db)
-    if cache is None:
-        with _CACHES_LOCK:
-            cache = _READS.setdefault(services.db, new_body_cache())
-    return cache
+    return _read_caches(services.db)
 
 
 def new_body_cache() -> GenerationCache:

@@ -248,7 +248,7 @@ def test_cached_snapshot_always_equals_the_database(client, url, sa_headers, ser
     env_row = demo[1]["Development"]
 
     def fresh():
-        secrets._CACHES.pop(services.db, None)
+        secrets._snapshot_caches.forget(services.db)
         row = app_store.get_environment(services.db, demo[0]["organisation_id"], env_row["id"])
         return secrets.list_secrets(services, row)
 
