@@ -138,7 +138,8 @@ def _annotate_only(decorator):
 
 
 def register_api(app: Flask, services) -> None:
-    from . import meta
+    # The blueprint modules import helpers from this package, so they are imported here.
+    from . import client_protocol, management, meta, secrets
 
     api = PhaseApi(
         app,
@@ -158,39 +159,19 @@ def register_api(app: Flask, services) -> None:
         },
     )
     app.config.setdefault("OPENAPI_URL_PREFIX", "/")
-    api.register_blueprint(meta.blp)
-    for module_name in ("secrets", "management", "client_protocol"):
-        blueprint = _optional_blueprint(module_name)
-        if blueprint is not None:
-            api.register_blueprint(blueprint)
+    for module in (meta, secrets, management, client_protocol):
+        api.register_blueprint(module.blp)
     app.extensions["phase_lite_api"] = api
     app.extensions["phase_lite_limiter"] = RateLimiter(services.config.rate_limit)
 
     middleware = app.wsgi_app = PrefixMiddleware(app.wsgi_app, app)
-    for module_name in ("secrets", "client_protocol"):
-        module = _optional_module(module_name)
-        middleware.direct_gets.update(getattr(module, "DIRECT_GETS", {}))
+    for module in (secrets, client_protocol):
+        middleware.direct_gets.update(module.DIRECT_GETS)
     _register_error_handlers(app)
 
     @app.route("/openapi.json")
     def openapi_document():
         return json_response(api.spec.to_dict())
-
-
-def _optional_blueprint(module_name):
-    module = _optional_module(module_name)
-    return None if module is None else module.blp
-
-
-def _optional_module(module_name):
-    import importlib
-
-    try:
-        return importlib.import_module(f"{__name__}.{module_name}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{__name__}.{module_name}":
-            raise
-        return None
 
 
 def _register_error_handlers(app: Flask) -> None:
