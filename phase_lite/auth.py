@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from . import phase_crypto
 from .caches import GenerationCache
 from .errors import AuthenticationFailed, DoesNotExist, PermissionDenied
-from .store import NotFound, now, parse_time
+from .store import NotFound, now
 from .store import accounts as account_store
 from .store import apps as app_store
 
@@ -241,7 +241,3 @@ class Authenticator:
         if principal.is_user:
             raise PermissionDenied("User cannot access this app")
         raise AuthenticationFailed("Service account cannot access this app")
-
-
-def token_expired(expires_at: str | None) -> bool:
-    return expires_at is not None and parse_time(expires_at).timestamp() <= time.time()
