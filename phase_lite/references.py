@@ -60,27 +60,34 @@ def _resolve(value, env, visited, source):
     # A reference repeated in one value is resolved once (dict.fromkeys keeps the order).
     for app_name, env_name, ref in dict.fromkeys(CROSS_APP_PATTERN.findall(value)):
         target = source.app_environment(env, app_name, env_name)
-        if target is None:
-            continue
-        if not source.may_read(target):
+        value, stop = _substitute(value, f"${{{app_name}::{env_name}.{ref}}}", target, ref,
+                                  visited, source)
+        if stop:
             return value
-        found = _follow(target, ref, visited, source)
-        if found is not None:
-            value = _replace(value, f"${{{app_name}::{env_name}.{ref}}}", found)
     for env_name, ref in dict.fromkeys(CROSS_ENV_PATTERN.findall(value)):
         target = source.sibling_environment(env, env_name)
-        if target is None:
-            continue
-        if not source.may_read(target):
+        value, stop = _substitute(value, f"${{{env_name}.{ref}}}", target, ref, visited, source)
+        if stop:
             return value
-        found = _follow(target, ref, visited, source)
-        if found is not None:
-            value = _replace(value, f"${{{env_name}.{ref}}}", found)
     for ref in dict.fromkeys(LOCAL_PATTERN.findall(value)):
         found = _follow(env, ref, visited, source)
         if found is not None:
             value = _replace(value, f"${{{ref}}}", found)
     return value
+
+
+def _substitute(value, token, target, ref, visited, source):
+    """Replace a reference into another environment: (new value, whether to stop resolving).
+
+    A missing target leaves the reference verbatim; one the caller may not read stops
+    resolution of the whole value where it stands, as on Phase.
+    """
+    if target is None:
+        return value, False
+    if not source.may_read(target):
+        return value, True
+    found = _follow(target, ref, visited, source)
+    return (value if found is None else _replace(value, token, found)), False
 
 
 def _replace(value, token, found):
