@@ -126,6 +126,10 @@ def create_app(config: Config | None = None) -> Flask:
     from .api import register_api
 
     register_api(app, services)
+
+    from .console.web import register_console
+
+    register_console(app, services)
     return app
 
 

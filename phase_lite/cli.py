@@ -102,6 +102,18 @@ def init(owner_email, as_json):
         f"For the Phase CLI/SDKs:  export PHASE_HOST=http://{config.listen}\n"
         f"For the REST API:        Authorization: Bearer {issued.bearer_token}\n"
     )
+    _print_first_sign_in(config, owner_email)
+
+
+def _print_first_sign_in(config, owner_email):
+    from .app import open_services
+    from .console.commands import first_sign_in_text
+
+    services = open_services(config)
+    try:
+        click.echo(first_sign_in_text(config, services.db, owner_email))
+    finally:
+        services.close()
 
 
 @main.command()
@@ -156,6 +168,16 @@ def serve_app(app):
 @main.group()
 def users():
     """Users and their personal access tokens."""
+
+
+def _add_console_commands():
+    from .console import commands
+
+    users.add_command(commands.set_password)
+    users.add_command(commands.setup_link)
+
+
+_add_console_commands()
 
 
 @users.command("create")

@@ -19,6 +19,8 @@ class ConfigError(Exception):
 DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_THREADS = 4
 DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
+DEFAULT_SESSION_IDLE_MINUTES = 60
+DEFAULT_SESSION_MAX_HOURS = 12
 RATE_PATTERN = re.compile(r"^\s*(\d+)\s*/\s*([smhd])\w*\s*$", re.IGNORECASE)
 RATE_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -36,6 +38,8 @@ class Config:
     trusted_proxies: tuple[str, ...] = ()
     audit_retention_days: int | None = None
     log_level: str = "INFO"
+    session_idle_minutes: int = DEFAULT_SESSION_IDLE_MINUTES  # console sign-in
+    session_max_hours: int = DEFAULT_SESSION_MAX_HOURS
     testing: bool = False
 
     @property
@@ -121,6 +125,9 @@ def load_config(environ=None, **overrides) -> Config:
         if retention
         else None,
         log_level=(env.get("PHASE_LITE_LOG_LEVEL") or "INFO").upper(),
+        session_idle_minutes=_int(env, "PHASE_LITE_SESSION_IDLE_MINUTES",
+                                  DEFAULT_SESSION_IDLE_MINUTES),
+        session_max_hours=_int(env, "PHASE_LITE_SESSION_MAX_HOURS", DEFAULT_SESSION_MAX_HOURS),
     )
     for name, value in overrides.items():
         setattr(config, name, value)

@@ -1,0 +1,463 @@
+"""What the console may do, as the signed-in user: every call into the domain layer is here.
+
+Each function takes a ``Caller`` (services, the session's principal, the request's meta) and
+applies the same checks as the API's views before calling the same domain function, so the
+console has the API's roles, grants, validation, messages and audit events. Keeping these
+call sites in one module keeps the console's pages free of domain rules.
+"""
+
+from dataclasses import dataclass
+
+from .. import accounts, audit, management, secrets
+from ..errors import DoesNotExist, Duplicate, InvalidRequest, PermissionDenied
+from ..store import NotFound, now
+from ..store import accounts as account_store
+from ..store import console as console_store
+from ..store import secrets as secret_store
+from . import sessions
+
+
+@dataclass(frozen=True)
+class Caller:
+    services: object
+    principal: object
+    meta: object
+    session_id: str | None = None
+
+
+def _require(caller, resource, action, noun, *, app_level=False):
+    management.require(caller.principal, resource, action, noun, app_level=app_level)
+
+
+# -- apps and environments -------------------------------------------------------------------
+
+
+def visible_apps(caller):
+    _require(caller, "Apps", "read", "apps")
+    return management.visible_apps(caller.services, caller.principal)
+
+
+def create_app(caller, name, description):
+    _require(caller, "Apps", "create", "apps")
+    app, _ = management.create_app(caller.services, caller.principal,
+                                   {"name": name, "description": description or None},
+                                   caller.meta)
+    return app
+
+
+def app(caller, app_id):
+    _require(caller, "Apps", "read", "apps")
+    return management.app_in_scope(caller.services, caller.principal, app_id)
+
+
+def environments(caller, app_row):
+    return management.visible_environments(caller.services, caller.principal, app_row)
+
+
+def environment(caller, app_id, env_id):
+    """(app, environment) the URL names, with the API's access checks."""
+    app_row, env = management.environment_in_scope(caller.services, caller.principal, env_id)
+    if app_row["id"] != app_id:
+        raise DoesNotExist("Environment not found")
+    management.check_environment_access(caller.services, caller.principal, env)
+    return app_row, env
+
+
+def fresh_environment(caller, env):
+    """The environment row as stored now (its ``version`` moves with every write)."""
+    return management.environment_in_scope(caller.services, caller.principal, env["id"])[1]
+
+
+# -- secrets ---------------------------------------------------------------------------------
+
+
+def list_secrets(caller, env, path=None):
+    secrets.require_permission(caller.principal, env, "GET")
+    return secrets.list_secrets(caller.services, env, path=path)
+
+
+def get_secret(caller, env, secret_id):
+    for secret in list_secrets(caller, env):
+        if secret.id == secret_id:
+            return secret
+    raise DoesNotExist(f"Secret not found: {secret_id}")
+
+
+def reveal(caller, env, secret_ids):
+    """{secret id: REST object} (references resolved, the caller's override attached) of the
+    named live secrets; recorded as one read, as an API read is."""
+    wanted = set(secret_ids)
+    chosen = [secret for secret in list_secrets(caller, env) if secret.id in wanted]
+    rendered = secrets.render_secrets(caller.services, caller.principal, env, chosen)
+    audit.record_read(caller.services.db, caller.principal, env,
+                      audit.read_details(secret.id for secret in chosen), caller.meta)
+    return {item["id"]: item for item in rendered}
+
+
+def create_secrets(caller, env, entries):
+    secrets.require_permission(caller.principal, env, "POST")
+    return secrets.create_secrets(caller.services, caller.principal, env, entries, caller.meta)
+
+
+def update_secrets(caller, env, changes):
+    secrets.require_permission(caller.principal, env, "PUT")
+    return secrets.update_secrets(caller.services, caller.principal, env, changes, caller.meta)
+
+
+def delete_secrets(caller, env, secret_ids):
+    secrets.require_permission(caller.principal, env, "DELETE")
+    return secrets.delete_secrets(caller.services, caller.principal, env, secret_ids,
+                                  caller.meta)
+
+
+def secret_versions(caller, env, secret_id):
+    """The stored versions of a secret of the environment, oldest first, decrypted.
+
+    A read of ``secret_versions`` until the history domain functions exist; the history page
+    only needs (version, event, created_at, key, value, comment, path, type, tags, actor).
+    """
+    secrets.require_permission(caller.principal, env, "GET")
+    db, vault = caller.services.db, caller.services.vault
+    if not secret_store.secrets_by_id(db, env["id"], [secret_id], live_only=False):
+        raise DoesNotExist(f"Secret not found: {secret_id}")
+    rows = secret_store.list_versions(db, secret_id)
+    data_key = vault.data_key(env["app_id"]) if rows else None
+    actors = _version_actors(caller, env, secret_id)
+    versions = []
+    for row in rows:
+        versions.append({
+            "version": row["version"], "event": row["event"], "created_at": row["created_at"],
+            "key": vault.decrypt(data_key, "secret_versions", row["id"], "key", row["key_enc"]),
+            "value": vault.decrypt(data_key, "secret_versions", row["id"], "value",
+                                   row["value_enc"]),
+            "comment": vault.decrypt(data_key, "secret_versions", row["id"], "comment",
+                                     row["comment_enc"]),
+            "path": row["path"], "type": row["type"], "tags": row["tags"],
+            "actor": actors.get(row["version"]),
+        })
+    audit.record_read(db, caller.principal, env, audit.read_details([secret_id]), caller.meta)
+    return versions
+
+
+def _version_actors(caller, env, secret_id):
+    """{version: actor name} from the write events that name the secret."""
+    db = caller.services.db
+    names = console_store.audit_names(db, caller.principal.organisation_id)
+    actors = {}
+    for event in console_store.secret_write_events(db, env["id"], secret_id):
+        for item in event["details"].get("secrets", ()):
+            if item.get("id") == secret_id:
+                actors[item.get("version")] = actor_name(names, event)
+    return actors
+
+
+def actor_name(names, event):
+    if event["actor_type"] == "cli":
+        return "phase-lite command"
+    return names.get(event["actor_type"], {}).get(event["actor_id"]) or event["actor_id"]
+
+
+# -- service accounts ------------------------------------------------------------------------
+
+
+def service_accounts(caller):
+    _require(caller, "ServiceAccounts", "read", "service accounts")
+    return management.list_service_accounts(caller.services, caller.principal)
+
+
+def service_account(caller, sa_id):
+    _require(caller, "ServiceAccounts", "read", "service accounts")
+    sa = management.get_service_account(caller.services, caller.principal, sa_id)
+    tokens, granted = management.service_account_detail(caller.services, sa)
+    return sa, tokens, granted
+
+
+def create_service_account(caller, name, role_id):
+    _require(caller, "ServiceAccounts", "create", "service accounts")
+    return management.create_service_account(
+        caller.services, caller.principal, {"name": name, "role_id": role_id}, caller.meta)
+
+
+def delete_service_account(caller, sa_id):
+    _require(caller, "ServiceAccounts", "delete", "service accounts")
+    sa = management.get_service_account(caller.services, caller.principal, sa_id)
+    management.delete_service_account(caller.services, caller.principal, sa, caller.meta)
+
+
+def set_service_account_access(caller, sa_id, env_ids):
+    """Grant exactly ``env_ids`` (environments of any apps the caller holds)."""
+    _require(caller, "ServiceAccounts", "update", "service accounts")
+    sa = management.get_service_account(caller.services, caller.principal, sa_id)
+    by_app = {}
+    for env in granted_environment_choices(caller):
+        if env["id"] in env_ids:
+            by_app.setdefault(env["app_id"], []).append(env["id"])
+    body = {"apps": [{"id": app_id, "environments": ids} for app_id, ids in by_app.items()]}
+    management.set_access(caller.services, caller.principal, sa, body, caller.meta)
+
+
+def granted_environment_choices(caller):
+    """Every environment the caller may grant, with its app's name, apps newest first."""
+    rows = []
+    for app_row in management.visible_apps(caller.services, caller.principal):
+        for env in management.visible_environments(caller.services, caller.principal, app_row):
+            rows.append({"id": env["id"], "name": env["name"], "app_id": app_row["id"],
+                         "app_name": app_row["name"]})
+    return rows
+
+
+def issue_service_token(caller, sa_id, name, expires_in=None):
+    _require(caller, "ServiceAccountTokens", "create", "service account tokens")
+    sa = management.get_service_account(caller.services, caller.principal, sa_id)
+    body = {"name": name}
+    if expires_in:
+        body["expires_in"] = expires_in
+    return management.issue_token(caller.services, caller.principal, sa, body, caller.meta)
+
+
+def revoke_service_token(caller, sa_id, token_id):
+    _require(caller, "ServiceAccountTokens", "delete", "service account tokens")
+    sa = management.get_service_account(caller.services, caller.principal, sa_id)
+    management.revoke_token(caller.services, caller.principal, sa, token_id, caller.meta)
+
+
+def roles(caller):
+    return management.list_roles(caller.services, caller.principal)
+
+
+# -- members ---------------------------------------------------------------------------------
+
+
+ROLE_RANK = {"Owner": 0, "Admin": 1, "Manager": 2, "Developer": 3, "Service": 4}
+INVITE_LIFETIME_NOTE = "The link works once, for a day."
+
+
+def members(caller):
+    _require(caller, "Members", "read", "members")
+    db = caller.services.db
+    users = account_store.list_users(db, caller.principal.organisation_id)
+    pending = {row["user_id"] for row in console_store.pending_invitations(
+        db, caller.principal.organisation_id, now())}
+    with_password = console_store.users_with_password(db, caller.principal.organisation_id)
+    grants = console_store.user_grants(db, caller.principal.organisation_id)
+    return [dict(user, invited=user["id"] in pending, has_password=user["id"] in with_password,
+                 grants=grants.get(user["id"], [])) for user in users]
+
+
+def assignable_roles(caller):
+    """Roles the caller may give: never one above its own, never Service (for users)."""
+    mine = ROLE_RANK.get(caller.principal.role_name, 99)
+    return [role for role in management.list_roles(caller.services, caller.principal)
+            if role["name"] != "Service" and ROLE_RANK.get(role["name"], 99) >= mine]
+
+
+def _assignable_role(caller, role_id):
+    for role in assignable_roles(caller):
+        if role["id"] == role_id:
+            return role
+    raise PermissionDenied("You cannot give this role.")
+
+
+def invite_member(caller, email, role_id):
+    """Add a user with a role and return a one-time link token to choose a password."""
+    _require(caller, "Members", "create", "members")
+    role = _assignable_role(caller, role_id)
+    db = caller.services.db
+    email = (email or "").strip()
+    with db.transaction():
+        user_id = accounts.create_user(db, email, role["name"])
+        token = sessions.issue_link(db, "invite", user_id)
+        audit.record(db, caller.principal, "invite", "user", resource_id=user_id,
+                     meta=caller.meta, details={"email": email, "role": role["name"]})
+    return token
+
+
+def _member(caller, user_id):
+    try:
+        user = account_store.get_user(caller.services.db, caller.principal.organisation_id,
+                                      user_id)
+    except NotFound:
+        raise DoesNotExist("Member not found.") from None
+    role = account_store.get_role(caller.services.db, caller.principal.organisation_id,
+                                  user["role_id"])
+    if ROLE_RANK.get(role["name"], 99) < ROLE_RANK.get(caller.principal.role_name, 99):
+        raise PermissionDenied("You cannot change a member whose role is above yours.")
+    return user
+
+
+def change_member_role(caller, user_id, role_id):
+    _require(caller, "Members", "update", "members")
+    user = _member(caller, user_id)
+    if user["id"] == caller.principal.account_id:
+        raise InvalidRequest("You cannot change your own role.")
+    role = _assignable_role(caller, role_id)
+    db = caller.services.db
+    with db.transaction():
+        console_store.set_user_role(db, user["id"], role["id"])
+        audit.record(db, caller.principal, "update", "user", resource_id=user["id"],
+                     meta=caller.meta, details={"role": role["name"]})
+
+
+def set_member_access(caller, user_id, env_ids):
+    """Grant exactly ``env_ids`` among the environments the caller may grant."""
+    _require(caller, "Members", "update", "members")
+    user = _member(caller, user_id)
+    allowed = {env["id"] for env in granted_environment_choices(caller)}
+    wanted = set(env_ids) & allowed
+    db = caller.services.db
+    with db.transaction():
+        current = account_store.granted_environment_ids(db, user_id=user["id"]) & allowed
+        account_store.revoke_environments(db, sorted(current - wanted), user_id=user["id"])
+        for env_id in sorted(wanted - current):
+            account_store.grant_environment(db, env_id, user_id=user["id"])
+        audit.record(db, caller.principal, "update_access", "user", resource_id=user["id"],
+                     meta=caller.meta, details={"granted": sorted(wanted - current),
+                                                "revoked": sorted(current - wanted)})
+
+
+def remove_member(caller, user_id):
+    """Remove a user: tokens revoked, grants dropped, every session ended."""
+    _require(caller, "Members", "delete", "members")
+    user = _member(caller, user_id)
+    if user["id"] == caller.principal.account_id:
+        raise InvalidRequest("You cannot remove yourself.")
+    db = caller.services.db
+    with db.transaction():
+        console_store.remove_user(db, user["id"])
+        audit.record(db, caller.principal, "delete", "user", resource_id=user["id"],
+                     meta=caller.meta, details={"email": user["email"]})
+
+
+# -- personal access tokens ------------------------------------------------------------------
+
+
+def personal_tokens(caller):
+    return account_store.list_tokens(caller.services.db, user_id=caller.principal.account_id)
+
+
+def issue_personal_token(caller, name, expires_in=None):
+    name = management.clean_text(name, "name", management.NAME_MAX)
+    db = caller.services.db
+    expires_at = accounts.expiry_from(expires_in=expires_in) if expires_in else None
+    with db.transaction():
+        token = accounts.issue_token(db, "user", caller.principal.account_id, name, expires_at)
+        audit.record(db, caller.principal, "create", "user_token", resource_id=token.id,
+                     meta=caller.meta, details={"name": name, "expires_at": expires_at})
+    return token
+
+
+def revoke_personal_token(caller, token_id):
+    db = caller.services.db
+    with db.transaction():
+        mine = {row["id"]: row for row in personal_tokens(caller)}
+        if token_id not in mine:
+            raise DoesNotExist("Token not found.")
+        account_store.revoke_token(db, token_id)
+        audit.record(db, caller.principal, "delete", "user_token", resource_id=token_id,
+                     meta=caller.meta, details={"name": mine[token_id]["name"]})
+
+
+# -- audit log -------------------------------------------------------------------------------
+
+
+AUDIT_PAGE = 50
+
+
+def audit_events(caller, filters, page):
+    """(events with names, has_more) of the organisation, newest first, filtered."""
+    _require(caller, "Logs", "read", "logs")
+    db = caller.services.db
+    visible_envs = None
+    if not management.has_global_access(caller.principal):
+        visible_envs = caller.services.auth.accessible_environment_ids(caller.principal)
+    rows = console_store.search_events(
+        db, caller.principal.organisation_id, visible_environment_ids=visible_envs,
+        limit=AUDIT_PAGE + 1, offset=page * AUDIT_PAGE, **filters)
+    names = console_store.audit_names(db, caller.principal.organisation_id)
+    return rows[:AUDIT_PAGE], len(rows) > AUDIT_PAGE, names
+
+
+def audit_event_names(caller):
+    return console_store.event_actions(caller.services.db, caller.principal.organisation_id)
+
+
+# -- bulk edit and import --------------------------------------------------------------------
+
+
+CHANGED_SINCE = ("This environment changed since you opened this page; nothing was saved. "
+                 "Reload it to see the current secrets, then make your changes again.")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What applying ``KEY=value`` pairs to a folder would do (key names only, no values)."""
+    created: list
+    updated: list
+    unchanged: list
+    deleted: list
+
+    @property
+    def empty(self):
+        return not (self.created or self.updated or self.deleted)
+
+
+def plan_changes(current, pairs, *, delete_missing):
+    """The Plan of ``pairs`` over ``current`` (the folder's secrets); sealed secrets are never
+    touched."""
+    by_key = {secret.key: secret for secret in current}
+    created, updated, unchanged = [], [], []
+    for key, value in pairs:
+        secret = by_key.get(key)
+        if secret is None:
+            created.append(key)
+        elif secret.type == "sealed" or secret.value == value:
+            unchanged.append(key)
+        else:
+            updated.append(key)
+    wanted = {key for key, _ in pairs}
+    deleted = [secret.key for secret in current
+               if delete_missing and secret.key not in wanted and secret.type != "sealed"]
+    return Plan(created, updated, unchanged, deleted)
+
+
+def apply_pairs(caller, env, path, pairs, expected_version, *, delete_missing):
+    """Apply ``KEY=value`` pairs to a folder in one transaction (creates, updates and, for a
+    bulk edit, deletes), refused with Duplicate(CHANGED_SINCE) when the environment's version
+    is no longer ``expected_version``. Return the Plan applied."""
+    for method in ("POST", "PUT", "DELETE") if delete_missing else ("POST", "PUT"):
+        secrets.require_permission(caller.principal, env, method)
+    db = caller.services.db
+    try:
+        with db.transaction():
+            env = fresh_environment(caller, env)
+            if env["version"] != expected_version:
+                raise Duplicate(CHANGED_SINCE)
+            current = [secret for secret in secrets.list_secrets(caller.services, env)
+                       if secret.path == path]
+            plan = plan_changes(current, pairs, delete_missing=delete_missing)
+            values, by_key = dict(pairs), {secret.key: secret for secret in current}
+            if plan.created:
+                secrets.create_secrets(caller.services, caller.principal, env, [
+                    secrets.NewSecret(key=key, value=values[key], path=path)
+                    for key in plan.created], caller.meta)
+                env = fresh_environment(caller, env)
+            if plan.updated:
+                secrets.update_secrets(caller.services, caller.principal, env, [
+                    secrets.SecretChange(id=by_key[key].id, value=values[key])
+                    for key in plan.updated], caller.meta)
+                env = fresh_environment(caller, env)
+            if plan.deleted:
+                secrets.delete_secrets(caller.services, caller.principal, env,
+                                       [by_key[key].id for key in plan.deleted], caller.meta)
+    except BaseException:
+        # The domain functions moved the in-memory snapshot on as each step wrote; the steps
+        # were rolled back together, so that snapshot must not be served.
+        _forget_snapshot(caller, env)
+        raise
+    return plan
+
+
+def _forget_snapshot(caller, env):
+    cache = secrets.snapshot_cache(caller.services)
+    with cache._lock:  # noqa: SLF001 - no public eviction yet (the history work adds one)
+        cache._items.pop(env["id"], None)
