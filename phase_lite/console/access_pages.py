@@ -4,10 +4,10 @@ from datetime import datetime, timedelta, timezone
 
 from flask import g, request, url_for
 
-from ..errors import InvalidRequest, PhaseError
+from ..errors import InvalidRequest, PhaseError, status_of
 from ..store import format_time
 from . import actions, sessions
-from .web import PREFIX, back, bp, caller, render, services, signed_in
+from .web import PREFIX, back, bp, caller, refused, render, services, signed_in
 
 TOKEN_EXPIRIES = (("", "Never"), ("86400", "1 day"), ("604800", "7 days"),
                   ("2592000", "30 days"), ("7776000", "90 days"), ("31536000", "1 year"))
@@ -42,8 +42,7 @@ def new_service_account():
         sa, token = actions.create_service_account(who, request.form.get("name"),
                                                    request.form.get("role_id"))
     except PhaseError as exc:
-        return render("new_service_account.html", 400, roles=roles, form=request.form,
-                      error=exc.message)
+        return refused("new_service_account.html", exc, roles=roles, form=request.form)
     # Shown once, on this answer only (post/redirect/get would need to keep the token).
     return render("token_created.html", token=token, owner=sa["name"],
                   back_url=url_for("console.service_account", sa_id=sa["id"]))
@@ -72,9 +71,9 @@ def new_service_token(sa_id):
         token = actions.issue_service_token(who, sa_id, request.form.get("name"),
                                             _expires_in(request.form.get("expires_in")))
     except PhaseError as exc:
-        return render("new_token.html", 400, owner=sa["name"], expiries=TOKEN_EXPIRIES,
-                      form=request.form, error=exc.message,
-                      cancel_url=url_for("console.service_account", sa_id=sa_id))
+        return refused("new_token.html", exc, owner=sa["name"], expiries=TOKEN_EXPIRIES,
+                       form=request.form,
+                       cancel_url=url_for("console.service_account", sa_id=sa_id))
     return render("token_created.html", token=token, owner=sa["name"],
                   back_url=url_for("console.service_account", sa_id=sa_id))
 
@@ -120,7 +119,7 @@ def invite_member():
         token = actions.invite_member(caller(), request.form.get("email"),
                                       request.form.get("role_id"))
     except PhaseError as exc:
-        return members(status=400, error=exc.message)
+        return members(status=status_of(exc), error=exc.message)
     return members(invite_link=url_for("console.use_link", token=token, _external=True))
 
 
@@ -211,7 +210,7 @@ def change_password():
                                  request.form.get("new_password", ""),
                                  request.form.get("confirmation", ""), who.meta)
     except PhaseError as exc:
-        return account(status=400, error=exc.message)
+        return account(status=status_of(exc), error=exc.message)
     return back("console.account", "Password changed. Your other sessions were signed out.")
 
 
@@ -222,7 +221,7 @@ def new_personal_token():
         token = actions.issue_personal_token(caller(), request.form.get("name"),
                                              _expires_in(request.form.get("expires_in")))
     except PhaseError as exc:
-        return account(status=400, error=exc.message)
+        return account(status=status_of(exc), error=exc.message)
     return render("token_created.html", token=token, owner=g.signed_in.principal.display_name,
                   back_url=url_for("console.account"))
 

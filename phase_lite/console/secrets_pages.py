@@ -8,7 +8,7 @@ from .. import secrets
 from ..errors import InvalidRequest, PhaseError
 from ..paths import ROOT, normalize_path
 from . import actions, dotenv
-from .web import PREFIX, back, bp, caller, render, signed_in
+from .web import PREFIX, back, bp, caller, refused, render, signed_in
 
 MASK = "\u2022" * 8
 ENV_PAGE = "console.environment"
@@ -37,7 +37,7 @@ def new_app():
         app_row = actions.create_app(caller(), request.form.get("name"),
                                      request.form.get("description"))
     except PhaseError as exc:
-        return render("new_app.html", 400, form=request.form, error=exc.message)
+        return refused("new_app.html", exc, form=request.form)
     return back("console.app_overview", f"Created {app_row['name']}.", app_id=app_row["id"])
 
 
@@ -162,8 +162,8 @@ def new_secret(app_id, env_id):
     try:
         actions.create_secrets(who, env, secrets.parse_new_secrets({"secrets": [entry]}))
     except PhaseError as exc:
-        return render("secret_form.html", 400, app=app_row, env=env, secret=None,
-                      form=request.form, override=None, error=exc.message)
+        return refused("secret_form.html", exc, app=app_row, env=env, secret=None,
+                       form=request.form, override=None)
     return back(ENV_PAGE, f"Created {entry['key'].upper()}.", app_id=app_id, env_id=env_id,
                 path=path if path != ROOT else None)
 
@@ -203,8 +203,8 @@ def edit_secret(app_id, env_id, secret_id):
     try:
         actions.update_secrets(who, env, secrets.parse_secret_changes({"secrets": [change]}))
     except PhaseError as exc:
-        return render("secret_form.html", 400, app=app_row, env=env, secret=secret,
-                      form=request.form, override=override, error=exc.message)
+        return refused("secret_form.html", exc, app=app_row, env=env, secret=secret,
+                       form=request.form, override=override)
     return back(ENV_PAGE, f"Saved {change['key'].upper()}.", app_id=app_id, env_id=env_id,
                 path=normalize_path(change["path"]) if change["path"] != ROOT else None)
 
@@ -331,9 +331,8 @@ def bulk_edit(app_id, env_id):
         pairs = _pairs(text)
         plan = actions.apply_pairs(who, env, path, pairs, version, delete_missing=True)
     except PhaseError as exc:
-        return render("bulk_edit.html", 409 if "changed since" in exc.message else 400,
-                      app=app_row, env=env, path=path, text=text, version=version,
-                      error=exc.message)
+        return refused("bulk_edit.html", exc, app=app_row, env=env, path=path, text=text,
+                       version=version)
     return back(ENV_PAGE, _summary(plan), app_id=app_id, env_id=env_id,
                 path=path if path != ROOT else None)
 
@@ -374,7 +373,6 @@ def import_env(app_id, env_id):
             return render("import.html", **page, plan=plan, text=text, version=env["version"])
         plan = actions.apply_pairs(who, env, path, pairs, version, delete_missing=False)
     except PhaseError as exc:
-        return render("import.html", 409 if "changed since" in exc.message else 400, **page,
-                      plan=None, text=text, version=version, error=exc.message)
+        return refused("import.html", exc, **page, plan=None, text=text, version=version)
     return back(ENV_PAGE, _summary(plan), app_id=app_id, env_id=env_id,
                 path=path if path != ROOT else None)

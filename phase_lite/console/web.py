@@ -1,6 +1,6 @@
 """The console's HTTP plumbing: blueprint, session cookie, CSRF, security headers, errors.
 
-Pages live under ``/console/`` (no API path starts so), static files under ``/static/``; a
+Pages live under ``/console/`` (no API path starts so), static files under ``/static/console/``; a
 browser asking ``/`` for HTML is shown the console (``ConsoleRootMiddleware``) while every
 other client keeps the API root's JSON. Every POST carries a CSRF token: the signed-in pages'
 token is derived from the session cookie (``sessions.csrf_token_of``), the anonymous forms
@@ -17,12 +17,12 @@ from flask import Blueprint, abort, current_app, g, redirect, render_template, r
 from werkzeug.exceptions import HTTPException
 
 from ..api.context import _is_trusted_proxy, request_meta
-from ..errors import DoesNotExist, PermissionDenied, PhaseError, status_of
+from ..errors import PhaseError, status_of
 from . import sessions
 from .actions import Caller
 
 bp = Blueprint("console", __name__, template_folder="templates", static_folder="static",
-               static_url_path="/static")
+               static_url_path="/static/console")
 
 PREFIX = "/console"
 SESSION_COOKIE = "phase_lite_session"
@@ -179,6 +179,11 @@ def render(template, status=200, **context):
     return render_template(template, **context), status
 
 
+def refused(template, error, **context):
+    """The form again with the domain's message, under the status the API would answer."""
+    return render(template, status_of(error), error=error.message, **context)
+
+
 def back(endpoint, message=None, **values):
     """Post/redirect/get: see the page again, with a one-line notice when given."""
     if message:
@@ -192,8 +197,6 @@ def back(endpoint, message=None, **values):
 @bp.errorhandler(PhaseError)
 def domain_error(error):
     status = status_of(error)
-    if isinstance(error, (PermissionDenied, DoesNotExist)) or status >= 500:
-        return render("error.html", status, status_code=status, message=error.message)
     return render("error.html", status, status_code=status, message=error.message)
 
 

@@ -98,4 +98,3 @@ def use_link(db, link_id):
     return db.execute(
         "UPDATE console_links SET used_at = ? WHERE id = ? AND used_at IS NULL", (now(), link_id)
     ).rowcount == 1
-
