@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast clients bench clean
+.PHONY: run test test-fast clients browser bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,12 +23,18 @@ run: $(STAMP)
 clients: $(STAMP)
 	bash tests/clients/install.sh
 
-## The whole suite, the real Phase clients included.
-test: $(STAMP) clients
+## Debian's Chromium for the web console's browser tests (Playwright drives it by path).
+CHROMIUM ?= /usr/lib/chromium/chromium
+browser:
+	@test -x $(CHROMIUM) || (apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+## The whole suite, the real Phase clients and the browser tests included.
+test: $(STAMP) clients browser
 	$(PY) -m pytest
 
 ## Everything but the real-client and slow process tests.
-test-fast: $(STAMP)
+test-fast: $(STAMP) browser
 	$(PY) -m pytest -m "not clients and not slow"
 
 ## phase_lite against a bare Flask + waitress baseline, one table of ratios.

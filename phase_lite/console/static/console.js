@@ -16,18 +16,12 @@
       button.textContent = "Switch to " + next + " theme";
     }
     label();
+    window.matchMedia("(prefers-color-scheme: dark)").addEventListener("change", label);
     button.addEventListener("click", function () {
       var next = currentTheme() === "dark" ? "light" : "dark";
       root.dataset.theme = next;
       document.cookie = "phase_lite_theme=" + next + "; path=/; max-age=31536000; samesite=lax";
       label();
-    });
-  });
-
-  // Ask before destructive actions.
-  document.querySelectorAll("form[data-confirm]").forEach(function (form) {
-    form.addEventListener("submit", function (event) {
-      if (!window.confirm(form.dataset.confirm)) event.preventDefault();
     });
   });
 
