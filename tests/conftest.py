@@ -192,7 +192,7 @@ def browser():
     """Debian's Chromium driven by Playwright, one per test session (``make browser``)."""
     from playwright.sync_api import sync_playwright
 
-    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: run 'make browser' (apt-get install chromium)"
+    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: run 'make browser' (installs chromium)"
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
                                               args=CHROMIUM_ARGS)
