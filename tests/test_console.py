@@ -440,6 +440,13 @@ def test_overview_compares_environments(db, demo, owner_client):
     row = page.split('data-key="ONLY_PROD"')[1].split("</tr>")[0]
     assert re.findall(r"state-(\w+)", row) == ["missing", "missing", "empty"]
     assert "prod" not in re.sub(r"<[^>]+>", " ", row)
+    filtered = owner_client.get(f"/console/apps/{app_row['id']}/?q=only").get_data(as_text=True)
+    assert 'data-key="ONLY_PROD"' in filtered and 'data-key="DB"' not in filtered
+    key_page = owner_client.get(f"/console/apps/{app_row['id']}/key?key=ONLY_PROD")
+    text = key_page.get_data(as_text=True)
+    assert text.count("Add value") == 2 and text.count(">Reveal <") == 1
+    assert "secrets/new?key=ONLY_PROD" in text
+    assert owner_client.get(f"/console/apps/{app_row['id']}/key?key=NOPE").status_code == 404
 
 
 # -- roles -----------------------------------------------------------------------------------

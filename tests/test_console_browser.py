@@ -200,6 +200,15 @@ def test_owner_manages_secrets_end_to_end(page, server):
     row_of(page, "API_URL").get_by_role("button", name=re.compile("^Delete")).click()
     expect(row_of(page, "API_URL")).to_have_count(0)
 
+    page.get_by_role("link", name="shop").click()
+    overview = page.get_by_role("row").filter(has_text="DATABASE_URL")
+    expect(overview.get_by_role("cell").nth(0)).to_contain_text("present")
+    expect(overview.get_by_role("cell").nth(1)).to_contain_text("missing")
+    overview.get_by_role("link", name=re.compile("^Values")).click()
+    check_page(page, "key-values")
+    page.get_by_role("button", name=re.compile("^Reveal")).click()
+    expect(page.get_by_text("postgres://db.internal/shop", exact=True)).to_be_visible()
+
 
 def test_bulk_edit_refuses_a_page_someone_else_changed(context, page, server):
     sign_in(page)

@@ -48,10 +48,42 @@ def app_overview(app_id):
     app_row = actions.app(who, app_id)
     envs = actions.environments(who, app_row)
     listed = {env["id"]: actions.list_secrets(who, env) for env in envs}
-    return render("app.html", app=app_row, envs=envs,
-                  rows=compare_environments(envs, listed),
+    rows = compare_environments(envs, listed)
+    tags = sorted({tag for found in listed.values() for secret in found for tag in secret.tags})
+    filters = {"q": request.args.get("q", "").strip(), "tag": request.args.get("tag", ""),
+               "type": request.args.get("type", "")}
+    return render("app.html", app=app_row, envs=envs, rows=filter_rows(rows, **filters),
+                  total=len(rows), tags=tags, filters=filters,
                   counts={env_id: len(found) for env_id, found in listed.items()},
                   notice=request.args.get("notice"))
+
+
+@bp.route(PREFIX + "/apps/<app_id>/key")
+@signed_in
+def key_values(app_id):
+    """One key across the app's environments: reveal, edit, delete, or add where missing."""
+    who = caller()
+    app_row = actions.app(who, app_id)
+    envs = actions.environments(who, app_row)
+    key = request.args.get("key", "").upper()
+    path = normalize_path(request.args.get("path") or ROOT)
+    listed = {env["id"]: actions.list_secrets(who, env, path) for env in envs}
+    cells = [(env, next((secret for secret in listed[env["id"]] if secret.key == key), None))
+             for env in envs]
+    if all(secret is None for _, secret in cells):
+        abort(404)
+    return render("key.html", app=app_row, key=key, path=path, cells=cells, mask=MASK)
+
+
+def filter_rows(rows, q="", tag="", type=""):  # noqa: A002 - the form's field name
+    """The overview's rows whose key holds ``q`` and that have, in some environment, a
+    secret with the tag and of the type asked for."""
+    def wanted(row):
+        secrets_ = [secret for _, secret, _ in row["cells"] if secret is not None]
+        return ((not q or q.upper() in row["key"].upper())
+                and (not tag or any(tag in secret.tags for secret in secrets_))
+                and (not type or any(secret.type == type for secret in secrets_)))
+    return [row for row in rows if wanted(row)]
 
 
 def compare_environments(envs, listed):
@@ -155,7 +187,7 @@ def new_secret(app_id, env_id):
     path = normalize_path(request.values.get("path") or ROOT)
     if request.method == "GET":
         return render("secret_form.html", app=app_row, env=env, secret=None,
-                      form={"path": path}, override=None)
+                      form={"path": path, "key": request.args.get("key", "")}, override=None)
     entry = {"key": request.form.get("key", ""), "value": request.form.get("value", ""),
              "comment": request.form.get("comment", ""), "path": path,
              "tags": _tags(request.form.get("tags")), "type": request.form.get("type") or None}
@@ -216,6 +248,9 @@ def delete_secret(app_id, env_id, secret_id):
     who, _, env = _environment(app_id, env_id)
     secret = actions.get_secret(who, env, secret_id)
     actions.delete_secrets(who, env, [secret.id])
+    if request.form.get("from") == "overview":
+        return back("console.app_overview", f"Deleted {secret.key} from {env['name']}.",
+                    app_id=app_id)
     return back(ENV_PAGE, f"Deleted {secret.key}.", app_id=app_id, env_id=env_id,
                 path=secret.path if secret.path != ROOT else None)
 

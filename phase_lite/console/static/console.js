@@ -55,7 +55,7 @@
         var id = form.querySelector("input[name=secret]").value;
         var shown = found[id];
         if (!shown) return;
-        var cell = form.closest("td");
+        var cell = form.closest("[data-value-slot]") || form.closest("td");
         cell.textContent = "";
         var code = document.createElement("code");
         code.className = "revealed";
@@ -81,7 +81,6 @@
   document.querySelectorAll("[data-filter-table]").forEach(function (form) {
     var table = document.getElementById(form.dataset.filterTable);
     var input = form.querySelector("[data-filter-input]");
-    form.addEventListener("submit", function (event) { event.preventDefault(); });
     input.addEventListener("input", function () {
       var needle = input.value.trim().toUpperCase();
       table.querySelectorAll("tbody tr[data-key]").forEach(function (row) {
