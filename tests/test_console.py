@@ -566,6 +566,7 @@ def test_the_audit_log_names_actors_and_filters(db, demo, owner_client):
     page = owner_client.get("/console/audit/").get_data(as_text=True)
     assert "owner@example.com" in page and "secrets.create" in page
     assert ">demo<" in page and ">Development<" in page
+    assert '<span class="mono">K</span>' in page  # the key's name, for a viewer who may read it
     filtered = owner_client.get("/console/audit/?event=sign_in").get_data(as_text=True)
     assert "secrets.create</td>" not in filtered and "sign_in" in filtered
 
@@ -597,3 +598,16 @@ def test_set_password_from_stdin_and_init_prints_a_setup_link(tmp_path):
                        password="a fine password").status_code == 303
     finally:
         flask_app.extensions["phase_lite"].close()
+
+
+def test_the_audit_log_is_paginated(db, owner_client):
+    from phase_lite import audit
+
+    with db.transaction():
+        for number in range(60):
+            audit.record(db, None, "prune", "audit_log", details={"deleted": number})
+    first = owner_client.get("/console/audit/?event=prune").get_data(as_text=True)
+    assert first.count("<tr>") == 51 and "Older events" in first and "Newer events" not in first
+    second = owner_client.get("/console/audit/?event=prune&page=1").get_data(as_text=True)
+    assert second.count("<tr>") == 11 and "Newer events" in second
+    assert "Older events" not in second and "phase-lite command" in second

@@ -374,7 +374,33 @@ def audit_events(caller, filters, page):
         db, caller.principal.organisation_id, visible_environment_ids=visible_envs,
         limit=AUDIT_PAGE + 1, offset=page * AUDIT_PAGE, **filters)
     names = console_store.audit_names(db, caller.principal.organisation_id)
-    return rows[:AUDIT_PAGE], len(rows) > AUDIT_PAGE, names
+    more, rows = len(rows) > AUDIT_PAGE, rows[:AUDIT_PAGE]
+    names["secret"] = _secret_key_names(caller, rows)
+    return rows, more, names
+
+
+def _secret_key_names(caller, events):
+    """{secret id: key name} for the events' secrets in environments the caller may read."""
+    if not caller.principal.may("Secrets", "read", app_level=True):
+        return {}
+    db, vault = caller.services.db, caller.services.vault
+    wanted = {}  # environment id: secret ids
+    for event in events:
+        ids = [item["id"] if isinstance(item, dict) else item
+               for item in event["details"].get("secrets", ())]
+        if ids and event["environment_id"] and event["app_id"]:
+            wanted.setdefault((event["app_id"], event["environment_id"]), set()).update(ids)
+    names = {}
+    for (app_id, env_id), ids in wanted.items():
+        if not caller.services.auth.can_access_environment(caller.principal, env_id):
+            continue
+        rows = console_store.latest_versions(db, ids)
+        if rows:
+            data_key = vault.data_key(app_id)
+            for secret_id, row in rows.items():
+                names[secret_id] = vault.decrypt(data_key, "secret_versions", row["id"], "key",
+                                                 row["key_enc"])
+    return names
 
 
 def audit_event_names(caller):

@@ -118,3 +118,18 @@ def secret_write_events(db, environment_id, secret_id):
         " ('secrets.create', 'secrets.update', 'secrets.delete') AND instr(details, ?) > 0",
         (environment_id, secret_id),
     )]
+
+
+def latest_versions(db, secret_ids):
+    """{secret id: its newest ``secret_versions`` row} (deleted secrets keep theirs)."""
+    found = {}
+    ids = list(secret_ids)
+    for start in range(0, len(ids), 500):
+        part = ids[start:start + 500]
+        for row in db.all(
+            "SELECT v.* FROM secret_versions v WHERE v.secret_id IN"
+            f" ({', '.join('?' * len(part))}) ORDER BY v.version",
+            part,
+        ):
+            found[row["secret_id"]] = row
+    return found
