@@ -611,3 +611,47 @@ def test_the_audit_log_is_paginated(db, owner_client):
     second = owner_client.get("/console/audit/?event=prune&page=1").get_data(as_text=True)
     assert second.count("<tr>") == 11 and "Newer events" in second
     assert "Older events" not in second and "phase-lite command" in second
+
+
+def test_personal_override_and_sealed_secrets(db, demo, owner_client):
+    app_row, envs = demo
+    url = env_url(app_row, envs["Development"])
+    for key, kind in (("MINE", "secret"), ("LOCKED", "sealed")):
+        owner_client.post(url + "secrets/new", data={"key": key, "value": f"{key} value",
+                                                     "type": kind,
+                                                     "csrf_token": owner_client.csrf})
+    page = owner_client.get(url).get_data(as_text=True)
+    ids = {key: secret_id for secret_id, key in re.findall(
+        r'<tr id="secret-([^"]+)">\s*<th scope="row" class="mono">([A-Z]+)', page)}
+    owner_client.post(url + f"secrets/{ids['MINE']}/edit", data={
+        "key": "MINE", "value": "MINE value", "path": "/", "type": "secret",
+        "override_value": "only for me", "override_active": "1",
+        "csrf_token": owner_client.csrf})
+    shown = owner_client.post(url + "reveal", data={
+        "secret": [ids["MINE"], ids["LOCKED"]], "csrf_token": owner_client.csrf},
+        headers={"Accept": "application/json"}).get_json()
+    assert shown == {ids["MINE"]: {"value": "MINE value", "unresolved": False,
+                                   "override": "only for me"}}
+    sealed_form = owner_client.get(url + f"secrets/{ids['LOCKED']}/edit")
+    assert "LOCKED value" not in sealed_form.get_data(as_text=True)
+    assert owner_client.get(url + "export.json").get_json() == {"MINE": "MINE value"}
+    every = owner_client.post(url + "reveal", data={"all": "1", "csrf_token": owner_client.csrf})
+    assert "LOCKED value" not in every.get_data(as_text=True)
+    assert "only for me" in every.get_data(as_text=True)
+
+
+def test_a_service_accounts_role_can_change(db, owner_client):
+    org_id = accounts.organisation(db)["id"]
+    service, manager = (accounts.role_by_name(db, org_id, name) for name in ("Service", "Manager"))
+    owner_client.post("/console/service-accounts/new", data={
+        "name": "bot", "role_id": service["id"], "csrf_token": owner_client.csrf})
+    sa = accounts.service_account(db, "bot")
+    answer = owner_client.post(f"/console/service-accounts/{sa['id']}/role", data={
+        "role_id": manager["id"], "csrf_token": owner_client.csrf})
+    assert answer.status_code == 303
+    assert accounts.service_account(db, "bot")["role_name"] == "Manager"
+    owner_role = accounts.role_by_name(db, org_id, "Owner")
+    refused = owner_client.post(f"/console/service-accounts/{sa['id']}/role", data={
+        "role_id": owner_role["id"], "csrf_token": owner_client.csrf})
+    assert refused.status_code == 400
+    assert "cannot be assigned the &#39;Owner&#39; role" in refused.get_data(as_text=True)

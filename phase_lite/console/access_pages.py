@@ -56,7 +56,15 @@ def service_account(sa_id):
     granted_ids = {env["id"] for _, _, envs in granted for env in envs}
     return render("service_account.html", sa=sa, tokens=tokens, granted=granted,
                   granted_ids=granted_ids, choices=actions.granted_environment_choices(who),
+                  roles=[role for role in actions.roles(who) if not role["global_access"]],
                   notice=request.args.get("notice"))
+
+
+@bp.route(PREFIX + "/service-accounts/<sa_id>/role", methods=["POST"])
+@signed_in
+def service_account_role(sa_id):
+    actions.change_service_account_role(caller(), sa_id, request.form.get("role_id"))
+    return back("console.service_account", "Role changed.", sa_id=sa_id)
 
 
 @bp.route(PREFIX + "/service-accounts/<sa_id>/tokens/new", methods=["GET", "POST"])

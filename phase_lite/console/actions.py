@@ -178,6 +178,13 @@ def create_service_account(caller, name, role_id):
         caller.services, caller.principal, {"name": name, "role_id": role_id}, caller.meta)
 
 
+def change_service_account_role(caller, sa_id, role_id):
+    _require(caller, "ServiceAccounts", "update", "service accounts")
+    sa = management.get_service_account(caller.services, caller.principal, sa_id)
+    management.update_service_account(caller.services, caller.principal, sa,
+                                      {"role_id": role_id}, caller.meta)
+
+
 def delete_service_account(caller, sa_id):
     _require(caller, "ServiceAccounts", "delete", "service accounts")
     sa = management.get_service_account(caller.services, caller.principal, sa_id)
