@@ -655,3 +655,26 @@ def test_a_service_accounts_role_can_change(db, owner_client):
         "role_id": owner_role["id"], "csrf_token": owner_client.csrf})
     assert refused.status_code == 400
     assert "cannot be assigned the &#39;Owner&#39; role" in refused.get_data(as_text=True)
+
+
+def test_deleted_secrets_can_be_found_and_restored(db, demo, owner_client):
+    app_row, envs = demo
+    url = env_url(app_row, envs["Staging"])
+    owner_client.post(url + "secrets/new", data={"key": "GONE", "value": "was here",
+                                                 "comment": "c", "tags": "t1",
+                                                 "csrf_token": owner_client.csrf})
+    secret_id = re.search(r'<tr id="secret-([^"]+)">',
+                          owner_client.get(url).get_data(as_text=True)).group(1)
+    owner_client.post(url + f"secrets/{secret_id}/delete", data={"csrf_token": owner_client.csrf})
+    page = owner_client.get(url + "deleted").get_data(as_text=True)
+    assert ">GONE</th>" in page and "was here" not in page
+    history = owner_client.get(url + f"secrets/{secret_id}/history").get_data(as_text=True)
+    assert "This secret is deleted." in history and "deleted</span>" in history
+    restored = owner_client.post(url + f"deleted/{secret_id}/restore",
+                                 data={"csrf_token": owner_client.csrf})
+    assert restored.status_code == 303
+    assert owner_client.get(url + "export.json").get_json() == {"GONE": "was here"}
+    again = owner_client.post(url + f"deleted/{secret_id}/restore",
+                              data={"csrf_token": owner_client.csrf})
+    assert again.status_code == 409
+    assert "Duplicate secret found" in again.get_data(as_text=True)

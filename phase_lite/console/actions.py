@@ -6,6 +6,7 @@ console has the API's roles, grants, validation, messages and audit events. Keep
 call sites in one module keeps the console's pages free of domain rules.
 """
 
+import json
 from dataclasses import dataclass
 
 from .. import accounts, audit, management, secrets
@@ -137,6 +138,32 @@ def secret_versions(caller, env, secret_id):
         })
     audit.record_read(db, caller.principal, env, audit.read_details([secret_id]), caller.meta)
     return versions
+
+
+def deleted_secrets(caller, env):
+    """[{id, key, path, type, deleted_at}] of the environment's deleted secrets."""
+    secrets.require_permission(caller.principal, env, "GET")
+    db, vault = caller.services.db, caller.services.vault
+    rows = console_store.deleted_secrets(db, env["id"])
+    data_key = vault.data_key(env["app_id"]) if rows else None
+    return [{"id": row["id"], "path": row["path"], "type": row["type"],
+             "deleted_at": row["deleted_at"],
+             "key": vault.decrypt(data_key, "secrets", row["id"], "key", row["key_enc"])}
+            for row in rows]
+
+
+def restore_deleted(caller, env, secret_id):
+    """Bring a deleted secret back as a new secret with its last version's fields (a create,
+    refused as a duplicate when a live secret took its key and path)."""
+    last = next((version for version in reversed(secret_versions(caller, env, secret_id))
+                 if version["event"] != "delete"), None)
+    if last is None or not any(row["id"] == secret_id for row in
+                               console_store.deleted_secrets(caller.services.db, env["id"])):
+        raise DoesNotExist(f"Secret not found: {secret_id}")
+    entry = secrets.NewSecret(key=last["key"], value=last["value"], comment=last["comment"],
+                              path=last["path"], tags=tuple(json.loads(last["tags"])),
+                              type=last["type"])
+    return create_secrets(caller, env, [entry])[0]
 
 
 def _version_actors(caller, env, secret_id):

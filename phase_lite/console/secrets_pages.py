@@ -269,6 +269,28 @@ def secret_history(app_id, env_id, secret_id):
                   notice=request.args.get("notice"))
 
 
+@bp.route(PREFIX + "/apps/<app_id>/environments/<env_id>/deleted")
+@signed_in
+def deleted_secrets(app_id, env_id):
+    who, app_row, env = _environment(app_id, env_id)
+    return render("deleted.html", app=app_row, env=env,
+                  deleted=actions.deleted_secrets(who, env), notice=request.args.get("notice"))
+
+
+@bp.route(PREFIX + "/apps/<app_id>/environments/<env_id>/deleted/<secret_id>/restore",
+          methods=["POST"])
+@signed_in
+def restore_deleted(app_id, env_id, secret_id):
+    who, app_row, env = _environment(app_id, env_id)
+    try:
+        restored = actions.restore_deleted(who, env, secret_id)
+    except PhaseError as exc:
+        return refused("deleted.html", exc, app=app_row, env=env,
+                       deleted=actions.deleted_secrets(who, env))
+    return back(ENV_PAGE, f"Restored {restored.key}.", app_id=app_id, env_id=env_id,
+                path=restored.path if restored.path != ROOT else None)
+
+
 @bp.route(PREFIX + "/apps/<app_id>/environments/<env_id>/secrets/<secret_id>/restore",
           methods=["POST"])
 @signed_in

@@ -133,3 +133,13 @@ def latest_versions(db, secret_ids):
         ):
             found[row["secret_id"]] = row
     return found
+
+
+def deleted_secrets(db, env_id, limit=200):
+    """The environment's deleted secrets, most recently deleted first."""
+    return db.all(
+        "SELECT id, path, key_enc, type, deleted_at FROM secrets"
+        " WHERE environment_id = ? AND deleted_at IS NOT NULL"
+        " ORDER BY deleted_at DESC, rowid DESC LIMIT ?",
+        (env_id, limit),
+    )
