@@ -532,7 +532,7 @@ def test_an_invitation_link_works_once(app, db, owner_client):
     role = accounts.role_by_name(db, org_id, "Developer")
     invited = owner_client.post("/console/members/invite", data={
         "email": "new@example.com", "role_id": role["id"], "csrf_token": owner_client.csrf})
-    link = re.search(r'value="http://localhost(/console/welcome/[^"]+)"',
+    link = re.search(r'>http://localhost(/console/welcome/[^<]+)</code>',
                      invited.get_data(as_text=True)).group(1)
     guest = app.test_client()
     page = guest.get(link)

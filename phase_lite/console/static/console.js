@@ -28,15 +28,22 @@
   // Copy buttons.
   document.querySelectorAll("[data-copy]").forEach(function (button) {
     button.addEventListener("click", function () {
-      var field = document.getElementById(button.dataset.copy);
-      field.select();
+      var source = document.getElementById(button.dataset.copy);
+      var text = source.value !== undefined ? source.value : source.textContent;
       var done = function () { button.textContent = "Copied"; };
+      var fallback = function () {
+        var range = document.createRange();
+        range.selectNodeContents(source);
+        var selection = window.getSelection();
+        selection.removeAllRanges();
+        selection.addRange(range);
+        document.execCommand("copy");
+        done();
+      };
       if (navigator.clipboard && window.isSecureContext) {
-        navigator.clipboard.writeText(field.value).then(done, function () {
-          document.execCommand("copy"); done();
-        });
+        navigator.clipboard.writeText(text).then(done, fallback);
       } else {
-        document.execCommand("copy"); done();
+        fallback();
       }
     });
   });
