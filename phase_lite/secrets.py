@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from . import audit, phase_crypto, references
+from . import audit, contract, phase_crypto, references
 from .caches import GenerationCache, PerDatabase, kept_bytes
 from .errors import DoesNotExist, Duplicate, InvalidRequest, PermissionDenied
 from .paths import ROOT, folder_chain, normalize_path
@@ -54,8 +54,6 @@ from .store import new_id, now, render_time
 from .store import apps as app_store
 from .store import secrets as secret_store
 
-SECRET_TYPES = ("config", "sealed", "secret")
-TAG_NAME_MAX = 64
 CACHE_ENVIRONMENTS = 256
 BODY_CACHE_ENTRIES = 1024              # encoded GET answers kept per database generation
 BODY_CACHE_BYTES = 64 * 1024 * 1024    # their total size
@@ -262,9 +260,9 @@ def _entry_list(body):
 def _checked_type(secret_type):
     if secret_type is None:
         return None
-    if not isinstance(secret_type, str) or secret_type not in SECRET_TYPES:
+    if not isinstance(secret_type, str) or secret_type not in contract.SECRET_TYPES:
         raise InvalidRequest(
-            f"Invalid 'type': {secret_type!r}. Must be one of {sorted(SECRET_TYPES)}."
+            f"Invalid 'type': {secret_type!r}. Must be one of {sorted(contract.SECRET_TYPES)}."
         )
     return secret_type
 
@@ -304,9 +302,9 @@ def tag_names(tags) -> tuple:
         name = raw.strip()
         if not name:
             continue
-        if len(name) > TAG_NAME_MAX:
+        if len(name) > contract.TAG_NAME_MAX:
             raise InvalidRequest(
-                f"Tag name exceeds {TAG_NAME_MAX} characters: {name[:32]!r}\u2026"
+                f"Tag name exceeds {contract.TAG_NAME_MAX} characters: {name[:32]!r}\u2026"
             )
         if name not in names:
             names.append(name)

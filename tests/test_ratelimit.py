@@ -4,8 +4,8 @@ import threading
 
 import pytest
 
+import support
 from conftest import bearer_headers
-from phase_lite import accounts
 from phase_lite.api import json_response
 from phase_lite.api.context import principal, scope
 from phase_lite.app import create_app
@@ -158,10 +158,7 @@ def test_fourth_request_in_a_minute_is_429_with_retry_after(limited, owner_heade
 def test_limit_is_per_account_and_shared_across_endpoints(limited, services, owner,
                                                           owner_headers, sa_headers):
     client = limited.test_client()
-    second_token = accounts.issue_token(services.db, "user",
-                                        accounts.user_by_email(services.db,
-                                                               "owner@example.com")["id"],
-                                        "second")
+    second_token = support.user_token(services, "owner@example.com", "second")
     assert client.get("/v1/probe/", headers=owner_headers).status_code == 200
     assert client.get("/v1/other-probe/", headers=owner_headers).status_code == 200
     # Another token of the same user spends the same budget.
