@@ -9,7 +9,9 @@ from werkzeug.routing import RequestRedirect
 
 from . import __version__, accounts, audit, keyring
 from .auth import Authenticator
+from .client_protocol import ClientProtocol
 from .config import Config, ConfigError, load_config
+from .ratelimit import RateLimiter
 from .store import Database, StoreError
 from .store import meta as meta_store
 from .vault import Vault
@@ -147,6 +149,8 @@ class Services:
         self.keyring = ring
         self.vault = Vault(db, ring)
         self.auth = Authenticator(db)
+        self.limiter = RateLimiter(config.rate_limit)
+        self.client_protocol = ClientProtocol(self)
 
     def close(self):
         audit.read_log(self.db).close()

@@ -9,6 +9,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from flask import request
 import requests
 import schemathesis
 from schemathesis import GenerationMode
@@ -51,7 +52,7 @@ def ip_probe(config, owner):
 
         @flask_app.route("/v1/ip-probe/")
         def probe():
-            return json_response({"ip": request_meta().ip_address})
+            return json_response({"ip": request_meta(request.environ).ip_address})
 
         made.append(flask_app)
         return flask_app.test_client()
@@ -112,7 +113,7 @@ def test_unauthenticated_rate_limit_key_uses_the_client_ip(ip_probe, config):
 
     @flask_app.route("/v1/anon-probe/")
     def anon_probe():
-        throttle()
+        throttle(request.environ)
         return json_response({})
 
     forwarded = {"X-Real-IP": "198.51.100.1"}

@@ -84,10 +84,11 @@ class ManagementView(MethodView):
     action = None           # fixed action for routes whose permission ignores the method
 
     def dispatch_request(self, **kwargs):
-        self.services = context.services()
-        self.principal = context.principal()
+        environ = request.environ
+        self.services = context.services(environ)
+        self.principal = context.principal(environ)
         self.resolve(**kwargs)
-        context.throttle(self.principal)
+        context.throttle(environ, self.principal)
         allowed = request.method in type(self).methods
         if self.action is not None:
             self.require(self.action)
@@ -99,9 +100,7 @@ class ManagementView(MethodView):
 
     def resolve(self, **kwargs):
         """Phase's authentication class on a route without an app or environment in its URL."""
-        self.scope = self.services.auth.resolve_scope(
-            self.principal, context.query_args(), context.scope_headers(), context.generation()
-        )
+        self.scope = context.find_scope(request.environ, self.principal)
 
     def require(self, action):
         apps.require(self.principal, self.resource, action, self.noun,
@@ -224,7 +223,7 @@ class Apps(ManagementView):
     def post(self):
         """Create an app with its environments"""
         app, envs = apps.create_app(self.services, self.principal, json_body(),
-                                    context.request_meta())
+                                    context.request_meta(request.environ))
         body = app_object(app) | {"environments": [environment_object(e) for e in envs]}
         return json_response(body, 201)
 
@@ -245,13 +244,13 @@ class AppDetail(ManagementView):
     def put(self, app_id):
         """Rename an app or change its description"""
         app = apps.update_app(self.services, self.principal, self.app, json_body(),
-                              context.request_meta())
+                              context.request_meta(request.environ))
         return json_response(app_object(app))
 
     @operation(204, errors=(401, 403, 404))
     def delete(self, app_id):
         """Delete an app with its environments, secrets and access grants"""
-        apps.delete_app(self.services, self.principal, self.app, context.request_meta())
+        apps.delete_app(self.services, self.principal, self.app, context.request_meta(request.environ))
         return no_content()
 
 
@@ -279,7 +278,7 @@ class Environments(ManagementView):
     def post(self):
         """Add a custom environment to the app"""
         env = apps.create_environment(self.services, self.principal, self.app,
-                                      json_body(), context.request_meta())
+                                      json_body(), context.request_meta(request.environ))
         return json_response(environment_object(env), 201)
 
 
@@ -306,14 +305,14 @@ class EnvironmentDetail(ManagementView):
         """Rename an environment"""
         env = self.environment()
         env = apps.rename_environment(self.services, self.principal, env, json_body(),
-                                      context.request_meta())
+                                      context.request_meta(request.environ))
         return json_response(environment_object(env))
 
     @operation(204, errors=(401, 403, 404))
     def delete(self, env_id):
         """Delete an environment with its secrets"""
         apps.delete_environment(self.services, self.principal, self.environment(),
-                                context.request_meta())
+                                context.request_meta(request.environ))
         return no_content()
 
 
@@ -375,7 +374,7 @@ class ServiceAccounts(ManagementView):
     def post(self):
         """Create a service account with its first token (shown once)"""
         sa, token = accounts.create_service_account(self.services, self.principal,
-                                                    json_body(), context.request_meta())
+                                                    json_body(), context.request_meta(request.environ))
         body = service_account_object(sa) | {"initialToken": issued_token_object(token)}
         return json_response(body, 201)
 
@@ -398,14 +397,14 @@ class ServiceAccountDetail(ManagementView):
         """Rename a service account or give it another role"""
         sa = accounts.update_service_account(self.services, self.principal,
                                              self.account(sa_id), json_body(),
-                                             context.request_meta())
+                                             context.request_meta(request.environ))
         return json_response(service_account_detail(self.services, sa))
 
     @operation(204, errors=(401, 403, 404))
     def delete(self, sa_id):
         """Delete a service account; its tokens stop working at once"""
         accounts.delete_service_account(self.services, self.principal, self.account(sa_id),
-                                        context.request_meta())
+                                        context.request_meta(request.environ))
         return no_content()
 
 
@@ -419,7 +418,7 @@ class ServiceAccountAccess(ManagementView):
         """Replace the apps and environments a service account may use"""
         sa = accounts.get_service_account(self.services, self.principal, sa_id)
         accounts.set_service_account_access(self.services, self.principal, sa, json_body(),
-                                            context.request_meta())
+                                            context.request_meta(request.environ))
         return json_response(service_account_detail(self.services, sa))
 
 
@@ -432,7 +431,7 @@ class ServiceAccountTokens(ManagementView):
         """Mint another token for a service account (shown once)"""
         sa = accounts.get_service_account(self.services, self.principal, sa_id)
         token = accounts.issue_service_account_token(self.services, self.principal, sa, json_body(),
-                                                     context.request_meta())
+                                                     context.request_meta(request.environ))
         return json_response(issued_token_object(token), 201)
 
 
@@ -445,5 +444,5 @@ class ServiceAccountToken(ManagementView):
         """Revoke a service account's token; it stops working at once"""
         sa = accounts.get_service_account(self.services, self.principal, sa_id)
         accounts.revoke_service_account_token(self.services, self.principal, sa, token_id,
-                                              context.request_meta())
+                                              context.request_meta(request.environ))
         return no_content()
