@@ -1,6 +1,5 @@
 """The application factory: the one place where things are wired together."""
 
-import logging
 import os
 
 from flask import Flask
@@ -16,8 +15,6 @@ from .store import Database, StoreError
 from .store import meta as meta_store
 from .vault import Vault
 
-log = logging.getLogger("phase_lite")
-
 
 def open_keyring(config: Config) -> keyring.Keyring:
     """Load the master key(s) named by the config; ConfigError names the setting on failure."""
@@ -25,7 +22,8 @@ def open_keyring(config: Config) -> keyring.Keyring:
     try:
         keys = [keyring.parse_master_key(line) for line in lines]
     except ValueError:
-        raise ConfigError(f"{setting}: malformed master key (expected base64 of 32 bytes)") from None
+        raise ConfigError(
+            f"{setting}: malformed master key (expected base64 of 32 bytes)") from None
     return keyring.Keyring(keys)
 
 

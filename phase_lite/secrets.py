@@ -1,10 +1,11 @@
 """The domain rules for secrets: validation with Phase's messages, writes, versions, audit.
 
-Interface for other callers (client protocol, admin command)
-------------------------------------------------------------
+Interface for other callers (the REST API, the client protocol, the console)
+-----------------------------------------------------------------------------
 Every function takes ``services`` (``app.Services``), the caller (``auth.Principal``; None
-means the local admin command), the environment row that ``Authenticator.resolve_scope``
-returned (it carries ``version``) and, for writes, ``meta`` (``audit.RequestMeta``). No Flask.
+means the local operator, as in a bulk import), the environment row that
+``Authenticator.resolve_scope`` returned (it carries ``version``) and, for writes, ``meta``
+(``audit.RequestMeta``). No Flask.
 Errors are ``errors.PhaseError`` subclasses carrying Phase's exact messages.
 
 - ``list_secrets(services, env_row, *, key_digest=None, path=None, tags=None)``

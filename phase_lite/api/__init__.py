@@ -214,9 +214,6 @@ def _register_error_handlers(app: Flask) -> None:
         status = error.code or 500
         if status == 405:
             message = f'Method "{request.method}" not allowed.'
-        elif status == 422:
-            message = _first_validation_message(error)
-            status = 400
         else:
             message = HTTP_MESSAGES.get(status) or error.description or error.name
         response = error_response(message, status)
@@ -239,21 +236,3 @@ def _register_error_handlers(app: Flask) -> None:
         log.error("unhandled %s on %s %s", error.__class__.__name__, request.method,
                   request.path, exc_info=app.debug)
         return error_response(errors.INTERNAL_ERROR, 500)
-
-
-def _first_validation_message(error):
-    messages = getattr(error, "data", {}).get("messages") if hasattr(error, "data") else None
-
-    def first(value):
-        if isinstance(value, dict):
-            for key, inner in value.items():
-                found = first(inner)
-                if found:
-                    return found if isinstance(inner, list) and key == "_schema" else found
-        if isinstance(value, list) and value:
-            return str(value[0])
-        if isinstance(value, str):
-            return value
-        return None
-
-    return first(messages) or "Invalid request."

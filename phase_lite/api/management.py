@@ -121,6 +121,10 @@ def json_body() -> dict:
     return body
 
 
+def request_meta():
+    return context.request_meta(request.environ)
+
+
 def _refuse_constant(name):
     raise ValueError(f"Out of range float values are not JSON compliant: {name!r}")
 
@@ -223,7 +227,7 @@ class Apps(ManagementView):
     def post(self):
         """Create an app with its environments"""
         app, envs = apps.create_app(self.services, self.principal, json_body(),
-                                    context.request_meta(request.environ))
+                                    request_meta())
         body = app_object(app) | {"environments": [environment_object(e) for e in envs]}
         return json_response(body, 201)
 
@@ -244,13 +248,13 @@ class AppDetail(ManagementView):
     def put(self, app_id):
         """Rename an app or change its description"""
         app = apps.update_app(self.services, self.principal, self.app, json_body(),
-                              context.request_meta(request.environ))
+                              request_meta())
         return json_response(app_object(app))
 
     @operation(204, errors=(401, 403, 404))
     def delete(self, app_id):
         """Delete an app with its environments, secrets and access grants"""
-        apps.delete_app(self.services, self.principal, self.app, context.request_meta(request.environ))
+        apps.delete_app(self.services, self.principal, self.app, request_meta())
         return no_content()
 
 
@@ -278,7 +282,7 @@ class Environments(ManagementView):
     def post(self):
         """Add a custom environment to the app"""
         env = apps.create_environment(self.services, self.principal, self.app,
-                                      json_body(), context.request_meta(request.environ))
+                                      json_body(), request_meta())
         return json_response(environment_object(env), 201)
 
 
@@ -305,14 +309,14 @@ class EnvironmentDetail(ManagementView):
         """Rename an environment"""
         env = self.environment()
         env = apps.rename_environment(self.services, self.principal, env, json_body(),
-                                      context.request_meta(request.environ))
+                                      request_meta())
         return json_response(environment_object(env))
 
     @operation(204, errors=(401, 403, 404))
     def delete(self, env_id):
         """Delete an environment with its secrets"""
         apps.delete_environment(self.services, self.principal, self.environment(),
-                                context.request_meta(request.environ))
+                                request_meta())
         return no_content()
 
 
@@ -374,7 +378,7 @@ class ServiceAccounts(ManagementView):
     def post(self):
         """Create a service account with its first token (shown once)"""
         sa, token = accounts.create_service_account(self.services, self.principal,
-                                                    json_body(), context.request_meta(request.environ))
+                                                    json_body(), request_meta())
         body = service_account_object(sa) | {"initialToken": issued_token_object(token)}
         return json_response(body, 201)
 
@@ -397,14 +401,14 @@ class ServiceAccountDetail(ManagementView):
         """Rename a service account or give it another role"""
         sa = accounts.update_service_account(self.services, self.principal,
                                              self.account(sa_id), json_body(),
-                                             context.request_meta(request.environ))
+                                             request_meta())
         return json_response(service_account_detail(self.services, sa))
 
     @operation(204, errors=(401, 403, 404))
     def delete(self, sa_id):
         """Delete a service account; its tokens stop working at once"""
         accounts.delete_service_account(self.services, self.principal, self.account(sa_id),
-                                        context.request_meta(request.environ))
+                                        request_meta())
         return no_content()
 
 
@@ -418,7 +422,7 @@ class ServiceAccountAccess(ManagementView):
         """Replace the apps and environments a service account may use"""
         sa = accounts.get_service_account(self.services, self.principal, sa_id)
         accounts.set_service_account_access(self.services, self.principal, sa, json_body(),
-                                            context.request_meta(request.environ))
+                                            request_meta())
         return json_response(service_account_detail(self.services, sa))
 
 
@@ -431,7 +435,7 @@ class ServiceAccountTokens(ManagementView):
         """Mint another token for a service account (shown once)"""
         sa = accounts.get_service_account(self.services, self.principal, sa_id)
         token = accounts.issue_service_account_token(self.services, self.principal, sa, json_body(),
-                                                     context.request_meta(request.environ))
+                                                     request_meta())
         return json_response(issued_token_object(token), 201)
 
 
@@ -444,5 +448,5 @@ class ServiceAccountToken(ManagementView):
         """Revoke a service account's token; it stops working at once"""
         sa = accounts.get_service_account(self.services, self.principal, sa_id)
         accounts.revoke_service_account_token(self.services, self.principal, sa, token_id,
-                                              context.request_meta(request.environ))
+                                              request_meta())
         return no_content()
