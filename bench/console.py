@@ -20,6 +20,7 @@ def measure_overview(workdir: Path, requests: int = 300) -> dict:
     """{"p50_ms", "p99_ms", "mean_ms", "bytes"} of GETs of the overview page."""
     from phase_lite import accounts
     from phase_lite.app import create_app
+    from phase_lite.audit import CLI_META
     from phase_lite.config import load_config
     from phase_lite.console import sessions
 
@@ -28,9 +29,10 @@ def measure_overview(workdir: Path, requests: int = 300) -> dict:
     layout = seed.create_bench_app(data_dir, ENVIRONMENTS)
     app = create_app(load_config({"PHASE_LITE_DATA_DIR": str(data_dir)}))
     try:
-        db = app.extensions["phase_lite"].db
-        owner = accounts.user_by_email(db, owner_email)
-        sessions.set_password(db, owner["id"], PASSWORD)
+        services = app.extensions["phase_lite"]
+        by = accounts.operator(services, "bench")
+        owner = accounts.user_by_email(services, by, owner_email)
+        sessions.set_password(services.db, owner["id"], PASSWORD, actor=by, meta=CLI_META)
         client = app.test_client()
         auth = {"Authorization": layout.authorization}
         for number, env_name in enumerate(ENVIRONMENTS):

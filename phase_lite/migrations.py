@@ -231,7 +231,13 @@ def m001_initial(db):
 
 
 @migrations()
-def m002_console_sessions(db):
+def m002_audit_channel(db):
+    # Which door a change came through ("api", "cli", "console"); NULL for older events.
+    db.execute("ALTER TABLE audit_events ADD COLUMN channel TEXT")
+
+
+@migrations()
+def m003_console_sessions(db):
     _run_script(
         db,
         """

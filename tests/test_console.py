@@ -10,7 +10,9 @@ import sys
 import pytest
 
 from phase_lite import accounts
+from tests import support
 from phase_lite.audit import read_log
+from phase_lite.accounts import Grantee
 from phase_lite.console import sessions
 from phase_lite.store import apps as app_store
 from phase_lite.store import audit as audit_store
@@ -19,11 +21,12 @@ PASSWORD = "correct horse battery"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
-def set_password(db, email, password=PASSWORD, role=None):
+def set_password(services, email, password=PASSWORD, role=None):
     if role is not None:
-        accounts.create_user(db, email, role)
-    user = accounts.user_by_email(db, email)
-    sessions.set_password(db, user["id"], password)
+        support.make_user(services, email, role)
+    by = support.operator(services)
+    user = accounts.user_by_email(services, by, email)
+    sessions.set_password(services.db, user["id"], password, actor=by, meta=support.TEST_META)
     return user
 
 
@@ -38,8 +41,8 @@ def sign_in(client, email="owner@example.com", password=PASSWORD, **kwargs):
 
 
 @pytest.fixture
-def owner_client(app, db, owner):
-    set_password(db, "owner@example.com")
+def owner_client(app, db, owner, services):
+    set_password(services, "owner@example.com")
     client = app.test_client()
     assert sign_in(client).status_code == 303
     client.csrf = csrf_of(client.get("/console/apps/"))
@@ -102,8 +105,8 @@ def test_templates_hold_no_inline_script_or_handler():
 # -- signing in ------------------------------------------------------------------------------
 
 
-def test_sign_in_sets_a_hardened_cookie_and_stores_only_its_hash(app, db, owner, config):
-    set_password(db, "owner@example.com")
+def test_sign_in_sets_a_hardened_cookie_and_stores_only_its_hash(app, db, owner, config, services):
+    set_password(services, "owner@example.com")
     client = app.test_client()
     answer = sign_in(client)
     assert answer.status_code == 303 and answer.location == "/console/apps/"
@@ -117,7 +120,7 @@ def test_sign_in_sets_a_hardened_cookie_and_stores_only_its_hash(app, db, owner,
 
 
 def test_the_cookie_is_secure_over_https_and_behind_a_trusted_proxy(app, db, owner, services):
-    set_password(db, "owner@example.com")
+    set_password(services, "owner@example.com")
     assert "Secure" in session_cookie(sign_in(app.test_client(),
                                               base_url="https://console.example"))
     services.config.trusted_proxies = ("127.0.0.1",)
@@ -134,16 +137,16 @@ def session_cookie(answer) -> str:
 
 @pytest.mark.parametrize("email,password", [
     ("owner@example.com", "wrong password!"), ("nobody@example.com", PASSWORD), ("", "")])
-def test_a_failed_sign_in_says_so_as_an_alert(app, db, owner, email, password):
-    set_password(db, "owner@example.com")
+def test_a_failed_sign_in_says_so_as_an_alert(app, db, owner, email, password, services):
+    set_password(services, "owner@example.com")
     answer = sign_in(app.test_client(), email=email, password=password)
     assert answer.status_code == 401
     assert 'role="alert">Wrong email or password.' in answer.get_data(as_text=True)
     assert "phase_lite_session=" not in "".join(answer.headers.getlist("Set-Cookie"))
 
 
-def test_sign_in_is_throttled_per_email_and_per_address(app, db, owner):
-    set_password(db, "owner@example.com")
+def test_sign_in_is_throttled_per_email_and_per_address(app, db, owner, services):
+    set_password(services, "owner@example.com")
     client = app.test_client()
     for _ in range(10):
         assert sign_in(client, password="wrong password!").status_code == 401
@@ -155,8 +158,8 @@ def test_sign_in_is_throttled_per_email_and_per_address(app, db, owner):
     assert sign_in(client, email="other@example.com").status_code == 429
 
 
-def test_sign_in_needs_the_form_token(app, db, owner):
-    set_password(db, "owner@example.com")
+def test_sign_in_needs_the_form_token(app, db, owner, services):
+    set_password(services, "owner@example.com")
     client = app.test_client()
     answer = client.post("/console/sign-in", data={"email": "owner@example.com",
                                                    "password": PASSWORD})
@@ -164,8 +167,8 @@ def test_sign_in_needs_the_form_token(app, db, owner):
     assert "phase_lite_session=" not in "".join(answer.headers.getlist("Set-Cookie"))
 
 
-def test_next_only_returns_to_console_pages(app, db, owner):
-    set_password(db, "owner@example.com")
+def test_next_only_returns_to_console_pages(app, db, owner, services):
+    set_password(services, "owner@example.com")
     for target, expected in (("/console/audit/", "/console/audit/"),
                              ("https://evil.example/", "/console/apps/"),
                              ("//evil.example/console/", "/console/apps/")):
@@ -223,11 +226,11 @@ def test_a_wrong_current_password_changes_nothing(app, owner_client):
     assert sign_in(app.test_client()).status_code == 303
 
 
-def test_removing_a_member_ends_their_sessions_and_tokens(app, db, owner_client, client):
-    user = set_password(db, "dev@example.com", role="Developer")
+def test_removing_a_member_ends_their_sessions_and_tokens(app, db, owner_client, client, services):
+    user = set_password(services, "dev@example.com", role="Developer")
     dev = app.test_client()
     sign_in(dev, email="dev@example.com")
-    token = accounts.issue_token(db, "user", user["id"], "dev token")
+    token = support.user_token(services, user, "dev token")
     headers = {"Authorization": f"Bearer {token.bearer_token}"}
     assert client.get("/v1/apps/", headers=headers).status_code == 200
     answer = owner_client.post(f"/console/members/{user['id']}/remove",
@@ -253,7 +256,7 @@ def test_sign_out_everywhere_else(app, owner_client):
 
 @pytest.mark.parametrize("token", [None, "", "forged"])
 def test_a_post_without_the_session_token_is_refused_and_writes_nothing(
-        db, owner_client, token):
+        db, owner_client, token, services):
     data = {"name": "sneaky"}
     if token is not None:
         data["csrf_token"] = token
@@ -261,7 +264,7 @@ def test_a_post_without_the_session_token_is_refused_and_writes_nothing(
     answer = owner_client.post("/console/apps/new", data=data)
     assert answer.status_code == 403
     assert "did not come from this site" in answer.get_data(as_text=True)
-    org_id = accounts.organisation(db)["id"]
+    org_id = support.organisation_id(services)
     assert app_store.find_apps_by_name(db, org_id, "sneaky") == []
     assert len(events(db)) == before
 
@@ -278,14 +281,14 @@ def test_another_sessions_token_is_refused(app, db, owner_client):
 # -- apps, environments and secrets ----------------------------------------------------------
 
 
-def test_create_an_app_and_a_secret_audited_as_the_user(db, owner, owner_client):
+def test_create_an_app_and_a_secret_audited_as_the_user(db, owner, owner_client, services):
     answer = owner_client.post("/console/apps/new", data={
         "name": "shop", "description": "the shop", "csrf_token": owner_client.csrf})
     assert answer.status_code == 303
     overview = owner_client.get(answer.location).get_data(as_text=True)
     for name in ("Development", "Staging", "Production"):
         assert f">{name}</a>" in overview
-    org_id = accounts.organisation(db)["id"]
+    org_id = support.organisation_id(services)
     app_row = app_store.find_apps_by_name(db, org_id, "shop")[0]
     prod = app_store.find_environment(db, app_row["id"], "Production")
     url = env_url(app_row, prod)
@@ -296,9 +299,12 @@ def test_create_an_app_and_a_secret_audited_as_the_user(db, owner, owner_client)
     page = owner_client.get(url).get_data(as_text=True)
     assert "STRIPE_KEY" in page and "sk_live_123" not in page
     assert "Reveal" in page and "billing" in page
-    user = accounts.user_by_email(db, "owner@example.com")
+    user = accounts.user_by_email(services, support.operator(services), "owner@example.com")
     write = events(db, "secrets.create")[0]
     assert write["actor_type"] == "user" and write["actor_id"] == user["id"]
+    assert write["channel"] == "console"
+    assert {event["channel"] for event in events(db) if event["actor_id"] == user["id"]} == {
+        "console"}
     assert write["environment_id"] == prod["id"]
     assert events(db, "create")[0]["actor_id"] == user["id"]
 
@@ -452,10 +458,10 @@ def test_overview_compares_environments(db, demo, owner_client):
 # -- roles -----------------------------------------------------------------------------------
 
 
-def test_a_developer_sees_only_granted_environments(app, db, demo, owner_client):
+def test_a_developer_sees_only_granted_environments(app, db, demo, owner_client, services):
     app_row, envs = demo
-    user = set_password(db, "dev@example.com", role="Developer")
-    accounts.grant_environments(db, [envs["Development"]["id"]], user_id=user["id"])
+    user = set_password(services, "dev@example.com", role="Developer")
+    support.grant(services, Grantee.of_user(user), [envs["Development"]])
     dev = app.test_client()
     sign_in(dev, email="dev@example.com")
     token = csrf_of(dev.get("/console/apps/"))
@@ -475,8 +481,8 @@ def test_a_developer_sees_only_granted_environments(app, db, demo, owner_client)
     assert dev.get("/console/apps/not-an-app/").status_code == 404
 
 
-def test_a_manager_cannot_give_a_role_above_their_own(app, db, owner_client):
-    set_password(db, "manager@example.com", role="Manager")
+def test_a_manager_cannot_give_a_role_above_their_own(app, db, owner_client, services):
+    set_password(services, "manager@example.com", role="Manager")
     manager = app.test_client()
     sign_in(manager, email="manager@example.com")
     page = manager.get("/console/members/").get_data(as_text=True)
@@ -484,25 +490,24 @@ def test_a_manager_cannot_give_a_role_above_their_own(app, db, owner_client):
     roles = dict(re.findall(r'<option value="([^"]+)"[^>]*>(\w+)</option>',
                             page.split('id="invite-role"')[1].split("</select>")[0]))
     assert set(roles.values()) == {"Manager", "Developer"}
-    org_id = accounts.organisation(db)["id"]
-    admin_role = accounts.role_by_name(db, org_id, "Admin")
+    admin_role = accounts.role_by_name(services, support.operator(services), "Admin")
     refused = manager.post("/console/members/invite", data={
         "email": "boss@example.com", "role_id": admin_role["id"], "csrf_token": token})
     assert refused.status_code == 403
     with pytest.raises(Exception):
-        accounts.user_by_email(db, "boss@example.com")
+        accounts.user_by_email(services, support.operator(services), "boss@example.com")
 
 
 # -- service accounts, invitations, tokens ---------------------------------------------------
 
 
-def test_a_service_token_made_in_the_console_reads_secrets(app, db, demo, owner_client, client):
+def test_a_service_token_made_in_the_console_reads_secrets(demo, owner_client, client,
+                                                           services):
     app_row, envs = demo
     url = env_url(app_row, envs["Production"])
     owner_client.post(url + "secrets/new", data={"key": "K", "value": "v",
                                                  "csrf_token": owner_client.csrf})
-    org_id = accounts.organisation(db)["id"]
-    role = accounts.role_by_name(db, org_id, "Service")
+    role = accounts.role_by_name(services, support.operator(services), "Service")
     created = owner_client.post("/console/service-accounts/new", data={
         "name": "deployer", "role_id": role["id"], "csrf_token": owner_client.csrf})
     assert created.status_code == 200
@@ -527,9 +532,8 @@ def test_a_service_token_made_in_the_console_reads_secrets(app, db, demo, owner_
         "Authorization": f"Bearer ServiceAccount {bearer}"}).status_code == 401
 
 
-def test_an_invitation_link_works_once(app, db, owner_client):
-    org_id = accounts.organisation(db)["id"]
-    role = accounts.role_by_name(db, org_id, "Developer")
+def test_an_invitation_link_works_once(app, db, owner_client, services):
+    role = accounts.role_by_name(services, support.operator(services), "Developer")
     invited = owner_client.post("/console/members/invite", data={
         "email": "new@example.com", "role_id": role["id"], "csrf_token": owner_client.csrf})
     link = re.search(r'>http://localhost(/console/welcome/[^<]+)</code>',
@@ -605,12 +609,13 @@ def test_the_audit_log_is_paginated(db, owner_client):
 
     with db.transaction():
         for number in range(60):
-            audit.record(db, None, "prune", "audit_log", details={"deleted": number})
+            audit.record(db, None, audit.CLI_META, "prune", "audit_log",
+                         details={"deleted": number})
     first = owner_client.get("/console/audit/?event=prune").get_data(as_text=True)
     assert first.count("<tr>") == 51 and "Older events" in first and "Newer events" not in first
     second = owner_client.get("/console/audit/?event=prune&page=1").get_data(as_text=True)
     assert second.count("<tr>") == 11 and "Newer events" in second
-    assert "Older events" not in second and "phase-lite command" in second
+    assert "Older events" not in second and "(phase-lite command)" in second
 
 
 def test_personal_override_and_sealed_secrets(db, demo, owner_client):
@@ -640,17 +645,18 @@ def test_personal_override_and_sealed_secrets(db, demo, owner_client):
     assert "only for me" in every.get_data(as_text=True)
 
 
-def test_a_service_accounts_role_can_change(db, owner_client):
-    org_id = accounts.organisation(db)["id"]
-    service, manager = (accounts.role_by_name(db, org_id, name) for name in ("Service", "Manager"))
+def test_a_service_accounts_role_can_change(db, owner_client, services):
+    by = support.operator(services)
+    service, manager = (accounts.role_by_name(services, by, name)
+                        for name in ("Service", "Manager"))
     owner_client.post("/console/service-accounts/new", data={
         "name": "bot", "role_id": service["id"], "csrf_token": owner_client.csrf})
-    sa = accounts.service_account(db, "bot")
+    sa = accounts.service_account_by_id_or_name(services, by, "bot")
     answer = owner_client.post(f"/console/service-accounts/{sa['id']}/role", data={
         "role_id": manager["id"], "csrf_token": owner_client.csrf})
     assert answer.status_code == 303
-    assert accounts.service_account(db, "bot")["role_name"] == "Manager"
-    owner_role = accounts.role_by_name(db, org_id, "Owner")
+    assert accounts.service_account_by_id_or_name(services, by, "bot")["role_name"] == "Manager"
+    owner_role = accounts.role_by_name(services, by, "Owner")
     refused = owner_client.post(f"/console/service-accounts/{sa['id']}/role", data={
         "role_id": owner_role["id"], "csrf_token": owner_client.csrf})
     assert refused.status_code == 400

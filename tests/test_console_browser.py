@@ -17,10 +17,13 @@ from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect
 
 from phase_lite import accounts
+from phase_lite.accounts import Grantee
 from phase_lite.app import init_data_dir, open_services
 from phase_lite.config import load_config
 from phase_lite.console import sessions
+from tests import support
 from tests.conftest import REPO, LiveServer
+from tests.test_console import set_password
 
 PASSWORD = "a long browser password"
 SCREENSHOTS = REPO / ".screenshots"
@@ -35,15 +38,15 @@ def server(tmp_path_factory):
     init_data_dir(config, "owner@example.com")
     services = open_services(config)
     try:
-        db = services.db
+        db, by = services.db, support.operator(services)
         for email, role in (("manager@example.com", "Manager"), ("dev@example.com", "Developer")):
-            accounts.create_user(db, email, role)
+            support.make_user(services, email, role)
         for email in ("owner@example.com", "manager@example.com", "dev@example.com"):
-            sessions.set_password(db, accounts.user_by_email(db, email)["id"], PASSWORD)
+            set_password(services, email, PASSWORD)
         server = LiveServer(data_dir)
         server.config = config
         server.setup_link = lambda email: "/console/welcome/" + sessions.issue_link(
-            db, "setup", accounts.user_by_email(db, email)["id"])
+            db, "setup", accounts.user_by_email(services, by, email)["id"])
         server.services = services
         server.start()
         yield server
@@ -131,9 +134,7 @@ def test_first_sign_in_with_the_setup_link_then_sign_out(page, server, context):
     page.get_by_label("Password").fill("the owner's own password")
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", level=1, name="Apps")).to_be_visible()
-    sessions.set_password(server.services.db,
-                          accounts.user_by_email(server.services.db,
-                                                 "owner@example.com")["id"], PASSWORD)
+    set_password(server.services, "owner@example.com", PASSWORD)
 
 
 def test_security_headers_and_theme_switch(page, server):
@@ -326,15 +327,11 @@ def test_a_manager_invites_a_developer_who_chooses_a_password(browser, page, ser
 
 
 def test_a_developer_sees_only_granted_environments(page, server):
-    db = server.services.db
-    org_id = accounts.organisation(db)["id"]
-    from phase_lite import apps as app_domain
-    from phase_lite.store import apps as app_store
-
-    app_id = app_domain.create_app(db, server.services.vault, org_id, "granted-app")
-    envs = {env["name"]: env for env in app_store.list_environments(db, app_id)}
-    dev = accounts.user_by_email(db, "dev@example.com")
-    accounts.grant_environments(db, [envs["Development"]["id"]], user_id=dev["id"])
+    services = server.services
+    app_row, envs = support.make_app(services, "granted-app")
+    app_id = app_row["id"]
+    dev = accounts.user_by_email(services, support.operator(services), "dev@example.com")
+    support.grant(services, Grantee.of_user(dev), [envs["Development"]])
     sign_in(page, "dev@example.com")
     expect(page.get_by_role("button", name="New app")).to_have_count(0)
     page.get_by_role("link", name="granted-app").click()

@@ -9,9 +9,10 @@ call sites in one module keeps the console's pages free of domain rules.
 import json
 from dataclasses import dataclass
 
-from .. import accounts, audit, management, secrets
-from ..errors import DoesNotExist, Duplicate, InvalidRequest, PermissionDenied
-from ..store import NotFound, now
+from .. import accounts, apps, audit, secrets
+from ..accounts import Grantee
+from ..errors import DoesNotExist, Duplicate
+from ..store import now
 from ..store import accounts as account_store
 from ..store import console as console_store
 from ..store import secrets as secret_store
@@ -27,7 +28,7 @@ class Caller:
 
 
 def _require(caller, resource, action, noun, *, app_level=False):
-    management.require(caller.principal, resource, action, noun, app_level=app_level)
+    apps.require(caller.principal, resource, action, noun, app_level=app_level)
 
 
 # -- apps and environments -------------------------------------------------------------------
@@ -35,38 +36,37 @@ def _require(caller, resource, action, noun, *, app_level=False):
 
 def visible_apps(caller):
     _require(caller, "Apps", "read", "apps")
-    return management.visible_apps(caller.services, caller.principal)
+    return apps.visible_apps(caller.services, caller.principal)
 
 
 def create_app(caller, name, description):
-    _require(caller, "Apps", "create", "apps")
-    app, _ = management.create_app(caller.services, caller.principal,
-                                   {"name": name, "description": description or None},
-                                   caller.meta)
-    return app
+    app_row, _ = apps.create_app(caller.services, caller.principal,
+                                 {"name": name, "description": description or None},
+                                 caller.meta)
+    return app_row
 
 
 def app(caller, app_id):
     _require(caller, "Apps", "read", "apps")
-    return management.app_in_scope(caller.services, caller.principal, app_id)
+    return apps.app_in_scope(caller.services, caller.principal, app_id)
 
 
 def environments(caller, app_row):
-    return management.visible_environments(caller.services, caller.principal, app_row)
+    return apps.visible_environments(caller.services, caller.principal, app_row)
 
 
 def environment(caller, app_id, env_id):
     """(app, environment) the URL names, with the API's access checks."""
-    app_row, env = management.environment_in_scope(caller.services, caller.principal, env_id)
+    app_row, env = apps.environment_in_scope(caller.services, caller.principal, env_id)
     if app_row["id"] != app_id:
         raise DoesNotExist("Environment not found")
-    management.check_environment_access(caller.services, caller.principal, env)
+    apps.check_environment_access(caller.services, caller.principal, env)
     return app_row, env
 
 
 def fresh_environment(caller, env):
     """The environment row as stored now (its ``version`` moves with every write)."""
-    return management.environment_in_scope(caller.services, caller.principal, env["id"])[1]
+    return apps.environment_in_scope(caller.services, caller.principal, env["id"])[1]
 
 
 # -- secrets ---------------------------------------------------------------------------------
@@ -179,8 +179,8 @@ def _version_actors(caller, env, secret_id):
 
 
 def actor_name(names, event):
-    if event["actor_type"] == "cli":
-        return "phase-lite command"
+    if event["actor_type"] in ("operator", "cli"):
+        return f"{event['actor_id'] or 'operator'} (phase-lite command)"
     return names.get(event["actor_type"], {}).get(event["actor_id"]) or event["actor_id"]
 
 
@@ -189,177 +189,149 @@ def actor_name(names, event):
 
 def service_accounts(caller):
     _require(caller, "ServiceAccounts", "read", "service accounts")
-    return management.list_service_accounts(caller.services, caller.principal)
+    return accounts.list_service_accounts(caller.services, caller.principal)
+
+
+def _service_account(caller, sa_id):
+    _require(caller, "ServiceAccounts", "read", "service accounts")
+    return accounts.get_service_account(caller.services, caller.principal, sa_id)
 
 
 def service_account(caller, sa_id):
-    _require(caller, "ServiceAccounts", "read", "service accounts")
-    sa = management.get_service_account(caller.services, caller.principal, sa_id)
-    tokens, granted = management.service_account_detail(caller.services, sa)
+    sa = _service_account(caller, sa_id)
+    tokens, granted = accounts.service_account_detail(caller.services, sa)
     return sa, tokens, granted
 
 
 def create_service_account(caller, name, role_id):
-    _require(caller, "ServiceAccounts", "create", "service accounts")
-    return management.create_service_account(
+    return accounts.create_service_account(
         caller.services, caller.principal, {"name": name, "role_id": role_id}, caller.meta)
 
 
 def change_service_account_role(caller, sa_id, role_id):
-    _require(caller, "ServiceAccounts", "update", "service accounts")
-    sa = management.get_service_account(caller.services, caller.principal, sa_id)
-    management.update_service_account(caller.services, caller.principal, sa,
-                                      {"role_id": role_id}, caller.meta)
+    accounts.update_service_account(caller.services, caller.principal,
+                                    _service_account(caller, sa_id), {"role_id": role_id},
+                                    caller.meta)
 
 
 def delete_service_account(caller, sa_id):
-    _require(caller, "ServiceAccounts", "delete", "service accounts")
-    sa = management.get_service_account(caller.services, caller.principal, sa_id)
-    management.delete_service_account(caller.services, caller.principal, sa, caller.meta)
+    accounts.delete_service_account(caller.services, caller.principal,
+                                    _service_account(caller, sa_id), caller.meta)
 
 
 def set_service_account_access(caller, sa_id, env_ids):
     """Grant exactly ``env_ids`` (environments of any apps the caller holds)."""
-    _require(caller, "ServiceAccounts", "update", "service accounts")
-    sa = management.get_service_account(caller.services, caller.principal, sa_id)
+    sa = _service_account(caller, sa_id)
     by_app = {}
     for env in granted_environment_choices(caller):
         if env["id"] in env_ids:
             by_app.setdefault(env["app_id"], []).append(env["id"])
-    body = {"apps": [{"id": app_id, "environments": ids} for app_id, ids in by_app.items()]}
-    management.set_access(caller.services, caller.principal, sa, body, caller.meta)
+    fields = {"apps": [{"id": app_id, "environments": ids} for app_id, ids in by_app.items()]}
+    accounts.set_service_account_access(caller.services, caller.principal, sa, fields,
+                                        caller.meta)
 
 
 def granted_environment_choices(caller):
     """Every environment the caller may grant, with its app's name, apps newest first."""
     rows = []
-    for app_row in management.visible_apps(caller.services, caller.principal):
-        for env in management.visible_environments(caller.services, caller.principal, app_row):
+    for app_row in apps.visible_apps(caller.services, caller.principal):
+        for env in apps.visible_environments(caller.services, caller.principal, app_row):
             rows.append({"id": env["id"], "name": env["name"], "app_id": app_row["id"],
                          "app_name": app_row["name"]})
     return rows
 
 
 def issue_service_token(caller, sa_id, name, expires_in=None):
-    _require(caller, "ServiceAccountTokens", "create", "service account tokens")
-    sa = management.get_service_account(caller.services, caller.principal, sa_id)
-    body = {"name": name}
+    fields = {"name": name}
     if expires_in:
-        body["expires_in"] = expires_in
-    return management.issue_token(caller.services, caller.principal, sa, body, caller.meta)
+        fields["expires_in"] = expires_in
+    return accounts.issue_service_account_token(
+        caller.services, caller.principal, _service_account(caller, sa_id), fields, caller.meta)
 
 
 def revoke_service_token(caller, sa_id, token_id):
-    _require(caller, "ServiceAccountTokens", "delete", "service account tokens")
-    sa = management.get_service_account(caller.services, caller.principal, sa_id)
-    management.revoke_token(caller.services, caller.principal, sa, token_id, caller.meta)
+    accounts.revoke_service_account_token(caller.services, caller.principal,
+                                          _service_account(caller, sa_id), token_id,
+                                          caller.meta)
 
 
 def roles(caller):
-    return management.list_roles(caller.services, caller.principal)
+    return accounts.list_roles(caller.services, caller.principal)
 
 
 # -- members ---------------------------------------------------------------------------------
 
 
-ROLE_RANK = {"Owner": 0, "Admin": 1, "Manager": 2, "Developer": 3, "Service": 4}
-INVITE_LIFETIME_NOTE = "The link works once, for a day."
-
-
 def members(caller):
-    _require(caller, "Members", "read", "members")
-    db = caller.services.db
-    users = account_store.list_users(db, caller.principal.organisation_id)
-    pending = {row["user_id"] for row in console_store.pending_invitations(
-        db, caller.principal.organisation_id, now())}
-    with_password = console_store.users_with_password(db, caller.principal.organisation_id)
-    grants = console_store.user_grants(db, caller.principal.organisation_id)
-    return [dict(user, invited=user["id"] in pending, has_password=user["id"] in with_password,
-                 grants=grants.get(user["id"], [])) for user in users]
+    """The organisation's users with their invitation state and environment grants."""
+    db, org_id = caller.services.db, caller.principal.organisation_id
+    users = accounts.list_users(caller.services, caller.principal)
+    pending = {row["user_id"] for row in console_store.pending_invitations(db, org_id, now())}
+    grants = console_store.user_grants(db, org_id)
+    return [dict(user, invited=user["id"] in pending, grants=grants.get(user["id"], []))
+            for user in users]
 
 
 def assignable_roles(caller):
-    """Roles the caller may give: never one above its own, never Service (for users)."""
-    mine = ROLE_RANK.get(caller.principal.role_name, 99)
-    return [role for role in management.list_roles(caller.services, caller.principal)
-            if role["name"] != "Service" and ROLE_RANK.get(role["name"], 99) >= mine]
-
-
-def _assignable_role(caller, role_id):
-    for role in assignable_roles(caller):
-        if role["id"] == role_id:
-            return role
-    raise PermissionDenied("You cannot give this role.")
+    return accounts.assignable_roles(caller.services, caller.principal)
 
 
 def invite_member(caller, email, role_id):
     """Add a user with a role and return a one-time link token to choose a password."""
-    _require(caller, "Members", "create", "members")
-    role = _assignable_role(caller, role_id)
+    accounts.check_assignable_role(caller.services, caller.principal, role_id)
     db = caller.services.db
-    email = (email or "").strip()
     with db.transaction():
-        user_id = accounts.create_user(db, email, role["name"])
-        token = sessions.issue_link(db, "invite", user_id)
-        audit.record(db, caller.principal, "invite", "user", resource_id=user_id,
-                     meta=caller.meta, details={"email": email, "role": role["name"]})
+        user = accounts.create_user(caller.services, caller.principal,
+                                    {"email": email, "role_id": role_id}, caller.meta)
+        token = sessions.issue_link(db, "invite", user["id"])
+        audit.record(db, caller.principal, caller.meta, "invite", "user", user["id"])
     return token
 
 
 def _member(caller, user_id):
-    try:
-        user = account_store.get_user(caller.services.db, caller.principal.organisation_id,
-                                      user_id)
-    except NotFound:
-        raise DoesNotExist("Member not found.") from None
-    role = account_store.get_role(caller.services.db, caller.principal.organisation_id,
-                                  user["role_id"])
-    if ROLE_RANK.get(role["name"], 99) < ROLE_RANK.get(caller.principal.role_name, 99):
-        raise PermissionDenied("You cannot change a member whose role is above yours.")
-    return user
+    return accounts.get_user(caller.services, caller.principal, user_id)
 
 
 def change_member_role(caller, user_id, role_id):
-    _require(caller, "Members", "update", "members")
-    user = _member(caller, user_id)
-    if user["id"] == caller.principal.account_id:
-        raise InvalidRequest("You cannot change your own role.")
-    role = _assignable_role(caller, role_id)
-    db = caller.services.db
-    with db.transaction():
-        console_store.set_user_role(db, user["id"], role["id"])
-        audit.record(db, caller.principal, "update", "user", resource_id=user["id"],
-                     meta=caller.meta, details={"role": role["name"]})
+    accounts.change_user_role(caller.services, caller.principal, _member(caller, user_id),
+                              {"role_id": role_id}, caller.meta)
 
 
 def set_member_access(caller, user_id, env_ids):
-    """Grant exactly ``env_ids`` among the environments the caller may grant."""
-    _require(caller, "Members", "update", "members")
+    """Grant exactly ``env_ids`` among the environments the caller may grant, app by app,
+    in one transaction."""
     user = _member(caller, user_id)
-    allowed = {env["id"] for env in granted_environment_choices(caller)}
-    wanted = set(env_ids) & allowed
+    grantee = Grantee.of_user(user)
+    current = _granted_ids(caller, user)
     db = caller.services.db
     with db.transaction():
-        current = account_store.granted_environment_ids(db, user_id=user["id"]) & allowed
-        account_store.revoke_environments(db, sorted(current - wanted), user_id=user["id"])
-        for env_id in sorted(wanted - current):
-            account_store.grant_environment(db, env_id, user_id=user["id"])
-        audit.record(db, caller.principal, "update_access", "user", resource_id=user["id"],
-                     meta=caller.meta, details={"granted": sorted(wanted - current),
-                                                "revoked": sorted(current - wanted)})
+        for app_id, envs in _by_app(granted_environment_choices(caller)).items():
+            app_row = apps.app_in_scope(caller.services, caller.principal, app_id)
+            wanted = [env for env in envs if env["id"] in env_ids and env["id"] not in current]
+            gone = [env for env in envs if env["id"] not in env_ids and env["id"] in current]
+            if wanted:
+                accounts.grant_environments(caller.services, caller.principal, grantee,
+                                            app_row, wanted, caller.meta)
+            if gone:
+                accounts.revoke_environments(caller.services, caller.principal, grantee,
+                                             app_row, gone, caller.meta)
+
+
+def _granted_ids(caller, user):
+    return account_store.granted_environment_ids(caller.services.db, user_id=user["id"])
+
+
+def _by_app(envs):
+    grouped = {}
+    for env in envs:
+        grouped.setdefault(env["app_id"], []).append(env)
+    return grouped
 
 
 def remove_member(caller, user_id):
     """Remove a user: tokens revoked, grants dropped, every session ended."""
-    _require(caller, "Members", "delete", "members")
-    user = _member(caller, user_id)
-    if user["id"] == caller.principal.account_id:
-        raise InvalidRequest("You cannot remove yourself.")
-    db = caller.services.db
-    with db.transaction():
-        console_store.remove_user(db, user["id"])
-        audit.record(db, caller.principal, "delete", "user", resource_id=user["id"],
-                     meta=caller.meta, details={"email": user["email"]})
+    accounts.remove_user(caller.services, caller.principal, _member(caller, user_id),
+                         caller.meta)
 
 
 # -- personal access tokens ------------------------------------------------------------------
@@ -370,25 +342,17 @@ def personal_tokens(caller):
 
 
 def issue_personal_token(caller, name, expires_in=None):
-    name = management.clean_text(name, "name", management.NAME_MAX)
-    db = caller.services.db
-    expires_at = accounts.expiry_from(expires_in=expires_in) if expires_in else None
-    with db.transaction():
-        token = accounts.issue_token(db, "user", caller.principal.account_id, name, expires_at)
-        audit.record(db, caller.principal, "create", "user_token", resource_id=token.id,
-                     meta=caller.meta, details={"name": name, "expires_at": expires_at})
-    return token
+    fields = {"name": name}
+    if expires_in:
+        fields["expires_in"] = expires_in
+    me = _member(caller, caller.principal.account_id)
+    return accounts.issue_user_token(caller.services, caller.principal, me, fields, caller.meta)
 
 
 def revoke_personal_token(caller, token_id):
-    db = caller.services.db
-    with db.transaction():
-        mine = {row["id"]: row for row in personal_tokens(caller)}
-        if token_id not in mine:
-            raise DoesNotExist("Token not found.")
-        account_store.revoke_token(db, token_id)
-        audit.record(db, caller.principal, "delete", "user_token", resource_id=token_id,
-                     meta=caller.meta, details={"name": mine[token_id]["name"]})
+    if token_id not in {row["id"] for row in personal_tokens(caller)}:
+        raise DoesNotExist("Token not found.")
+    accounts.revoke_token(caller.services, caller.principal, token_id, caller.meta)
 
 
 # -- audit log -------------------------------------------------------------------------------
@@ -402,7 +366,7 @@ def audit_events(caller, filters, page):
     _require(caller, "Logs", "read", "logs")
     db = caller.services.db
     visible_envs = None
-    if not management.has_global_access(caller.principal):
+    if not caller.principal.sees_everything:
         visible_envs = caller.services.auth.accessible_environment_ids(caller.principal)
     rows = console_store.search_events(
         db, caller.principal.organisation_id, visible_environment_ids=visible_envs,

@@ -5,7 +5,7 @@ import sys
 import click
 
 from .. import accounts
-from ..audit import CLI_META
+from ..cli.command import pass_ctx
 from . import sessions
 
 
@@ -16,10 +16,10 @@ def setup_link_url(config, token: str) -> str:
     return f"http://{host}:{port}/console/welcome/{token}"
 
 
-def first_sign_in_text(config, db, email: str) -> str:
+def first_sign_in_text(config, services, email: str) -> str:
     """The lines ``phase-lite init`` prints about signing in to the console."""
-    user = accounts.user_by_email(db, email)
-    token = sessions.issue_link(db, "setup", user["id"])
+    user = accounts.user_by_email(services, accounts.operator(services), email)
+    token = sessions.issue_link(services.db, "setup", user["id"])
     return (
         f"Web console: open this one-time link (valid for a day) to choose your password:\n\n"
         f"    {setup_link_url(config, token)}\n\n"
@@ -31,39 +31,23 @@ def first_sign_in_text(config, db, email: str) -> str:
 @click.argument("email")
 @click.option("--password-stdin", is_flag=True,
               help="Read the password from the first line of standard input (for scripts).")
-@click.pass_context
+@pass_ctx
 def set_password(ctx, email, password_stdin):
     """Set a user's console password (ends the user's console sessions)."""
-    db = _db(ctx)
-    user = accounts.user_by_email(db, email)
+    user = accounts.user_by_email(ctx.services, ctx.operator, email)
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    sessions.set_password(db, user["id"], password, meta=CLI_META)
+    sessions.set_password(ctx.db, user["id"], password, actor=ctx.operator, meta=ctx.meta)
     click.echo(f"Password set for {email}; their console sessions were ended.")
 
 
 @click.command("setup-link")
 @click.argument("email")
-@click.pass_context
+@pass_ctx
 def setup_link(ctx, email):
     """Print a one-time link (valid for a day) with which a user chooses a password."""
-    db = _db(ctx)
-    user = accounts.user_by_email(db, email)
-    token = sessions.issue_link(db, "setup", user["id"])
-    click.echo(setup_link_url(ctx_config(ctx), token))
-
-
-def _db(ctx):
-    return ctx.ensure_object(_context_class()).db
-
-
-def ctx_config(ctx):
-    return ctx.ensure_object(_context_class()).config
-
-
-def _context_class():
-    from ..cli import Context
-
-    return Context
+    user = accounts.user_by_email(ctx.services, ctx.operator, email)
+    token = sessions.issue_link(ctx.db, "setup", user["id"])
+    click.echo(setup_link_url(ctx.config, token))

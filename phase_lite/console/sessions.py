@@ -82,16 +82,16 @@ def verify_password(password_hash: str | None, password: str) -> bool:
     return known
 
 
-def set_password(db, user_id: str, password: str, *, actor=None, meta=None,
-                 keep_session_id=None) -> None:
+def set_password(db, user_id: str, password: str, *, actor, meta, keep_session_id=None) -> None:
     """Set a user's password and end their other sessions (a password change signs out every
-    browser but the one that made it). ``actor`` None is the admin command."""
+    browser but the one that made it). ``actor`` is the signed-in user, or the local operator
+    for the admin command."""
     check_password_rules(password)
     password_hash = hash_password(password)
     with db.transaction():
         session_store.set_password_hash(db, user_id, password_hash)
         session_store.end_user_sessions(db, user_id, keep_session_id=keep_session_id)
-        audit.record(db, actor, "update", "user_password", resource_id=user_id, meta=meta)
+        audit.record(db, actor, meta, "update", "user_password", user_id)
 
 
 def change_password(db, principal, session_id, current: str, new: str, confirmation: str,
@@ -158,8 +158,7 @@ def open_session(db, settings: SessionSettings, user_id: str, meta) -> str:
         session_id = session_store.insert_session(db, user_id, _digest(cookie_value), expires_at,
                                                   meta.ip_address, meta.user_agent[:300])
         row = session_store.find_session_by_hash(db, _digest(cookie_value))
-        audit.record(db, _principal(row), "sign_in", "console_session", resource_id=session_id,
-                     meta=meta)
+        audit.record(db, _principal(row), meta, "sign_in", "console_session", session_id)
     return cookie_value
 
 
@@ -198,8 +197,8 @@ def _principal(row) -> Principal:
 def sign_out(db, signed_in: SignedIn, meta) -> None:
     with db.transaction():
         session_store.end_session(db, signed_in.session_id)
-        audit.record(db, signed_in.principal, "sign_out", "console_session",
-                     resource_id=signed_in.session_id, meta=meta)
+        audit.record(db, signed_in.principal, meta, "sign_out", "console_session",
+                     signed_in.session_id)
 
 
 def sign_out_others(db, signed_in: SignedIn, meta) -> int:
@@ -207,8 +206,8 @@ def sign_out_others(db, signed_in: SignedIn, meta) -> int:
     with db.transaction():
         ended = session_store.end_user_sessions(db, signed_in.principal.account_id,
                                                 keep_session_id=signed_in.session_id)
-        audit.record(db, signed_in.principal, "sign_out_others", "console_session",
-                     resource_id=signed_in.session_id, meta=meta, details={"ended": ended})
+        audit.record(db, signed_in.principal, meta, "sign_out_others", "console_session",
+                     signed_in.session_id, details={"ended": ended})
     return ended
 
 

@@ -2,11 +2,11 @@
 
 from flask import g, redirect, request, url_for
 
-from ..api.context import client_ip, request_meta
 from ..errors import PhaseError
 from . import sessions
-from .web import (ANON_CSRF_COOKIE, PREFIX, back, bp, clear_session_cookie, render, safe_next,
-                  services, session_settings, set_session_cookie, signed_in, throttle)
+from .web import (ANON_CSRF_COOKIE, PREFIX, back, bp, clear_session_cookie, console_meta, render,
+                  safe_next, services, session_settings, set_session_cookie, signed_in,
+                  throttle, visitor_ip)
 
 THROTTLED = "Too many sign-in attempts. Try again in {minutes} minute{s}."
 
@@ -26,14 +26,14 @@ def sign_in():
         return render("sign_in.html", next=target, email="")
     email = request.form.get("email", "").strip()
     password = request.form.get("password", "")
-    wait = throttle().attempt(client_ip(), email)
+    wait = throttle().attempt(visitor_ip(), email)
     if wait:
         minutes = max(1, round(wait / 60))
         return render("sign_in.html", 429, next=target, email=email,
                       error=THROTTLED.format(minutes=minutes, s="" if minutes == 1 else "s"))
     try:
         cookie_value = sessions.sign_in(services().db, session_settings(), email, password,
-                                        request_meta())
+                                        console_meta())
     except PhaseError as exc:
         return render("sign_in.html", 401, next=target, email=email, error=exc.message)
     response = redirect(target or url_for("console.apps"), 303)
@@ -44,7 +44,7 @@ def sign_in():
 @bp.route(PREFIX + "/sign-out", methods=["POST"])
 def sign_out():
     if g.signed_in is not None:
-        sessions.sign_out(services().db, g.signed_in, request_meta())
+        sessions.sign_out(services().db, g.signed_in, console_meta())
     response = redirect(url_for("console.sign_in"), 303)
     return clear_session_cookie(response)
 
@@ -61,7 +61,7 @@ def use_link(token):
     try:
         cookie_value = sessions.use_link(db, session_settings(), token,
                                          request.form.get("password", ""),
-                                         request.form.get("confirmation", ""), request_meta())
+                                         request.form.get("confirmation", ""), console_meta())
     except PhaseError as exc:
         return render("link.html", 400, link=link, error=exc.message)
     g.signed_in = None

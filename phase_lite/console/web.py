@@ -7,6 +7,7 @@ token is derived from the session cookie (``sessions.csrf_token_of``), the anony
 (sign-in, one-time links) use a double-submit cookie. A refused POST changes nothing.
 """
 
+import dataclasses
 import functools
 import hmac
 import secrets as random_tokens
@@ -16,7 +17,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, abort, current_app, g, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
-from ..api.context import _is_trusted_proxy, request_meta
+from ..api.context import _is_trusted_proxy, client_ip, request_meta
 from ..errors import PhaseError, status_of
 from . import sessions
 from .actions import Caller
@@ -84,9 +85,18 @@ def is_https() -> bool:
         request.headers.get("X-Forwarded-Proto", "").lower() == "https"
 
 
+def console_meta():
+    """Where the request came from, as the audit log names it: the console channel."""
+    return dataclasses.replace(request_meta(request.environ), channel="console")
+
+
+def visitor_ip():
+    return client_ip(request.environ)
+
+
 def caller() -> Caller:
     signed_in = g.signed_in
-    return Caller(services(), signed_in.principal, request_meta(), signed_in.session_id)
+    return Caller(services(), signed_in.principal, console_meta(), signed_in.session_id)
 
 
 # -- every console request -------------------------------------------------------------------

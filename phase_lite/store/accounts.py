@@ -89,6 +89,25 @@ def get_user(db, organisation_id, user_id):
     )
 
 
+def set_user_role(db, user_id, role_id):
+    db.execute("UPDATE users SET role_id = ?, updated_at = ? WHERE id = ?",
+               (role_id, now(), user_id))
+
+
+def remove_user(db, user_id):
+    """Soft-delete a user: tokens revoked, grants dropped, console sessions and links ended."""
+    stamp = now()
+    db.execute("UPDATE users SET deleted_at = ?, updated_at = ? WHERE id = ?",
+               (stamp, stamp, user_id))
+    db.execute("UPDATE tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+               (stamp, user_id))
+    db.execute("DELETE FROM environment_access WHERE user_id = ?", (user_id,))
+    db.execute("UPDATE console_sessions SET ended_at = ? WHERE user_id = ? AND ended_at IS NULL",
+               (stamp, user_id))
+    db.execute("UPDATE console_links SET used_at = ? WHERE user_id = ? AND used_at IS NULL",
+               (stamp, user_id))
+
+
 # -- service accounts ------------------------------------------------------------------------
 
 
@@ -238,11 +257,6 @@ def revoke_environments(db, environment_ids, *, user_id=None, service_account_id
         f"DELETE FROM environment_access WHERE environment_id = ? AND {column} = ?",
         [(env_id, owner) for env_id in environment_ids],
     )
-
-
-def clear_access(db, *, user_id=None, service_account_id=None):
-    column, owner = ("user_id", user_id) if user_id else ("service_account_id", service_account_id)
-    db.execute(f"DELETE FROM environment_access WHERE {column} = ?", (owner,))
 
 
 def granted_environment_ids(db, *, user_id=None, service_account_id=None):

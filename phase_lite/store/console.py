@@ -2,7 +2,6 @@
 
 import orjson
 
-from . import now
 
 # -- members ---------------------------------------------------------------------------------
 
@@ -35,25 +34,6 @@ def user_grants(db, organisation_id):
         grants.setdefault(row["user_id"], []).append(
             (row["app_name"], row["env_name"], row["env_id"]))
     return grants
-
-
-def set_user_role(db, user_id, role_id):
-    db.execute("UPDATE users SET role_id = ?, updated_at = ? WHERE id = ?",
-               (role_id, now(), user_id))
-
-
-def remove_user(db, user_id):
-    """Soft-delete a user: tokens revoked, grants dropped, sessions and links ended."""
-    stamp = now()
-    db.execute("UPDATE users SET deleted_at = ?, updated_at = ? WHERE id = ?",
-               (stamp, stamp, user_id))
-    db.execute("UPDATE tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
-               (stamp, user_id))
-    db.execute("DELETE FROM environment_access WHERE user_id = ?", (user_id,))
-    db.execute("UPDATE console_sessions SET ended_at = ? WHERE user_id = ? AND ended_at IS NULL",
-               (stamp, user_id))
-    db.execute("UPDATE console_links SET used_at = ? WHERE user_id = ? AND used_at IS NULL",
-               (stamp, user_id))
 
 
 # -- audit -----------------------------------------------------------------------------------
