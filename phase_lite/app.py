@@ -124,12 +124,10 @@ def create_app(config: Config | None = None) -> Flask:
     app.extensions["phase_lite"] = services
 
     from .api import register_api
-
-    register_api(app, services)
-
     from .console.web import register_console
 
-    register_console(app, services)
+    register_console(app, services)  # first: the API's middleware wraps the console's
+    register_api(app, services)
     return app
 
 

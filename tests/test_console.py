@@ -167,6 +167,15 @@ def test_sign_in_needs_the_form_token(app, db, owner, services):
     assert "phase_lite_session=" not in "".join(answer.headers.getlist("Set-Cookie"))
 
 
+def test_notices_come_from_a_fixed_list(owner_client):
+    page = owner_client.get("/console/apps/?notice=Call+555+now").get_data(as_text=True)
+    assert "Call 555" not in page and 'role="status"' not in page
+    page = owner_client.get("/console/apps/?notice=app_created").get_data(as_text=True)
+    assert 'role="status">App created.' in page
+    page = owner_client.get("/console/apps/?notice=bulk_saved&created=x").get_data(as_text=True)
+    assert 'role="status"' not in page
+
+
 def test_next_only_returns_to_console_pages(app, db, owner, services):
     set_password(services, "owner@example.com")
     for target, expected in (("/console/audit/", "/console/audit/"),
@@ -394,7 +403,10 @@ def test_bulk_edit_is_atomic_and_refuses_a_stale_page(db, demo, owner_client):
     version = re.search(r'name="version" value="(\d+)"', page).group(1)
     saved = owner_client.post(url + "bulk-edit", data={
         "text": 'A="changed"\nC="new"\n', "version": version, "csrf_token": owner_client.csrf})
-    assert saved.status_code == 303 and "1+created,+1+updated,+1+deleted" in saved.location
+    assert saved.status_code == 303
+    assert "created=1&updated=1&deleted=1&unchanged=0" in saved.location
+    assert "1 created, 1 updated, 1 deleted, 0 unchanged" in owner_client.get(
+        saved.location).get_data(as_text=True)
     stale = owner_client.post(url + "bulk-edit", data={
         "text": 'A="lost"\n', "version": version, "csrf_token": owner_client.csrf})
     assert stale.status_code == 409
@@ -446,13 +458,14 @@ def test_overview_compares_environments(db, demo, owner_client):
     row = page.split('data-key="ONLY_PROD"')[1].split("</tr>")[0]
     assert re.findall(r"state-(\w+)", row) == ["missing", "missing", "empty"]
     assert "prod" not in re.sub(r"<[^>]+>", " ", row)
-    filtered = owner_client.get(f"/console/apps/{app_row['id']}/?q=only").get_data(as_text=True)
-    assert 'data-key="ONLY_PROD"' in filtered and 'data-key="DB"' not in filtered
-    key_page = owner_client.get(f"/console/apps/{app_row['id']}/key?key=ONLY_PROD")
-    text = key_page.get_data(as_text=True)
+    values_url = re.search(r'href="([^"]+/across)"', row).group(1)
+    assert "ONLY_PROD" not in values_url  # key names stay out of URLs
+    text = owner_client.get(values_url).get_data(as_text=True)
     assert text.count("Add value") == 2 and text.count(">Reveal <") == 1
-    assert "secrets/new?key=ONLY_PROD" in text
-    assert owner_client.get(f"/console/apps/{app_row['id']}/key?key=NOPE").status_code == 404
+    add = html.unescape(re.search(r'href="([^"]+secrets/new\?like=[^"]+)"', text).group(1))
+    assert 'value="ONLY_PROD"' in owner_client.get(add).get_data(as_text=True)
+    filtered = owner_client.get(f"/console/apps/{app_row['id']}/?type=config")
+    assert "No key matches." in filtered.get_data(as_text=True)
 
 
 # -- roles -----------------------------------------------------------------------------------

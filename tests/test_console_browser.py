@@ -157,6 +157,8 @@ def test_security_headers_and_theme_switch(page, server):
 
 
 def test_owner_manages_secrets_end_to_end(page, server):
+    urls = []
+    page.on("request", lambda request: urls.append(request.url))
     sign_in(page)
     check_page(page, "apps")
     make_app(page, "shop")
@@ -187,7 +189,7 @@ def test_owner_manages_secrets_end_to_end(page, server):
     expect(page.get_by_role("heading", level=2, name=re.compile("Version 2"))).to_be_visible()
     check_page(page, "history")
     page.get_by_role("button", name=re.compile("^Restore")).first.click()
-    expect(page.get_by_role("status")).to_contain_text("Restored version 1")
+    expect(page.get_by_role("status")).to_contain_text("Version 1 restored.")
     page.get_by_role("link", name="Development").click()
     row_of(page, "DATABASE_URL").get_by_role("button", name=re.compile("^Reveal")).click()
     expect(row_of(page, "DATABASE_URL").get_by_text(
@@ -209,6 +211,15 @@ def test_owner_manages_secrets_end_to_end(page, server):
     check_page(page, "key-values")
     page.get_by_role("button", name=re.compile("^Reveal")).click()
     expect(page.get_by_text("postgres://db.internal/shop", exact=True)).to_be_visible()
+    page.get_by_role("link", name="shop").click()
+    page.get_by_label("Search keys").fill("database")
+    expect(page.get_by_role("row").filter(has_text="DATABASE_URL")).to_be_visible()
+    page.get_by_label("Search keys").fill("nothing like it")
+    expect(page.get_by_role("row").filter(has_text="DATABASE_URL")).to_be_hidden()
+
+    for secret_text in ("DATABASE_URL", "database_url", "db.internal", "primary", "API_URL"):
+        assert not [url for url in urls if secret_text in url], secret_text
+        assert secret_text not in server.log_path.read_text()
 
 
 def test_bulk_edit_refuses_a_page_someone_else_changed(context, page, server):

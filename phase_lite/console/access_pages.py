@@ -27,8 +27,7 @@ def _expires_in(text):
 @bp.route(PREFIX + "/service-accounts/")
 @signed_in
 def service_accounts():
-    return render("service_accounts.html", accounts=actions.service_accounts(caller()),
-                  notice=request.args.get("notice"))
+    return render("service_accounts.html", accounts=actions.service_accounts(caller()))
 
 
 @bp.route(PREFIX + "/service-accounts/new", methods=["GET", "POST"])
@@ -56,15 +55,14 @@ def service_account(sa_id):
     granted_ids = {env["id"] for _, _, envs in granted for env in envs}
     return render("service_account.html", sa=sa, tokens=tokens, granted=granted,
                   granted_ids=granted_ids, choices=actions.granted_environment_choices(who),
-                  roles=[role for role in actions.roles(who) if not role["global_access"]],
-                  notice=request.args.get("notice"))
+                  roles=[role for role in actions.roles(who) if not role["global_access"]])
 
 
 @bp.route(PREFIX + "/service-accounts/<sa_id>/role", methods=["POST"])
 @signed_in
 def service_account_role(sa_id):
     actions.change_service_account_role(caller(), sa_id, request.form.get("role_id"))
-    return back("console.service_account", "Role changed.", sa_id=sa_id)
+    return back("console.service_account", "role_changed", sa_id=sa_id)
 
 
 @bp.route(PREFIX + "/service-accounts/<sa_id>/tokens/new", methods=["GET", "POST"])
@@ -90,21 +88,21 @@ def new_service_token(sa_id):
 @signed_in
 def revoke_service_token(sa_id, token_id):
     actions.revoke_service_token(caller(), sa_id, token_id)
-    return back("console.service_account", "Token revoked.", sa_id=sa_id)
+    return back("console.service_account", "token_revoked", sa_id=sa_id)
 
 
 @bp.route(PREFIX + "/service-accounts/<sa_id>/access", methods=["POST"])
 @signed_in
 def service_account_access(sa_id):
     actions.set_service_account_access(caller(), sa_id, set(request.form.getlist("environment")))
-    return back("console.service_account", "Access saved.", sa_id=sa_id)
+    return back("console.service_account", "access_saved", sa_id=sa_id)
 
 
 @bp.route(PREFIX + "/service-accounts/<sa_id>/delete", methods=["POST"])
 @signed_in
 def delete_service_account(sa_id):
     actions.delete_service_account(caller(), sa_id)
-    return back("console.service_accounts", "Service account deleted.")
+    return back("console.service_accounts", "service_account_deleted")
 
 
 # -- members ---------------------------------------------------------------------------------
@@ -117,7 +115,7 @@ def members(invite_link=None, status=200, error=None):
     return render("members.html", status, members=actions.members(who),
                   roles=actions.assignable_roles(who),
                   choices=actions.granted_environment_choices(who),
-                  invite_link=invite_link, error=error, notice=request.args.get("notice"))
+                  invite_link=invite_link, error=error)
 
 
 @bp.route(PREFIX + "/members/invite", methods=["POST"])
@@ -135,21 +133,21 @@ def invite_member():
 @signed_in
 def member_role(user_id):
     actions.change_member_role(caller(), user_id, request.form.get("role_id"))
-    return back("console.members", "Role changed.")
+    return back("console.members", "role_changed")
 
 
 @bp.route(PREFIX + "/members/<user_id>/access", methods=["POST"])
 @signed_in
 def member_access(user_id):
     actions.set_member_access(caller(), user_id, set(request.form.getlist("environment")))
-    return back("console.members", "Access saved.")
+    return back("console.members", "access_saved")
 
 
 @bp.route(PREFIX + "/members/<user_id>/remove", methods=["POST"])
 @signed_in
 def remove_member(user_id):
     actions.remove_member(caller(), user_id)
-    return back("console.members", "Member removed.")
+    return back("console.members", "member_removed")
 
 
 # -- audit log -------------------------------------------------------------------------------
@@ -205,7 +203,7 @@ def account(token=None, status=200, error=None):
     return render("account.html", status, tokens=actions.personal_tokens(who),
                   sessions=sessions.live_sessions(services().db, who.principal.account_id),
                   current_session=who.session_id, expiries=TOKEN_EXPIRIES, token=token,
-                  error=error, notice=request.args.get("notice"))
+                  error=error)
 
 
 @bp.route(PREFIX + "/account/password", methods=["POST"])
@@ -219,7 +217,7 @@ def change_password():
                                  request.form.get("confirmation", ""), who.meta)
     except PhaseError as exc:
         return account(status=status_of(exc), error=exc.message)
-    return back("console.account", "Password changed. Your other sessions were signed out.")
+    return back("console.account", "password_changed")
 
 
 @bp.route(PREFIX + "/account/tokens", methods=["POST"])
@@ -238,11 +236,11 @@ def new_personal_token():
 @signed_in
 def revoke_personal_token(token_id):
     actions.revoke_personal_token(caller(), token_id)
-    return back("console.account", "Token revoked.")
+    return back("console.account", "token_revoked")
 
 
 @bp.route(PREFIX + "/account/sign-out-others", methods=["POST"])
 @signed_in
 def sign_out_others():
     ended = sessions.sign_out_others(services().db, g.signed_in, caller().meta)
-    return back("console.account", f"Signed out {ended} other session{'s' * (ended != 1)}.")
+    return back("console.account", "signed_out_others", {"ended": ended})

@@ -25,7 +25,7 @@ def apps():
     if query:
         rows = [row for row in rows if query.lower() in row["name"].lower()
                 or query.lower() in (row["description"] or "").lower()]
-    return render("apps.html", apps=rows, query=query, notice=request.args.get("notice"))
+    return render("apps.html", apps=rows, query=query)
 
 
 @bp.route(PREFIX + "/apps/new", methods=["GET", "POST"])
@@ -38,7 +38,7 @@ def new_app():
                                      request.form.get("description"))
     except PhaseError as exc:
         return refused("new_app.html", exc, form=request.form)
-    return back("console.app_overview", f"Created {app_row['name']}.", app_id=app_row["id"])
+    return back("console.app_overview", "app_created", app_id=app_row["id"])
 
 
 @bp.route(PREFIX + "/apps/<app_id>/")
@@ -50,38 +50,35 @@ def app_overview(app_id):
     listed = {env["id"]: actions.list_secrets(who, env) for env in envs}
     rows = compare_environments(envs, listed)
     tags = sorted({tag for found in listed.values() for secret in found for tag in secret.tags})
-    filters = {"q": request.args.get("q", "").strip(), "tag": request.args.get("tag", ""),
-               "type": request.args.get("type", "")}
+    filters = {"tag": request.args.get("tag", ""), "type": request.args.get("type", "")}
     return render("app.html", app=app_row, envs=envs, rows=filter_rows(rows, **filters),
                   total=len(rows), tags=tags, filters=filters,
-                  counts={env_id: len(found) for env_id, found in listed.items()},
-                  notice=request.args.get("notice"))
+                  counts={env_id: len(found) for env_id, found in listed.items()})
 
 
-@bp.route(PREFIX + "/apps/<app_id>/key")
+@bp.route(PREFIX + "/apps/<app_id>/environments/<env_id>/secrets/<secret_id>/across")
 @signed_in
-def key_values(app_id):
-    """One key across the app's environments: reveal, edit, delete, or add where missing."""
-    who = caller()
-    app_row = actions.app(who, app_id)
-    envs = actions.environments(who, app_row)
-    key = request.args.get("key", "").upper()
-    path = normalize_path(request.args.get("path") or ROOT)
-    listed = {env["id"]: actions.list_secrets(who, env, path) for env in envs}
-    cells = [(env, next((secret for secret in listed[env["id"]] if secret.key == key), None))
-             for env in envs]
-    if all(secret is None for _, secret in cells):
-        abort(404)
-    return render("key.html", app=app_row, key=key, path=path, cells=cells, mask=MASK)
+def key_values(app_id, env_id, secret_id):
+    """One key across the app's environments: reveal, edit, delete, or add where missing.
+
+    Named by one of its secrets (ids in URLs; key names never are)."""
+    who, app_row, env = _environment(app_id, env_id)
+    named = actions.get_secret(who, env, secret_id)
+    cells = []
+    for other in actions.environments(who, app_row):
+        found = [secret for secret in actions.list_secrets(who, other, named.path)
+                 if secret.key == named.key]
+        cells.append((other, found[0] if found else None))
+    return render("key.html", app=app_row, key=named.key, path=named.path, cells=cells,
+                  named=named, named_env=env, mask=MASK)
 
 
-def filter_rows(rows, q="", tag="", type=""):  # noqa: A002 - the form's field name
-    """The overview's rows whose key holds ``q`` and that have, in some environment, a
-    secret with the tag and of the type asked for."""
+def filter_rows(rows, tag="", type=""):  # noqa: A002 - the form's field name
+    """The overview's rows that have, in some environment, a secret with the tag and of the
+    type asked for. (The key search runs in the page: key names stay out of URLs.)"""
     def wanted(row):
         secrets_ = [secret for _, secret, _ in row["cells"] if secret is not None]
-        return ((not q or q.upper() in row["key"].upper())
-                and (not tag or any(tag in secret.tags for secret in secrets_))
+        return ((not tag or any(tag in secret.tags for secret in secrets_))
                 and (not type or any(secret.type == type for secret in secrets_)))
     return [row for row in rows if wanted(row)]
 
@@ -139,7 +136,7 @@ def environment(app_id, env_id, revealed=None, status=200, error=None):
     return render("environment.html", status, app=app_row, env=env, path=path,
                   folder_crumbs=_crumbs(path), folders=folders, secrets=here,
                   revealed=revealed or {}, overrides=overrides, mask=MASK, error=error,
-                  envs=actions.environments(who, app_row), notice=request.args.get("notice"))
+                  envs=actions.environments(who, app_row))
 
 
 def _crumbs(path):
@@ -186,8 +183,13 @@ def new_secret(app_id, env_id):
     who, app_row, env = _environment(app_id, env_id)
     path = normalize_path(request.values.get("path") or ROOT)
     if request.method == "GET":
-        return render("secret_form.html", app=app_row, env=env, secret=None,
-                      form={"path": path, "key": request.args.get("key", "")}, override=None)
+        form = {"path": path}
+        if request.args.get("like"):  # "add value": the key of a secret of another environment
+            _, like_env = actions.environment(who, app_id, request.args.get("like_env"))
+            like = actions.get_secret(who, like_env, request.args["like"])
+            form.update(key=like.key, path=like.path)
+        return render("secret_form.html", app=app_row, env=env, secret=None, form=form,
+                      override=None)
     entry = {"key": request.form.get("key", ""), "value": request.form.get("value", ""),
              "comment": request.form.get("comment", ""), "path": path,
              "tags": _tags(request.form.get("tags")), "type": request.form.get("type") or None}
@@ -196,7 +198,7 @@ def new_secret(app_id, env_id):
     except PhaseError as exc:
         return refused("secret_form.html", exc, app=app_row, env=env, secret=None,
                        form=request.form, override=None)
-    return back(ENV_PAGE, f"Created {entry['key'].upper()}.", app_id=app_id, env_id=env_id,
+    return back(ENV_PAGE, "secret_created", app_id=app_id, env_id=env_id,
                 path=path if path != ROOT else None)
 
 
@@ -237,7 +239,7 @@ def edit_secret(app_id, env_id, secret_id):
     except PhaseError as exc:
         return refused("secret_form.html", exc, app=app_row, env=env, secret=secret,
                        form=request.form, override=override)
-    return back(ENV_PAGE, f"Saved {change['key'].upper()}.", app_id=app_id, env_id=env_id,
+    return back(ENV_PAGE, "secret_saved", app_id=app_id, env_id=env_id,
                 path=normalize_path(change["path"]) if change["path"] != ROOT else None)
 
 
@@ -249,9 +251,8 @@ def delete_secret(app_id, env_id, secret_id):
     secret = actions.get_secret(who, env, secret_id)
     actions.delete_secrets(who, env, [secret.id])
     if request.form.get("from") == "overview":
-        return back("console.app_overview", f"Deleted {secret.key} from {env['name']}.",
-                    app_id=app_id)
-    return back(ENV_PAGE, f"Deleted {secret.key}.", app_id=app_id, env_id=env_id,
+        return back("console.app_overview", "secret_deleted", app_id=app_id)
+    return back(ENV_PAGE, "secret_deleted", app_id=app_id, env_id=env_id,
                 path=secret.path if secret.path != ROOT else None)
 
 
@@ -265,8 +266,7 @@ def secret_history(app_id, env_id, secret_id):
     shown = request.form.get("version", type=int) if request.method == "POST" else None
     live = any(secret.id == secret_id for secret in actions.list_secrets(who, env))
     return render("history.html", app=app_row, env=env, secret_id=secret_id, live=live,
-                  versions=history_rows(versions), shown=shown,
-                  notice=request.args.get("notice"))
+                  versions=history_rows(versions), shown=shown)
 
 
 @bp.route(PREFIX + "/apps/<app_id>/environments/<env_id>/deleted")
@@ -274,7 +274,7 @@ def secret_history(app_id, env_id, secret_id):
 def deleted_secrets(app_id, env_id):
     who, app_row, env = _environment(app_id, env_id)
     return render("deleted.html", app=app_row, env=env,
-                  deleted=actions.deleted_secrets(who, env), notice=request.args.get("notice"))
+                  deleted=actions.deleted_secrets(who, env))
 
 
 @bp.route(PREFIX + "/apps/<app_id>/environments/<env_id>/deleted/<secret_id>/restore",
@@ -287,7 +287,7 @@ def restore_deleted(app_id, env_id, secret_id):
     except PhaseError as exc:
         return refused("deleted.html", exc, app=app_row, env=env,
                        deleted=actions.deleted_secrets(who, env))
-    return back(ENV_PAGE, f"Restored {restored.key}.", app_id=app_id, env_id=env_id,
+    return back(ENV_PAGE, "secret_restored", app_id=app_id, env_id=env_id,
                 path=restored.path if restored.path != ROOT else None)
 
 
@@ -308,7 +308,7 @@ def restore_secret(app_id, env_id, secret_id):
     if old["type"] != "sealed":
         change["value"] = old["value"]
     actions.update_secrets(who, env, secrets.parse_secret_changes({"secrets": [change]}))
-    return back("console.secret_history", f"Restored version {wanted}.", app_id=app_id,
+    return back("console.secret_history", "version_restored", {"version": wanted}, app_id=app_id,
                 env_id=env_id, secret_id=secret_id)
 
 
@@ -390,7 +390,7 @@ def bulk_edit(app_id, env_id):
     except PhaseError as exc:
         return refused("bulk_edit.html", exc, app=app_row, env=env, path=path, text=text,
                        version=version)
-    return back(ENV_PAGE, _summary(plan), app_id=app_id, env_id=env_id,
+    return back(ENV_PAGE, "bulk_saved", _counts(plan), app_id=app_id, env_id=env_id,
                 path=path if path != ROOT else None)
 
 
@@ -401,9 +401,9 @@ def _pairs(text):
         raise InvalidRequest(str(exc)) from None
 
 
-def _summary(plan):
-    return (f"Saved: {len(plan.created)} created, {len(plan.updated)} updated, "
-            f"{len(plan.deleted)} deleted, {len(plan.unchanged)} unchanged.")
+def _counts(plan):
+    return {"created": len(plan.created), "updated": len(plan.updated),
+            "deleted": len(plan.deleted), "unchanged": len(plan.unchanged)}
 
 
 @bp.route(PREFIX + "/apps/<app_id>/environments/<env_id>/import", methods=["GET", "POST"])
@@ -431,5 +431,5 @@ def import_env(app_id, env_id):
         plan = actions.apply_pairs(who, env, path, pairs, version, delete_missing=False)
     except PhaseError as exc:
         return refused("import.html", exc, **page, plan=None, text=text, version=version)
-    return back(ENV_PAGE, _summary(plan), app_id=app_id, env_id=env_id,
+    return back(ENV_PAGE, "bulk_saved", _counts(plan), app_id=app_id, env_id=env_id,
                 path=path if path != ROOT else None)

@@ -65,6 +65,6 @@ def use_link(token):
     except PhaseError as exc:
         return render("link.html", 400, link=link, error=exc.message)
     g.signed_in = None
-    response = back("console.apps", "Your password is set. Welcome!")
+    response = back("console.apps", "welcome")
     response.delete_cookie(ANON_CSRF_COOKIE, path=PREFIX + "/")
     return set_session_cookie(response, cookie_value)

@@ -10,6 +10,7 @@ token is derived from the session cookie (``sessions.csrf_token_of``), the anony
 import dataclasses
 import functools
 import hmac
+import re
 import secrets as random_tokens
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -48,16 +49,19 @@ ANONYMOUS_ENDPOINTS = {"console.sign_in", "console.use_link", "console.static"}
 
 
 class ConsoleRootMiddleware:
-    """Show the console to a browser opening ``/``: a GET of exactly ``/`` (before any prefix
-    is stripped) whose Accept names ``text/html``. Phase's clients never ask for HTML, so they
-    keep the API root's JSON, as do ``/service/`` and ``/service/public/``."""
+    """Show the console to a browser opening ``/``: a GET of exactly ``/`` as the client sent
+    it (``REQUEST_URI``, which waitress and werkzeug set; ``PATH_INFO`` has lost any
+    ``/service`` or ``/public`` prefix by now) whose Accept names ``text/html``. Phase's
+    clients never ask for HTML, so they keep the API root's JSON, as do ``/service/`` and
+    ``/service/public/``. Sits inside ``api.PrefixMiddleware``."""
 
     def __init__(self, wsgi_app):
         self.wsgi_app = wsgi_app
 
     def __call__(self, environ, start_response):
         if (environ.get("PATH_INFO") == "/" and environ.get("REQUEST_METHOD") in ("GET", "HEAD")
-                and "text/html" in environ.get("HTTP_ACCEPT", "")):
+                and "text/html" in environ.get("HTTP_ACCEPT", "")
+                and urlsplit(environ.get("REQUEST_URI", "")).path == "/"):
             environ["PATH_INFO"] = PREFIX + "/"
         return self.wsgi_app(environ, start_response)
 
@@ -186,6 +190,7 @@ def render(template, status=200, **context):
     theme = request.cookies.get(THEME_COOKIE)
     context.setdefault("theme", theme if theme in ("light", "dark") else None)
     context.setdefault("me", g.signed_in.principal if g.get("signed_in") else None)
+    context.setdefault("notice", notice_text())
     return render_template(template, **context), status
 
 
@@ -194,11 +199,50 @@ def refused(template, error, **context):
     return render(template, status_of(error), error=error.message, **context)
 
 
-def back(endpoint, message=None, **values):
-    """Post/redirect/get: see the page again, with a one-line notice when given."""
-    if message:
-        values["notice"] = message
+# What a page says after a change (post/redirect/get): the redirect names a notice and its
+# numbers only, so no text of the visitor's (or an attacker's) choosing, and no key name,
+# travels in the URL.
+NOTICES = {
+    "app_created": "App created.",
+    "secret_created": "Secret created.",
+    "secret_saved": "Secret saved.",
+    "secret_deleted": "Secret deleted.",
+    "secret_restored": "Secret restored.",
+    "version_restored": "Version {version} restored.",
+    "bulk_saved": ("Saved: {created} created, {updated} updated, {deleted} deleted, "
+                   "{unchanged} unchanged."),
+    "role_changed": "Role changed.",
+    "token_revoked": "Token revoked.",
+    "access_saved": "Access saved.",
+    "service_account_deleted": "Service account deleted.",
+    "member_removed": "Member removed.",
+    "password_changed": "Password changed. Your other sessions were signed out.",
+    "signed_out_others": "Signed out {ended} other session(s).",
+    "welcome": "Your password is set. Welcome!",
+}
+
+
+def back(endpoint, notice=None, counts=None, **values):
+    """Post/redirect/get: see the page again, with a notice (``NOTICES``) when given;
+    ``counts`` fills its numbers."""
+    if notice:
+        values["notice"] = notice
+        values.update({name: int(number) for name, number in (counts or {}).items()})
     return redirect(url_for(endpoint, **values), 303)
+
+
+def notice_text():
+    """The notice a redirect asked for, or None."""
+    template = NOTICES.get(request.args.get("notice", ""))
+    if template is None:
+        return None
+    numbers = {}
+    for name in re.findall(r"{(\w+)}", template):
+        value = request.args.get(name, "")
+        if not value.isdigit():
+            return None
+        numbers[name] = int(value)
+    return template.format(**numbers)
 
 
 # -- errors ----------------------------------------------------------------------------------
@@ -218,7 +262,10 @@ def http_error(error):
 
 
 def register_console(app, services_):
-    """Wire the console into the app: blueprint, middleware for ``/``, sign-in throttle."""
+    """Wire the console into the app: blueprint, middleware for ``/``, sign-in throttle.
+
+    Called before ``api.register_api``: the API's middleware then wraps this one, and counts
+    the blueprint's request hooks among the app's own (they only run for console pages)."""
     from . import access_pages, secrets_pages, sign_in  # noqa: F401 - routes attach to bp
 
     app.register_blueprint(bp)
