@@ -49,6 +49,11 @@ def app_overview(app_id):
     envs = actions.environments(who, app_row)
     listed = {env["id"]: actions.list_secrets(who, env) for env in envs}
     rows = compare_environments(envs, listed)
+    # One url_for per environment, not per row: the page has a link per key.
+    bases = {env["id"]: url_for(ENV_PAGE, app_id=app_id, env_id=env["id"]) for env in envs}
+    for row in rows:
+        env, secret, _ = next(cell for cell in row["cells"] if cell[1] is not None)
+        row["values_url"] = f"{bases[env['id']]}secrets/{secret.id}/across"
     tags = sorted({tag for found in listed.values() for secret in found for tag in secret.tags})
     filters = {"tag": request.args.get("tag", ""), "type": request.args.get("type", "")}
     return render("app.html", app=app_row, envs=envs, rows=filter_rows(rows, **filters),
