@@ -597,6 +597,10 @@ def test_set_password_from_stdin_and_init_prints_a_setup_link(tmp_path):
                            "me@example.com"], env=env, capture_output=True, text=True, check=True)
     assert re.search(r"http://127\.0\.0\.1:8080/console/welcome/\S+", init.stdout)
     assert "phase-lite users set-password me@example.com" in init.stdout
+    again = subprocess.run([sys.executable, "-m", "phase_lite.cli", "users", "setup-link",
+                            "me@example.com"], env=env, capture_output=True, text=True,
+                           check=True)
+    assert re.fullmatch(r"http://127\.0\.0\.1:8080/console/welcome/\S+\n", again.stdout)
     done = subprocess.run([sys.executable, "-m", "phase_lite.cli", "users", "set-password",
                            "me@example.com", "--password-stdin"], env=env,
                           input="a fine password\n", capture_output=True, text=True)

@@ -34,11 +34,13 @@ def init(owner_email, as_json):
     issued = init_data_dir(config, owner_email)
     if issued is None:
         emit(as_json, {"initialised": False, "dataDir": str(config.data_dir)},
-             f"phase_lite is already initialised in {config.data_dir}; no new token was made.")
+             f"phase_lite is already initialised in {config.data_dir}; no new token was made.\n"
+             "A one-time web console sign-in link: phase-lite users setup-link EMAIL")
         return
+    link = _first_sign_in_link(config, owner_email)
     if as_json:
         click.echo(json.dumps({"ownerEmail": owner_email, "token": issued.token,
-                               "bearerToken": issued.bearer_token}))
+                               "bearerToken": issued.bearer_token, "consoleSetupLink": link}))
         return
     click.echo(
         f"Initialised phase_lite in {config.data_dir}.\n\n"
@@ -47,16 +49,20 @@ def init(owner_email, as_json):
         f"For the Phase CLI/SDKs:  export PHASE_HOST=http://{config.listen}\n"
         f"For the REST API:        Authorization: Bearer {issued.bearer_token}\n"
     )
-    _print_first_sign_in(config, owner_email)
+    click.echo(
+        f"Web console: open this one-time link (valid for a day) to choose your password:\n\n"
+        f"    {link}\n\n"
+        f"or run:  phase-lite users set-password {owner_email}\n"
+    )
 
 
-def _print_first_sign_in(config, owner_email):
+def _first_sign_in_link(config, owner_email):
     from ..app import open_services
-    from ..console.commands import first_sign_in_text
+    from ..console.commands import setup_link_for
 
     services = open_services(config)
     try:
-        click.echo(first_sign_in_text(config, services, owner_email))
+        return setup_link_for(config, services, owner_email)
     finally:
         services.close()
 

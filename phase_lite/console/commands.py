@@ -16,15 +16,10 @@ def setup_link_url(config, token: str) -> str:
     return f"http://{host}:{port}/console/welcome/{token}"
 
 
-def first_sign_in_text(config, services, email: str) -> str:
-    """The lines ``phase-lite init`` prints about signing in to the console."""
+def setup_link_for(config, services, email: str) -> str:
+    """A one-time link (valid a day) with which the user ``email`` chooses a password."""
     user = accounts.user_by_email(services, accounts.operator(services), email)
-    token = sessions.issue_link(services.db, "setup", user["id"])
-    return (
-        f"Web console: open this one-time link (valid for a day) to choose your password:\n\n"
-        f"    {setup_link_url(config, token)}\n\n"
-        f"or run:  phase-lite users set-password {email}\n"
-    )
+    return setup_link_url(config, sessions.issue_link(services.db, "setup", user["id"]))
 
 
 @click.command("set-password")
@@ -48,6 +43,4 @@ def set_password(ctx, email, password_stdin):
 @pass_ctx
 def setup_link(ctx, email):
     """Print a one-time link (valid for a day) with which a user chooses a password."""
-    user = accounts.user_by_email(ctx.services, ctx.operator, email)
-    token = sessions.issue_link(ctx.db, "setup", user["id"])
-    click.echo(setup_link_url(ctx.config, token))
+    click.echo(setup_link_for(ctx.config, ctx.services, email))
