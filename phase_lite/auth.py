@@ -90,7 +90,8 @@ class Authenticator:
 
     A cached token is still checked against the clock on every request; anything that could
     change the answer (a revocation, a grant, a role, from this process or the admin command)
-    is a commit, which moves the generation and empties the caches.
+    is a commit, which moves the generation and empties the caches. Recording a token's last
+    use is a bookkeeping commit: it leaves them (and every other read cache) as they are.
     """
 
     def __init__(self, db):
@@ -167,7 +168,7 @@ class Authenticator:
             if last is not None and moment - last < LAST_USED_GRANULARITY:
                 return
             self._touched[token_id] = moment
-        with self.db.transaction():
+        with self.db.transaction(bookkeeping=True):
             account_store.touch_token(self.db, token_id, now())
 
     # -- scope -----------------------------------------------------------------------------
