@@ -2,10 +2,11 @@
 
 ``Database.generation()`` moves whenever the data a read shows may have changed (a commit in
 this process, or another connection's, such as the admin command revoking a token; not a
-bookkeeping commit such as a batch of read audit events or a token's last use). A ``GenerationCache``
-holds entries of one generation only: the first use with a newer generation empties it, and an
-entry computed under an older one is never stored. Entries live in process memory only (which
-already holds the data keys), least recently used out past a count or a total size.
+bookkeeping commit such as a batch of read audit events or a token's last use). A
+``GenerationCache`` holds entries of one generation only: the first use with a newer generation
+empties it, and an entry computed under an older one is never stored. Entries live in process
+memory only (which already holds the data keys), least recently used out past a count or a
+total size.
 """
 
 import threading
