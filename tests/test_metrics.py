@@ -9,6 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from conftest import LiveServer, bearer_headers
 from phase_lite import audit
 from phase_lite.app import create_app
+from phase_lite.config import load_config
 
 
 def scrape(client, headers=None) -> dict:
@@ -157,3 +158,11 @@ def test_a_served_process_counts_its_fast_path_reads(config, owner, demo):
     reads = [s for s in families["phase_lite_http_requests"].samples
              if s.name.endswith("_total") and s.labels["route"] == "/v1/secrets/"]
     assert [(s.labels["status"], s.value) for s in reads] == [("200", 2.0)]
+
+
+def test_the_settings_are_read_from_the_environment(tmp_path):
+    base = {"PHASE_LITE_DATA_DIR": str(tmp_path)}
+    assert (load_config(base).metrics, load_config(base).metrics_token) == (True, None)
+    config = load_config(base | {"PHASE_LITE_METRICS": "Off", "PHASE_LITE_METRICS_TOKEN": " t "})
+    assert (config.metrics, config.metrics_token) == (False, "t")
+    assert "metrics_token" not in repr(config)
