@@ -134,15 +134,18 @@ def create_app(config: Config | None = None) -> Flask:
 
 def wrap_observed(app: Flask, config: Config, services) -> None:
     """Put the metrics endpoint and the access log around the whole app (fast paths included)."""
-    from .access_log import AccessLog
+    from .access_log import AccessLog, AccessLogWriter
     from .metrics import PATH, Metrics, MetricsEndpoint
 
     metrics = None
     if config.metrics:
         metrics = app.extensions["phase_lite_metrics"] = Metrics(services)
         app.wsgi_app = MetricsEndpoint(app.wsgi_app, metrics, config.metrics_token)
-    if config.access_log or metrics is not None:
-        app.wsgi_app = AccessLog(app.wsgi_app, app, log_requests=config.access_log,
+    lines = None
+    if config.access_log:
+        lines = app.extensions["phase_lite_access_log"] = AccessLogWriter(config.log_format)
+    if lines is not None or metrics is not None:
+        app.wsgi_app = AccessLog(app.wsgi_app, app, lines=lines,
                                  observe=metrics.observe_request if metrics else None,
                                  routes=(PATH,) if metrics else ())
 
