@@ -72,3 +72,18 @@ def test_the_license_file_is_the_one_setup_cfg_declares():
 def test_the_changelog_lists_this_version():
     changelog = (REPO / "CHANGELOG.md").read_text()
     assert f"## [{__version__}]" in changelog
+
+
+@pytest.mark.slow
+def test_the_editable_install_prints_no_warning(tmp_path):
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    # As 'make' does: the newest pip shows the build backend's warnings.
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--upgrade",
+                    "pip"], check=True, capture_output=True, timeout=600)
+    result = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
+                             "--no-deps", "-e", str(REPO)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    assert "BuildBackendWarning" not in output and "Editable installation" not in output
