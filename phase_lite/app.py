@@ -144,6 +144,7 @@ def wrap_observed(app: Flask, config: Config, services) -> None:
     lines = None
     if config.access_log:
         lines = app.extensions["phase_lite_access_log"] = AccessLogWriter(config.log_format)
+        services.on_close.append(lines.close)
     if lines is not None or metrics is not None:
         app.wsgi_app = AccessLog(app.wsgi_app, app, lines=lines,
                                  observe=metrics.observe_request if metrics else None,
@@ -178,7 +179,10 @@ class Services:
         self.keyring = ring
         self.vault = Vault(db, ring)
         self.auth = Authenticator(db)
+        self.on_close = []  # what the app added that must stop first (the access log)
 
     def close(self):
+        for close in self.on_close:
+            close()
         audit.read_log(self.db).close()
         self.db.close()

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import re
+import time
 
 import pytest
 import requests
@@ -30,10 +31,16 @@ def logged(config, owner):
     def make(**changes):
         flask_app = create_app(dataclasses.replace(config, **changes))
         made.append(flask_app)
-        lines = []
+        written = []
         writer = flask_app.extensions.get("phase_lite_access_log")
         if writer is not None:
-            writer.write = lambda data: lines.append(data.decode())
+            writer.write = lambda data: written.append(data.decode())
+
+        def lines():
+            if writer is not None:
+                writer.flush()
+            return "".join(written).splitlines(keepends=True)
+
         return flask_app.test_client(), lines
 
     yield make
@@ -53,6 +60,7 @@ def test_one_line_per_request_with_its_fields(logged, db, demo, sa_token, sa_hea
     missing = client.get("/v1/nothing/?token=abc")
     assert missing.status_code == 404
 
+    lines = lines()
     assert len(lines) == 3 and all(line.endswith("\n") for line in lines)
     fields = [TEXT_LINE.match(line.rstrip("\n")).groupdict() for line in lines]
     assert [(f["method"], f["path"], f["status"]) for f in fields] == [
@@ -74,6 +82,7 @@ def test_one_line_per_request_with_its_fields(logged, db, demo, sa_token, sa_hea
 def test_json_lines_carry_the_same_fields(logged, db, owner, owner_headers):
     client, lines = logged(log_format="json")
     assert client.get("/v1/apps/?search=hidden", headers=owner_headers).status_code == 200
+    lines = lines()
     entry = json.loads(lines[0])
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", entry.pop("time"))
     assert entry.pop("duration_ms") > 0
@@ -86,21 +95,21 @@ def test_json_lines_carry_the_same_fields(logged, db, owner, owner_headers):
 def test_a_path_with_odd_characters_stays_one_token(logged):
     client, lines = logged()
     client.get("/v1/a%20b%22%0A/")  # the path arrives decoded: a space, a quote, a newline
-    assert TEXT_LINE.match(lines[0].rstrip("\n"))["path"] == "/v1/a%20b%22%0A/"
+    assert TEXT_LINE.match(lines()[0].rstrip("\n"))["path"] == "/v1/a%20b%22%0A/"
 
 
 def test_the_client_address_comes_from_a_trusted_proxy_only(logged):
     client, lines = logged(trusted_proxies=("127.0.0.1",))
     client.get("/health/", headers={"X-Forwarded-For": "203.0.113.9"})
     client.get("/health/", headers={"X-Forwarded-For": "not an address"})
-    assert [TEXT_LINE.match(line.rstrip("\n"))["client"] for line in lines] == [
+    assert [TEXT_LINE.match(line.rstrip("\n"))["client"] for line in lines()] == [
         "203.0.113.9", "127.0.0.1"]
 
 
 def test_the_access_log_can_be_turned_off(logged):
     client, lines = logged(access_log=False)
     assert client.get("/health/").status_code == 200
-    assert lines == []
+    assert lines() == []
 
 
 @pytest.mark.slow
@@ -132,3 +141,15 @@ def test_a_served_process_with_the_access_log_off_logs_no_requests(config, owner
     log = server.log_path.read_text()
     assert "/v1/apps/" not in log and '"GET /health/"' not in log
     assert "started on" in log and "stopped" in log
+
+
+def test_lines_are_written_in_the_background_within_a_second(logged):
+    client, lines = logged()
+    writer_lines = []
+    writer = client.application.extensions["phase_lite_access_log"]
+    writer.write = lambda data: writer_lines.append(data)
+    client.get("/health/")
+    deadline = time.monotonic() + 2
+    while not writer_lines and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert b'"GET /health/" 200' in b"".join(writer_lines)
