@@ -1,6 +1,5 @@
 """The access log: one line per request with its fields, never a query value or a secret."""
 
-import dataclasses
 import json
 import re
 import time
@@ -9,7 +8,6 @@ import pytest
 import requests
 
 from conftest import LiveServer, bearer_headers
-from phase_lite.app import create_app
 
 
 
@@ -24,13 +22,11 @@ TEXT_LINE = re.compile(r'^(?P<time>\S+Z) INFO phase_lite\.access (?P<client>\S+)
 
 
 @pytest.fixture
-def logged(config, owner):
+def logged(app_with):
     """A test client of an app configured with ``changes``, and the lines it writes."""
-    made = []
 
     def make(**changes):
-        flask_app = create_app(dataclasses.replace(config, **changes))
-        made.append(flask_app)
+        flask_app = app_with(**changes)
         written = []
         writer = flask_app.extensions.get("phase_lite_access_log")
         if writer is not None:
@@ -43,9 +39,7 @@ def logged(config, owner):
 
         return flask_app.test_client(), lines
 
-    yield make
-    for flask_app in made:
-        flask_app.extensions["phase_lite"].close()
+    return make
 
 
 def test_one_line_per_request_with_its_fields(logged, db, demo, sa_token, sa_headers):

@@ -1,14 +1,11 @@
 """GET /metrics: Prometheus' text format, read back with prometheus-client's own parser."""
 
-import dataclasses
-
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import LiveServer, bearer_headers
 from phase_lite import audit
-from phase_lite.app import create_app
 from phase_lite.config import load_config
 
 
@@ -26,20 +23,6 @@ def scrape(client, headers=None) -> dict:
 
 def value(samples, name, **labels):
     return samples[name][frozenset(labels.items())]
-
-
-@pytest.fixture
-def app_with(config, owner):
-    made = []
-
-    def make(**changes):
-        flask_app = create_app(dataclasses.replace(config, **changes))
-        made.append(flask_app)
-        return flask_app.test_client()
-
-    yield make
-    for flask_app in made:
-        flask_app.extensions["phase_lite"].close()
 
 
 def test_requests_are_counted_by_route_template_method_and_status(client, demo, sa_headers,
@@ -120,7 +103,7 @@ def test_no_label_or_value_comes_from_user_data(client, services, make_app, owne
 
 
 def test_metrics_can_require_a_bearer_token(app_with):
-    client = app_with(metrics_token="scrape-me")
+    client = app_with(metrics_token="scrape-me").test_client()
     for headers, message in (({}, "Authentication credentials were not provided."),
                              ({"Authorization": "Bearer wrong"}, "Invalid metrics token."),
                              ({"Authorization": "Basic scrape-me"},
@@ -132,7 +115,7 @@ def test_metrics_can_require_a_bearer_token(app_with):
 
 
 def test_metrics_can_be_turned_off(app_with):
-    client = app_with(metrics=False)
+    client = app_with(metrics=False).test_client()
     response = client.get("/metrics")
     assert (response.status_code, response.get_json()) == (404, {"error": "Not found."})
 
