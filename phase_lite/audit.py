@@ -172,6 +172,10 @@ class ReadLog:
             except StoreError as exc:
                 log.error("writing read audit events failed (will retry): %s", exc)
 
+    def __len__(self):
+        """How many events are waiting to be written."""
+        return len(self._events)
+
     def take(self, limit=None) -> list:
         """Remove and return the oldest ``limit`` waiting events (all by default)."""
         with self._lock:

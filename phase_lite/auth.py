@@ -98,8 +98,9 @@ class Authenticator:
         self.db = db
         self._touched = {}
         self._lock = threading.Lock()
-        self._principals = GenerationCache(PRINCIPAL_CACHE_SIZE)  # token hash: (Principal, expiry)
-        self._scopes = GenerationCache(SCOPE_CACHE_SIZE)
+        # token hash: (Principal, expiry)
+        self._principals = GenerationCache(PRINCIPAL_CACHE_SIZE, name="principals")
+        self._scopes = GenerationCache(SCOPE_CACHE_SIZE, name="scopes")
 
     def authenticate(self, authorization: str | None, generation: int | None = None) -> Principal:
         """The caller a bearer header names, or AuthenticationFailed/DoesNotExist.

@@ -1,5 +1,6 @@
 """Shared fixtures: a fresh data directory, app and database per test, tokens, a live server."""
 
+import dataclasses
 import os
 import shutil
 import socket
@@ -178,3 +179,18 @@ def live_server(config, owner):
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def app_with(config, owner):
+    """Build an app on the test's data directory with some settings changed (closed after)."""
+    made = []
+
+    def make(**changes):
+        flask_app = create_app(dataclasses.replace(config, **changes))
+        made.append(flask_app)
+        return flask_app
+
+    yield make
+    for flask_app in made:
+        flask_app.extensions["phase_lite"].close()

@@ -62,7 +62,8 @@ def read_cache(services) -> GenerationCache:
 def new_body_cache() -> GenerationCache:
     """A cache of encoded answers, (body, read-event details), bounded in count and bytes."""
     return GenerationCache(BODY_CACHE_ENTRIES, BODY_CACHE_BYTES, BODY_CACHE_MAX_BODY,
-                           size=lambda entry: len(entry[0]) + 64 * len(entry[1]["secrets"]))
+                           size=lambda entry: len(entry[0]) + 64 * len(entry[1]["secrets"]),
+                           name="answers")
 
 
 def render_secrets(services, principal, env_row, secrets, *, snapshot=None) -> list[dict]:

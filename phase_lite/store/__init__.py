@@ -79,6 +79,8 @@ class Database:
         self._all_lock = threading.Lock()
         self._generation = 0
         self._generation_lock = threading.Lock()
+        # Called with the seconds each committed write transaction took (metrics), or None.
+        self.observe_transaction = None
 
     def _open(self) -> sqlite3.Connection:
         try:
@@ -180,6 +182,7 @@ class Database:
         if conn.in_transaction:
             yield self
             return
+        started = time.perf_counter()
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
@@ -206,6 +209,8 @@ class Database:
                 local.seen = (seen[0], conn.total_changes)
             return
         self._advance_generation()
+        if self.observe_transaction is not None:
+            self.observe_transaction(time.perf_counter() - started)
 
     def migrate(self):
         """Apply pending schema migrations (harmless when there are none)."""
