@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast clients browser bench clean
+.PHONY: run test test-fast clients system-tools browser bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,18 +23,25 @@ run: $(STAMP)
 clients: $(STAMP)
 	bash tests/clients/install.sh
 
+## Debian tools the tests use (systemd-analyze checks deploy/phase-lite.service), when missing.
+system-tools:
+	@command -v systemd-analyze >/dev/null 2>&1 || { \
+		echo "systemd-analyze is missing: installing Debian's systemd package"; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends systemd >/dev/null; }
+
 ## Debian's Chromium for the web console's browser tests (Playwright drives it by path).
 CHROMIUM ?= /usr/lib/chromium/chromium
 browser:
-	@test -x $(CHROMIUM) || (apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+	@test -x $(CHROMIUM) || { \
+		echo "chromium is missing: installing Debian's chromium package"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-## The whole suite, the real Phase clients and the browser tests included.
-test: $(STAMP) clients browser
+## The whole suite: the real Phase clients and the web console's browser tests included.
+test: $(STAMP) clients system-tools browser
 	$(PY) -m pytest
 
 ## Everything but the real-client and slow process tests.
-test-fast: $(STAMP) browser
+test-fast: $(STAMP) system-tools browser
 	$(PY) -m pytest -m "not clients and not slow"
 
 ## phase_lite against a bare Flask + waitress baseline, one table of ratios.

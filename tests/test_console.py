@@ -549,7 +549,7 @@ def test_an_invitation_link_works_once(app, db, owner_client, services):
     role = accounts.role_by_name(services, support.operator(services), "Developer")
     invited = owner_client.post("/console/members/invite", data={
         "email": "new@example.com", "role_id": role["id"], "csrf_token": owner_client.csrf})
-    link = re.search(r'>http://localhost(/console/welcome/[^<]+)</code>',
+    link = re.search(r'>http://localhost(/console/welcome\?token=[^<]+)</code>',
                      invited.get_data(as_text=True)).group(1)
     guest = app.test_client()
     page = guest.get(link)
@@ -595,12 +595,12 @@ def test_set_password_from_stdin_and_init_prints_a_setup_link(tmp_path):
     env = {"PHASE_LITE_DATA_DIR": str(tmp_path / "data"), "PATH": "/usr/bin:/bin"}
     init = subprocess.run([sys.executable, "-m", "phase_lite.cli", "init", "--owner-email",
                            "me@example.com"], env=env, capture_output=True, text=True, check=True)
-    assert re.search(r"http://127\.0\.0\.1:8080/console/welcome/\S+", init.stdout)
+    assert re.search(r"http://127\.0\.0\.1:8080/console/welcome\?token=\S+", init.stdout)
     assert "phase-lite users set-password me@example.com" in init.stdout
     again = subprocess.run([sys.executable, "-m", "phase_lite.cli", "users", "setup-link",
                             "me@example.com"], env=env, capture_output=True, text=True,
                            check=True)
-    assert re.fullmatch(r"http://127\.0\.0\.1:8080/console/welcome/\S+\n", again.stdout)
+    assert re.fullmatch(r"http://127\.0\.0\.1:8080/console/welcome\?token=\S+\n", again.stdout)
     done = subprocess.run([sys.executable, "-m", "phase_lite.cli", "users", "set-password",
                            "me@example.com", "--password-stdin"], env=env,
                           input="a fine password\n", capture_output=True, text=True)

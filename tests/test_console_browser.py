@@ -45,7 +45,7 @@ def server(tmp_path_factory):
             set_password(services, email, PASSWORD)
         server = LiveServer(data_dir)
         server.config = config
-        server.setup_link = lambda email: "/console/welcome/" + sessions.issue_link(
+        server.setup_link = lambda email: "/console/welcome?token=" + sessions.issue_link(
             db, "setup", accounts.user_by_email(services, by, email)["id"])
         server.services = services
         server.start()
@@ -321,7 +321,7 @@ def test_a_manager_invites_a_developer_who_chooses_a_password(browser, page, ser
     page.get_by_label("Role", exact=True).select_option("Developer")
     page.get_by_role("button", name="Invite").click()
     link = page.get_by_role("group", name=re.compile("^Invitation link")).get_by_text(
-        re.compile("/console/welcome/")).inner_text()
+        re.compile("/console/welcome")).inner_text()
     guest = browser.new_context()
     try:
         visitor = guest.new_page()
@@ -333,6 +333,7 @@ def test_a_manager_invites_a_developer_who_chooses_a_password(browser, page, ser
         expect(visitor.get_by_role("link", name="team-app")).to_have_count(0)
         visitor.goto(link)
         expect(visitor.get_by_role("alert")).to_contain_text("invalid, used or expired")
+        assert link.split("token=")[1] not in server.log_path.read_text()  # the access log
     finally:
         guest.close()
 

@@ -13,7 +13,7 @@ def setup_link_url(config, token: str) -> str:
     host, port = config.host, config.port
     if host in ("0.0.0.0", "::", "[::]", ""):
         host = "localhost"
-    return f"http://{host}:{port}/console/welcome/{token}"
+    return f"http://{host}:{port}/console/welcome?token={token}"
 
 
 def setup_link_for(config, services, email: str) -> str:

@@ -49,21 +49,25 @@ def sign_out():
     return clear_session_cookie(response)
 
 
-@bp.route(PREFIX + "/welcome/<token>", methods=["GET", "POST"])
-def use_link(token):
-    """A one-time link (the owner's first sign-in, an invitation): choose a password."""
+@bp.route(PREFIX + "/welcome", methods=["GET", "POST"])
+def use_link():
+    """A one-time link (the owner's first sign-in, an invitation): choose a password.
+
+    The link's token is in the query string (GET) or the form (POST), never in the path: the
+    access log writes paths, not query strings."""
     db = services().db
+    token = request.values.get("token", "")
     link = sessions.link_holder(db, token)
     if link is None:
         return render("link.html", 404, link=None)
     if request.method == "GET":
-        return render("link.html", link=link)
+        return render("link.html", link=link, token=token)
     try:
         cookie_value = sessions.use_link(db, session_settings(), token,
                                          request.form.get("password", ""),
                                          request.form.get("confirmation", ""), console_meta())
     except PhaseError as exc:
-        return render("link.html", 400, link=link, error=exc.message)
+        return render("link.html", 400, link=link, token=token, error=exc.message)
     g.signed_in = None
     response = back("console.apps", "welcome")
     response.delete_cookie(ANON_CSRF_COOKIE, path=PREFIX + "/")
