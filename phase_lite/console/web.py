@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, abort, current_app, g, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
-from ..api.context import _is_trusted_proxy, client_ip, request_meta
+from ..api.context import _PRINCIPAL, _is_trusted_proxy, client_ip, request_meta
 from ..errors import PhaseError, status_of
 from . import sessions
 from .actions import Caller
@@ -110,6 +110,8 @@ def caller() -> Caller:
 def load_session():
     g.signed_in = sessions.authenticate(services().db, session_settings(),
                                         request.cookies.get(SESSION_COOKIE))
+    if g.signed_in is not None:  # the access log names the caller's account, as for the API
+        request.environ[_PRINCIPAL] = g.signed_in.principal
     g.anon_csrf = request.cookies.get(ANON_CSRF_COOKIE) or None
     if request.method == "POST":
         check_csrf()
