@@ -1,6 +1,6 @@
 """Organisation, roles, users, service accounts, tokens and environment access grants."""
 
-from . import new_id, now
+from . import new_id, now, sessions
 
 # -- organisation and roles ------------------------------------------------------------------
 
@@ -106,10 +106,8 @@ def remove_user(db, user_id):
     db.execute("UPDATE tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
                (stamp, user_id))
     db.execute("DELETE FROM environment_access WHERE user_id = ?", (user_id,))
-    db.execute("UPDATE console_sessions SET ended_at = ? WHERE user_id = ? AND ended_at IS NULL",
-               (stamp, user_id))
-    db.execute("UPDATE console_links SET used_at = ? WHERE user_id = ? AND used_at IS NULL",
-               (stamp, user_id))
+    sessions.end_user_sessions(db, user_id)
+    sessions.use_user_links(db, user_id)
 
 
 # -- service accounts ------------------------------------------------------------------------

@@ -98,3 +98,9 @@ def use_link(db, link_id):
     return db.execute(
         "UPDATE console_links SET used_at = ? WHERE id = ? AND used_at IS NULL", (now(), link_id)
     ).rowcount == 1
+
+
+def use_user_links(db, user_id):
+    """Mark every unused link of the user used (a removed user's links stop working)."""
+    db.execute("UPDATE console_links SET used_at = ? WHERE user_id = ? AND used_at IS NULL",
+               (now(), user_id))
