@@ -701,3 +701,27 @@ def test_deleted_secrets_can_be_found_and_restored(db, demo, owner_client):
                               data={"csrf_token": owner_client.csrf})
     assert again.status_code == 409
     assert "Duplicate secret found" in again.get_data(as_text=True)
+
+
+def test_session_timeouts_are_settings():
+    from phase_lite.config import ConfigError, load_config
+
+    config = load_config({"PHASE_LITE_SESSION_IDLE_MINUTES": "5",
+                          "PHASE_LITE_SESSION_MAX_HOURS": "2"})
+    assert (config.session_idle_minutes, config.session_max_hours) == (5, 2)
+    defaults = load_config({})
+    assert (defaults.session_idle_minutes, defaults.session_max_hours) == (60, 12)
+    with pytest.raises(ConfigError, match="PHASE_LITE_SESSION_IDLE_MINUTES"):
+        load_config({"PHASE_LITE_SESSION_IDLE_MINUTES": "0"})
+
+
+def test_removing_an_invited_member_voids_their_link(app, services, owner_client):
+    role = accounts.role_by_name(services, support.operator(services), "Developer")
+    invited = owner_client.post("/console/members/invite", data={
+        "email": "later@example.com", "role_id": role["id"], "csrf_token": owner_client.csrf})
+    link = re.search(r'>http://localhost(/console/welcome\?token=[^<]+)</code>',
+                     invited.get_data(as_text=True)).group(1)
+    user = accounts.user_by_email(services, support.operator(services), "later@example.com")
+    owner_client.post(f"/console/members/{user['id']}/remove",
+                      data={"csrf_token": owner_client.csrf})
+    assert app.test_client().get(link).status_code == 404
