@@ -310,13 +310,34 @@ def get_service_account(services, principal, sa_id):
         raise DoesNotExist("Service account not found.") from None
 
 
-def service_account_detail(services, sa):
+def manageable_service_account(services, principal, sa_id):
+    """The service account whose tokens the caller may mint or revoke, as Phase's
+    ``_caller_can_manage_sa_tokens`` decides: a user with global access, or the account itself.
+
+    A minted token carries the account's access, so anyone else is told the account does not
+    exist (a Manager of one environment must not become an account that holds Production).
+    """
+    sa = get_service_account(services, principal, sa_id)
+    if has_global_access(principal) or (not principal.is_user
+                                        and principal.account_id == sa["id"]):
+        return sa
+    raise DoesNotExist("Service account not found.")
+
+
+def service_account_detail(services, principal, sa):
     """(tokens, apps) of a service account: its live tokens, newest first, and its apps with
-    the environments it holds as ``[(app_id, app_name, [env rows])]``."""
+    the environments it holds as ``[(app_id, app_name, [env rows])]``.
+
+    Beyond Phase, a caller without global access sees only the environments it holds itself.
+    """
     tokens = account_store.list_tokens(services.db, service_account_id=sa["id"])
+    visible = None
+    if not has_global_access(principal):
+        visible = services.auth.accessible_environment_ids(principal)
     grouped = {}
     for row in account_store.service_account_grants(services.db, sa["id"]):
-        grouped.setdefault((row["app_id"], row["app_name"]), []).append(row)
+        if visible is None or row["id"] in visible:
+            grouped.setdefault((row["app_id"], row["app_name"]), []).append(row)
     return tokens, [(app_id, name, envs) for (app_id, name), envs in grouped.items()]
 
 
@@ -378,7 +399,8 @@ def set_access(services, principal, sa, body, meta):
 
     ``[{"id": app_id, "environments": [env_id, ...]}, ...]``: every listed environment is
     granted and every other grant is revoked. A caller without global access may only grant
-    apps and environments it holds itself.
+    apps and environments it holds itself, and (beyond Phase, which removes them) the grants in
+    apps it cannot access stay as they are.
     """
     entries = body.get("apps")
     if entries is None:
@@ -392,7 +414,7 @@ def set_access(services, principal, sa, body, meta):
     wanted = {env_id for env_ids in desired.values() for env_id in env_ids}
     db = services.db
     with db.transaction():
-        current = account_store.granted_environment_ids(db, service_account_id=sa["id"])
+        current = _replaceable_grants(services, principal, sa)
         account_store.revoke_environments(db, sorted(current - wanted),
                                           service_account_id=sa["id"])
         for env_id in sorted(wanted - current):
@@ -400,6 +422,16 @@ def set_access(services, principal, sa, body, meta):
         _record(db, principal, meta, "update_access", "service_account", sa["id"],
                 details={"granted": sorted(wanted - current),
                          "revoked": sorted(current - wanted)})
+
+
+def _replaceable_grants(services, principal, sa):
+    """The account's granted environment ids an access replacement by the caller may revoke:
+    all of them for a caller with global access, else those in apps the caller can access."""
+    rows = account_store.service_account_grants(services.db, sa["id"])
+    if has_global_access(principal):
+        return {row["id"] for row in rows}
+    return {row["id"] for row in rows
+            if services.auth.can_access_app(principal, row["app_id"])}
 
 
 def _access_entry(services, principal, entry):

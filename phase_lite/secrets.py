@@ -742,7 +742,7 @@ def update_secrets(services, principal, env_row, changes, meta=None) -> list[Sec
                else dataclasses.replace(change, path=normalize_path(change.path))
                for change in changes]
     with db.transaction():
-        rows = secret_store.secrets_by_id(db, env_id, [c.id for c in changes], live_only=False)
+        rows = secret_store.secrets_by_id(db, env_id, [c.id for c in changes])
         data_key = vault.data_key(env_row["app_id"]) if rows else None
         tags = secret_store.tag_names_of(db, rows)
         states = {

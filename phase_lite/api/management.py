@@ -179,8 +179,8 @@ def service_account_object(row) -> dict:
     }
 
 
-def service_account_detail(services, row) -> dict:
-    tokens, granted = management.service_account_detail(services, row)
+def service_account_detail(services, principal, row) -> dict:
+    tokens, granted = management.service_account_detail(services, principal, row)
     return service_account_object(row) | {
         "tokens": [
             {"id": t["id"], "name": t["name"], "createdAt": render_time(t["created_at"]),
@@ -390,7 +390,8 @@ class ServiceAccountDetail(ManagementView):
     @operation(200, schemas.ServiceAccountDetail, errors=(401, 403, 404))
     def get(self, sa_id):
         """Read a service account with its tokens and the environments it holds"""
-        return json_response(service_account_detail(self.services, self.account(sa_id)))
+        sa = self.account(sa_id)
+        return json_response(service_account_detail(self.services, self.principal, sa))
 
     @operation(200, schemas.ServiceAccountDetail, body=schemas.ServiceAccountChange,
                errors=(400, 401, 403, 404))
@@ -399,7 +400,7 @@ class ServiceAccountDetail(ManagementView):
         sa = management.update_service_account(self.services, self.principal,
                                                self.account(sa_id), json_body(),
                                                context.request_meta())
-        return json_response(service_account_detail(self.services, sa))
+        return json_response(service_account_detail(self.services, self.principal, sa))
 
     @operation(204, errors=(401, 403, 404))
     def delete(self, sa_id):
@@ -420,7 +421,7 @@ class ServiceAccountAccess(ManagementView):
         sa = management.get_service_account(self.services, self.principal, sa_id)
         management.set_access(self.services, self.principal, sa, json_body(),
                               context.request_meta())
-        return json_response(service_account_detail(self.services, sa))
+        return json_response(service_account_detail(self.services, self.principal, sa))
 
 
 @route("/v1/service-accounts/<sa_id>/tokens/", "service accounts")
@@ -430,7 +431,7 @@ class ServiceAccountTokens(ManagementView):
     @operation(201, schemas.IssuedToken, body=schemas.NewToken, errors=(400, 401, 403, 404))
     def post(self, sa_id):
         """Mint another token for a service account (shown once)"""
-        sa = management.get_service_account(self.services, self.principal, sa_id)
+        sa = management.manageable_service_account(self.services, self.principal, sa_id)
         token = management.issue_token(self.services, self.principal, sa, json_body(),
                                        context.request_meta())
         return json_response(issued_token_object(token), 201)
@@ -443,7 +444,7 @@ class ServiceAccountToken(ManagementView):
     @operation(204, errors=(401, 403, 404))
     def delete(self, sa_id, token_id):
         """Revoke a service account's token; it stops working at once"""
-        sa = management.get_service_account(self.services, self.principal, sa_id)
+        sa = management.manageable_service_account(self.services, self.principal, sa_id)
         management.revoke_token(self.services, self.principal, sa, token_id,
                                 context.request_meta())
         return no_content()

@@ -1,0 +1,223 @@
+"""Holes found by attacking phase_lite, each replayed as the attack was: the request that used to
+succeed now fails and writes nothing, and what the rule still allows keeps working."""
+
+import json
+
+import pytest
+
+from phase_lite import accounts
+from phase_lite.store import accounts as account_store
+from phase_lite.store import audit as audit_store
+
+from conftest import bearer_headers
+
+SA_NOT_FOUND = {"error": "Service account not found."}
+
+
+@pytest.fixture
+def org_id(db):
+    return accounts.organisation(db)["id"]
+
+
+@pytest.fixture
+def role_ids(db, org_id):
+    return {row["name"]: row["id"] for row in account_store.list_roles(db, org_id)}
+
+
+@pytest.fixture
+def make_user(db):
+    """A user with a role and the given environment rows; return their request headers."""
+
+    def make(role, envs=(), email=None):
+        user_id = accounts.create_user(db, email or f"{role.lower()}@example.com", role)
+        accounts.grant_environments(db, [e["id"] for e in envs], user_id=user_id)
+        return bearer_headers(accounts.issue_token(db, "user", user_id, "pat"))
+
+    return make
+
+
+@pytest.fixture
+def two_apps(make_app):
+    """Apps A and B, each with Development, Staging and Production."""
+    return make_app("A")[1], make_app("B")[1]
+
+
+def make_account(db, org_id, role_ids, envs, name="deployer"):
+    """A Service-role account holding ``envs``: (account id, its IssuedToken)."""
+    sa_id, issued = accounts.create_service_account(db, org_id, name, role_ids["Service"])
+    accounts.grant_environments(db, [e["id"] for e in envs], service_account_id=sa_id)
+    return sa_id, issued
+
+
+def audit_count(db):
+    return db.one("SELECT count(*) AS n FROM audit_events")["n"]
+
+
+def live_token_ids(db, sa_id):
+    return {row["id"] for row in account_store.list_tokens(db, service_account_id=sa_id)}
+
+
+# -- 1. minting a token of another service account -------------------------------------------
+
+
+def test_manager_cannot_mint_a_token_for_an_account_holding_production(
+        client, db, org_id, role_ids, two_apps, make_user):
+    a, b = two_apps
+    sa_id, _ = make_account(db, org_id, role_ids, [b["Production"]])
+    manager = make_user("Manager", [a["Development"]])
+    before_tokens, before_audit = live_token_ids(db, sa_id), audit_count(db)
+
+    response = client.post(f"/v1/service-accounts/{sa_id}/tokens/", headers=manager,
+                           json={"name": "mine"})
+
+    assert (response.status_code, response.get_json()) == (404, SA_NOT_FOUND)
+    assert live_token_ids(db, sa_id) == before_tokens
+    assert audit_count(db) == before_audit
+
+
+def test_manager_cannot_revoke_a_token_of_another_account(client, db, org_id, role_ids,
+                                                           two_apps, make_user):
+    a, b = two_apps
+    sa_id, issued = make_account(db, org_id, role_ids, [a["Development"]])
+    manager = make_user("Manager", [a["Development"]])
+
+    response = client.delete(f"/v1/service-accounts/{sa_id}/tokens/{issued.id}/",
+                             headers=manager)
+
+    assert (response.status_code, response.get_json()) == (404, SA_NOT_FOUND)
+    assert live_token_ids(db, sa_id) == {issued.id}
+
+
+def test_owner_and_admin_may_mint_and_revoke(client, db, org_id, role_ids, two_apps,
+                                             owner_headers, make_user):
+    _, b = two_apps
+    sa_id, _ = make_account(db, org_id, role_ids, [b["Production"]])
+    for headers in (owner_headers, make_user("Admin")):
+        minted = client.post(f"/v1/service-accounts/{sa_id}/tokens/", headers=headers,
+                             json={"name": "ci"})
+        assert minted.status_code == 201
+        revoked = client.delete(f"/v1/service-accounts/{sa_id}/tokens/{minted.json['id']}/",
+                                headers=headers)
+        assert revoked.status_code == 204
+
+
+def test_service_account_manages_only_its_own_tokens(client, db, org_id, role_ids, two_apps):
+    a, _ = two_apps
+    # The Service role lacks ServiceAccountTokens permissions; a role with them is needed to
+    # reach the ownership rule, so give the accounts the Manager role's permissions.
+    manager_role = role_ids["Manager"]
+    mine, my_token = accounts.create_service_account(db, org_id, "mine", manager_role)
+    other, _ = accounts.create_service_account(db, org_id, "other", manager_role)
+    accounts.grant_environments(db, [a["Development"]["id"]], service_account_id=mine)
+    headers = bearer_headers(my_token)
+
+    refused = client.post(f"/v1/service-accounts/{other}/tokens/", headers=headers,
+                          json={"name": "x"})
+    assert (refused.status_code, refused.get_json()) == (404, SA_NOT_FOUND)
+    own = client.post(f"/v1/service-accounts/{mine}/tokens/", headers=headers,
+                      json={"name": "x"})
+    assert own.status_code == 201
+
+
+# -- 3. access replacement keeps grants the caller cannot see --------------------------------
+
+
+def test_access_replacement_keeps_grants_in_apps_the_caller_cannot_access(
+        client, db, org_id, role_ids, two_apps, make_user):
+    a, b = two_apps
+    sa_id, _ = make_account(db, org_id, role_ids, [a["Development"], b["Production"]])
+    manager = make_user("Manager", [a["Development"], a["Staging"]])
+    app_a = db.one("SELECT app_id FROM environments WHERE id = ?", (a["Staging"]["id"],))
+
+    response = client.put(f"/v1/service-accounts/{sa_id}/access/", headers=manager,
+                          json={"apps": [{"id": app_a["app_id"],
+                                          "environments": [a["Staging"]["id"]]}]})
+
+    assert response.status_code == 200
+    granted = account_store.granted_environment_ids(db, service_account_id=sa_id)
+    assert granted == {a["Staging"]["id"], b["Production"]["id"]}
+    # and the answer shows the Manager only what it can see
+    shown = {env["id"] for app in response.json["apps"] for env in app["environments"]}
+    assert shown == {a["Staging"]["id"]}
+
+
+def test_owner_access_replacement_still_replaces_everything(client, db, org_id, role_ids,
+                                                             two_apps, owner_headers):
+    a, b = two_apps
+    sa_id, _ = make_account(db, org_id, role_ids, [a["Development"], b["Production"]])
+    app_a = db.one("SELECT app_id FROM environments WHERE id = ?", (a["Staging"]["id"],))
+    response = client.put(f"/v1/service-accounts/{sa_id}/access/", headers=owner_headers,
+                          json={"apps": [{"id": app_a["app_id"],
+                                          "environments": [a["Staging"]["id"]]}]})
+    assert response.status_code == 200
+    assert account_store.granted_environment_ids(db, service_account_id=sa_id) == {
+        a["Staging"]["id"]}
+
+
+# -- 8. writes to deleted secrets ------------------------------------------------------------
+
+
+@pytest.fixture
+def deleted_secret(client, owner_headers, demo):
+    url = f"/v1/secrets/?app_id={demo[0]['id']}&env=Development"
+    created = client.post(url, headers=owner_headers,
+                          data=json.dumps({"secrets": [{"key": "GONE", "value": "v"}]}))
+    secret_id = created.json[0]["id"]
+    deleted = client.delete(url, headers=owner_headers,
+                            data=json.dumps({"secrets": [secret_id]}))
+    assert deleted.status_code == 200
+    return url, secret_id
+
+
+def secret_row(db, secret_id):
+    return tuple(db.one("SELECT * FROM secrets WHERE id = ?", (secret_id,)))
+
+
+def test_put_to_a_deleted_secret_is_not_found(client, owner_headers, db, deleted_secret):
+    url, secret_id = deleted_secret
+    before, before_audit = secret_row(db, secret_id), audit_count(db)
+    response = client.put(url, headers=owner_headers, data=json.dumps(
+        {"secrets": [{"id": secret_id, "value": "changed"}]}))
+    assert (response.status_code, response.get_json()) == (
+        404, {"error": f"Secret not found: {secret_id}"})
+    assert secret_row(db, secret_id) == before and audit_count(db) == before_audit
+
+
+def test_delete_of_a_deleted_secret_is_not_found(client, owner_headers, db, deleted_secret):
+    url, secret_id = deleted_secret
+    before = secret_row(db, secret_id)
+    response = client.delete(url, headers=owner_headers,
+                             data=json.dumps({"secrets": [secret_id]}))
+    assert response.status_code == 404
+    assert secret_row(db, secret_id) == before
+
+
+def test_put_to_a_live_secret_still_works(client, owner_headers, demo):
+    url = f"/v1/secrets/?app_id={demo[0]['id']}&env=Development"
+    created = client.post(url, headers=owner_headers,
+                          data=json.dumps({"secrets": [{"key": "LIVE", "value": "v"}]}))
+    response = client.put(url, headers=owner_headers, data=json.dumps(
+        {"secrets": [{"id": created.json[0]["id"], "value": "w"}]}))
+    assert response.status_code == 200 and response.json[0]["value"] == "w"
+
+
+# -- 9. what service-account objects show ----------------------------------------------------
+
+
+def test_service_account_objects_show_a_limited_caller_only_what_it_holds(
+        client, db, org_id, role_ids, two_apps, make_user):
+    a, b = two_apps
+    sa_id, _ = make_account(db, org_id, role_ids, [a["Development"], b["Production"]])
+    manager = make_user("Manager", [a["Development"]])
+    body = client.get(f"/v1/service-accounts/{sa_id}/", headers=manager).get_json()
+    assert [(app["name"], [env["name"] for env in app["environments"]])
+            for app in body["apps"]] == [("A", ["Development"])]
+
+
+def test_service_account_objects_show_global_callers_everything(
+        client, db, org_id, role_ids, two_apps, owner_headers):
+    a, b = two_apps
+    sa_id, _ = make_account(db, org_id, role_ids, [a["Development"], b["Production"]])
+    body = client.get(f"/v1/service-accounts/{sa_id}/", headers=owner_headers).get_json()
+    assert sorted((app["name"], env["name"]) for app in body["apps"]
+                  for env in app["environments"]) == [("A", "Development"), ("B", "Production")]
