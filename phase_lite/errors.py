@@ -35,10 +35,6 @@ class Duplicate(PhaseError):
     """The write would create a second object where one is allowed."""
 
 
-class MethodNotAllowed(PhaseError):
-    """The route exists but not for this method."""
-
-
 class UnsupportedMediaType(PhaseError):
     """A body of a type the route does not read (Django REST framework's text)."""
 
@@ -60,7 +56,6 @@ STATUS = {
     AuthenticationFailed: 401,
     PermissionDenied: 403,
     DoesNotExist: 404,
-    MethodNotAllowed: 405,
     Duplicate: 409,
     UnsupportedMediaType: 415,
     Throttled: 429,

@@ -4,7 +4,7 @@ Conventions: ids are UUID4 text; timestamps are ISO-8601 UTC text with microseco
 (the form Phase renders, so reads need no conversion); ``*_enc`` columns are AES-256-GCM blobs
 from ``keyring`` under the owning app's data key; ``wire_*`` columns hold Phase ``ph:v1``
 ciphertexts to the environment's public key (what the Phase CLI/SDKs read), never plaintext,
-themselves sealed like the ``*_enc`` columns (m002) so that they cannot be forged: stored as the
+themselves sealed like the ``*_enc`` columns (m003) so that they cannot be forged: stored as the
 client sent them, or made on the first client read after a REST write (NULL until then, so REST
 writes and imports pay no public-key encryption).
 """
@@ -232,7 +232,13 @@ def m001_initial(db):
 
 
 @migrations()
-def m002_seal_wire_ciphertexts(db):
+def m002_audit_channel(db):
+    # Which door a change came through ("api", "cli", "console"); NULL for older events.
+    db.execute("ALTER TABLE audit_events ADD COLUMN channel TEXT")
+
+
+@migrations()
+def m003_seal_wire_ciphertexts(db):
     """``wire_*`` values are now sealed under the app's data key (bound to table, row and
     column): the unsealed ones are dropped. They are a cache of the ``*_enc`` columns, made
     again from the server-side value on the next client read (client-written ones included:

@@ -5,33 +5,23 @@ import json
 
 import pytest
 
-from phase_lite import accounts
 from phase_lite.store import accounts as account_store
 from phase_lite.store import audit as audit_store
 
+import support
 from conftest import bearer_headers
 
 SA_NOT_FOUND = {"error": "Service account not found."}
 
 
 @pytest.fixture
-def org_id(db):
-    return accounts.organisation(db)["id"]
-
-
-@pytest.fixture
-def role_ids(db, org_id):
-    return {row["name"]: row["id"] for row in account_store.list_roles(db, org_id)}
-
-
-@pytest.fixture
-def make_user(db):
+def make_user(services):
     """A user with a role and the given environment rows; return their request headers."""
 
     def make(role, envs=(), email=None):
-        user_id = accounts.create_user(db, email or f"{role.lower()}@example.com", role)
-        accounts.grant_environments(db, [e["id"] for e in envs], user_id=user_id)
-        return bearer_headers(accounts.issue_token(db, "user", user_id, "pat"))
+        _, issued = support.make_user(services, email or f"{role.lower()}@example.com", role,
+                                      envs)
+        return bearer_headers(issued)
 
     return make
 
@@ -42,11 +32,10 @@ def two_apps(make_app):
     return make_app("A")[1], make_app("B")[1]
 
 
-def make_account(db, org_id, role_ids, envs, name="deployer"):
+def make_account(services, envs, name="deployer"):
     """A Service-role account holding ``envs``: (account id, its IssuedToken)."""
-    sa_id, issued = accounts.create_service_account(db, org_id, name, role_ids["Service"])
-    accounts.grant_environments(db, [e["id"] for e in envs], service_account_id=sa_id)
-    return sa_id, issued
+    sa, issued = support.make_service_account(services, name, "Service", envs)
+    return sa["id"], issued
 
 
 def audit_count(db):
@@ -61,9 +50,9 @@ def live_token_ids(db, sa_id):
 
 
 def test_manager_cannot_mint_a_token_for_an_account_holding_production(
-        client, db, org_id, role_ids, two_apps, make_user):
+        client, db, services, two_apps, make_user):
     a, b = two_apps
-    sa_id, _ = make_account(db, org_id, role_ids, [b["Production"]])
+    sa_id, _ = make_account(services, [b["Production"]])
     manager = make_user("Manager", [a["Development"]])
     before_tokens, before_audit = live_token_ids(db, sa_id), audit_count(db)
 
@@ -75,10 +64,10 @@ def test_manager_cannot_mint_a_token_for_an_account_holding_production(
     assert audit_count(db) == before_audit
 
 
-def test_manager_cannot_revoke_a_token_of_another_account(client, db, org_id, role_ids,
+def test_manager_cannot_revoke_a_token_of_another_account(client, db, services,
                                                            two_apps, make_user):
     a, b = two_apps
-    sa_id, issued = make_account(db, org_id, role_ids, [a["Development"]])
+    sa_id, issued = make_account(services, [a["Development"]])
     manager = make_user("Manager", [a["Development"]])
 
     response = client.delete(f"/v1/service-accounts/{sa_id}/tokens/{issued.id}/",
@@ -88,10 +77,10 @@ def test_manager_cannot_revoke_a_token_of_another_account(client, db, org_id, ro
     assert live_token_ids(db, sa_id) == {issued.id}
 
 
-def test_owner_and_admin_may_mint_and_revoke(client, db, org_id, role_ids, two_apps,
+def test_owner_and_admin_may_mint_and_revoke(client, db, services, two_apps,
                                              owner_headers, make_user):
     _, b = two_apps
-    sa_id, _ = make_account(db, org_id, role_ids, [b["Production"]])
+    sa_id, _ = make_account(services, [b["Production"]])
     for headers in (owner_headers, make_user("Admin")):
         minted = client.post(f"/v1/service-accounts/{sa_id}/tokens/", headers=headers,
                              json={"name": "ci"})
@@ -101,14 +90,14 @@ def test_owner_and_admin_may_mint_and_revoke(client, db, org_id, role_ids, two_a
         assert revoked.status_code == 204
 
 
-def test_service_account_manages_only_its_own_tokens(client, db, org_id, role_ids, two_apps):
+def test_service_account_manages_only_its_own_tokens(client, db, services, two_apps):
     a, _ = two_apps
     # The Service role lacks ServiceAccountTokens permissions; a role with them is needed to
     # reach the ownership rule, so give the accounts the Manager role's permissions.
-    manager_role = role_ids["Manager"]
-    mine, my_token = accounts.create_service_account(db, org_id, "mine", manager_role)
-    other, _ = accounts.create_service_account(db, org_id, "other", manager_role)
-    accounts.grant_environments(db, [a["Development"]["id"]], service_account_id=mine)
+    mine, my_token = support.make_service_account(services, "mine", "Manager",
+                                                  [a["Development"]])
+    other, _ = support.make_service_account(services, "other", "Manager")
+    mine, other = mine["id"], other["id"]
     headers = bearer_headers(my_token)
 
     refused = client.post(f"/v1/service-accounts/{other}/tokens/", headers=headers,
@@ -123,9 +112,9 @@ def test_service_account_manages_only_its_own_tokens(client, db, org_id, role_id
 
 
 def test_access_replacement_keeps_grants_in_apps_the_caller_cannot_access(
-        client, db, org_id, role_ids, two_apps, make_user):
+        client, db, services, two_apps, make_user):
     a, b = two_apps
-    sa_id, _ = make_account(db, org_id, role_ids, [a["Development"], b["Production"]])
+    sa_id, _ = make_account(services, [a["Development"], b["Production"]])
     manager = make_user("Manager", [a["Development"], a["Staging"]])
     app_a = db.one("SELECT app_id FROM environments WHERE id = ?", (a["Staging"]["id"],))
 
@@ -141,10 +130,10 @@ def test_access_replacement_keeps_grants_in_apps_the_caller_cannot_access(
     assert shown == {a["Staging"]["id"]}
 
 
-def test_owner_access_replacement_still_replaces_everything(client, db, org_id, role_ids,
+def test_owner_access_replacement_still_replaces_everything(client, db, services,
                                                              two_apps, owner_headers):
     a, b = two_apps
-    sa_id, _ = make_account(db, org_id, role_ids, [a["Development"], b["Production"]])
+    sa_id, _ = make_account(services, [a["Development"], b["Production"]])
     app_a = db.one("SELECT app_id FROM environments WHERE id = ?", (a["Staging"]["id"],))
     response = client.put(f"/v1/service-accounts/{sa_id}/access/", headers=owner_headers,
                           json={"apps": [{"id": app_a["app_id"],
@@ -205,9 +194,9 @@ def test_put_to_a_live_secret_still_works(client, owner_headers, demo):
 
 
 def test_service_account_objects_show_a_limited_caller_only_what_it_holds(
-        client, db, org_id, role_ids, two_apps, make_user):
+        client, db, services, two_apps, make_user):
     a, b = two_apps
-    sa_id, _ = make_account(db, org_id, role_ids, [a["Development"], b["Production"]])
+    sa_id, _ = make_account(services, [a["Development"], b["Production"]])
     manager = make_user("Manager", [a["Development"]])
     body = client.get(f"/v1/service-accounts/{sa_id}/", headers=manager).get_json()
     assert [(app["name"], [env["name"] for env in app["environments"]])
@@ -215,9 +204,9 @@ def test_service_account_objects_show_a_limited_caller_only_what_it_holds(
 
 
 def test_service_account_objects_show_global_callers_everything(
-        client, db, org_id, role_ids, two_apps, owner_headers):
+        client, db, services, two_apps, owner_headers):
     a, b = two_apps
-    sa_id, _ = make_account(db, org_id, role_ids, [a["Development"], b["Production"]])
+    sa_id, _ = make_account(services, [a["Development"], b["Production"]])
     body = client.get(f"/v1/service-accounts/{sa_id}/", headers=owner_headers).get_json()
     assert sorted((app["name"], env["name"]) for app in body["apps"]
                   for env in app["environments"]) == [("A", "Development"), ("B", "Production")]

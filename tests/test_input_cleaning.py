@@ -12,6 +12,7 @@ from phase_lite.store import accounts as account_store
 from phase_lite.store import apps as app_store
 from phase_lite.textfields import printable, validate_text_field
 
+import support
 from conftest import bearer_headers
 
 
@@ -133,9 +134,9 @@ def test_secrets_route_still_reads_any_content_type(client, sa_headers, demo):
 # -- the role's permission before 405 --------------------------------------------------------
 
 
-def test_permission_is_checked_before_405(client, db, make_service_token, demo):
-    developer = accounts.create_user(db, "dev@example.com", "Developer")
-    headers = bearer_headers(accounts.issue_token(db, "user", developer, "pat"))
+def test_permission_is_checked_before_405(client, services, make_service_token, demo):
+    _, issued = support.make_user(services, "dev@example.com", "Developer")
+    headers = bearer_headers(issued)
     refused = client.put("/v1/apps/", headers=headers, json={"name": "x"})
     assert (refused.status_code, refused.get_json()) == (
         403, {"error": "You don't have permission to update apps."})
@@ -194,9 +195,9 @@ def test_admin_command_refuses_taken_and_empty_names(runner, db, org_id):
     assert app_names(db, org_id) == ["billing"]
 
 
-def test_admin_command_refuses_ambiguous_names(runner, db, org_id, role_ids, make_app):
+def test_admin_command_refuses_ambiguous_names(runner, db, services, org_id, make_app):
     for name in ("twin", "twin"):
-        accounts.create_service_account(db, org_id, name, role_ids["Service"])
+        support.make_service_account(services, name)
     result = runner.invoke(cli.main, ["service-accounts", "tokens", "create", "twin"])
     assert result.exit_code == 1
     assert "2 service accounts are named twin: use the id" in result.output
@@ -217,12 +218,12 @@ def test_printable_escapes_every_control_character_but_the_line_break():
     assert printable("a\u001b[31m\u0007\u009b\r\tb\nc") == "a\\x1b[31m\\x07\\x9b\\x0d\\x09b\nc"
 
 
-def test_admin_listings_never_print_stored_control_characters(runner, db, org_id, role_ids,
+def test_admin_listings_never_print_stored_control_characters(runner, db, services,
                                                               make_app, client, owner_headers):
     # Written directly, as a database from before cleaning (or a forged one) would hold them.
     app, _ = make_app("plain")
     assert client.post("/v1/apps/", headers=owner_headers, json={"name": "x"}).status_code == 201
-    accounts.create_service_account(db, org_id, "sa", role_ids["Service"])
+    support.make_service_account(services, "sa")
     with db.transaction():
         db.execute("UPDATE apps SET name = ?", ("evil\u001b[2J\u0007",))
         db.execute("UPDATE service_accounts SET name = ?", ("sa\u001b]0;x\u0007",))

@@ -10,6 +10,8 @@ import pytest
 from phase_lite import accounts
 from phase_lite.store import accounts as account_store
 
+import support
+
 METHODS = ("get", "post", "put", "delete")
 BAD_TEXT = ["x\ud800", "\udfff", "x\u0000y"]
 BAD_QUERY = ["x%00", "%ED%A0%80", "%FF%FE", "\u0000"]
@@ -17,12 +19,13 @@ BAD_HEADER = ["x\u0000", "\u00ff\u00fe"]
 
 
 @pytest.fixture
-def world(client, owner_headers, demo, db):
+def world(client, owner_headers, demo, db, services):
     """Ids for every placeholder of every route, and a baseline body for every operation."""
     app, envs = demo
     org_id = accounts.organisation(db)["id"]
     roles = {row["name"]: row["id"] for row in account_store.list_roles(db, org_id)}
-    sa_id, issued = accounts.create_service_account(db, org_id, "sweep", roles["Service"])
+    sa, issued = support.make_service_account(services, "sweep")
+    sa_id = sa["id"]
     url = f"/v1/secrets/?app_id={app['id']}&env=Development"
     created = client.post(url, headers=owner_headers, data=json.dumps(
         {"secrets": [{"key": "KEEP", "value": "v"}]}))

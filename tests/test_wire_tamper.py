@@ -96,7 +96,7 @@ def test_the_migration_drops_unsealed_wire_values_and_reads_refill_them(
         client, client_session, db, written):
     # A database from before sealing holds the bare ph:v1 strings.
     forge(db, "wire_value", client_session.entry("API", "real")["value"], written["id"])
-    migrations.m002_seal_wire_ciphertexts(db.utils())
+    migrations.m003_seal_wire_ciphertexts(db.utils())
     assert db.scalar("SELECT wire_value FROM secrets") is None
     rows = wire_rows(client, client_session)
     assert opened(client_session, rows) == {"API": ("real", "", "/")}
