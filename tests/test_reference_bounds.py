@@ -4,12 +4,13 @@ bounded, with the same values as a straightforward resolution wherever that one 
 import json
 import time
 
-from hypothesis import given, settings
+from hypothesis import given, reject, settings
 from hypothesis import strategies as st
 
 from phase_lite import references
 from phase_lite.paths import split_reference
-from phase_lite.references import CROSS_ENV_PATTERN, LOCAL_PATTERN, MAX_DEPTH
+from phase_lite.references import (CROSS_ENV_PATTERN, LOCAL_PATTERN, MAX_DEPTH,
+                                   MAX_FOLLOWED, MAX_RESOLVED_LENGTH, MAX_SUBSTITUTED)
 
 
 class Environments:
@@ -33,29 +34,53 @@ class Environments:
         return None if value is None else ((env, key_name), value)
 
 
-def straightforward(value, env, visited, source):
+class Infeasible(Exception):
+    """The straightforward resolution passes one of phase_lite's bounds (a value's length, the
+    request's work), where the resolver leaves references verbatim instead."""
+
+
+class Work:
+    """What a straightforward resolution spent, counted as ``Resolver`` counts its own."""
+
+    def __init__(self):
+        self.followed = self.substituted = 0
+
+
+def straightforward(value, env, visited, source, work=None):
     """Phase's resolution as written: every reference followed again wherever it appears."""
+    work = work or Work()
     for env_name, ref in dict.fromkeys(CROSS_ENV_PATTERN.findall(value)):
         target = source.sibling_environment(env, env_name)
         if target is None:
             continue
         if not source.may_read(target):
             return value
-        found = follow(target, ref, visited, source)
+        found = follow(target, ref, visited, source, work)
         if found is not None:
-            value = value.replace(f"${{{env_name}.{ref}}}", found)
+            value = replace(value, f"${{{env_name}.{ref}}}", found, work)
     for ref in dict.fromkeys(LOCAL_PATTERN.findall(value)):
-        found = follow(env, ref, visited, source)
+        found = follow(env, ref, visited, source, work)
         if found is not None:
-            value = value.replace(f"${{{ref}}}", found)
+            value = replace(value, f"${{{ref}}}", found, work)
     return value
 
 
-def follow(env, ref, visited, source):
+def follow(env, ref, visited, source, work):
     hit = source.find(env, *split_reference(ref))
     if hit is None or hit[0] in visited or len(visited) >= MAX_DEPTH:
         return None
-    return straightforward(hit[1], env, visited | {hit[0]}, source)
+    work.followed += 1
+    if work.followed > MAX_FOLLOWED:
+        raise Infeasible
+    return straightforward(hit[1], env, visited | {hit[0]}, source, work)
+
+
+def replace(value, token, found, work):
+    length = len(value) + value.count(token) * (len(found) - len(token))
+    work.substituted += length
+    if length > MAX_RESOLVED_LENGTH or work.substituted > MAX_SUBSTITUTED:
+        raise Infeasible
+    return value.replace(token, found)
 
 
 KEYS = ["A", "B", "C", "D", "E"]
@@ -72,10 +97,17 @@ def test_one_resolver_per_request_gives_the_straightforward_values(dev, prod, pr
     """Cycles, diamonds, unreadable environments and references left verbatim included."""
     source = Environments({"dev": dev, "prod": prod},
                           unreadable=() if prod_readable else ("prod",))
+    work = Work()  # the straightforward work of the whole response, bounded as the request's
+    try:
+        wanted = {(env, key): straightforward(value, env, frozenset({(env, key)}), source, work)
+                  for env, secrets in (("dev", dev), ("prod", prod))
+                  for key, value in secrets.items()}
+    except Infeasible:
+        reject()  # past a bound the answers differ by design; the tests below cover that
     resolver = references.Resolver(source)  # shared by every secret, as in one response
     for env, secrets in (("dev", dev), ("prod", prod)):
         for key, value in secrets.items():
-            expected = straightforward(value, env, frozenset({(env, key)}), source)
+            expected = wanted[env, key]
             assert resolver.resolve(value, env, (env, key)) == expected
 
 
