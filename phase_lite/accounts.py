@@ -137,10 +137,20 @@ def create_service_account(db, org_id, name, role_id, token_name="Default", expi
 
 
 def service_account(db, id_or_name):
+    """A live service account by id, or by a name only one account has."""
+    org_id = organisation(db)["id"]
     try:
-        return account_store.find_service_account(db, organisation(db)["id"], id_or_name)
+        return account_store.get_service_account(db, org_id, id_or_name)
     except NotFound:
-        raise DoesNotExist(f"No service account '{id_or_name}'.") from None
+        pass
+    named = [row for row in account_store.list_service_accounts(db, org_id)
+             if row["name"] == id_or_name]
+    if len(named) > 1:
+        raise InvalidRequest(
+            f"{len(named)} service accounts are named {id_or_name}: use the id.")
+    if not named:
+        raise DoesNotExist(f"No service account '{id_or_name}'.")
+    return named[0]
 
 
 def grant_environments(db, env_ids, *, user_id=None, service_account_id=None):
@@ -157,7 +167,9 @@ def resolve_environments(db, org_id, app_id, env_names):
         app = app_store.get_app(db, org_id, app_id)
     except NotFound:
         matches = app_store.find_apps_by_name(db, org_id, app_id)
-        if len(matches) != 1:
+        if len(matches) > 1:
+            raise InvalidRequest(f"{len(matches)} apps are named {app_id}: use the id.") from None
+        if not matches:
             raise DoesNotExist(f"App with ID {app_id} not found") from None
         app = matches[0]
     if not env_names:

@@ -33,6 +33,7 @@ def create_app(db, vault, org_id, name, description="", env_names=None, *,
         environments = [(env_name, "custom") for env_name in env_names]
     wrapped = vault.new_wrapped_data_key(app_id)
     with db.transaction():
+        check_app_name_free(db, org_id, name)
         app_store.insert_app(db, app_id, org_id, name, description, wrapped)
         data_key = vault.data_key(app_id)
         for index, (env_name, env_type) in enumerate(environments):
@@ -42,6 +43,22 @@ def create_app(db, vault, org_id, name, description="", env_names=None, *,
                     db, env_id, user_id=grant_user_id, service_account_id=grant_service_account_id
                 )
     return app_id
+
+
+def check_app_name_free(db, org_id, name, app_id=None):
+    """Refuse a name another app of the organisation has, in any case (beyond Phase, which
+    allows it and so makes ``${APP::ENV.KEY}`` references ambiguous)."""
+    taken = [row for row in app_store.find_apps_by_name(db, org_id, name) if row["id"] != app_id]
+    if taken:
+        raise Duplicate(f"An app named '{taken[0]['name']}' already exists.")
+
+
+def update_app(db, org_id, app_id, name=None, description=None):
+    """Rename an app (to a name no other app has) and/or change its description."""
+    with db.transaction():
+        if name is not None:
+            check_app_name_free(db, org_id, name, app_id)
+        app_store.update_app(db, app_id, name, description)
 
 
 def _insert_environment(db, vault, data_key, app_id, name, env_type, index):

@@ -17,10 +17,11 @@ import click
 
 from . import __version__, accounts, apps
 from .config import ConfigError, load_config
-from .errors import PhaseError
+from .errors import DoesNotExist, PhaseError
 from .store import NotFound, StoreError
 from .store import accounts as account_store
 from .store import apps as app_store
+from .textfields import printable, validate_text_field
 
 DEFAULT_OWNER_EMAIL = "owner@localhost"
 
@@ -50,7 +51,15 @@ pass_ctx = click.make_pass_decorator(Context, ensure=True)
 
 
 def emit(as_json, payload, line):
-    click.echo(json.dumps(payload, indent=2) if as_json else line)
+    # JSON escapes control characters itself; a text line may hold names stored by anyone.
+    click.echo(json.dumps(payload, indent=2) if as_json else printable(line))
+
+
+def clean_name(value, field="name", max_length=None):
+    """A name or description cleaned as the management API cleans it (Phase's rules)."""
+    from .management import NAME_MAX
+
+    return validate_text_field(value, field, max_length or NAME_MAX)
 
 
 def json_option(fn):
@@ -64,7 +73,7 @@ class PhaseLiteGroup(click.Group):
         try:
             return super().invoke(ctx)
         except (ConfigError, PhaseError, StoreError) as exc:
-            click.echo(f"Error: {getattr(exc, 'message', None) or exc}", err=True)
+            click.echo(printable(f"Error: {getattr(exc, 'message', None) or exc}"), err=True)
             sys.exit(1)
 
 
@@ -237,6 +246,7 @@ def user_tokens():
 @pass_ctx
 def user_tokens_create(ctx, email, name, expires_in, as_json):
     """Mint a personal access token (shown once)."""
+    name = clean_name(name)
     user = accounts.user_by_email(ctx.db, email)
     issued = accounts.issue_token(ctx.db, "user", user["id"], name,
                                   accounts.expiry_from(expires_in))
@@ -294,6 +304,11 @@ def apps_group():
 @pass_ctx
 def apps_create(ctx, name, envs, description, as_json):
     """Create an app with its environments."""
+    from .management import DESCRIPTION_MAX
+
+    name = clean_name(name)
+    description = validate_text_field(description, "description", DESCRIPTION_MAX,
+                                      required=False) or ""
     for env_name in envs:
         apps.validate_environment_name(env_name)
     org_id = accounts.organisation(ctx.db)["id"]
@@ -410,6 +425,7 @@ def service_accounts():
 @pass_ctx
 def sa_create(ctx, name, role, token_name, as_json):
     """Create a service account and its first token (shown once)."""
+    name, token_name = clean_name(name), clean_name(token_name, "token_name")
     org_id = accounts.organisation(ctx.db)["id"]
     role_row = accounts.role_by_name(ctx.db, org_id, role)
     if role_row["global_access"]:
@@ -470,6 +486,7 @@ def sa_tokens():
 @pass_ctx
 def sa_tokens_create(ctx, account, name, expires_in, as_json):
     """Mint a service-account token (shown once)."""
+    name = clean_name(name)
     sa = accounts.service_account(ctx.db, account)
     issued = accounts.issue_token(ctx.db, "service", sa["id"], name,
                                   accounts.expiry_from(expires_in))
@@ -655,8 +672,8 @@ def _actor_id(db, org_id, actor):
     except NotFound:
         pass
     try:
-        return account_store.find_service_account(db, org_id, actor)["id"]
-    except NotFound:
+        return accounts.service_account(db, actor)["id"]
+    except DoesNotExist:
         return actor  # an id of an account that may be gone since
 
 

@@ -14,13 +14,13 @@ an environment when it holds it (Phase's app membership and EnvironmentKey rows)
 """
 
 from datetime import datetime, timezone
-from html.parser import HTMLParser
 
 from . import accounts, apps, audit
 from .errors import DoesNotExist, InvalidRequest, PermissionDenied
 from .store import NotFound
 from .store import accounts as account_store
 from .store import apps as app_store
+from .textfields import validate_text_field as clean_text
 
 NAME_MAX = 64
 DESCRIPTION_MAX = 10_000
@@ -43,53 +43,6 @@ def require(principal, resource, action, noun, *, app_level=False):
 
 def has_global_access(principal) -> bool:
     return principal.is_user and principal.global_access
-
-
-def clean_text(value, field, max_length, *, required=True):
-    """Phase's ``validate_text_field``: HTML tags removed, trimmed, length-checked.
-
-    Return the cleaned text, or None for an absent/blank optional value.
-    """
-    if value is None or (isinstance(value, str) and not value.strip()):
-        if required:
-            raise InvalidRequest(f"Missing required field: {field}")
-        return None
-    if not isinstance(value, str):
-        raise InvalidRequest(f"'{field}' must be a string.")
-    cleaned = _strip_tags(value).strip()
-    if required and not cleaned:
-        raise InvalidRequest(f"Missing required field: {field}")
-    if len(cleaned) > max_length:
-        raise InvalidRequest(f"'{field}' cannot exceed {max_length} characters.")
-    return cleaned
-
-
-class _TagStripper(HTMLParser):
-    def __init__(self):
-        super().__init__(convert_charrefs=False)
-        self.parts = []
-
-    def handle_data(self, data):
-        self.parts.append(data)
-
-    def handle_entityref(self, name):
-        self.parts.append(f"&{name};")
-
-    def handle_charref(self, name):
-        self.parts.append(f"&#{name};")
-
-
-def _strip_tags(value: str) -> str:
-    """Remove HTML tags as Django's ``strip_tags`` does (repeated until no tag is left)."""
-    while "<" in value and ">" in value:
-        stripper = _TagStripper()
-        stripper.feed(value)
-        stripper.close()
-        stripped = "".join(stripper.parts)
-        if stripped.count("<") == value.count("<"):
-            break
-        value = stripped
-    return value
 
 
 def _creator_grant(principal) -> dict:
@@ -198,7 +151,7 @@ def update_app(services, principal, app, body, meta):
                                  required=False) or ""
     db = services.db
     with db.transaction():
-        app_store.update_app(db, app["id"], name, description)
+        apps.update_app(db, principal.organisation_id, app["id"], name, description)
         changed = [field for field, value in (("name", name), ("description", description))
                    if value is not None]
         _record(db, principal, meta, "update", "app", app["id"], app_id=app["id"],

@@ -18,13 +18,15 @@ Two choices where Phase's texts cannot apply as written:
 """
 
 import json
+import re
+from urllib.parse import parse_qsl
 
 from flask import Response, request
 from flask.views import MethodView
 from werkzeug.exceptions import MethodNotAllowed
 
 from .. import management, schemas
-from ..errors import InvalidRequest, PermissionDenied
+from ..errors import InvalidRequest, PermissionDenied, UnsupportedMediaType
 from ..store import render_time
 from . import PhaseBlueprint, context, json_response
 
@@ -42,6 +44,8 @@ ERROR_DESCRIPTIONS = {
     409: "Another environment of the app has this name",
     429: "Rate limit exceeded",
 }
+FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 APP_ID_QUERY = [{"in": "query", "name": "app_id", "required": True, "schema": {"type": "string"},
                  "description": "The app whose environments to use"}]
 
@@ -88,13 +92,13 @@ class ManagementView(MethodView):
         self.principal = context.principal()
         self.resolve(**kwargs)
         context.throttle(self.principal)
-        allowed = request.method in type(self).methods
-        if self.action is not None:
-            self.require(self.action)
-        if not allowed:
+        # Phase checks the role's permission for the method's action before DRF looks for a
+        # handler: a caller without it gets 403 even where the route lacks the method.
+        action = self.action or METHOD_TO_ACTION.get(request.method)
+        if action is not None:
+            self.require(action)
+        if request.method not in type(self).methods:
             raise MethodNotAllowed(valid_methods=sorted(type(self).methods))
-        if self.action is None:
-            self.require(METHOD_TO_ACTION[request.method])
         return super().dispatch_request(**kwargs)
 
     def resolve(self, **kwargs):
@@ -109,8 +113,16 @@ class ManagementView(MethodView):
 
 
 def json_body() -> dict:
-    """The request's JSON object ({} when empty), parsed as Django REST framework parses it."""
+    """The request's body ({} when empty) as Django REST framework's parsers read it: a JSON
+    object, or a form-encoded body (the last value of each field); any other type, or none,
+    is 415. Multipart bodies are refused too: their parser may spool them to disk."""
     raw = request.get_data(cache=True)
+    if not raw:
+        return {}
+    if request.mimetype == FORM_MEDIA_TYPE:
+        return dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
+    if request.mimetype != "application/json":
+        raise UnsupportedMediaType(request.headers.get("Content-Type", ""))
     if not raw.strip():
         return {}
     try:
@@ -119,7 +131,19 @@ def json_body() -> dict:
         raise InvalidRequest(f"JSON parse error - {exc}") from None
     if not isinstance(body, dict):
         raise InvalidRequest("Request body must be a JSON object.")
+    if _SURROGATE_ESCAPE.search(raw):
+        _refuse_lone_surrogates(body)
     return body
+
+
+def _refuse_lone_surrogates(body):
+    """A lone surrogate (``"\\ud800"``) decodes but is not text: no name can hold it."""
+    try:
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequest(
+            "JSON parse error - text must be valid Unicode (a lone surrogate is not)."
+        ) from None
 
 
 def _refuse_constant(name):
