@@ -221,3 +221,42 @@ def test_service_account_objects_show_global_callers_everything(
     body = client.get(f"/v1/service-accounts/{sa_id}/", headers=owner_headers).get_json()
     assert sorted((app["name"], env["name"]) for app in body["apps"]
                   for env in app["environments"]) == [("A", "Development"), ("B", "Production")]
+
+
+# -- 6. a database that could not be written heals by itself ---------------------------------
+
+
+def make_read_only(db):
+    """Make this thread's connection refuse writes, as one opened while the data directory was
+    read-only does (``query_only`` gives the same SQLITE_READONLY error)."""
+    db.conn.execute("PRAGMA query_only = ON")
+
+
+def test_writes_recover_once_the_database_is_writable_again(client, owner_headers, db, demo):
+    url = f"/v1/secrets/?app_id={demo[0]['id']}&env=Development"
+    client.get(url, headers=owner_headers)  # the token's last use is recorded for a minute
+    make_read_only(db)
+    failed = client.post(url, headers=owner_headers,
+                         data=json.dumps({"secrets": [{"key": "A", "value": "1"}]}))
+    assert (failed.status_code, failed.get_json()) == (500, {"error": "Internal server error."})
+    # The cause is gone (a fresh connection is writable): the next write works, no restart.
+    written = client.post(url, headers=owner_headers,
+                          data=json.dumps({"secrets": [{"key": "B", "value": "2"}]}))
+    assert written.status_code == 200
+    keys = [item["key"] for item in client.get(url, headers=owner_headers).json]
+    assert keys == ["B"]
+
+
+def test_reads_never_fail_because_last_used_at_cannot_be_written(client, db, demo,
+                                                                 make_service_token):
+    _, envs = demo
+    issued = make_service_token([envs["Development"]], name="reader")
+    make_read_only(db)
+    response = client.get(f"/v1/secrets/?app_id={demo[0]['id']}&env=Development",
+                          headers=bearer_headers(issued))
+    assert response.status_code == 200
+    assert db.one("SELECT last_used_at FROM tokens WHERE id = ?", (issued.id,))[0] is None
+    # once writable again (a fresh connection), the next request records it
+    client.get(f"/v1/secrets/?app_id={demo[0]['id']}&env=Development",
+               headers=bearer_headers(issued))
+    assert db.one("SELECT last_used_at FROM tokens WHERE id = ?", (issued.id,))[0] is not None
