@@ -123,8 +123,7 @@ def serve():
 
 
 def serve_app(app):
-    import waitress
-
+    from . import server_errors
     from .audit import start_retention
     from .backup import hold_serving_lock
 
@@ -150,10 +149,14 @@ def serve_app(app):
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         # Bodies hold plaintext secrets: waitress must keep them in memory, never spill them
-        # into temporary files (its defaults do past 512 KB in, 1 MB out).
-        waitress.serve(app, listen=config.listen, threads=config.threads, ident="phase_lite",
-                       inbuf_overflow=max(config.max_body_bytes + 1, 524288),
-                       outbuf_overflow=sys.maxsize, _quiet=True)
+        # into temporary files (its defaults do past 512 KB in, 1 MB out). It refuses a body
+        # over the limit (declared, or as chunks arrive) before buffering more than the limit,
+        # so a buffer one limit large never overflows to disk.
+        max_body = config.max_body_bytes + 1  # waitress refuses at >= its setting
+        server_errors.serve(app, listen=config.listen, threads=config.threads,
+                            ident="phase_lite", max_request_body_size=max_body,
+                            inbuf_overflow=max(max_body + 65536, 524288),
+                            outbuf_overflow=sys.maxsize)
     finally:
         app.extensions["phase_lite"].close()
         serving_lock.close()
