@@ -4,12 +4,13 @@ bounded, with the same values as a straightforward resolution wherever that one 
 import json
 import time
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from phase_lite import references
 from phase_lite.paths import split_reference
-from phase_lite.references import CROSS_ENV_PATTERN, LOCAL_PATTERN, MAX_DEPTH
+from phase_lite.references import CROSS_ENV_PATTERN, LOCAL_PATTERN
 
 
 class Environments:
@@ -43,17 +44,23 @@ def straightforward(value, env, visited, source):
             return value
         found = follow(target, ref, visited, source)
         if found is not None:
-            value = value.replace(f"${{{env_name}.{ref}}}", found)
+            value = replace(value, f"${{{env_name}.{ref}}}", found)
     for ref in dict.fromkeys(LOCAL_PATTERN.findall(value)):
         found = follow(env, ref, visited, source)
         if found is not None:
-            value = value.replace(f"${{{ref}}}", found)
+            value = replace(value, f"${{{ref}}}", found)
     return value
+
+
+def replace(value, token, found):
+    """Every ``token`` replaced, unless the value would grow past the length a value may have."""
+    replaced = value.replace(token, found)
+    return value if len(replaced) > references.MAX_RESOLVED_LENGTH else replaced
 
 
 def follow(env, ref, visited, source):
     hit = source.find(env, *split_reference(ref))
-    if hit is None or hit[0] in visited or len(visited) >= MAX_DEPTH:
+    if hit is None or hit[0] in visited or len(visited) >= references.MAX_DEPTH:
         return None
     return straightforward(hit[1], env, visited | {hit[0]}, source)
 
@@ -66,10 +73,25 @@ VALUE = st.lists(REFERENCE, max_size=4).map("".join)
 ENVIRONMENT = st.dictionaries(st.sampled_from(KEYS), VALUE, max_size=5)
 
 
-@settings(max_examples=300, deadline=None)
+SMALL_DEPTH = 6  # the straightforward resolution is exponential: keep it feasible
+SMALL_LENGTH = 2000  # and the length limit reached often
+
+
+@settings(max_examples=300, deadline=None, database=None)
 @given(dev=ENVIRONMENT, prod=ENVIRONMENT, prod_readable=st.booleans())
 def test_one_resolver_per_request_gives_the_straightforward_values(dev, prod, prod_readable):
-    """Cycles, diamonds, unreadable environments and references left verbatim included."""
+    """Cycles, diamonds, the depth and length limits, unreadable environments and references
+    left verbatim included (limits made small, so that the reference is quick to compute; the
+    request budget, which the straightforward resolution lacks, lifted)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(references, "MAX_DEPTH", SMALL_DEPTH)
+        patch.setattr(references, "MAX_RESOLVED_LENGTH", SMALL_LENGTH)
+        patch.setattr(references, "MAX_FOLLOWED", 10**9)
+        patch.setattr(references, "MAX_SUBSTITUTED", 10**12)
+        check_against_straightforward(dev, prod, prod_readable)
+
+
+def check_against_straightforward(dev, prod, prod_readable):
     source = Environments({"dev": dev, "prod": prod},
                           unreadable=() if prod_readable else ("prod",))
     resolver = references.Resolver(source)  # shared by every secret, as in one response

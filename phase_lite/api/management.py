@@ -41,7 +41,8 @@ ERROR_DESCRIPTIONS = {
     401: "Missing, malformed, unknown or expired token (or a service account without access)",
     403: "The caller's role or access does not allow this",
     404: "Not found in the caller's organisation",
-    409: "Another environment of the app has this name",
+    409: "The name is taken (by another app, or another environment of the app)",
+    415: "The body is neither JSON nor form-encoded",
     429: "Rate limit exceeded",
 }
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
@@ -55,13 +56,15 @@ def operation(status, schema=None, *, body=None, query=None, errors=(401, 403)):
 
     def decorate(view):
         doc = {"security": BEARER}
+        codes = errors
         if body is not None:
             doc["requestBody"] = {"required": True,
                                   "content": {"application/json": {"schema": body}}}
+            codes = (*errors, 415)
         if query:
             doc["parameters"] = query
         view = blp.doc(**doc)(view)
-        for code in (*errors, 429):
+        for code in (*codes, 429):
             view = blp.alt_response(code, schema=schemas.Error,
                                     description=ERROR_DESCRIPTIONS[code])(view)
         if status is None:
@@ -244,7 +247,8 @@ class Apps(ManagementView):
         rows = management.visible_apps(self.services, self.principal)
         return json_response({"data": [app_object(row) for row in rows]})
 
-    @operation(201, schemas.AppWithEnvironments, body=schemas.NewApp, errors=(400, 401, 403))
+    @operation(201, schemas.AppWithEnvironments, body=schemas.NewApp,
+               errors=(400, 401, 403, 409))
     def post(self):
         """Create an app with its environments"""
         app, envs = management.create_app(self.services, self.principal, json_body(),
@@ -265,7 +269,7 @@ class AppDetail(ManagementView):
         """Read an app"""
         return json_response(app_object(self.app))
 
-    @operation(200, schemas.App, body=schemas.AppChange, errors=(400, 401, 403, 404))
+    @operation(200, schemas.App, body=schemas.AppChange, errors=(400, 401, 403, 404, 409))
     def put(self, app_id):
         """Rename an app or change its description"""
         app = management.update_app(self.services, self.principal, self.app, json_body(),
