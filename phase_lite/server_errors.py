@@ -8,7 +8,7 @@ answer carries) keeps the one error shape, whoever refuses.
 import json
 
 from waitress.channel import HTTPChannel
-from waitress.server import BaseWSGIServer, create_server
+from waitress.server import BaseWSGIServer
 from waitress.task import ErrorTask
 
 from .api import HTTP_MESSAGES, SECURITY_HEADERS
@@ -37,11 +37,9 @@ class JSONErrorChannel(HTTPChannel):
     error_task_class = JSONErrorTask
 
 
-def serve(app, **adjustments):
-    """``waitress.serve`` with JSON refusals: serve ``app`` until the process is stopped."""
-    sockets = {}
-    server = create_server(app, map=sockets, **adjustments)
+def answer_refusals_as_json(server):
+    """Give the bound waitress ``server`` (one listener or several) the JSON error channel."""
+    sockets = getattr(server, "map", None) or server._map
     for dispatcher in [server, *sockets.values()]:
         if isinstance(dispatcher, BaseWSGIServer):
             dispatcher.channel_class = JSONErrorChannel
-    server.run()
