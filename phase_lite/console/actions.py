@@ -199,7 +199,7 @@ def _service_account(caller, sa_id):
 
 def service_account(caller, sa_id):
     sa = _service_account(caller, sa_id)
-    tokens, granted = accounts.service_account_detail(caller.services, sa)
+    tokens, granted = accounts.service_account_detail(caller.services, caller.principal, sa)
     return sa, tokens, granted
 
 
