@@ -46,17 +46,27 @@ def add_access_commands(group, argument, find_grantee, noun):
             grantee = find_grantee(ctx, named[argument])
             app_row = find_app(ctx, app)
             env_rows = apps.environments_by_name(ctx.services, ctx.operator, app_row, envs)
-            names = [e["name"] for e in env_rows]
             change = accounts.grant_environments if grant else accounts.revoke_environments
-            change(ctx.services, ctx.operator, grantee, app_row, env_rows, ctx.meta)
+            changed = change(ctx.services, ctx.operator, grantee, app_row, env_rows, ctx.meta)
+            done = [e["name"] for e in env_rows if e["id"] in changed]
+            untouched = [e["name"] for e in env_rows if e["id"] not in changed]
+            where = app_row["name"]
             if grant:
-                emit(as_json, {"id": grantee.id, "app": app_row["id"], "environments": names},
-                     f"Granted {grantee.label} access to {app_row['name']}: "
-                     f"{', '.join(names)}.")
+                line = (f"Granted {grantee.label} access to {where}: {', '.join(done)}."
+                        if done else f"Nothing changed: {grantee.label} ")
+                if untouched:
+                    line += ((" " if done else "") + ("Already held" if done else "already held")
+                             + f" in {where}: {', '.join(untouched)}.")
+                emit(as_json, {"id": grantee.id, "app": app_row["id"], "environments": done,
+                               "alreadyHeld": untouched}, line)
             else:
-                emit(as_json, {"id": grantee.id, "app": app_row["id"], "revoked": names},
-                     f"Revoked {grantee.label}'s access to {app_row['name']}: "
-                     f"{', '.join(names)}.")
+                line = (f"Revoked {grantee.label}'s access to {where}: {', '.join(done)}."
+                        if done else f"Nothing changed: {grantee.label} ")
+                if untouched:
+                    line += ((" " if done else "") + ("Never had" if done else "never had")
+                             + f" access in {where} to: {', '.join(untouched)}.")
+                emit(as_json, {"id": grantee.id, "app": app_row["id"], "revoked": done,
+                               "notHeld": untouched}, line)
 
     command("grant", True, f"Let a {noun} use environments of an app.")
     command("revoke-access", False, f"Take environments of an app away from a {noun}.")
@@ -95,6 +105,21 @@ def users_list(ctx, as_json):
                 "createdAt": r["created_at"]} for r in rows]
     emit(as_json, payload, "\n".join(f"{r['id']}  {r['email']}  {r['role']}" for r in payload)
          or "No users.")
+
+
+@users.command("delete")
+@click.argument("email")
+@json_option
+@pass_ctx
+def users_delete(ctx, email, as_json):
+    """Delete a user: their tokens stop working at once (the last Owner stays)."""
+    user = accounts.user_by_email(ctx.services, ctx.operator, email)
+    live = account_store.list_tokens(ctx.db, user_id=user["id"])
+    accounts.delete_user(ctx.services, ctx.operator, user, ctx.meta)
+    emit(as_json, {"id": user["id"], "email": user["email"], "deleted": True,
+                   "tokensRevoked": len(live)},
+         f"Deleted user {user['email']}: {len(live)} tokens revoked, access and personal "
+         "overrides removed.")
 
 
 add_access_commands(users, "email", find_user, "user (Manager, Developer)")
@@ -177,6 +202,20 @@ def sa_list(ctx, as_json):
                 "createdAt": r["created_at"]} for r in rows]
     emit(as_json, payload,
          "\n".join(f"{r['id']}  {r['name']}  {r['role']}" for r in payload) or "No accounts.")
+
+
+@service_accounts.command("delete")
+@click.argument("account")
+@json_option
+@pass_ctx
+def sa_delete(ctx, account, as_json):
+    """Delete a service account: its tokens stop working at once."""
+    sa = accounts.service_account_by_id_or_name(ctx.services, ctx.operator, account)
+    live = account_store.list_tokens(ctx.db, service_account_id=sa["id"])
+    accounts.delete_service_account(ctx.services, ctx.operator, sa, ctx.meta)
+    emit(as_json, {"id": sa["id"], "name": sa["name"], "deleted": True,
+                   "tokensRevoked": len(live)},
+         f"Deleted service account {sa['name']}: {len(live)} tokens revoked, access removed.")
 
 
 add_access_commands(service_accounts, "account", find_service_account, "service account")
