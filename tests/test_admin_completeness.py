@@ -128,12 +128,12 @@ def test_grant_and_revoke_say_exactly_what_changed(run, owner, demo):
                "--env", "Staging").output == "Granted deployer access to demo: Staging.\n"
     assert run("service-accounts", "grant", "deployer", "--app", "demo").output == (
         "Granted deployer access to demo: Development, Production. "
-        "Already held in demo: Staging.\n")
+        "deployer already had access to demo: Staging.\n")
     assert run("service-accounts", "revoke-access", "deployer", "--app", "demo",
                "--env", "Staging").output == "Revoked deployer's access to demo: Staging.\n"
     assert run("service-accounts", "revoke-access", "deployer", "--app", "demo",
                "--env", "Staging").output == (
-        "Nothing changed: deployer never had access in demo to: Staging.\n")
+        "Nothing changed: deployer never had access to demo: Staging.\n")
     run("users", "create", "--email", "dev@example.com")
     partly = run_json(run, "users", "revoke-access", "dev@example.com", "--app", "demo")
     assert (partly["revoked"], partly["notHeld"]) == (

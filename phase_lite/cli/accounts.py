@@ -31,6 +31,21 @@ def find_service_account(ctx, id_or_name):
     return Grantee.of_service_account(sa)
 
 
+def access_message(grant, who, app, done, untouched):
+    """Say what a grant or revoke changed, and name the environments it left as they were."""
+    parts = []
+    if done:
+        parts.append(f"Granted {who} access to {app}: {', '.join(done)}." if grant
+                     else f"Revoked {who}'s access to {app}: {', '.join(done)}.")
+    if untouched:
+        left = ", ".join(untouched)
+        parts.append(f"{who} already had access to {app}: {left}." if grant
+                     else f"{who} never had access to {app}: {left}.")
+    if not done:
+        parts.insert(0, "Nothing changed:")
+    return " ".join(parts)
+
+
 def add_access_commands(group, argument, find_grantee, noun):
     """``grant`` and ``revoke-access`` for ``group``: one pair of commands per account kind."""
 
@@ -50,23 +65,10 @@ def add_access_commands(group, argument, find_grantee, noun):
             changed = change(ctx.services, ctx.operator, grantee, app_row, env_rows, ctx.meta)
             done = [e["name"] for e in env_rows if e["id"] in changed]
             untouched = [e["name"] for e in env_rows if e["id"] not in changed]
-            where = app_row["name"]
-            if grant:
-                line = (f"Granted {grantee.label} access to {where}: {', '.join(done)}."
-                        if done else f"Nothing changed: {grantee.label} ")
-                if untouched:
-                    line += ((" " if done else "") + ("Already held" if done else "already held")
-                             + f" in {where}: {', '.join(untouched)}.")
-                emit(as_json, {"id": grantee.id, "app": app_row["id"], "environments": done,
-                               "alreadyHeld": untouched}, line)
-            else:
-                line = (f"Revoked {grantee.label}'s access to {where}: {', '.join(done)}."
-                        if done else f"Nothing changed: {grantee.label} ")
-                if untouched:
-                    line += ((" " if done else "") + ("Never had" if done else "never had")
-                             + f" access in {where} to: {', '.join(untouched)}.")
-                emit(as_json, {"id": grantee.id, "app": app_row["id"], "revoked": done,
-                               "notHeld": untouched}, line)
+            emit(as_json, {"id": grantee.id, "app": app_row["id"],
+                           "environments" if grant else "revoked": done,
+                           "alreadyHeld" if grant else "notHeld": untouched},
+                 access_message(grant, grantee.label, app_row["name"], done, untouched))
 
     command("grant", True, f"Let a {noun} use environments of an app.")
     command("revoke-access", False, f"Take environments of an app away from a {noun}.")
