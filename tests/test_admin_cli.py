@@ -6,32 +6,13 @@ import subprocess
 import sys
 
 import pytest
-from click.testing import CliRunner
 
+from conftest import run_json
 from phase_lite.app import create_app
-from phase_lite.cli import main
 from phase_lite.config import load_config
 from phase_lite.store import Database
 
 TOKEN_PATTERN = re.compile(r"^pss_(user|service):v\d+(:[0-9a-f]{64}){4}$")
-
-
-@pytest.fixture
-def run(data_dir):
-    runner = CliRunner()
-
-    def invoke(*args, ok=True):
-        result = runner.invoke(main, list(args), env={"PHASE_LITE_DATA_DIR": str(data_dir)},
-                               catch_exceptions=False)
-        if ok:
-            assert result.exit_code == 0, result.output
-        return result
-
-    return invoke
-
-
-def run_json(run, *args):
-    return json.loads(run(*args, "--json").output)
 
 
 def test_init_prints_a_phase_token_once(run, data_dir):

@@ -2,7 +2,6 @@
 that say what changed, confirmed restores that keep the replaced database, the advice for a
 backup made under another master key, and ``init --token-file``."""
 
-import json
 import os
 import pty
 import re
@@ -18,26 +17,8 @@ from phase_lite.cli import main
 from phase_lite.errors import PermissionDenied
 from phase_lite.store import Database
 from seed import principal_of
-
-TOKEN_PATTERN = re.compile(r"^pss_(user|service):v\d+(:[0-9a-f]{64}){4}$")
-
-
-@pytest.fixture
-def run(data_dir):
-    runner = CliRunner()
-
-    def invoke(*args, ok=True):
-        result = runner.invoke(main, list(args), env={"PHASE_LITE_DATA_DIR": str(data_dir)},
-                               catch_exceptions=False)
-        if ok:
-            assert result.exit_code == 0, result.output
-        return result
-
-    return invoke
-
-
-def run_json(run, *args):
-    return json.loads(run(*args, "--json").output)
+from conftest import run_json
+from test_admin_cli import TOKEN_PATTERN
 
 
 def newest_event(run):
