@@ -330,7 +330,7 @@ def _by_app(envs):
 
 def remove_member(caller, user_id):
     """Remove a user: tokens revoked, grants dropped, every session ended."""
-    accounts.remove_user(caller.services, caller.principal, _member(caller, user_id),
+    accounts.delete_user(caller.services, caller.principal, _member(caller, user_id),
                          caller.meta)
 
 
