@@ -1,7 +1,11 @@
 """Helpers the tests share: accounts, apps and tokens made through the domain layer, as the
-local operator (what the admin command does), so fixtures follow the same rules as the code."""
+local operator (what the admin command does), so fixtures follow the same rules as the code;
+and the client side of the Phase client protocol, done as Phase's CLI and SDKs do it."""
 
-from phase_lite import accounts, apps
+import json
+from dataclasses import dataclass
+
+from phase_lite import accounts, apps, phase_crypto
 from phase_lite.accounts import Grantee
 from phase_lite.audit import RequestMeta
 from phase_lite.store import accounts as account_store
@@ -73,9 +77,96 @@ def _expire(services, issued, expires_at):
     return type(issued)(**(vars(issued) | {"expires_at": expires_at}))
 
 
+def role_id(services, name):
+    return accounts.role_by_name(services, operator(services), name)["id"]
+
+
 def organisation(services):
     return account_store.get_organisation(services.db)
 
 
 def organisation_id(services):
     return organisation(services)["id"]
+
+
+def bearer_headers(issued):
+    return {"Authorization": f"Bearer {issued.bearer_token}"}
+
+
+# -- the client side of the Phase client protocol ----------------------------------------------
+
+TOKENS_URL = "/service/secrets/tokens/"
+SECRETS_URL = "/service/secrets/"
+
+
+@dataclass
+class ClientEnv:
+    """An environment as a Phase client sees it after unwrapping its keys."""
+    id: str
+    name: str
+    public_key: str
+    private_key: str
+    salt: str
+
+    def encrypt(self, text):
+        return phase_crypto.encrypt_asymmetric(text, self.public_key)
+
+    def decrypt(self, ciphertext):
+        return phase_crypto.decrypt_asymmetric(ciphertext, self.private_key, self.public_key)
+
+    def digest(self, key):
+        return phase_crypto.key_digest(key, self.salt)
+
+
+def token_private_key(issued, payload):
+    return phase_crypto.recover_token_private_key(issued.token, payload["wrapped_key_share"])
+
+
+def unwrap_environments(issued, payload):
+    """{env name: ClientEnv} exactly as the clients derive them from the tokens response."""
+    token_public = issued.token.split(":")[3]
+    token_private = token_private_key(issued, payload)
+    found = {}
+    for app in payload["apps"]:
+        for env_key in app["environment_keys"]:
+            seed = phase_crypto.decrypt_asymmetric(env_key["wrapped_seed"], token_private,
+                                                   token_public)
+            salt = phase_crypto.decrypt_asymmetric(env_key["wrapped_salt"], token_private,
+                                                   token_public)
+            public, private = phase_crypto.env_keypair(seed)
+            env = env_key["environment"]
+            found[env["name"]] = ClientEnv(env["id"], env["name"], public, private, salt)
+    return found
+
+
+def fetch_keys(client, issued, **headers):
+    response = client.get(TOKENS_URL, headers={**bearer_headers(issued), **headers})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_json()
+
+
+@dataclass
+class Session:
+    """A client session: its token, unwrapped environments and the request headers."""
+    issued: object
+    envs: dict
+
+    @classmethod
+    def open(cls, client, issued):
+        return cls(issued, unwrap_environments(issued, fetch_keys(client, issued)))
+
+    def headers(self, env_name="Development", **extra):
+        return {**bearer_headers(self.issued), "Environment": self.envs[env_name].id, **extra}
+
+    def entry(self, key, value, env_name="Development", **fields):
+        env = self.envs[env_name]
+        return {"key": env.encrypt(key), "keyDigest": env.digest(key.upper()),
+                "value": env.encrypt(value), "path": "/", "tags": [], "comment": "", **fields}
+
+
+def send(client, method, session, body, env_name="Development", content_type="application/json",
+         **headers):
+    """A client-protocol write (or any method) with the session's headers."""
+    data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    return client.open(SECRETS_URL, method=method, data=data, content_type=content_type,
+                       headers=session.headers(env_name, **headers))
