@@ -83,7 +83,7 @@ class ClientProtocol:
         self.vault = services.vault
         self.auth = services.auth
         self.wrapped_keys = WrappedKeyCache()
-        self.bodies = secret_rules.new_body_cache()
+        self.bodies = services.wire_answers
 
     # -- /secrets/tokens/ ------------------------------------------------------------------
 
@@ -184,7 +184,7 @@ class ClientProtocol:
             self.bodies.put(generation, slot, found)
         body, details = found
         if details["secrets"]:
-            audit.record_read(self.db, principal, env, details, meta)
+            audit.record_read(self.services.read_log, principal, env, details, meta)
         return body
 
     def _wire_items(self, principal, env, key_digest, path) -> list[dict]:

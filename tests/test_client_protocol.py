@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 import support
-from phase_lite import audit, phase_crypto
+from phase_lite import phase_crypto
 from phase_lite import secrets as secret_rules
 from phase_lite.client_protocol import WrappedKeyCache
 from phase_lite.store import apps as app_store
@@ -661,7 +661,7 @@ def test_writes_and_reads_are_audited_like_rest(client, services, db, demo, sess
     assert_written(send(client, "POST", session, {"secrets": [session.entry("AUDITED", "1")]},
                         **{"User-Agent": "phase-cli/1.21.3"}))
     [row] = wire_rows(client, session)
-    audit.read_log(db).flush()
+    services.read_log.flush()
     events = db.all("SELECT action, actor_type, token_id, environment_id, details, user_agent"
                     " FROM audit_events WHERE resource_type = 'secret' ORDER BY id")
     assert [(e["action"], e["actor_type"], e["token_id"]) for e in events] == [

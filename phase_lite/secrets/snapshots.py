@@ -5,7 +5,7 @@ from collections import OrderedDict
 
 import orjson
 
-from ..caches import PerDatabase, kept_bytes
+from ..caches import kept_bytes
 from ..store import apps as app_store
 from ..store import secrets as secret_store
 from .model import PersonalOverride, Secret, secret_body
@@ -67,6 +67,10 @@ class SnapshotCache:
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
 
+    def clear(self):
+        with self._lock:
+            self._items.clear()
+
     def advance(self, env_id, from_version, to_version, written):
         """Apply a committed write (the secrets' new states) to a cached snapshot that was
         exactly ``from_version``."""
@@ -81,17 +85,9 @@ class SnapshotCache:
         self.put(env_id, Snapshot(to_version, kept))
 
 
-_snapshot_caches = PerDatabase(lambda db: SnapshotCache())
-
-
-def snapshot_cache(services) -> SnapshotCache:
-    """The snapshot cache of a database (one per open ``Database``)."""
-    return _snapshot_caches(services.db)
-
-
 def environment_snapshot(services, env_row) -> Snapshot:
     """The environment's live secrets at ``env_row``'s version or later."""
-    cache = snapshot_cache(services)
+    cache = services.snapshots
     env_id = env_row["id"]
     found = cache.get(env_id, env_row["version"])
     if found is not None:
