@@ -13,6 +13,7 @@ import pytest
 import requests
 
 import support
+from support import bearer_headers  # noqa: F401 (the tests' import of it, kept in one place)
 from phase_lite.app import create_app, init_data_dir
 from phase_lite.config import load_config
 
@@ -72,10 +73,6 @@ def db(services):
 @pytest.fixture
 def client(app):
     return app.test_client()
-
-
-def bearer_headers(issued):
-    return {"Authorization": f"Bearer {issued.bearer_token}"}
 
 
 @pytest.fixture

@@ -1,11 +1,23 @@
 """Helpers the tests share: accounts, apps and tokens made through the domain layer, as the
 local operator (what the admin command does), so fixtures follow the same rules as the code;
-and the client side of the Phase client protocol, done as Phase's CLI and SDKs do it."""
+seeded secrets with a full decrypted read-back (backup, restore, rotation, tampering); an app
+with probe routes for the rate limit; Phase's crypto vectors; and the client side of the Phase
+client protocol, done as Phase's CLI and SDKs do it."""
 
 import json
+import secrets as random
 from dataclasses import dataclass
+from pathlib import Path
+
+from flask import request
 
 from phase_lite import accounts, apps, phase_crypto
+from phase_lite import secrets as secret_domain
+from phase_lite.api import json_response
+from phase_lite.api.context import principal, throttle
+from phase_lite.app import create_app
+from phase_lite.secrets import NewSecret, Override, SecretChange
+from phase_lite.store import apps as app_store
 from phase_lite.accounts import Grantee
 from phase_lite.audit import RequestMeta
 from phase_lite.store import accounts as account_store
@@ -42,6 +54,12 @@ def make_user(services, email, role="Developer", env_rows=()):
                                 TEST_META)
     grant(services, Grantee.of_user(user), env_rows)
     return user, user_token(services, user, f"{email} token")
+
+
+def make_user_token(services, email, role, env_rows=()):
+    """A user with the role and environments; return (user id, IssuedToken)."""
+    user, issued = make_user(services, email, role, env_rows)
+    return user["id"], issued
 
 
 def user_token(services, user, name="token", expires_at=None):
@@ -87,6 +105,93 @@ def organisation(services):
 
 def organisation_id(services):
     return organisation(services)["id"]
+
+
+# -- seeded secrets, read back in full ----------------------------------------------------------
+
+
+def principal_of(services, issued):
+    return services.auth.authenticate(f"Bearer {issued.bearer_token}")
+
+
+def seed_app(services, principal, name, env_names=("Development", "Production")):
+    """An app whose environments hold secrets at two paths, a tag, an update (two versions)
+    and a personal override; return {(app, env, path, key): (value, comment, override)}."""
+    app_row, envs = make_app(services, name, env_names)
+    app_id = app_row["id"]
+    expected = {}
+    for env in envs.values():
+        marker = random.token_hex(8)
+        created = secret_domain.create_secrets(services, principal, env, [
+            NewSecret(key="DB_URL", value=f"postgres://u:pw-{marker}@db/{name}",
+                      comment=f"comment-{marker}"),
+            NewSecret(key="API_KEY", value=f"key-{marker}", path="/deep/er",
+                      tags=("ops",), override=Override(value=f"mine-{marker}")),
+        ])
+        env = app_store.find_environment(services.db, app_id, env["name"])
+        secret_domain.update_secrets(services, principal, env, [
+            SecretChange(id=created[0].id, value=f"postgres://u:pw2-{marker}@db/{name}")])
+        expected[name, env["name"], "/", "DB_URL"] = (
+            f"postgres://u:pw2-{marker}@db/{name}", f"comment-{marker}", None)
+        expected[name, env["name"], "/deep/er", "API_KEY"] = (
+            f"key-{marker}", "", f"mine-{marker}")
+    return expected
+
+
+def read_everything(services, principal):
+    """Every live secret of every app, decrypted: {(app, env, path, key): (value, comment,
+    override value)}."""
+    found = {}
+    for app in app_store.list_apps(services.db, organisation_id(services)):
+        for env in app_store.list_environments(services.db, app["id"]):
+            listed = secret_domain.list_secrets(services, env)
+            overrides = secret_domain.personal_overrides(services, principal, env,
+                                                         [s.id for s in listed])
+            for secret in listed:
+                override = overrides.get(secret.id)
+                found[app["name"], env["name"], secret.path, secret.key] = (
+                    secret.value, secret.comment, override.value if override else None)
+    return found
+
+
+def read_with_fresh_app(config, issued):
+    """Read everything through a new app (no cache of the process carries over)."""
+    flask_app = create_app(config)
+    try:
+        services = flask_app.extensions["phase_lite"]
+        return read_everything(services, principal_of(services, issued))
+    finally:
+        flask_app.extensions["phase_lite"].close()
+
+
+# -- an app with probe routes for the rate limit -----------------------------------------------
+
+
+def limited_app(config, rate):
+    """An app limited to ``rate`` with two throttled probe routes (closed by the caller)."""
+    config.rate_limit = rate
+    flask_app = create_app(config)
+
+    @flask_app.route("/v1/probe/")
+    def probe():
+        throttle(request.environ, principal(request.environ))
+        # a second call in one request is not a second request
+        throttle(request.environ, principal(request.environ))
+        return json_response({"ok": True})
+
+    @flask_app.route("/v1/other-probe/")
+    def other_probe():
+        throttle(request.environ, principal(request.environ))
+        return json_response({"ok": True})
+
+    return flask_app
+
+
+# -- Phase's crypto vectors ---------------------------------------------------------------------
+
+# Phase's own vectors, copied unmodified into the repository (tests/data/README-phase-vectors.md).
+VECTORS_PATH = Path(__file__).resolve().parent / "data" / "golang-sdk-crypto-test-vectors.json"
+VECTORS = json.loads(VECTORS_PATH.read_text(encoding="utf-8"))
 
 
 def bearer_headers(issued):

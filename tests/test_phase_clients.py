@@ -21,7 +21,7 @@ import requests
 import support
 from phase_lite.app import init_data_dir, open_services
 from phase_lite.config import load_config
-from tests.conftest import REPO, LiveServer
+from conftest import REPO, LiveServer
 
 pytestmark = pytest.mark.clients
 
