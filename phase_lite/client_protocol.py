@@ -188,25 +188,36 @@ class ClientProtocol:
         return body
 
     def _wire_items(self, principal, env, key_digest, path) -> list[dict]:
-        rows = secret_store.live_secrets(self.db, env["id"], key_digest, path)
-        if not rows:
+        """The rows of the environment's snapshot (the one REST reads), with their
+        ciphertexts: known to the snapshot, else stored, else made now and stored back."""
+        snapshot = secret_rules.environment_snapshot(self.services, env)
+        selected = secret_rules.select(snapshot, key_digest, path, None)
+        if not selected:
             return []
-        ids = [row["id"] for row in rows]
-        tags = secret_store.tag_names_of(self.db, ids)
+        sealer = _Sealer(self.vault, env)
+        wires, fills = snapshot.wire, []
+        missing = [s for s in selected if wires.get(s.id, (None,))[0] != s.version]
+        if missing:
+            rows = secret_store.secrets_by_id(self.db, env["id"], [s.id for s in missing])
+            for secret in missing:
+                row = rows.get(secret.id)
+                stored = [None] * 3
+                if row is not None and row["version"] == secret.version:
+                    stored = [row["wire_key"], row["wire_value"], row["wire_comment"]]
+                plain = (secret.key, secret.value, secret.comment)
+                wire = (secret.version, *(
+                    found if found is not None else sealer.seal_text(text, index == 2)
+                    for index, (found, text) in enumerate(zip(stored, plain))))
+                if None in stored:
+                    fills.append((secret.id, *wire))
+                wires[secret.id] = wire
         overrides = {}
         if principal.is_user:
-            overrides = secret_store.personal_secrets(self.db, principal.account_id, ids)
-        sealer = _Sealer(self.vault, env)
-        items, fills, override_fills = [], [], []
-        for row in rows:
-            wire = [row["wire_key"], row["wire_value"], row["wire_comment"]]
-            if None in wire:
-                for index, field in enumerate(SECRET_FIELDS):
-                    if wire[index] is None:
-                        wire[index] = sealer.seal("secrets", row["id"], field,
-                                                  row[f"{field}_enc"], empty_as_blank=index == 2)
-                fills.append((row["id"], row["version"], *wire))
-            override = overrides.get(row["id"])
+            overrides = secret_store.personal_secrets(self.db, principal.account_id,
+                                                      [s.id for s in selected])
+        items, override_fills = [], []
+        for secret in selected:
+            override = overrides.get(secret.id)
             if override is not None:
                 override_wire = override["wire_value"]
                 if override_wire is None:
@@ -221,7 +232,7 @@ class ClientProtocol:
                     "created_at": render_time(override["created_at"]),
                     "updated_at": render_time(override["updated_at"]),
                 }
-            items.append(_wire_row(row, wire, tags.get(row["id"], []), override))
+            items.append(_wire_row(secret, wires[secret.id], override))
         if fills or override_fills:
             secret_store.fill_secret_wire(self.db, fills, override_fills)
         return items
@@ -267,31 +278,34 @@ class _Sealer:
         self.public_key = vault.environment_keys(env).public_key
         self._data_key = None
 
-    def seal(self, table, row_id, field, blob, *, empty_as_blank=False):
+    def seal(self, table, row_id, field, blob):
         if self._data_key is None:
             self._data_key = self.vault.data_key(self.env["app_id"])
-        text = self.vault.decrypt(self._data_key, table, row_id, field, blob)
+        return self.seal_text(self.vault.decrypt(self._data_key, table, row_id, field, blob))
+
+    def seal_text(self, text, empty_as_blank=False):
         if empty_as_blank and not text:
             return ""  # Phase stores "no comment" as an empty string, not a ciphertext
         return phase_crypto.encrypt_asymmetric(text, self.public_key)
 
 
-def _wire_row(row, wire, tags, override) -> dict:
-    """A secret as Phase's client endpoint renders it (snake_case, Phase's field order)."""
+def _wire_row(secret, wire, override) -> dict:
+    """A secret as Phase's client endpoint renders it (snake_case, Phase's field order);
+    ``wire`` is (version, key, value, comment) ciphertexts."""
     return {
-        "id": row["id"],
-        "environment": row["environment_id"],
-        "folder": row["folder_id"],
-        "path": row["path"],
-        "key": wire[0],
-        "key_digest": row["key_digest"],
-        "value": wire[1],
-        "version": row["version"],
-        "tags": tags,
-        "comment": wire[2],
-        "type": row["type"],
-        "created_at": render_time(row["created_at"]),
-        "updated_at": render_time(row["updated_at"]),
+        "id": secret.id,
+        "environment": secret.environment_id,
+        "folder": secret.folder_id,
+        "path": secret.path,
+        "key": wire[1],
+        "key_digest": secret.key_digest,
+        "value": wire[2],
+        "version": secret.version,
+        "tags": list(secret.tags),
+        "comment": wire[3],
+        "type": secret.type,
+        "created_at": render_time(secret.created_at),
+        "updated_at": render_time(secret.updated_at),
         "override": override,
         "lifecycle": "static",
     }

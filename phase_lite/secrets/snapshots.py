@@ -17,12 +17,17 @@ CACHE_ENVIRONMENTS = 256
 
 
 class Snapshot:
-    """An environment's live secrets at one version, decrypted, with lookup indexes."""
+    """An environment's live secrets at one version, decrypted, with lookup indexes.
 
-    __slots__ = ("version", "secrets", "by_digest", "by_position", "_encoded")
+    ``wire`` maps a secret id to the ``ph:v1`` ciphertexts the clients are served,
+    (version, key, value, comment), as far as they are known (stored or made since).
+    """
 
-    def __init__(self, version, secrets):
+    __slots__ = ("version", "secrets", "by_digest", "by_position", "wire", "_encoded")
+
+    def __init__(self, version, secrets, wire=None):
         self.version = version
+        self.wire = dict(wire or ())
         self.secrets = tuple(secrets)
         self.by_digest = {}
         self.by_position = {}
@@ -82,7 +87,7 @@ class SnapshotCache:
         kept = [secret for secret in current.secrets if secret.id not in gone]
         kept.extend(secret for secret in _latest(written) if secret.deleted_at is None)
         kept.sort(key=lambda secret: secret.order)
-        self.put(env_id, Snapshot(to_version, kept))
+        self.put(env_id, Snapshot(to_version, kept, current.wire))
 
 
 def environment_snapshot(services, env_row) -> Snapshot:
@@ -102,7 +107,7 @@ def environment_snapshot(services, env_row) -> Snapshot:
     data_key = services.vault.data_key(env_row["app_id"]) if rows else None
     snapshot = Snapshot(after or 0, [
         decrypt_row(services.vault, data_key, row, tags.get(row["id"], ())) for row in rows
-    ])
+    ], stored_wire(rows))
     if before == after and after is not None:
         # No write committed while reading: the rows are exactly that version.
         cache.put(env_id, snapshot)
@@ -152,6 +157,13 @@ def personal_overrides(services, principal, env_row, secret_ids=None) -> dict:
         )
         for secret_id, row in rows.items()
     }
+
+
+def stored_wire(rows) -> dict:
+    """{secret id: (version, key, value, comment)} of the rows whose ciphertexts are all stored."""
+    return {row["id"]: (row["version"], row["wire_key"], row["wire_value"], row["wire_comment"])
+            for row in rows if row["wire_key"] is not None and row["wire_value"] is not None
+            and row["wire_comment"] is not None}
 
 
 def decrypt_row(vault, data_key, row, tags) -> Secret:
