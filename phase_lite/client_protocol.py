@@ -9,7 +9,8 @@ as ``ph:v1`` ciphertexts to the environment's public key and sends its writes th
 phase_lite stores secrets once, encrypted at rest under the app's data key, and translates at
 this edge: ciphertexts from clients are decrypted with the environment's private key and go
 through the same domain rules as ``/v1/secrets/`` (``phase_lite.secrets``), keeping the client's
-ciphertexts as the row's ``wire_*`` columns; rows written over REST get their ciphertexts made
+ciphertexts as the row's ``wire_*`` columns (sealed under the data key like every stored field,
+and checked on every read); rows written over REST get their ciphertexts made
 on the first client read. Both sides therefore see the same ids, versions, digests and values.
 """
 
@@ -188,7 +189,8 @@ class ClientProtocol:
         return body
 
     def _wire_items(self, principal, env, key_digest, path) -> list[dict]:
-        """The rows of the environment's snapshot (the one REST reads), with their
+        """The rows of the environment's snapshot (the one REST reads, its stored fields
+        opened: a changed ciphertext is detected here as there, never served), with their
         ciphertexts: known to the snapshot, else stored, else made now and stored back."""
         snapshot = secret_rules.environment_snapshot(self.services, env)
         selected = secret_rules.select(snapshot, key_digest, path, None)
@@ -200,16 +202,11 @@ class ClientProtocol:
         if missing:
             rows = secret_store.secrets_by_id(self.db, env["id"], [s.id for s in missing])
             for secret in missing:
-                row = rows.get(secret.id)
-                stored = [None] * 3
-                if row is not None and row["version"] == secret.version:
-                    stored = [row["wire_key"], row["wire_value"], row["wire_comment"]]
-                plain = (secret.key, secret.value, secret.comment)
-                wire = (secret.version, *(
-                    found if found is not None else sealer.seal_text(text, index == 2)
-                    for index, (found, text) in enumerate(zip(stored, plain))))
-                if None in stored:
-                    fills.append((secret.id, *wire))
+                wire, made = self._secret_wire(sealer, secret, rows.get(secret.id))
+                if made:
+                    fills.append((secret.id, secret.version, *(
+                        sealer.seal_wire("secrets", secret.id, f"wire_{field}", ciphertext)
+                        for field, ciphertext in zip(SECRET_FIELDS, wire[1:]))))
                 wires[secret.id] = wire
         overrides = {}
         if principal.is_user:
@@ -219,12 +216,15 @@ class ClientProtocol:
         for secret in selected:
             override = overrides.get(secret.id)
             if override is not None:
-                override_wire = override["wire_value"]
+                text = sealer.open("personal_secrets", override["id"], "value",
+                                   override["value_enc"])
+                override_wire = sealer.unseal_wire("personal_secrets", override["id"],
+                                                   "wire_value", override["wire_value"])
                 if override_wire is None:
-                    override_wire = sealer.seal("personal_secrets", override["id"], "value",
-                                                override["value_enc"])
+                    override_wire = sealer.seal(text)
                     override_fills.append((override["id"], override["updated_at"],
-                                           override_wire))
+                                           sealer.seal_wire("personal_secrets", override["id"],
+                                                            "wire_value", override_wire)))
                 override = {
                     "id": override["id"],
                     "value": override_wire,
@@ -236,6 +236,24 @@ class ClientProtocol:
         if fills or override_fills:
             secret_store.fill_secret_wire(self.db, fills, override_fills)
         return items
+
+    @staticmethod
+    def _secret_wire(sealer, secret, row):
+        """(version, key, value, comment) ciphertexts of a snapshot's secret: the stored ones
+        when ``row`` is that version, the others made now; and whether any was made."""
+        current = row is not None and row["version"] == secret.version
+        wire, made = [secret.version], False
+        for index, (field, text) in enumerate(
+                zip(SECRET_FIELDS, (secret.key, secret.value, secret.comment))):
+            stored = None
+            if current:
+                stored = sealer.unseal_wire("secrets", secret.id, f"wire_{field}",
+                                            row[f"wire_{field}"])
+            if stored is None:
+                made = True
+                stored = sealer.seal(text, empty_as_blank=index == 2)
+            wire.append(stored)
+        return tuple(wire), made
 
     # -- /secrets/ POST, PUT, DELETE -------------------------------------------------------
 
@@ -270,7 +288,10 @@ class ClientProtocol:
 
 
 class _Sealer:
-    """Encrypt stored fields of one environment to its public key, for the clients."""
+    """Stored fields of one environment for the clients: opened with the app's data key,
+    encrypted to the environment's public key; and the stored ``wire_*`` forms of them, which
+    are themselves sealed under the data key (bound to table, row and column) so that whoever
+    can write the database cannot forge a value the clients would trust."""
 
     def __init__(self, vault, env):
         self.vault = vault
@@ -278,15 +299,25 @@ class _Sealer:
         self.public_key = vault.environment_keys(env).public_key
         self._data_key = None
 
-    def seal(self, table, row_id, field, blob):
+    @property
+    def data_key(self):
         if self._data_key is None:
             self._data_key = self.vault.data_key(self.env["app_id"])
-        return self.seal_text(self.vault.decrypt(self._data_key, table, row_id, field, blob))
+        return self._data_key
 
-    def seal_text(self, text, empty_as_blank=False):
+    def open(self, table, row_id, field, blob) -> str:
+        return self.vault.decrypt(self.data_key, table, row_id, field, blob)
+
+    def seal(self, text, *, empty_as_blank=False) -> str:
         if empty_as_blank and not text:
             return ""  # Phase stores "no comment" as an empty string, not a ciphertext
         return phase_crypto.encrypt_asymmetric(text, self.public_key)
+
+    def unseal_wire(self, table, row_id, column, blob) -> str | None:
+        return None if blob is None else self.open(table, row_id, column, blob)
+
+    def seal_wire(self, table, row_id, column, ciphertext) -> bytes:
+        return self.vault.encrypt(self.data_key, table, row_id, column, ciphertext)
 
 
 def _wire_row(secret, wire, override) -> dict:

@@ -275,3 +275,19 @@ def send(client, method, session, body, env_name="Development", content_type="ap
     data = body if isinstance(body, (bytes, str)) else json.dumps(body)
     return client.open(SECRETS_URL, method=method, data=data, content_type=content_type,
                        headers=session.headers(env_name, **headers))
+
+
+def wire_rows(client, session, env_name="Development", **headers):
+    """The rows of a client GET, which must succeed."""
+    response = client.get(SECRETS_URL, headers=session.headers(env_name, **headers))
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_json()
+
+
+def opened(session, rows, env_name="Development"):
+    """{key: (value, comment, path)} of wire rows, decrypted as a client does."""
+    env = session.envs[env_name]
+    return {env.decrypt(row["key"]): (env.decrypt(row["value"]),
+                                      env.decrypt(row["comment"]) if row["comment"] else "",
+                                      row["path"])
+            for row in rows}

@@ -18,7 +18,7 @@ from phase_lite.client_protocol import WrappedKeyCache
 from phase_lite.store import apps as app_store
 from phase_lite.vault import EnvironmentKeys
 from support import (SECRETS_URL, TOKENS_URL, VECTORS, Session, bearer_headers, fetch_keys,
-                     make_user_token, send, unwrap_environments)
+                     make_user_token, opened, send, unwrap_environments, wire_rows)
 
 
 def set_environment_seed(services, env_row, seed, salt):
@@ -248,21 +248,6 @@ def owner_session(client, owner, demo):
     return Session.open(client, owner)
 
 
-def wire_rows(client, session, env_name="Development", **headers):
-    response = client.get(SECRETS_URL, headers=session.headers(env_name, **headers))
-    assert response.status_code == 200, response.get_data(as_text=True)
-    return response.get_json()
-
-
-def opened(session, rows, env_name="Development"):
-    """{key: (value, comment, path)} of wire rows, decrypted as a client does."""
-    env = session.envs[env_name]
-    return {env.decrypt(row["key"]): (env.decrypt(row["value"]),
-                                      env.decrypt(row["comment"]) if row["comment"] else "",
-                                      row["path"])
-            for row in rows}
-
-
 def rest_create(services, env_row, *entries, principal=None):
     """Create secrets as /v1/secrets/ does (same parser, same domain function)."""
     parsed = secret_rules.parse_new_secrets({"secrets": list(entries)})
@@ -306,9 +291,13 @@ def test_ciphertexts_made_on_read_are_stored_and_reused(client, services, db, de
                 {"key": "B", "value": ""})
     assert db.all("SELECT wire_key FROM secrets WHERE wire_key IS NOT NULL") == []
     first = wire_rows(client, session)
-    stored = db.all("SELECT wire_key, wire_value, wire_comment FROM secrets ORDER BY rowid")
-    assert [tuple(row) for row in stored] == [
-        (row["key"], row["value"], row["comment"]) for row in first]
+    # stored sealed under the app's data key, bound to table, row and column
+    data_key = services.vault.data_key(demo[0]["id"])
+    stored = [tuple(services.vault.decrypt(data_key, "secrets", row["id"], f"wire_{field}",
+                                           row[f"wire_{field}"])
+                    for field in ("key", "value", "comment"))
+              for row in db.all("SELECT * FROM secrets ORDER BY rowid")]
+    assert stored == [(row["key"], row["value"], row["comment"]) for row in first]
     assert [row["comment"] for row in first] == ["", ""]
     assert wire_rows(client, session) == first
     assert opened(session, first) == {"A": ("1", "", "/"), "B": ("", "", "/")}

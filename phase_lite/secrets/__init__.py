@@ -51,7 +51,7 @@ from .parsing import (check_dynamic_arguments, parse_body, parse_new_secrets,
 from .rendering import (ReferenceLookups, encode_secrets, new_body_cache,
                         read_secrets, render_secrets)
 from .snapshots import (Snapshot, SnapshotCache, environment_snapshot, list_secrets,
-                        personal_overrides, select, stored_wire)
+                        personal_overrides, select)
 from .writes import create_secrets, delete_secrets, update_secrets
 
 __all__ = [
@@ -61,5 +61,5 @@ __all__ = [
     "encode_secrets", "environment_snapshot", "list_secrets", "new_body_cache",
     "parse_body", "parse_new_secrets", "parse_secret_changes", "parse_secret_ids",
     "personal_overrides", "read_secrets", "render_secrets", "require_permission",
-    "secret_body", "select", "stored_wire", "tag_names", "update_secrets",
+    "secret_body", "select", "tag_names", "update_secrets",
 ]

@@ -20,7 +20,7 @@ class Snapshot:
     """An environment's live secrets at one version, decrypted, with lookup indexes.
 
     ``wire`` maps a secret id to the ``ph:v1`` ciphertexts the clients are served,
-    (version, key, value, comment), as far as they are known (stored or made since).
+    (version, key, value, comment), filled by the client protocol as it serves them.
     """
 
     __slots__ = ("version", "secrets", "by_digest", "by_position", "wire", "_encoded")
@@ -107,7 +107,7 @@ def environment_snapshot(services, env_row) -> Snapshot:
     data_key = services.vault.data_key(env_row["app_id"]) if rows else None
     snapshot = Snapshot(after or 0, [
         decrypt_row(services.vault, data_key, row, tags.get(row["id"], ())) for row in rows
-    ], stored_wire(rows))
+    ])
     if before == after and after is not None:
         # No write committed while reading: the rows are exactly that version.
         cache.put(env_id, snapshot)
@@ -157,13 +157,6 @@ def personal_overrides(services, principal, env_row, secret_ids=None) -> dict:
         )
         for secret_id, row in rows.items()
     }
-
-
-def stored_wire(rows) -> dict:
-    """{secret id: (version, key, value, comment)} of the rows whose ciphertexts are all stored."""
-    return {row["id"]: (row["version"], row["wire_key"], row["wire_value"], row["wire_comment"])
-            for row in rows if row["wire_key"] is not None and row["wire_value"] is not None
-            and row["wire_comment"] is not None}
 
 
 def decrypt_row(vault, data_key, row, tags) -> Secret:
