@@ -1,6 +1,7 @@
 """Shared fixtures: a fresh data directory, app and database per test, tokens, a live server."""
 
 import dataclasses
+import json
 import os
 import shutil
 import socket
@@ -11,10 +12,12 @@ from pathlib import Path
 
 import pytest
 import requests
+from click.testing import CliRunner
 
 import support
 from support import bearer_headers  # noqa: F401 (the tests' import of it, kept in one place)
 from phase_lite.app import create_app, init_data_dir
+from phase_lite.cli import main as cli_main
 from phase_lite.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,6 +76,38 @@ def db(services):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture(scope="module")
+def installed_clients():
+    """The real Phase clients, installed on first use."""
+    needed = [support.PHASE, support.SDK_PYTHON] + (
+        [support.NODE_SDK] if shutil.which("npm") else [])
+    if not all(path.exists() for path in needed):
+        subprocess.run(["bash", "tests/clients/install.sh"], cwd=REPO, check=True, timeout=900)
+    missing = [str(path) for path in needed if not path.exists()]
+    assert not missing, f"Phase clients missing after tests/clients/install.sh: {missing}"
+
+
+@pytest.fixture
+def run(data_dir):
+    """``run(*args, ok=True)``: the ``phase-lite`` command on this test's data directory, in
+    process; with ``ok`` it must exit 0."""
+    runner = CliRunner()
+
+    def invoke(*args, ok=True):
+        result = runner.invoke(cli_main, list(args), env={"PHASE_LITE_DATA_DIR": str(data_dir)},
+                               catch_exceptions=False)
+        if ok:
+            assert result.exit_code == 0, result.output
+        return result
+
+    return invoke
+
+
+def run_json(run, *args):
+    """The JSON a ``phase-lite`` command prints with ``--json``."""
+    return json.loads(run(*args, "--json").output)
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ with probe routes for the rate limit; Phase's crypto vectors; and the client sid
 client protocol, done as Phase's CLI and SDKs do it."""
 
 import json
+import re
 import secrets as random
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,6 +186,18 @@ def limited_app(config, rate):
         return json_response({"ok": True})
 
     return flask_app
+
+
+# -- the real Phase clients (installed under .clients/ by tests/clients/install.sh) ------------
+
+CLIENTS = Path(__file__).resolve().parents[1] / ".clients"
+PHASE = CLIENTS / "phase-cli" / "bin" / "phase"
+SDK_PYTHON = CLIENTS / "phase-sdk" / "bin" / "python"
+NODE_MODULES = CLIENTS / "node" / "node_modules"
+NODE_SDK = NODE_MODULES / "@phase.dev" / "phase-node"
+
+# The check every Phase client (CLI, SDKs, Terraform) applies to a token string.
+TOKEN_PATTERN = re.compile(r"^pss_(user|service):v\d+(:[0-9a-f]{64}){4}$")
 
 
 # -- Phase's crypto vectors ---------------------------------------------------------------------
