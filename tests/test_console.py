@@ -9,11 +9,9 @@ import sys
 
 import pytest
 
+import support
 from phase_lite import accounts
-from tests import support
-from phase_lite.audit import read_log
 from phase_lite.accounts import Grantee
-from phase_lite.console import sessions
 from phase_lite.store import apps as app_store
 from phase_lite.store import audit as audit_store
 
@@ -22,12 +20,7 @@ CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 def set_password(services, email, password=PASSWORD, role=None):
-    if role is not None:
-        support.make_user(services, email, role)
-    by = support.operator(services)
-    user = accounts.user_by_email(services, by, email)
-    sessions.set_password(services.db, user["id"], password, actor=by, meta=support.TEST_META)
-    return user
+    return support.set_console_password(services, email, password, role)
 
 
 def csrf_of(page) -> str:
@@ -343,7 +336,7 @@ def test_reveal_shows_the_value_resolved_and_records_a_read(db, demo, owner_clie
     text = html.get_data(as_text=True)
     assert "postgres://db.local/app" in text and "postgres://${HOST}/app" in text
     assert "db.local</code>" not in text.split(ids["HOST"])[1].split("</tr>")[0]
-    read_log(services.db).flush()
+    services.read_log.flush()
     reads = events(db, "secrets.read")
     assert len(reads) == 2 and {read["actor_type"] for read in reads} == {"user"}
 

@@ -16,14 +16,13 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect
 
+import support
+from conftest import REPO, LiveServer
 from phase_lite import accounts
 from phase_lite.accounts import Grantee
 from phase_lite.app import init_data_dir, open_services
 from phase_lite.config import load_config
 from phase_lite.console import sessions
-from tests import support
-from tests.conftest import REPO, LiveServer
-from tests.test_console import set_password
 
 PASSWORD = "a long browser password"
 SCREENSHOTS = REPO / ".screenshots"
@@ -42,7 +41,7 @@ def server(tmp_path_factory):
         for email, role in (("manager@example.com", "Manager"), ("dev@example.com", "Developer")):
             support.make_user(services, email, role)
         for email in ("owner@example.com", "manager@example.com", "dev@example.com"):
-            set_password(services, email, PASSWORD)
+            support.set_console_password(services, email, PASSWORD)
         server = LiveServer(data_dir)
         server.config = config
         server.setup_link = lambda email: "/console/welcome?token=" + sessions.issue_link(
@@ -134,7 +133,7 @@ def test_first_sign_in_with_the_setup_link_then_sign_out(page, server, context):
     page.get_by_label("Password").fill("the owner's own password")
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", level=1, name="Apps")).to_be_visible()
-    set_password(server.services, "owner@example.com", PASSWORD)
+    support.set_console_password(server.services, "owner@example.com", PASSWORD)
 
 
 def test_security_headers_and_theme_switch(page, server):

@@ -90,7 +90,7 @@ def reveal(caller, env, secret_ids):
     wanted = set(secret_ids)
     chosen = [secret for secret in list_secrets(caller, env) if secret.id in wanted]
     rendered = secrets.render_secrets(caller.services, caller.principal, env, chosen)
-    audit.record_read(caller.services.db, caller.principal, env,
+    audit.record_read(caller.services.read_log, caller.principal, env,
                       audit.read_details(secret.id for secret in chosen), caller.meta)
     return {item["id"]: item for item in rendered}
 
@@ -136,7 +136,8 @@ def secret_versions(caller, env, secret_id):
             "path": row["path"], "type": row["type"], "tags": row["tags"],
             "actor": actors.get(row["version"]),
         })
-    audit.record_read(db, caller.principal, env, audit.read_details([secret_id]), caller.meta)
+    audit.record_read(caller.services.read_log, caller.principal, env,
+                      audit.read_details([secret_id]), caller.meta)
     return versions
 
 
@@ -482,6 +483,4 @@ def apply_pairs(caller, env, path, pairs, expected_version, *, delete_missing):
 
 
 def _forget_snapshot(caller, env):
-    cache = secrets.snapshot_cache(caller.services)
-    with cache._lock:  # noqa: SLF001 - no public eviction yet (the history work adds one)
-        cache._items.pop(env["id"], None)
+    caller.services.snapshots.clear()  # rare (a refused bulk edit): every snapshot is re-read
