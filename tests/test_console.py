@@ -17,6 +17,7 @@ from phase_lite.store import audit as audit_store
 
 PASSWORD = "correct horse battery"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+CONFIRMED = {"confirmed": "yes"}
 
 
 def set_password(services, email, password=PASSWORD, role=None):
@@ -236,7 +237,7 @@ def test_removing_a_member_ends_their_sessions_and_tokens(app, db, owner_client,
     headers = {"Authorization": f"Bearer {token.bearer_token}"}
     assert client.get("/v1/apps/", headers=headers).status_code == 200
     answer = owner_client.post(f"/console/members/{user['id']}/remove",
-                               data={"csrf_token": owner_client.csrf})
+                               data={"csrf_token": owner_client.csrf, "confirmed": "yes"})
     assert answer.status_code == 303
     assert dev.get("/console/apps/").status_code == 303
     assert client.get("/v1/apps/", headers=headers).status_code in (401, 404)
@@ -248,7 +249,8 @@ def test_sign_out_everywhere_else(app, owner_client):
     sign_in(other)
     page = owner_client.get("/console/account/").get_data(as_text=True)
     assert "this browser" in page and "Sign out everywhere else" in page
-    owner_client.post("/console/account/sign-out-others", data={"csrf_token": owner_client.csrf})
+    owner_client.post("/console/account/sign-out-others",
+                      data={"csrf_token": owner_client.csrf, "confirmed": "yes"})
     assert other.get("/console/apps/").status_code == 303
     assert owner_client.get("/console/apps/").status_code == 200
 
@@ -366,7 +368,8 @@ def test_edit_delete_history_and_restore(db, demo, owner_client):
     exported = owner_client.get(url + "export.env")
     assert exported.get_data(as_text=True) == 'API="one"\n'
     assert "attachment" in exported.headers["Content-Disposition"]
-    owner_client.post(url + f"secrets/{secret_id}/delete", data={"csrf_token": owner_client.csrf})
+    owner_client.post(url + f"secrets/{secret_id}/delete", data=CONFIRMED | {
+        "csrf_token": owner_client.csrf})
     assert "API" not in owner_client.get(url).get_data(as_text=True).split("<tbody>")[1]
     assert owner_client.get(url + "export.json").get_json() == {}
 
@@ -533,7 +536,8 @@ def test_a_service_token_made_in_the_console_reads_secrets(demo, owner_client, c
     again = owner_client.get(sa_url).get_data(as_text=True)
     assert token not in again and ">ci</th>" in again
     token_id = re.search(r'/tokens/([^/]+)/revoke', again).group(1)
-    owner_client.post(sa_url + f"tokens/{token_id}/revoke", data={"csrf_token": owner_client.csrf})
+    owner_client.post(sa_url + f"tokens/{token_id}/revoke",
+                      data={"csrf_token": owner_client.csrf, "confirmed": "yes"})
     assert client.get(f"/v1/secrets/?app_id={app_row['id']}&env=Production", headers={
         "Authorization": f"Bearer ServiceAccount {bearer}"}).status_code == 401
 
@@ -681,7 +685,8 @@ def test_deleted_secrets_can_be_found_and_restored(db, demo, owner_client):
                                                  "csrf_token": owner_client.csrf})
     secret_id = re.search(r'<tr id="secret-([^"]+)">',
                           owner_client.get(url).get_data(as_text=True)).group(1)
-    owner_client.post(url + f"secrets/{secret_id}/delete", data={"csrf_token": owner_client.csrf})
+    owner_client.post(url + f"secrets/{secret_id}/delete", data=CONFIRMED | {
+        "csrf_token": owner_client.csrf})
     page = owner_client.get(url + "deleted").get_data(as_text=True)
     assert ">GONE</th>" in page and "was here" not in page
     history = owner_client.get(url + f"secrets/{secret_id}/history").get_data(as_text=True)
@@ -716,5 +721,76 @@ def test_removing_an_invited_member_voids_their_link(app, services, owner_client
                      invited.get_data(as_text=True)).group(1)
     user = accounts.user_by_email(services, support.operator(services), "later@example.com")
     owner_client.post(f"/console/members/{user['id']}/remove",
-                      data={"csrf_token": owner_client.csrf})
+                      data={"csrf_token": owner_client.csrf, "confirmed": "yes"})
     assert app.test_client().get(link).status_code == 404
+
+
+# -- destructive actions ask first -----------------------------------------------------------
+
+
+def _destructive(name, app, services, demo, owner_client):
+    """(url, button, alive()) of one destructive action, its target made ready."""
+    app_row, envs = demo
+    if name == "delete secret":
+        url = env_url(app_row, envs["Staging"])
+        owner_client.post(url + "secrets/new", data={"key": "DOOMED", "value": "v",
+                                                     "csrf_token": owner_client.csrf})
+        secret_id = re.search(r'<tr id="secret-([^"]+)">',
+                              owner_client.get(url).get_data(as_text=True)).group(1)
+        return (url + f"secrets/{secret_id}/delete", "Delete secret",
+                lambda: owner_client.get(url + "export.json").get_json() == {"DOOMED": "v"})
+    if name in ("delete service account", "revoke service token"):
+        role = accounts.role_by_name(services, support.operator(services), "Service")
+        sa, _ = accounts.create_service_account(services, support.operator(services), {
+            "name": "deployer", "role_id": role["id"], "token_name": "ci"}, support.TEST_META)
+        sa_url = f"/console/service-accounts/{sa['id']}/"
+        page = owner_client.get(sa_url).get_data(as_text=True)
+        if name == "delete service account":
+            return (sa_url + "delete", "Delete service account",
+                    lambda: owner_client.get(sa_url).status_code == 200)
+        token_id = re.search(r'/tokens/([^/]+)/revoke', page).group(1)
+        return (sa_url + f"tokens/{token_id}/revoke", "Revoke token",
+                lambda: ">ci</th>" in owner_client.get(sa_url).get_data(as_text=True))
+    if name == "remove member":
+        user = set_password(services, "dev@example.com", role="Developer")
+        return (f"/console/members/{user['id']}/remove", "Remove member",
+                lambda: "dev@example.com" in owner_client.get("/console/members/").get_data(
+                    as_text=True))
+    if name == "revoke personal token":
+        support.user_token(services, "owner@example.com", "laptop")
+        page = owner_client.get("/console/account/").get_data(as_text=True)
+        token_id = re.search(r'/account/tokens/([^/]+)/revoke', page).group(1)
+        return (f"/console/account/tokens/{token_id}/revoke", "Revoke token",
+                lambda: ">laptop</th>" in owner_client.get("/console/account/").get_data(
+                    as_text=True))
+    other = app.test_client()
+    sign_in(other)
+    return ("/console/account/sign-out-others", "Sign out everywhere else",
+            lambda: other.get("/console/apps/").status_code == 200)
+
+
+@pytest.mark.parametrize("name", ["delete secret", "delete service account",
+                                  "revoke service token", "remove member",
+                                  "revoke personal token", "sign out everywhere else"])
+def test_destructive_actions_ask_first_without_script(name, app, services, demo, owner_client):
+    url, button, alive = _destructive(name, app, services, demo, owner_client)
+    asked = owner_client.post(url, data={"csrf_token": owner_client.csrf})
+    page = asked.get_data(as_text=True)
+    assert asked.status_code == 200 and alive()
+    form = re.search(r'<form method="post" action="([^"]+)" class="confirm">(.*?)</form>', page,
+                     re.S)
+    assert form.group(1) == url
+    assert f'<button type="submit" class="danger">{button}</button>' in form.group(2)
+    assert '<input type="hidden" name="confirmed" value="yes">' in form.group(2)
+    assert owner_client.post(url, data=CONFIRMED | {"csrf_token": "forged"}).status_code == 403
+    assert alive()
+    done = owner_client.post(url, data=CONFIRMED | {"csrf_token": csrf_of(asked)})
+    assert done.status_code == 303 and not alive()
+
+
+def test_destructive_buttons_carry_the_scripts_question(demo, owner_client):
+    app_row, envs = demo
+    url = env_url(app_row, envs["Staging"])
+    owner_client.post(url + "secrets/new", data={"key": "K", "value": "v",
+                                                 "csrf_token": owner_client.csrf})
+    assert 'data-confirm="Delete K?"' in owner_client.get(url).get_data(as_text=True)

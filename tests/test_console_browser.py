@@ -199,7 +199,14 @@ def test_owner_manages_secrets_end_to_end(page, server):
     text = Path(download.value.path()).read_text()
     assert 'DATABASE_URL="postgres://db.internal/shop"' in text
 
+    asked = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
     row_of(page, "API_URL").get_by_role("button", name=re.compile("^Delete")).click()
+    expect(row_of(page, "API_URL")).to_have_count(1)
+    assert asked == ["Delete API_URL?"]
+    page.once("dialog", lambda dialog: dialog.accept())
+    row_of(page, "API_URL").get_by_role("button", name=re.compile("^Delete")).click()
+    expect(page.get_by_role("status")).to_contain_text("Secret deleted.")
     expect(row_of(page, "API_URL")).to_have_count(0)
 
     page.get_by_role("link", name="shop").click()

@@ -4,10 +4,10 @@ from datetime import datetime, timedelta, timezone
 
 from flask import g, request, url_for
 
-from ..errors import InvalidRequest, PhaseError, status_of
+from ..errors import DoesNotExist, InvalidRequest, PhaseError, status_of
 from ..store import format_time
 from . import actions, sessions
-from .web import PREFIX, back, bp, caller, refused, render, services, signed_in
+from .web import PREFIX, back, bp, caller, refused, render, services, signed_in, unconfirmed
 
 TOKEN_EXPIRIES = (("", "Never"), ("86400", "1 day"), ("604800", "7 days"),
                   ("2592000", "30 days"), ("7776000", "90 days"), ("31536000", "1 year"))
@@ -87,7 +87,17 @@ def new_service_token(sa_id):
 @bp.route(PREFIX + "/service-accounts/<sa_id>/tokens/<token_id>/revoke", methods=["POST"])
 @signed_in
 def revoke_service_token(sa_id, token_id):
-    actions.revoke_service_token(caller(), sa_id, token_id)
+    who = caller()
+    sa, tokens, _ = actions.service_account(who, sa_id)
+    name = next((token["name"] for token in tokens if token["id"] == token_id), None)
+    if name is None:
+        raise DoesNotExist("Token not found.")
+    asked = unconfirmed(f"Revoke the token {name} of {sa['name']}?", "Revoke token",
+                        url_for("console.service_account", sa_id=sa_id),
+                        "Anything using it loses access at once.")
+    if asked is not None:
+        return asked
+    actions.revoke_service_token(who, sa_id, token_id)
     return back("console.service_account", "token_revoked", sa_id=sa_id)
 
 
@@ -101,7 +111,14 @@ def service_account_access(sa_id):
 @bp.route(PREFIX + "/service-accounts/<sa_id>/delete", methods=["POST"])
 @signed_in
 def delete_service_account(sa_id):
-    actions.delete_service_account(caller(), sa_id)
+    who = caller()
+    sa, _, _ = actions.service_account(who, sa_id)
+    asked = unconfirmed(f"Delete the service account {sa['name']}?", "Delete service account",
+                        url_for("console.service_account", sa_id=sa_id),
+                        "Its tokens stop working at once.")
+    if asked is not None:
+        return asked
+    actions.delete_service_account(who, sa_id)
     return back("console.service_accounts", "service_account_deleted")
 
 
@@ -146,7 +163,12 @@ def member_access(user_id):
 @bp.route(PREFIX + "/members/<user_id>/remove", methods=["POST"])
 @signed_in
 def remove_member(user_id):
-    actions.remove_member(caller(), user_id)
+    who = caller()
+    asked = unconfirmed(f"Remove {actions.member(who, user_id)['email']}?", "Remove member", url_for("console.members"),
+                        "Their sessions, tokens and invitation link end at once.")
+    if asked is not None:
+        return asked
+    actions.remove_member(who, user_id)
     return back("console.members", "member_removed")
 
 
@@ -235,12 +257,26 @@ def new_personal_token():
 @bp.route(PREFIX + "/account/tokens/<token_id>/revoke", methods=["POST"])
 @signed_in
 def revoke_personal_token(token_id):
-    actions.revoke_personal_token(caller(), token_id)
+    who = caller()
+    name = next((token["name"] for token in actions.personal_tokens(who)
+                 if token["id"] == token_id), None)
+    if name is None:
+        raise DoesNotExist("Token not found.")
+    asked = unconfirmed(f"Revoke your token {name}?", "Revoke token",
+                        url_for("console.account"), "Anything using it loses access at once.")
+    if asked is not None:
+        return asked
+    actions.revoke_personal_token(who, token_id)
     return back("console.account", "token_revoked")
 
 
 @bp.route(PREFIX + "/account/sign-out-others", methods=["POST"])
 @signed_in
 def sign_out_others():
+    asked = unconfirmed("Sign out your other sessions?", "Sign out everywhere else",
+                        url_for("console.account"),
+                        "Every other browser signed in as you must sign in again.")
+    if asked is not None:
+        return asked
     ended = sessions.sign_out_others(services().db, g.signed_in, caller().meta)
     return back("console.account", "signed_out_others", {"ended": ended})

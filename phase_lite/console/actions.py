@@ -289,19 +289,19 @@ def invite_member(caller, email, role_id):
     return token
 
 
-def _member(caller, user_id):
+def member(caller, user_id):
     return accounts.get_user(caller.services, caller.principal, user_id)
 
 
 def change_member_role(caller, user_id, role_id):
-    accounts.change_user_role(caller.services, caller.principal, _member(caller, user_id),
+    accounts.change_user_role(caller.services, caller.principal, member(caller, user_id),
                               {"role_id": role_id}, caller.meta)
 
 
 def set_member_access(caller, user_id, env_ids):
     """Grant exactly ``env_ids`` among the environments the caller may grant, app by app,
     in one transaction."""
-    user = _member(caller, user_id)
+    user = member(caller, user_id)
     grantee = Grantee.of_user(user)
     current = _granted_ids(caller, user)
     db = caller.services.db
@@ -331,7 +331,7 @@ def _by_app(envs):
 
 def remove_member(caller, user_id):
     """Remove a user: tokens revoked, grants dropped, every session ended."""
-    accounts.delete_user(caller.services, caller.principal, _member(caller, user_id),
+    accounts.delete_user(caller.services, caller.principal, member(caller, user_id),
                          caller.meta)
 
 
@@ -346,7 +346,7 @@ def issue_personal_token(caller, name, expires_in=None):
     fields = {"name": name}
     if expires_in:
         fields["expires_in"] = expires_in
-    me = _member(caller, caller.principal.account_id)
+    me = member(caller, caller.principal.account_id)
     return accounts.issue_user_token(caller.services, caller.principal, me, fields, caller.meta)
 
 

@@ -8,7 +8,7 @@ from .. import secrets
 from ..errors import InvalidRequest, PhaseError
 from ..paths import ROOT, normalize_path
 from . import actions, dotenv
-from .web import PREFIX, back, bp, caller, refused, render, signed_in
+from .web import PREFIX, back, bp, caller, refused, render, signed_in, unconfirmed
 
 MASK = "\u2022" * 8
 ENV_PAGE = "console.environment"
@@ -254,8 +254,16 @@ def edit_secret(app_id, env_id, secret_id):
 def delete_secret(app_id, env_id, secret_id):
     who, _, env = _environment(app_id, env_id)
     secret = actions.get_secret(who, env, secret_id)
+    overview = request.form.get("from") == "overview"
+    cancel = (url_for("console.app_overview", app_id=app_id) if overview
+              else env_url(ENV_PAGE, env, path=secret.path if secret.path != ROOT else None))
+    asked = unconfirmed(f"Delete {secret.key} from {env['name']}?", "Delete secret", cancel,
+                        "It can be found and restored from the environment's deleted secrets.",
+                        **{"from": "overview" if overview else None})
+    if asked is not None:
+        return asked
     actions.delete_secrets(who, env, [secret.id])
-    if request.form.get("from") == "overview":
+    if overview:
         return back("console.app_overview", "secret_deleted", app_id=app_id)
     return back(ENV_PAGE, "secret_deleted", app_id=app_id, env_id=env_id,
                 path=secret.path if secret.path != ROOT else None)

@@ -196,6 +196,19 @@ def render(template, status=200, **context):
     return render_template(template, **context), status
 
 
+CONFIRMED_FIELD = "confirmed"
+
+
+def unconfirmed(question, button, cancel_url, detail=None, **carry):
+    """Ask before a destructive POST: without ``confirmed=yes`` the answer is a page that says
+    what will happen, whose button posts the same form again with it (no script needed; the
+    script only asks in place). None once confirmed. ``carry`` holds hidden fields to repeat."""
+    if request.form.get(CONFIRMED_FIELD) == "yes":
+        return None
+    return render("confirm.html", question=question, detail=detail, button=button,
+                  action=request.path, cancel_url=cancel_url, carry=carry)
+
+
 def refused(template, error, **context):
     """The form again with the domain's message, under the status the API would answer."""
     return render(template, status_of(error), error=error.message, **context)

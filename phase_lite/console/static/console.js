@@ -84,6 +84,24 @@
     });
   });
 
+  // Confirm in place: without this, the server answers a destructive POST with a page that
+  // asks first; once asked here, the form says so.
+  document.querySelectorAll("form[data-confirm]").forEach(function (form) {
+    form.addEventListener("submit", function (event) {
+      if (!window.confirm(form.dataset.confirm)) {
+        event.preventDefault();
+        return;
+      }
+      if (!form.querySelector("input[name=confirmed]")) {
+        var confirmed = document.createElement("input");
+        confirmed.type = "hidden";
+        confirmed.name = "confirmed";
+        confirmed.value = "yes";
+        form.appendChild(confirmed);
+      }
+    });
+  });
+
   // Filter the overview's rows by key as you type.
   document.querySelectorAll("[data-filter-table]").forEach(function (form) {
     var table = document.getElementById(form.dataset.filterTable);
