@@ -84,6 +84,47 @@ def test_console_pages_carry_the_security_headers(client):
         assert "prefers-color-scheme" in style.get_data(as_text=True)
 
 
+@pytest.mark.parametrize("path", ["/console/nope", "/console/apps/x/y/z",
+                                  "/static/console/missing.js"])
+def test_unknown_console_paths_are_console_pages(client, owner_client, path):
+    for visitor in (client, owner_client):
+        answer = visitor.get(path)
+        text = answer.get_data(as_text=True)
+        assert answer.status_code == 404 and answer.mimetype == "text/html"
+        assert "<h1>Not found</h1>" in text and 'href="/console/"' in text
+        assert "frame-ancestors 'none'" in answer.headers["Content-Security-Policy"]
+    assert ">Sign out</button>" in owner_client.get(path).get_data(as_text=True)
+    assert ">Sign out</button>" not in client.get(path).get_data(as_text=True)
+
+
+def test_a_console_path_without_its_slash_is_sent_to_it(client):
+    answer = client.get("/console/apps")
+    assert answer.status_code == 308 and answer.location.endswith("/console/apps/")
+    assert client.get("/health").get_json() == {"error": "Not found."}
+
+
+def test_console_errors_are_console_pages_and_api_errors_stay_json(
+        client, owner_client, demo, monkeypatch):
+    app_row, envs = demo
+    missing = owner_client.get(f"/console/apps/{app_row['id']}/environments/nope/")
+    assert missing.status_code == 404 and "<h1>Not found</h1>" in missing.get_data(as_text=True)
+    wrong_method = owner_client.delete("/console/apps/")
+    assert wrong_method.status_code == 405 and wrong_method.mimetype == "text/html"
+    assert "GET" in wrong_method.headers["Allow"]
+    for path in ("/consoles/", "/v1/nope/", "/service/nope/"):
+        assert client.get(path).get_json() == {"error": "Not found."}
+    assert client.post("/health/").get_json() == {"error": 'Method "POST" not allowed.'}
+
+    def broken(*_):
+        raise RuntimeError("a value that must stay private")
+
+    monkeypatch.setattr("phase_lite.console.actions.visible_apps", broken)
+    failed = owner_client.get("/console/apps/")
+    text = failed.get_data(as_text=True)
+    assert failed.status_code == 500 and "<h1>Something went wrong</h1>" in text
+    assert "must stay private" not in text and ">Sign out</button>" in text
+
+
 def test_templates_hold_no_inline_script_or_handler():
     from pathlib import Path
 

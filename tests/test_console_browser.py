@@ -314,6 +314,29 @@ def test_audit_log_account_and_members_pages(page, server):
     expect(page.get_by_text(re.compile("^pss_user:v1:"))).to_be_visible()
     page.get_by_role("link", name="Members").click()
     check_page(page, "members")
+    page.goto("/console/no-such-page")
+    expect(page.get_by_role("heading", level=1, name="Not found")).to_be_visible()
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+    check_page(page, "not-found")
+
+
+def test_destructive_actions_ask_first_without_script(browser, server):
+    context = browser.new_context(base_url=server.url, java_script_enabled=False)
+    try:
+        page = context.new_page()
+        sign_in(page)
+        page.get_by_role("link", name="Account", exact=True).click()
+        page.get_by_label("Name").fill("old laptop")
+        page.get_by_role("button", name="Create token").click()
+        page.get_by_role("link", name="Account", exact=True).click()
+        page.get_by_role("button", name="Revoke old laptop").click()
+        expect(page.get_by_role("heading", level=1,
+                                name="Revoke your token old laptop?")).to_be_visible()
+        page.get_by_role("button", name="Revoke token").click()
+        expect(page.get_by_role("status")).to_contain_text("Token revoked.")
+        expect(page.get_by_role("rowheader", name="old laptop")).to_have_count(0)
+    finally:
+        context.close()
 
 
 # -- a Manager and a Developer ---------------------------------------------------------------

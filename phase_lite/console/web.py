@@ -10,18 +10,22 @@ token is derived from the session cookie (``sessions.csrf_token_of``), the anony
 import dataclasses
 import functools
 import hmac
+import logging
 import re
 import secrets as random_tokens
 from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, current_app, g, redirect, render_template, request, url_for
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.routing import RequestRedirect
 
 from ..api.context import _PRINCIPAL, _is_trusted_proxy, client_ip, request_meta
 from ..errors import PhaseError, status_of
 from . import sessions
 from .actions import Caller
+
+log = logging.getLogger("phase_lite.console")
 
 bp = Blueprint("console", __name__, template_folder="templates", static_folder="static",
                static_url_path="/static/console")
@@ -108,13 +112,34 @@ def caller() -> Caller:
 
 @bp.before_request
 def load_session():
+    load_visitor()
+    if request.method == "POST":
+        check_csrf()
+
+
+def load_visitor():
     g.signed_in = sessions.authenticate(services().db, session_settings(),
                                         request.cookies.get(SESSION_COOKIE))
     if g.signed_in is not None:  # the access log names the caller's account, as for the API
         request.environ[_PRINCIPAL] = g.signed_in.principal
     g.anon_csrf = request.cookies.get(ANON_CSRF_COOKIE) or None
-    if request.method == "POST":
-        check_csrf()
+
+
+@bp.before_app_request
+def unrouted_console_path():
+    """An unknown console path, or a method a console page does not take, is answered as a
+    console page (a console path without its trailing slash is sent to it). Flask raises routing errors after the request hooks and outside any
+    blueprint, so the API's JSON handlers would answer them; every other path keeps those."""
+    error = request.routing_exception
+    if error is None or not (request.path == PREFIX or request.path.startswith(PREFIX + "/")):
+        return None
+    if isinstance(error, RequestRedirect):  # a console path without its slash: no API's path
+        return redirect(error.new_url, error.code)
+    load_visitor()
+    response = current_app.make_response(http_error(error))
+    if isinstance(error, MethodNotAllowed) and error.valid_methods:
+        response.headers["Allow"] = ", ".join(error.valid_methods)
+    return secure_headers(response)
 
 
 def check_csrf():
@@ -274,6 +299,16 @@ def http_error(error):
     status = error.code or 500
     message = error.description if status in (400, 403) else error.name
     return render("error.html", status, status_code=status, message=message)
+
+
+@bp.errorhandler(Exception)
+def unexpected(error):
+    """A failure in a console page: logged by class (never its message, which may hold a
+    value), answered with the console's error page."""
+    log.error("unhandled %s on %s %s", error.__class__.__name__, request.method,
+              request.path, exc_info=current_app.debug)
+    return render("error.html", 500, status_code=500,
+                  message="Something went wrong on the server.")
 
 
 def register_console(app, services_):
