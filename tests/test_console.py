@@ -491,16 +491,27 @@ def test_overview_compares_environments(db, demo, owner_client):
         "key": "ONLY_PROD", "value": "", "csrf_token": owner_client.csrf})
     page = owner_client.get(f"/console/apps/{app_row['id']}/").get_data(as_text=True)
     row = page.split('data-key="DB"')[1].split("</tr>")[0]
-    assert re.findall(r"state-(\w+)", row) == ["present", "same", "present"]
+    assert re.findall(r'<td class="state-(\w+)"', row) == ["present", "same", "present"]
+    assert "<details>" in row and row.count(">Edit<") == 3 and row.count(">Delete<") == 3
     row = page.split('data-key="ONLY_PROD"')[1].split("</tr>")[0]
-    assert re.findall(r"state-(\w+)", row) == ["missing", "missing", "empty"]
-    assert "prod" not in re.sub(r"<[^>]+>", " ", row)
-    values_url = re.search(r'href="([^"]+/across)"', row).group(1)
-    assert "ONLY_PROD" not in values_url  # key names stay out of URLs
-    text = owner_client.get(values_url).get_data(as_text=True)
-    assert text.count("Add value") == 2 and text.count(">Reveal <") == 1
-    add = html.unescape(re.search(r'href="([^"]+secrets/new\?like=[^"]+)"', text).group(1))
-    assert 'value="ONLY_PROD"' in owner_client.get(add).get_data(as_text=True)
+    assert re.findall(r'<td class="state-(\w+)"', row) == ["missing", "missing", "empty"]
+    assert "prod" not in re.sub(r"<[^>]+>", " ", page)  # values only on reveal
+    assert row.count(">Add value<") == 2 and row.count(">Reveal<") == 1
+    app_page = f"/console/apps/{app_row['id']}/"
+    add = html.unescape(re.search(r'href="([^"]+secrets/new\?like=[^"]+)"', row).group(1))
+    assert 'value="ONLY_PROD"' in owner_client.get(app_page + add).get_data(as_text=True)
+
+    db_row = page.split('data-key="DB"')[1].split("</tr>")[0]
+    named = re.search(r'name="secret" value="([^"]+)" data-reveal-row', db_row).group(1)
+    assert "DB" not in named  # key names stay out of URLs and form values alike
+    shown = owner_client.post(app_page + "reveal", data={"secret": named,
+                                                         "csrf_token": owner_client.csrf})
+    opened = shown.get_data(as_text=True).split('data-key="DB"')[1].split("</tr>")[0]
+    assert "<details open>" in opened
+    assert re.findall(r'<code class="revealed">(\w+)</code>', opened) == ["dev", "prod", "prod"]
+    found = owner_client.post(app_page + "reveal", headers={"Accept": "application/json"},
+                              data={"secret": named, "csrf_token": owner_client.csrf}).get_json()
+    assert sorted(item["value"] for item in found.values()) == ["dev", "prod", "prod"]
     filtered = owner_client.get(f"/console/apps/{app_row['id']}/?type=config")
     assert "No key matches." in filtered.get_data(as_text=True)
 

@@ -213,15 +213,17 @@ def test_owner_manages_secrets_end_to_end(page, server):
     overview = page.get_by_role("row").filter(has_text="DATABASE_URL")
     expect(overview.get_by_role("cell").nth(0)).to_contain_text("present")
     expect(overview.get_by_role("cell").nth(1)).to_contain_text("missing")
-    overview.get_by_role("link", name=re.compile("^Values")).click()
-    check_page(page, "key-values")
-    page.get_by_role("button", name=re.compile("^Reveal")).click()
-    expect(page.get_by_text("postgres://db.internal/shop", exact=True)).to_be_visible()
-    page.get_by_role("link", name="shop").click()
+    overview.get_by_text("Values").click()
+    expect(overview.get_by_role("link", name="Add value of DATABASE_URL to Staging")).to_be_visible()
+    check_page(page, "app-overview-row")
+    overview.get_by_role("button", name=re.compile("^Reveal")).click()
+    expect(overview.get_by_text("postgres://db.internal/shop", exact=True)).to_be_visible()
     page.get_by_label("Search keys").fill("database")
     expect(page.get_by_role("row").filter(has_text="DATABASE_URL")).to_be_visible()
     page.get_by_label("Search keys").fill("nothing like it")
     expect(page.get_by_role("row").filter(has_text="DATABASE_URL")).to_be_hidden()
+    page.get_by_label("Search keys").fill("db.internal")  # a revealed value is searched too
+    expect(page.get_by_role("row").filter(has_text="DATABASE_URL")).to_be_visible()
 
     for secret_text in ("DATABASE_URL", "database_url", "db.internal", "primary", "API_URL"):
         assert not [url for url in urls if secret_text in url], secret_text

@@ -43,39 +43,44 @@ def new_app():
 
 @bp.route(PREFIX + "/apps/<app_id>/")
 @signed_in
-def app_overview(app_id):
+def app_overview(app_id, revealed=None, opened=None):
+    """One row per key; a row opens in place on every environment's value (hidden until
+    revealed: ``revealed`` holds the values of the ``opened`` row after a reveal)."""
     who = caller()
     app_row = actions.app(who, app_id)
     envs = actions.environments(who, app_row)
     listed = {env["id"]: actions.list_secrets(who, env) for env in envs}
     rows = compare_environments(envs, listed)
-    # One url_for per environment, not per row: the page has a link per key.
-    bases = {env["id"]: url_for(ENV_PAGE, app_id=app_id, env_id=env["id"]) for env in envs}
-    for row in rows:
+    for row in rows:  # the row's reveal names the key by one of its secrets (never by name)
         env, secret, _ = next(cell for cell in row["cells"] if cell[1] is not None)
-        row["values_url"] = f"{bases[env['id']]}secrets/{secret.id}/across"
+        row["named"] = f"{env['id']}/{secret.id}"
     tags = sorted({tag for found in listed.values() for secret in found for tag in secret.tags})
     filters = {"tag": request.args.get("tag", ""), "type": request.args.get("type", "")}
     return render("app.html", app=app_row, envs=envs, rows=filter_rows(rows, **filters),
-                  total=len(rows), tags=tags, filters=filters,
+                  total=len(rows), tags=tags, filters=filters, mask=MASK,
+                  revealed=revealed or {}, opened=opened,
                   counts={env_id: len(found) for env_id, found in listed.items()})
 
 
-@bp.route(PREFIX + "/apps/<app_id>/environments/<env_id>/secrets/<secret_id>/across")
+@bp.route(PREFIX + "/apps/<app_id>/reveal", methods=["POST"])
 @signed_in
-def key_values(app_id, env_id, secret_id):
-    """One key across the app's environments: reveal, edit, delete, or add where missing.
-
-    Named by one of its secrets (ids in URLs; key names never are)."""
-    who, app_row, env = _environment(app_id, env_id)
+def reveal_across(app_id):
+    """Reveal one key's value in every environment (named as ``ENV_ID/SECRET_ID`` by one of
+    its secrets): JSON for the page's script, else the overview with that row open."""
+    who = caller()
+    env_id, _, secret_id = request.form.get("secret", "").partition("/")
+    app_row, env = actions.environment(who, app_id, env_id)
     named = actions.get_secret(who, env, secret_id)
-    cells = []
+    revealed = {}
     for other in actions.environments(who, app_row):
-        found = [secret for secret in actions.list_secrets(who, other, named.path)
-                 if secret.key == named.key]
-        cells.append((other, found[0] if found else None))
-    return render("key.html", app=app_row, key=named.key, path=named.path, cells=cells,
-                  named=named, named_env=env, mask=MASK)
+        found = [secret.id for secret in actions.list_secrets(who, other, named.path)
+                 if secret.key == named.key and secret.type != "sealed"]
+        if found:
+            revealed.update((found_id, revealed_value(item)) for found_id, item in
+                            actions.reveal(who, other, found).items())
+    if request.accept_mimetypes.best == "application/json":
+        return Response(json.dumps(revealed), mimetype="application/json")
+    return app_overview(app_id=app_id, revealed=revealed, opened=(named.path, named.key))
 
 
 def filter_rows(rows, tag="", type=""):  # noqa: A002 - the form's field name
@@ -249,12 +254,12 @@ def edit_secret(app_id, env_id, secret_id):
 
 
 @bp.route(PREFIX + "/apps/<app_id>/environments/<env_id>/secrets/<secret_id>/delete",
-          methods=["POST"])
+          methods=["GET", "POST"])
 @signed_in
 def delete_secret(app_id, env_id, secret_id):
     who, _, env = _environment(app_id, env_id)
     secret = actions.get_secret(who, env, secret_id)
-    overview = request.form.get("from") == "overview"
+    overview = request.values.get("from") == "overview"  # a GET only asks
     cancel = (url_for("console.app_overview", app_id=app_id) if overview
               else env_url(ENV_PAGE, env, path=secret.path if secret.path != ROOT else None))
     asked = unconfirmed(f"Delete {secret.key} from {env['name']}?", "Delete secret", cancel,

@@ -225,9 +225,10 @@ CONFIRMED_FIELD = "confirmed"
 
 
 def unconfirmed(question, button, cancel_url, detail=None, **carry):
-    """Ask before a destructive POST: without ``confirmed=yes`` the answer is a page that says
-    what will happen, whose button posts the same form again with it (no script needed; the
-    script only asks in place). None once confirmed. ``carry`` holds hidden fields to repeat."""
+    """Ask before a destructive action: a GET, or a POST without ``confirmed=yes``, is
+    answered with a page that says what will happen, whose button posts again with it (no
+    script needed; the script only asks in place). None once confirmed. ``carry`` holds
+    fields to repeat."""
     if request.form.get(CONFIRMED_FIELD) == "yes":
         return None
     return render("confirm.html", question=question, detail=detail, button=button,
