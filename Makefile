@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast clients bench clean
+.PHONY: run test test-fast clients postgres bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,12 +23,18 @@ run: $(STAMP)
 clients: $(STAMP)
 	bash tests/clients/install.sh
 
+## PostgreSQL's server binaries, for the tests that also run on PostgreSQL (the session starts
+## its own throwaway server from them). Installed from the system's packages when missing.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
+
 ## The whole suite, the real Phase clients included.
-test: $(STAMP) clients
+test: $(STAMP) clients postgres
 	$(PY) -m pytest
 
 ## Everything but the real-client and slow process tests.
-test-fast: $(STAMP)
+test-fast: $(STAMP) postgres
 	$(PY) -m pytest -m "not clients and not slow"
 
 ## phase_lite against a bare Flask + waitress baseline, one table of ratios.

@@ -10,7 +10,7 @@ from werkzeug.routing import RequestRedirect
 from . import __version__, accounts, audit, keyring
 from .auth import Authenticator
 from .config import Config, ConfigError, load_config
-from .store import Database, StoreError
+from .store import Database, StoreError, open_database as open_store
 from .store import meta as meta_store
 from .vault import Vault
 
@@ -29,26 +29,33 @@ def open_keyring(config: Config) -> keyring.Keyring:
 
 def open_database(config: Config, ring: keyring.Keyring) -> Database:
     """Open and migrate the database and check that the master key belongs to it."""
-    if not config.database.exists():
+    setting = "PHASE_LITE_DATABASE_URL" if config.database_url else "PHASE_LITE_DATABASE"
+    if not config.database_url and not config.database.exists():
         raise ConfigError(
             f"PHASE_LITE_DATABASE: no database at {config.database} (run 'phase-lite init')"
         )
-    db = Database(config.database)
+    db = open_store(config.database_location)
     try:
         if not db.integrity_check():
-            raise ConfigError(f"PHASE_LITE_DATABASE: {config.database} failed its integrity check")
+            raise ConfigError(f"{setting}: {config.database_name} failed its integrity check")
         db.migrate()
         check = meta_store.get_blob(db, "master_key_check")
     except StoreError as exc:
-        raise ConfigError(f"PHASE_LITE_DATABASE: {exc}") from None
+        db.close()
+        raise ConfigError(f"{setting}: {exc}") from None
+    except ConfigError:
+        db.close()
+        raise
     if check is None:
+        db.close()
         raise ConfigError(
-            f"PHASE_LITE_DATABASE: {config.database} is not initialised (run 'phase-lite init')"
+            f"{setting}: {config.database_name} is not initialised (run 'phase-lite init')"
         )
     if not ring.verify_check_blob(check):
+        db.close()
         raise ConfigError(
             f"{config.master_key_source()}: this master key does not match the database "
-            f"{config.database} (wrong key?)"
+            f"{config.database_name} (wrong key?)"
         )
     return db
 
@@ -61,7 +68,7 @@ def init_data_dir(config: Config, owner_email: str):
     """
     config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     if not config.master_key_env and not config.master_key_file.exists():
-        if config.database.exists():
+        if config.database_url is None and config.database.exists():
             raise ConfigError(
                 f"PHASE_LITE_MASTER_KEY_FILE: {config.master_key_file} is missing but the "
                 f"database {config.database} exists; restore the key instead of making a new one"
@@ -71,9 +78,9 @@ def init_data_dir(config: Config, owner_email: str):
             (keyring.encode_master_key(keyring.generate_master_key()) + "\n").encode(),
         )
     ring = open_keyring(config)
-    if not config.database.exists():
+    if config.database_url is None and not config.database.exists():
         _create_private_file(config.database, b"")
-    db = Database(config.database)
+    db = open_store(config.database_location)
     try:
         db.migrate()
         with db.transaction():

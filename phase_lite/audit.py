@@ -59,7 +59,9 @@ def prune(db, older_than_days: int, *, record_prune=True) -> int:
     The prune itself is recorded (unless ``record_prune`` is false), so the log shows it.
     """
     cutoff = format_time(datetime.now(timezone.utc) - timedelta(days=older_than_days))
-    with db.transaction():
+    with db.transaction(changes_reads=False):  # no cached answer holds audit events
+        if not db.take_turn("audit retention"):
+            return 0  # another node is pruning now
         deleted = audit_store.delete_events_before(db, cutoff)
         if record_prune:
             record(db, None, "prune", "audit_log",
@@ -176,7 +178,7 @@ class ReadLog:
         if not taken:
             return
         try:
-            with self.db.transaction():
+            with self.db.transaction(changes_reads=False):
                 audit_store.insert_events(self.db, taken)
         except StoreError:
             with self._lock:  # keep them for the next attempt

@@ -154,7 +154,7 @@ class Authenticator:
             if last is not None and moment - last < LAST_USED_GRANULARITY:
                 return
             self._touched[token_id] = moment
-        with self.db.transaction():
+        with self.db.transaction(changes_reads=False):
             account_store.touch_token(self.db, token_id, now())
 
     # -- scope -----------------------------------------------------------------------------

@@ -545,13 +545,13 @@ def restore_command(path, force, as_json):
         result = restore_backup(config, open_keyring(config), path, force=force)
     summary = result.summary
     line = (f"Restored {summary.apps} apps, {summary.environments} environments and "
-            f"{summary.secrets} secrets from {path} into {config.database}.")
+            f"{summary.secrets} secrets from {path} into {config.database_name}.")
     if result.set_aside:
         line += f" The damaged database was moved to {result.set_aside}."
     if result.was_in_use:
         line += " A server was running: restart it now so it drops its caches."
     emit(as_json, _summary_payload(summary) | {
-        "database": str(config.database), "serverWasRunning": result.was_in_use,
+        "database": config.database_name, "serverWasRunning": result.was_in_use,
         "damagedDatabaseMovedTo": str(result.set_aside) if result.set_aside else None}, line)
 
 

@@ -6,6 +6,10 @@ from ``keyring`` under the owning app's data key; ``wire_*`` columns are Phase `
 ciphertexts to the environment's public key (what the Phase CLI/SDKs read), never plaintext:
 stored as the client sent them, or made on the first client read after a REST write (NULL until
 then, so REST writes and imports pay no public-key encryption).
+
+Migrations are SQL run through ``db.execute`` (no sqlite-utils table methods), in the dialect
+both backends accept: ``store.postgres`` translates column types for PostgreSQL. Case-insensitive
+uniqueness is an index on ``lower(column)``, not a column collation.
 """
 
 import sqlite3
@@ -226,6 +230,19 @@ def m001_initial(db):
         );
         CREATE INDEX audit_events_by_time ON audit_events (created_at);
         CREATE INDEX audit_events_by_env ON audit_events (environment_id, created_at);
+        """
+    )
+
+
+@migrations()
+def m002_explicit_case_folding(db):
+    # Names that differ only in ASCII case are one name. SQLite's NOCASE columns said so
+    # implicitly; these indexes say it on every backend (lookups use lower(column) = ?).
+    _run_script(
+        db,
+        """
+        CREATE UNIQUE INDEX users_by_folded_email ON users (organisation_id, lower(email));
+        CREATE UNIQUE INDEX environments_by_folded_name ON environments (app_id, lower(name));
         """
     )
 

@@ -719,10 +719,7 @@ def create_secrets(services, principal, env_row, entries, meta=None) -> list[Sec
             raise Duplicate(DUPLICATE)
         names = [tag_names(entry.tags) for entry in entries]
         writer = _Writer(services, principal, env_row)
-        created = [
-            writer.insert(entry, digest, entry_tags)
-            for entry, digest, entry_tags in zip(entries, digests, names)
-        ]
+        created = writer.insert(list(zip(entries, digests, names)))
         writer.finish("create", created, meta)
     writer.publish(created)
     return created
@@ -842,14 +839,38 @@ class _Writer:
         self._folders = {ROOT: None}
         self._tags = {}  # name: (tag id, listing order)
 
-    def insert(self, entry: NewSecret, digest: str, names: tuple) -> Secret:
+    def insert(self, items) -> list[Secret]:
+        """Insert new secrets, ``items`` being (NewSecret, key digest, tag names): the rows and
+        their tags each in one batch (one round trip on PostgreSQL)."""
+        rows = [self._new_row(entry, digest) for entry, digest, _ in items]
+        rowids = secret_store.insert_secrets(self.db, rows)
+        created, tagged = [], []
+        for (entry, digest, names), row, rowid in zip(items, rows, rowids):
+            secret_id, stamp = row["id"], row["created_at"]
+            if names:
+                names = self._ordered(names)
+                tagged.extend((secret_id, tag_id) for tag_id in self._ids(names))
+            if entry.override is not None:
+                # Phase validates isActive on create but always stores an active override.
+                self._set_override(secret_id, entry.override, True, stamp)
+            secret = Secret(
+                id=secret_id, key=entry.key, value=entry.value, comment=entry.comment,
+                tags=names, type=entry.type, path=entry.path, key_digest=digest, version=1,
+                created_at=stamp, updated_at=stamp, environment_id=self.env_id,
+                folder_id=row["folder_id"], order=(stamp, rowid),
+            )
+            self._keep_version(secret, "create")
+            created.append(secret)
+        secret_store.insert_secret_tags(self.db, tagged)
+        return created
+
+    def _new_row(self, entry: NewSecret, digest: str) -> dict:
         secret_id, stamp = new_id(), now()
-        folder_id = self._folder(entry.path)
         wire = entry.wire or Wire()
-        rowid = secret_store.insert_secret(self.db, {
+        return {
             "id": secret_id,
             "environment_id": self.env_id,
-            "folder_id": folder_id,
+            "folder_id": self._folder(entry.path),
             "path": entry.path,
             "key_digest": digest,
             "key_enc": self._encrypt("secrets", secret_id, "key", entry.key),
@@ -862,21 +883,7 @@ class _Writer:
             "version": 1,
             "created_at": stamp,
             "updated_at": stamp,
-        })
-        if names:
-            names = self._ordered(names)
-            secret_store.replace_secret_tags(self.db, secret_id, self._ids(names))
-        if entry.override is not None:
-            # Phase validates isActive on create but always stores an active override.
-            self._set_override(secret_id, entry.override, True, stamp)
-        secret = Secret(
-            id=secret_id, key=entry.key, value=entry.value, comment=entry.comment, tags=names,
-            type=entry.type, path=entry.path, key_digest=digest, version=1, created_at=stamp,
-            updated_at=stamp, environment_id=self.env_id, folder_id=folder_id,
-            order=(stamp, rowid),
-        )
-        self._keep_version(secret, "create")
-        return secret
+        }
 
     def update(self, current: Secret, change: SecretChange, names) -> Secret:
         stamp = now()

@@ -1,4 +1,9 @@
-"""Shared fixtures: a fresh data directory, app and database per test, tokens, a live server."""
+"""Shared fixtures: a fresh data directory, app and database per test, tokens, a live server.
+
+The modules named in ``BOTH_BACKENDS`` run every test that uses a database twice: on SQLite and
+on a PostgreSQL server the session starts itself (``postgres_server.PostgresServer``), emptied
+before each test. The others run on SQLite only.
+"""
 
 import os
 import socket
@@ -17,6 +22,73 @@ from phase_lite.store import apps as app_store
 
 REPO = Path(__file__).resolve().parents[1]
 
+# The store, domain and HTTP contract tests; not the ones about SQLite files, processes or
+# the command line.
+BOTH_BACKENDS = {
+    "test_client_protocol",
+    "test_management_api",
+    "test_management_flow",
+    "test_read_caches",
+    "test_references",
+    "test_secrets_api",
+    "test_secrets_store",
+    "test_secrets_writes",
+    "test_security",
+    "test_store",
+}
+
+
+def pytest_generate_tests(metafunc):
+    if ("backend" in metafunc.fixturenames
+            and metafunc.module.__name__.rsplit(".", 1)[-1] in BOTH_BACKENDS
+            and metafunc.definition.get_closest_marker("sqlite_only") is None):
+        metafunc.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
+
+
+@pytest.fixture
+def backend(request):
+    """The database backend of this test: "sqlite", or "postgresql" in ``BOTH_BACKENDS``."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    from postgres_server import PostgresServer
+
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_database(postgres_server):
+    """(URL, an admin connection, the tables to empty) of one migrated test database."""
+    import psycopg
+
+    from phase_lite.store.postgres import GENERATION_TABLE, MIGRATIONS_TABLE, PostgresDatabase
+
+    url = postgres_server.create_database("phase_lite_test")
+    db = PostgresDatabase(url)
+    db.migrate()
+    db.close()
+    conn = psycopg.connect(url, autocommit=True)
+    conn.execute("SET lock_timeout = '10s'")  # a test that left a transaction open fails loudly
+    tables = [name for (name,) in conn.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+    ) if name not in (GENERATION_TABLE, MIGRATIONS_TABLE)]
+    yield url, conn, tables
+    conn.close()
+
+
+@pytest.fixture
+def database_url(backend, request):
+    """None on SQLite; on PostgreSQL the URL of the (emptied) test database."""
+    if backend == "sqlite":
+        return None
+    url, conn, tables = request.getfixturevalue("postgres_database")
+    conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY")
+    return url
+
 
 @pytest.fixture
 def data_dir(tmp_path):
@@ -26,8 +98,11 @@ def data_dir(tmp_path):
 
 
 @pytest.fixture
-def config(data_dir):
-    return load_config({"PHASE_LITE_DATA_DIR": str(data_dir)}, testing=True)
+def config(data_dir, database_url):
+    env = {"PHASE_LITE_DATA_DIR": str(data_dir)}
+    if database_url:
+        env["PHASE_LITE_DATABASE_URL"] = database_url
+    return load_config(env, testing=True)
 
 
 @pytest.fixture
@@ -56,6 +131,14 @@ def db(services):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+def database_env(config) -> dict:
+    """The environment a child process (server, admin command) needs for ``config``'s data."""
+    env = {"PHASE_LITE_DATA_DIR": str(config.data_dir)}
+    if config.database_url:
+        env["PHASE_LITE_DATABASE_URL"] = config.database_url
+    return env
 
 
 def bearer_headers(issued):
@@ -128,8 +211,8 @@ class LiveServer:
         self.data_dir = Path(data_dir)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = dict(os.environ, PHASE_LITE_DATA_DIR=str(data_dir),
-                        PHASE_LITE_LISTEN=f"127.0.0.1:{self.port}", **(extra_env or {}))
+        self.env = {**os.environ, "PHASE_LITE_DATA_DIR": str(data_dir),
+                    "PHASE_LITE_LISTEN": f"127.0.0.1:{self.port}", **(extra_env or {})}
         self.process = None
         self.log_path = self.data_dir.parent / f"server-{self.port}.log"
 
@@ -168,7 +251,7 @@ class LiveServer:
 @pytest.fixture
 def live_server(config, owner):
     """A served phase_lite on the test's data directory (initialised, Owner token in .owner)."""
-    server = LiveServer(config.data_dir)
+    server = LiveServer(config.data_dir, database_env(config))
     server.owner = owner
     server.start()
     yield server

@@ -15,9 +15,9 @@ from phase_lite import accounts, apps, auth
 from phase_lite import secrets as secret_rules
 from phase_lite.app import open_services
 from phase_lite.caches import GenerationCache
-from phase_lite.store import Database, format_time
+from phase_lite.store import format_time, open_database
 from phase_lite.store import accounts as account_store
-from tests.conftest import REPO, bearer_headers
+from tests.conftest import REPO, bearer_headers, database_env
 from tests.test_client_protocol import SECRETS_URL, fetch_keys, make_user_token, \
     unwrap_environments
 from tests.test_ratelimit import limited_app
@@ -74,7 +74,7 @@ def test_generation_moves_on_every_commit_from_anywhere(db, config):
     after_own = db.generation()
     assert after_own > first
 
-    other = Database(config.database)
+    other = open_database(config.database_location)
     try:
         with other.transaction():
             other.execute("UPDATE organisations SET name = name || '.'")
@@ -102,7 +102,7 @@ def test_generation_cache_holds_one_generation_within_its_bounds():
 
 
 def revoke_with_second_connection(config, token_id):
-    db = Database(config.database)
+    db = open_database(config.database_location)
     try:
         accounts.revoke_token(db, token_id)
     finally:
@@ -113,7 +113,7 @@ def revoke_with_admin_command(config, token_id):
     completed = subprocess.run(
         [sys.executable, "-m", "phase_lite.cli", "service-accounts", "tokens", "revoke",
          token_id], cwd=REPO, capture_output=True, text=True, timeout=60,
-        env={"PATH": "/usr/bin:/bin", "PHASE_LITE_DATA_DIR": str(config.data_dir)})
+        env={"PATH": "/usr/bin:/bin", **database_env(config)})
     assert completed.returncode == 0, completed.stderr
 
 
@@ -172,7 +172,7 @@ def test_grants_changed_elsewhere_take_effect_on_the_next_request(client, config
         staging = client.get(rest_url(app_row, "Staging"), headers=headers)
         assert (staging.status_code, staging.get_json()) == (401, SA_NO_ACCESS)
 
-    other = Database(config.database)  # as the admin command would, from its own connection
+    other = open_database(config.database_location)  # as the admin command would
     try:
         accounts.grant_environments(other, [envs["Staging"]["id"]],
                                     service_account_id=sa["id"])

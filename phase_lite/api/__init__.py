@@ -18,7 +18,7 @@ from werkzeug.wsgi import get_content_length
 
 from .. import errors
 from ..auth import NO_CREDENTIALS
-from ..ratelimit import RateLimiter
+from ..ratelimit import make_limiter
 from ..schemas import Error
 from ..store import StoreError
 from ..vault import DecryptionFailed
@@ -162,7 +162,7 @@ def register_api(app: Flask, services) -> None:
     for module in (meta, secrets, management, client_protocol):
         api.register_blueprint(module.blp)
     app.extensions["phase_lite_api"] = api
-    app.extensions["phase_lite_limiter"] = RateLimiter(services.config.rate_limit)
+    app.extensions["phase_lite_limiter"] = make_limiter(services.config, services.db)
 
     middleware = app.wsgi_app = PrefixMiddleware(app.wsgi_app, app)
     for module in (secrets, client_protocol):

@@ -1,10 +1,15 @@
-"""SQLite access: connections, transactions and the store's exceptions.
+"""Database access: connections, transactions and the store's exceptions.
 
-Every SQL statement of phase_lite lives in this package (one module per group of tables).
-Each thread has its own connection (waitress serves a request on one thread), opened with WAL,
-``synchronous=FULL`` (an acknowledged write survives power loss), a busy timeout and foreign keys.
-Write transactions start with ``BEGIN IMMEDIATE`` so concurrent writers queue on the lock
-instead of failing half-way. ``sqlite3`` exceptions never leave this package.
+Every SQL statement of phase_lite lives in this package (one module per group of tables), written
+once in the subset SQLite and PostgreSQL both accept; ``postgres`` holds the thin layer that
+runs them on PostgreSQL. Case-insensitive matches are spelt out: ``lower(column) = ?`` with the
+argument passed through ``fold_case``, which both backends fold identically (ASCII letters only).
+
+On SQLite (the default), each thread has its own connection (waitress serves a request on one
+thread), opened with WAL, ``synchronous=FULL`` (an acknowledged write survives power loss), a
+busy timeout and foreign keys. Write transactions start with ``BEGIN IMMEDIATE`` so concurrent
+writers queue on the lock instead of failing half-way. ``sqlite3`` exceptions never leave this
+package.
 """
 
 import contextlib
@@ -19,6 +24,24 @@ import sqlite_utils
 from .. import migrations
 
 BUSY_TIMEOUT_MS = 30_000
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def fold_case(text: str) -> str:
+    """``text`` with ASCII letters in lower case: what ``lower()`` does on SQLite and on
+    PostgreSQL's ``"C"`` collation, so a case-insensitive match is the same on both."""
+    return text.translate(_ASCII_LOWER)
+
+
+def open_database(location):
+    """The database at ``location``: a ``postgresql://`` URL, else a SQLite file path."""
+    if str(location).startswith(("postgresql://", "postgres://")):
+        from .postgres import PostgresDatabase  # psycopg is an optional dependency
+
+        return PostgresDatabase(str(location))
+    return Database(location)
 
 
 class StoreError(Exception):
@@ -72,6 +95,8 @@ def parse_time(stored: str) -> datetime:
 
 class Database:
     """A SQLite file with one connection per thread."""
+
+    backend = "sqlite"
 
     def __init__(self, path):
         self.path = str(path)
@@ -144,6 +169,10 @@ class Database:
         except sqlite3.Error as exc:
             raise _store_error(exc) from None
 
+    def insert_returning(self, sql, rows) -> list:
+        """Run an ``INSERT ... RETURNING <one column>`` for each row; return the values."""
+        return [self.execute(sql, row).fetchone()[0] for row in rows]
+
     def one(self, sql, params=()):
         return self.execute(sql, params).fetchone()
 
@@ -162,10 +191,12 @@ class Database:
         return None if row is None else row[0]
 
     @contextlib.contextmanager
-    def transaction(self):
+    def transaction(self, *, changes_reads: bool = True):
         """Run the block as one write transaction (``BEGIN IMMEDIATE``); roll back on error.
 
-        Nested use joins the outer transaction.
+        Nested use joins the outer transaction. ``changes_reads`` says whether the write can
+        change what a read shows (PostgreSQL moves the cluster generation only then); on SQLite
+        every commit moves the generation.
         """
         conn = self.conn
         if conn.in_transaction:
@@ -188,6 +219,20 @@ class Database:
                 conn.execute("ROLLBACK")
             raise _store_error(exc) from None
         self._advance_generation()
+
+    def take_turn(self, task: str) -> bool:
+        """Claim ``task`` (one node at a time) for the current transaction: here always, since
+        one SQLite file has one writer."""
+        return True
+
+    @contextlib.contextmanager
+    def lock_wait(self, milliseconds: int):
+        """Give up on the write lock after ``milliseconds`` inside the block."""
+        self.execute(f"PRAGMA busy_timeout = {int(milliseconds)}")
+        try:
+            yield
+        finally:
+            self.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
     def migrate(self):
         """Apply pending schema migrations (harmless when there are none)."""

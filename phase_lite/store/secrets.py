@@ -89,17 +89,16 @@ def live_positions(db, env_id, digests):
 # -- writing ---------------------------------------------------------------------------------
 
 
-def insert_secret(db, row):
-    """Insert a secret (a dict with every column but rowid); return its rowid."""
-    cursor = db.execute(
+def insert_secrets(db, rows):
+    """Insert secrets (dicts with every column but rowid); return their rowids in order."""
+    return db.insert_returning(
         "INSERT INTO secrets (id, environment_id, folder_id, path, key_digest, key_enc,"
         " value_enc, comment_enc, wire_key, wire_value, wire_comment, type, version,"
         " created_at, updated_at, deleted_at) VALUES (:id, :environment_id, :folder_id, :path,"
         " :key_digest, :key_enc, :value_enc, :comment_enc, :wire_key, :wire_value,"
-        " :wire_comment, :type, :version, :created_at, :updated_at, NULL)",
-        row,
+        " :wire_comment, :type, :version, :created_at, :updated_at, NULL) RETURNING rowid",
+        rows,
     )
-    return cursor.lastrowid
 
 
 _UPDATABLE = frozenset({
@@ -153,8 +152,8 @@ def ensure_tags(db, organisation_id, names):
         return {}
     stamp = now()
     db.executemany(
-        "INSERT OR IGNORE INTO tags (id, organisation_id, name, color, created_at)"
-        " VALUES (?, ?, ?, '', ?)",
+        "INSERT INTO tags (id, organisation_id, name, color, created_at)"
+        " VALUES (?, ?, ?, '', ?) ON CONFLICT DO NOTHING",
         [(new_id(), organisation_id, name, stamp) for name in names],
     )
     ids = {}
@@ -168,10 +167,16 @@ def ensure_tags(db, organisation_id, names):
     return ids
 
 
+def insert_secret_tags(db, pairs):
+    """Tag new secrets: ``pairs`` is [(secret id, tag id)]."""
+    db.executemany("INSERT INTO secret_tags (secret_id, tag_id) VALUES (?, ?)"
+                   " ON CONFLICT DO NOTHING", pairs)
+
+
 def replace_secret_tags(db, secret_id, tag_ids):
     db.execute("DELETE FROM secret_tags WHERE secret_id = ?", (secret_id,))
     db.executemany(
-        "INSERT OR IGNORE INTO secret_tags (secret_id, tag_id) VALUES (?, ?)",
+        "INSERT INTO secret_tags (secret_id, tag_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
         [(secret_id, tag_id) for tag_id in tag_ids],
     )
 

@@ -5,9 +5,7 @@ cache of what the encrypted ``*_enc`` columns say, filled on the first client re
 write; ``fill_*`` only ever writes into a row that has not changed since it was read.
 """
 
-import contextlib
-
-from . import BUSY_TIMEOUT_MS, StoreError
+from . import StoreError
 
 # A cache fill gives up quickly rather than queue behind a long write: the answer is already made.
 FILL_BUSY_TIMEOUT_MS = 200
@@ -76,7 +74,7 @@ def fill_secret_wire(db, fills, override_fills=()):
     since it was read keeps its columns (its own writer set them).
     """
     try:
-        with _short_busy_timeout(db), db.transaction():
+        with db.lock_wait(FILL_BUSY_TIMEOUT_MS), db.transaction(changes_reads=False):
             db.executemany(
                 "UPDATE secrets SET wire_key = COALESCE(wire_key, ?),"
                 " wire_value = COALESCE(wire_value, ?), wire_comment = COALESCE(wire_comment, ?)"
@@ -92,15 +90,6 @@ def fill_secret_wire(db, fills, override_fills=()):
     except StoreError:
         return False
     return True
-
-
-@contextlib.contextmanager
-def _short_busy_timeout(db):
-    db.execute(f"PRAGMA busy_timeout = {FILL_BUSY_TIMEOUT_MS}")
-    try:
-        yield
-    finally:
-        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
 
 def _chunks(items, size=500):
