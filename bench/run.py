@@ -7,6 +7,11 @@ load generator when wrk cannot be had) and prints a markdown table of req/s, p50
 ratio to the baseline and the server's peak RSS per case, then PASS/FAIL per target. The table
 is also written to ``bench/results/latest.md``. Exit status 1 when a target fails.
 
+The PostgreSQL cases (GET 100 and POST 1,000 again, with PHASE_LITE_DATABASE_URL) run against
+a PostgreSQL server the bench starts from the system's binaries (``tests/postgres_server.py``)
+with its durable defaults (fsync, synchronous commit), as SQLite runs with ``synchronous=FULL``.
+BENCH_POSTGRES=0 skips them.
+
 Each GET case is a warm-up, then BENCH_ROUNDS (3) rounds of a baseline run and a case run of
 BENCH_DURATION (3) seconds each; the best run of each side is kept (other processes only ever
 slow a run down) and ratios divide by the best baseline figure of the run. Other settings
@@ -36,6 +41,8 @@ from phase_lite.config import load_config
 
 import seed
 from load import Load, LoadGenerator, find_wrk
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # postgres_server
 from servers import (baseline_server, phase_lite_server, pin_cpus, request,
                      server_environment)
 
@@ -45,6 +52,8 @@ CLIENT = "/service/secrets/"
 KEY = seed.key_name(31)  # DB_PASSWORD
 MISSING = "n/a (endpoint missing)"
 MAIN_ENVIRONMENTS = ("Development", "Staging", "Large", "Writers")
+PG_GET100 = "PostgreSQL: GET 100 secrets (5 with references)"
+PG_POST1000 = "PostgreSQL: POST 1,000 secrets in one request"
 
 
 @dataclass
@@ -58,6 +67,7 @@ class Settings:
     large: bool = True
     large_secrets: int = 1_000_000
     pin: bool = True
+    postgres: bool = True
 
     @classmethod
     def from_env(cls, env=os.environ):
@@ -74,6 +84,7 @@ class Settings:
             large=(env.get("BENCH_LARGE") or "1") not in ("0", "false", "no", "off"),
             large_secrets=number("BENCH_LARGE_SECRETS", cls.large_secrets),
             pin=(env.get("BENCH_PIN") or "1") not in ("0", "false", "no", "off"),
+            postgres=(env.get("BENCH_POSTGRES") or "1") not in ("0", "false", "no", "off"),
         )
 
 
@@ -128,6 +139,8 @@ class Bench:
             self.baseline = baseline
             self.probe_single_connection()
             self.run_main()
+            if self.settings.postgres:
+                self.guarded("pg_get100", PG_GET100, self.run_postgres)
             if self.settings.large:
                 self.guarded("large", "GET 100 secrets, 1,000,000 in other environments",
                              self.run_large)
@@ -176,6 +189,30 @@ class Bench:
                          self.case_post1000, server, layout)
             self.guarded("writers", "8 concurrent writers, one secret per POST",
                          self.case_writers, server, layout)
+
+    # -- the same cases on PostgreSQL ----------------------------------------------------------
+
+    def run_postgres(self):
+        from postgres_server import PostgresServer
+
+        postgres = PostgresServer(durable=True).start()
+        try:
+            settings = {"PHASE_LITE_DATABASE_URL": postgres.create_database("bench")}
+            data_dir = self.workdir / "postgres"
+            seed.init_data_dir(data_dir, settings)
+            envs = (*MAIN_ENVIRONMENTS, *(f"Import{n}" for n in range(self.settings.posts)))
+            layout = seed.create_bench_app(data_dir, envs, settings)
+            with phase_lite_server(data_dir, self.workdir, self.server_cpus, settings) as server:
+                log(f"phase_lite on PostgreSQL on {server.url}")
+                ready = self.seed_measured(server, layout)
+                if ready is not True:
+                    raise RuntimeError(ready)
+                self.guarded("pg_get100", PG_GET100, self.case_get100, server, layout,
+                             "pg_get100", PG_GET100)
+                self.guarded("pg_post1000", PG_POST1000, self.case_post1000, server, layout,
+                             "pg_post1000", PG_POST1000)
+        finally:
+            postgres.stop()
 
     def run_client_only(self, server, layout):
         """Nothing can be seeded without the REST API; still say whether the CLI path exists."""
@@ -331,7 +368,8 @@ class Bench:
                                                rest_path(layout, "Large"), rest_headers(layout),
                                                10_000, companion=(server, get100))
 
-    def case_post1000(self, server, layout):
+    def case_post1000(self, server, layout, slot="post1000",
+                      name="POST 1,000 secrets in one request"):
         times = []
         server.reset_peak_rss()
         for n in range(self.settings.posts):
@@ -344,17 +382,17 @@ class Bench:
                                      headers, body)
             times.append(time.perf_counter() - started)
             if endpoint_missing(status, answer):
-                self.rows["post1000"] = Row("POST 1,000 secrets in one request", missing=MISSING)
+                self.rows[slot] = Row(name, missing=MISSING)
                 return
             if status != 200 or len(orjson.loads(answer)) != 1000:
                 raise RuntimeError(f"POST of 1,000 answered {status}: {answer[:80]!r}")
-        row = Row("POST 1,000 secrets in one request", rps=len(times) / sum(times),
+        row = Row(name, rps=len(times) / sum(times),
                   p50_ms=statistics.median(times) * 1000, p99_ms=max(times) * 1000,
                   rss_mb=server.peak_rss_mb(), ratio_shown=False)
         row.notes.append(f"{len(times)} sequential request{'s' if len(times) > 1 else ''}, "
                          f"each into an empty environment; p99 column = slowest")
-        log(f"  POST 1,000: {', '.join(f'{t:.2f}' for t in times)} s")
-        self.rows["post1000"] = row
+        log(f"  {name}: {', '.join(f'{t:.2f}' for t in times)} s")
+        self.rows[slot] = row
 
     def case_writers(self, server, layout):
         headers = dict(rest_headers(layout), **{"Content-Type": "application/json"})
@@ -442,7 +480,8 @@ def wire_ciphertexts(items):
 
 # -- the report ------------------------------------------------------------------------------
 
-ORDER = ("baseline", "key", "get100", "cli100", "get10k", "large", "post1000", "writers")
+ORDER = ("baseline", "key", "get100", "cli100", "get10k", "large", "post1000", "writers",
+         "pg_get100", "pg_post1000")
 
 
 def targets(rows):
@@ -489,6 +528,24 @@ def targets(rows):
     label = "POST of 1,000 secrets under 2 s"
     if posts and posts.measured:
         checks.append(("PASS" if posts.p99_ms < 2000 else "FAIL",
+                       f"{label}: slowest {posts.p99_ms / 1000:.2f} s, "
+                       f"median {posts.p50_ms / 1000:.2f} s"))
+    else:
+        checks.append(("n/a", label))
+
+    sqlite, postgres = rows.get("get100"), rows.get("pg_get100")
+    label = "PostgreSQL GET 100 >= 0.5 x the SQLite GET 100 of this run"
+    if sqlite and sqlite.measured and postgres and postgres.measured:
+        share = postgres.rps / sqlite.rps
+        checks.append(("PASS" if share >= 0.5 and not postgres.errors else "FAIL",
+                       f"{label}: {share:.2f} x ({postgres.rps:,.0f} vs {sqlite.rps:,.0f} req/s)"))
+    else:
+        checks.append(("n/a", label))
+
+    posts = rows.get("pg_post1000")
+    label = "PostgreSQL POST of 1,000 secrets under 1 s"
+    if posts and posts.measured:
+        checks.append(("PASS" if posts.p99_ms < 1000 else "FAIL",
                        f"{label}: slowest {posts.p99_ms / 1000:.2f} s, "
                        f"median {posts.p50_ms / 1000:.2f} s"))
     else:

@@ -124,10 +124,11 @@ def pin_cpus():
     return {allowed[-1]}, set(allowed[:-1])
 
 
-def phase_lite_server(data_dir, log_dir, cpus=None) -> Server:
-    """``python -m phase_lite.cli serve`` on its data directory, with default settings."""
+def phase_lite_server(data_dir, log_dir, cpus=None, settings=None) -> Server:
+    """``python -m phase_lite.cli serve`` on its data directory, with default settings (plus
+    ``settings``, such as a PHASE_LITE_DATABASE_URL)."""
     port = free_port()
-    env = server_environment({"PHASE_LITE_DATA_DIR": str(data_dir),
+    env = server_environment({**(settings or {}), "PHASE_LITE_DATA_DIR": str(data_dir),
                               "PHASE_LITE_LISTEN": f"127.0.0.1:{port}"})
     return Server("phase_lite", [sys.executable, "-m", "phase_lite.cli", "serve"], env, port,
                   "/health/", Path(log_dir) / f"phase_lite-{port}.log", cpus)
