@@ -73,6 +73,9 @@ def postgres_database(postgres_server):
     db.close()
     conn = psycopg.connect(url, autocommit=True)
     conn.execute("SET lock_timeout = '10s'")  # a test that left a transaction open fails loudly
+    # Emptied with DELETE (TRUNCATE makes new files: ten times slower on tables this small),
+    # foreign-key triggers off so that any order will do (the server's superuser may).
+    conn.execute("SET session_replication_role = replica")
     tables = [name for (name,) in conn.execute(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
     ) if name not in (GENERATION_TABLE, MIGRATIONS_TABLE)]
@@ -86,7 +89,7 @@ def database_url(backend, request):
     if backend == "sqlite":
         return None
     url, conn, tables = request.getfixturevalue("postgres_database")
-    conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY")
+    conn.execute("; ".join(f"DELETE FROM {table}" for table in tables))
     return url
 
 
