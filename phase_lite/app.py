@@ -68,10 +68,11 @@ def init_data_dir(config: Config, owner_email: str):
     """
     config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     if not config.master_key_env and not config.master_key_file.exists():
-        if config.database_url is None and config.database.exists():
+        if _holds_data(config):
             raise ConfigError(
                 f"PHASE_LITE_MASTER_KEY_FILE: {config.master_key_file} is missing but the "
-                f"database {config.database} exists; restore the key instead of making a new one"
+                f"database {config.database_name} exists; restore the key instead of making a "
+                "new one"
             )
         _create_private_file(
             config.master_key_file,
@@ -92,6 +93,21 @@ def init_data_dir(config: Config, owner_email: str):
                     f"{config.master_key_source()}: this master key does not match the database"
                 )
             return accounts.initialise(db, owner_email)
+    finally:
+        db.close()
+
+
+def _holds_data(config: Config) -> bool:
+    """Whether the database exists (SQLite) or is initialised (PostgreSQL: the server and
+    database exist whatever they hold)."""
+    if config.database_url is None:
+        return config.database.exists()
+    db = open_store(config.database_url)
+    try:
+        db.migrate()
+        return meta_store.get_blob(db, "master_key_check") is not None
+    except StoreError as exc:
+        raise ConfigError(f"PHASE_LITE_DATABASE_URL: {exc}") from None
     finally:
         db.close()
 

@@ -9,6 +9,7 @@ malformed key stops start-up with one line that names the setting.
 import importlib.util
 import os
 import re
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,8 +57,15 @@ class Config:
 
     @property
     def database_name(self) -> str:
-        """How messages name the database (never the URL, which may hold a password)."""
-        return "the PostgreSQL database" if self.database_url else str(self.database)
+        """How messages name the database: the file, or the URL without user and password."""
+        if not self.database_url:
+            return str(self.database)
+        parts = urllib.parse.urlsplit(self.database_url)
+        try:
+            port = f":{parts.port}" if parts.port else ""
+        except ValueError:
+            port = ""
+        return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
 
     def master_key_source(self) -> str:
         return "PHASE_LITE_MASTER_KEY" if self.master_key_env else "PHASE_LITE_MASTER_KEY_FILE"

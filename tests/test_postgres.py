@@ -245,3 +245,11 @@ def test_a_cluster_rate_limit_needs_postgresql(tmp_path):
     with pytest.raises(ConfigError, match="cluster needs PHASE_LITE_DATABASE_URL"):
         load_config({"PHASE_LITE_DATA_DIR": str(tmp_path), "RATE_LIMIT_DEFAULT": "5/minute",
                      "PHASE_LITE_RATE_LIMIT_SCOPE": "cluster"})
+
+
+def test_init_never_makes_a_new_key_for_an_initialised_database(config, owner):
+    config.master_key_file.rename(config.master_key_file.with_name("kept.key"))
+    with pytest.raises(ConfigError, match="is missing but the database postgresql:///"
+                                          "phase_lite_test exists"):
+        init_data_dir(config, "owner@example.com")
+    assert not config.master_key_file.exists()
