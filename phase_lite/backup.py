@@ -166,6 +166,10 @@ def create_backup(db: Database, ring: keyring.Keyring, target) -> BackupSummary:
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()
     _fsync_dir(target.parent)
+    # After the copy: a backup is a read of the database it records in (no cached read changes).
+    with db.transaction(changes_reads=False):
+        audit.record(db, None, audit.CLI_META, "backup", "database",
+                     details={"target": target.name, **_counts(summary)})
     return BackupSummary(str(target), summary.apps, summary.environments, summary.secrets,
                          summary.fields)
 
@@ -238,7 +242,7 @@ def restore_backup(config: Config, ring: keyring.Keyring, source, *,
             with db.transaction():
                 if not ring.verify_check_blob(meta_store.get_blob(db, "master_key_check")):
                     raise BackupError("the restored database does not open with this key")
-                audit.record(db, None, "restore", "database",
+                audit.record(db, None, audit.CLI_META, "restore", "database",
                              details={"source": Path(source).name, **_counts(summary)})
             backup_store.checkpoint(db)
         except StoreError as exc:
@@ -272,7 +276,7 @@ def _restore_into_postgres(config: Config, ring: keyring.Keyring, source, *,
                 backup_store.import_into_postgres(work, db)
                 if not ring.verify_check_blob(meta_store.get_blob(db, "master_key_check")):
                     raise BackupError("the restored database does not open with this key")
-                audit.record(db, None, "restore", "database",
+                audit.record(db, None, audit.CLI_META, "restore", "database",
                              details={"source": Path(source).name, **_counts(summary)})
         except StoreError as exc:
             raise BackupError(f"cannot restore into {config.database_name}: {exc}") from None

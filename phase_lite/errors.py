@@ -35,10 +35,6 @@ class Duplicate(PhaseError):
     """The write would create a second object where one is allowed."""
 
 
-class MethodNotAllowed(PhaseError):
-    """The route exists but not for this method."""
-
-
 class Throttled(PhaseError):
     """The account made more requests than the configured rate allows."""
 
@@ -53,7 +49,6 @@ STATUS = {
     AuthenticationFailed: 401,
     PermissionDenied: 403,
     DoesNotExist: 404,
-    MethodNotAllowed: 405,
     Duplicate: 409,
     Throttled: 429,
 }

@@ -235,7 +235,13 @@ def m001_initial(db):
 
 
 @migrations()
-def m002_explicit_case_folding(db):
+def m002_audit_channel(db):
+    # Which door a change came through ("api", "cli", "console"); NULL for older events.
+    db.execute("ALTER TABLE audit_events ADD COLUMN channel TEXT")
+
+
+@migrations()
+def m003_explicit_case_folding(db):
     # Names that differ only in ASCII case are one name. SQLite's NOCASE columns said so
     # implicitly; these indexes say it on every backend (lookups use lower(column) = ?).
     _run_script(

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from phase_lite import audit
+from phase_lite import audit, migrations
 from phase_lite.app import create_app, init_data_dir
 from phase_lite.backup import (
     BackupError,
@@ -63,7 +63,7 @@ def test_nodes_starting_together_migrate_once(postgres_server):
         thread.join()
     assert errors == []
     names = [row[0] for row in nodes[0].all(f"SELECT name FROM {MIGRATIONS_TABLE}")]
-    assert names == ["m001_initial", "m002_explicit_case_folding"]
+    assert names == [migration.name for migration in migrations.migrations._migrations]
     assert nodes[0].scalar("SELECT count(*) FROM apps") == 0
     for db in nodes:
         db.close()
