@@ -253,3 +253,12 @@ def test_init_never_makes_a_new_key_for_an_initialised_database(config, owner):
                                           "phase_lite_test exists"):
         init_data_dir(config, "owner@example.com")
     assert not config.master_key_file.exists()
+
+
+def test_a_write_joining_a_bookkeeping_transaction_moves_the_generation(db, owner):
+    before = db.generation()
+    with db.transaction(changes_reads=False):
+        db.execute("UPDATE tokens SET last_used_at = created_at")
+        with db.transaction():
+            db.execute("UPDATE organisations SET name = name || '.'")
+    assert db.generation() == before + 1

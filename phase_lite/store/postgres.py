@@ -250,10 +250,14 @@ class PostgresDatabase:
         """Run the block as one transaction; roll back on error. Nested use joins the outer one.
 
         ``changes_reads`` (the default) moves the cluster generation first, which waits for
-        and then excludes every other such writer; a bookkeeping write passes False.
+        and then excludes every other such writer; a bookkeeping write passes False. A write
+        nested in a bookkeeping transaction moves it when it joins.
         """
-        conn = self.conn
+        conn, local = self.conn, self._local
         if conn.info.transaction_status != TransactionStatus.IDLE:
+            if changes_reads and not getattr(local, "moved", False):
+                self.execute(f"UPDATE {GENERATION_TABLE} SET value = value + 1")
+                local.moved = True
             yield self
             return
         begin = "BEGIN"
@@ -264,6 +268,7 @@ class PostgresDatabase:
         except psycopg.Error as exc:
             self._rollback(conn)
             raise self._error(exc) from None
+        local.moved = changes_reads
         try:
             yield self
         except BaseException:
