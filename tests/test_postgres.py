@@ -262,3 +262,16 @@ def test_a_write_joining_a_bookkeeping_transaction_moves_the_generation(db, owne
         with db.transaction():
             db.execute("UPDATE organisations SET name = name || '.'")
     assert db.generation() == before + 1
+
+
+def test_an_unreachable_server_is_one_line_without_the_password(tmp_path):
+    from click.testing import CliRunner
+
+    from phase_lite.cli import main
+
+    result = CliRunner().invoke(main, ["apps", "list"], env={
+        "PHASE_LITE_DATA_DIR": str(tmp_path), "PHASE_LITE_MASTER_KEY": "A" * 43 + "=",
+        "PHASE_LITE_DATABASE_URL": "postgresql://phase:hunter2@127.0.0.1:1/phase"})
+    assert result.exit_code != 0
+    assert "Connection refused" in result.output and "hunter2" not in result.output
+    assert len(result.output.strip().splitlines()) == 1

@@ -113,8 +113,8 @@ def export_to_sqlite(source, path) -> None:
             target.execute("PRAGMA defer_foreign_keys = ON")
             for table, columns, rowid in _tables(target):
                 selected = ([rowid] if rowid else []) + columns
-                rows = source.all(f"SELECT {', '.join(selected)} FROM {table}"
-                                  f" ORDER BY {_order(columns, rowid)}")
+                rows = source.stream(f"SELECT {', '.join(selected)} FROM {table}"
+                                     f" ORDER BY {_order(columns, rowid)}")
                 target.executemany(
                     f"INSERT INTO {table} ({', '.join(selected)})"
                     f" VALUES ({', '.join('?' * len(selected))})", rows)
@@ -132,8 +132,8 @@ def import_into_postgres(path, target) -> None:
         target.execute(f"TRUNCATE {', '.join(table for table, _, _ in tables)}")
         for table, columns, rowid in tables:
             selected = ([rowid] if rowid else []) + columns
-            rows = source.all(f"SELECT {', '.join(selected)} FROM {table}"
-                              f" ORDER BY {_order(columns, rowid)}")
+            rows = source.execute(f"SELECT {', '.join(selected)} FROM {table}"
+                                  f" ORDER BY {_order(columns, rowid)}")  # read as copied
             target.copy_rows(table, selected, rows)
             target.continue_identities(table)
     finally:

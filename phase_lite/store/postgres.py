@@ -159,7 +159,10 @@ class PostgresDatabase:
                 options=f"-c lock_timeout={BUSY_TIMEOUT_MS} -c TimeZone=UTC",
             )
         except psycopg.Error as exc:
-            raise StoreError(f"cannot open the database: {exc.__class__.__name__}") from None
+            # libpq's reason (host, user, refusal) helps the operator; it never holds a password.
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise StoreError(f"cannot open the database: {exc.__class__.__name__}"
+                             + (f": {reason}" if reason else "")) from None
         conn.adapters.register_dumper(bool, _BoolAsInteger)
         with self._all_lock:
             self._all.append(conn)
@@ -315,6 +318,17 @@ class PostgresDatabase:
             self._rollback(conn)
 
     # -- whole tables (backups) --------------------------------------------------------------
+
+    def stream(self, sql, params=(), size=2000):
+        """Yield the rows of a query ``size`` at a time (a server-side cursor: a table larger
+        than memory streams through); inside ``snapshot()`` or ``transaction()``."""
+        try:
+            with self.conn.cursor(name="phase_lite_stream") as cursor:
+                cursor.execute(translate(sql), params or None)
+                while rows := cursor.fetchmany(size):
+                    yield from rows
+        except psycopg.Error as exc:
+            raise self._error(exc) from None
 
     def copy_rows(self, table, columns, rows):
         """Append ``rows`` (values of ``columns``) to ``table`` with ``COPY``."""
