@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast clients postgres bench clean
+.PHONY: run test test-fast clients system-tools bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,18 +23,24 @@ run: $(STAMP)
 clients: $(STAMP)
 	bash tests/clients/install.sh
 
-## PostgreSQL's server binaries, for the tests that also run on PostgreSQL (the session starts
-## its own throwaway server from them). Installed from the system's packages when missing.
-postgres:
+## Debian tools the tests use, when missing: systemd-analyze (checks deploy/phase-lite.service)
+## and PostgreSQL's server binaries (the session starts its own throwaway server for the tests
+## that also run on PostgreSQL).
+system-tools:
+	@command -v systemd-analyze >/dev/null 2>&1 || { \
+		echo "systemd-analyze is missing: installing Debian's systemd package"; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends systemd >/dev/null; }
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
+		echo "PostgreSQL is missing: installing Debian's postgresql package"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends postgresql >/dev/null; }
 
 ## The whole suite, the real Phase clients included.
-test: $(STAMP) clients postgres
+test: $(STAMP) clients system-tools
 	$(PY) -m pytest
 
 ## Everything but the real-client and slow process tests.
-test-fast: $(STAMP) postgres
+test-fast: $(STAMP) system-tools
 	$(PY) -m pytest -m "not clients and not slow"
 
 ## phase_lite against a bare Flask + waitress baseline, one table of ratios.

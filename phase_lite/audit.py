@@ -76,7 +76,7 @@ def prune(db, older_than_days: int, *, record_prune=True) -> int:
     The prune itself is recorded (unless ``record_prune`` is false), so the log shows it.
     """
     cutoff = format_time(datetime.now(timezone.utc) - timedelta(days=older_than_days))
-    with db.transaction(changes_reads=False):  # no cached answer holds audit events
+    with db.transaction(bookkeeping=True):  # no cached answer holds audit events
         if not db.take_turn("audit retention"):
             return 0  # another node is pruning now
         deleted = audit_store.delete_events_before(db, cutoff)
@@ -143,7 +143,7 @@ class ReadLog:
     them. ``flush`` writes what is waiting now; ``close`` stops.
     """
 
-    # A batch is a commit, and every commit empties the read caches (``phase_lite.caches``):
+    # A batch is a commit (a bookkeeping one: the read caches stay), and each costs a sync:
     # batches are kept few and large.
     def __init__(self, db, interval=0.5, batch=1024, backlog=4096):
         self.db = db
@@ -174,6 +174,10 @@ class ReadLog:
             except StoreError as exc:
                 log.error("writing read audit events failed (will retry): %s", exc)
 
+    def __len__(self):
+        """How many events are waiting to be written."""
+        return len(self._events)
+
     def take(self, limit=None) -> list:
         """Remove and return the oldest ``limit`` waiting events (all by default)."""
         with self._lock:
@@ -195,7 +199,7 @@ class ReadLog:
         if not taken:
             return
         try:
-            with self.db.transaction(changes_reads=False):
+            with self.db.transaction(bookkeeping=True):
                 audit_store.insert_events(self.db, taken)
         except StoreError:
             with self._lock:  # keep them for the next attempt

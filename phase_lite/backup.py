@@ -167,7 +167,7 @@ def create_backup(db: Database, ring: keyring.Keyring, target) -> BackupSummary:
             partial.unlink()
     _fsync_dir(target.parent)
     # After the copy: a backup is a read of the database it records in (no cached read changes).
-    with db.transaction(changes_reads=False):
+    with db.transaction(bookkeeping=True):
         audit.record(db, None, audit.CLI_META, "backup", "database",
                      details={"target": target.name, **_counts(summary)})
     return BackupSummary(str(target), summary.apps, summary.environments, summary.secrets,

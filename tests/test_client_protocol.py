@@ -396,7 +396,7 @@ def test_ciphertexts_made_on_read_are_stored_and_reused(client, services, db, de
 
 def test_a_busy_database_skips_the_ciphertext_fill(services, db, demo, config):
     from phase_lite.store import open_database
-    from phase_lite.store import wire as wire_store
+    from phase_lite.store import secrets as secret_store
 
     _, envs = demo
     [secret] = rest_create(services, envs["Development"], {"key": "A", "value": "1"})
@@ -405,7 +405,7 @@ def test_a_busy_database_skips_the_ciphertext_fill(services, db, demo, config):
         with holder.transaction():
             holder.execute("UPDATE secrets SET updated_at = updated_at")
             fill = [(secret.id, secret.version, "ph:v1:k", "ph:v1:v", "")]
-            assert wire_store.fill_secret_wire(db, fill) is False
+            assert secret_store.fill_secret_wire(db, fill) is False
     finally:
         holder.close()
     assert db.scalar("SELECT wire_key FROM secrets") is None
@@ -414,7 +414,7 @@ def test_a_busy_database_skips_the_ciphertext_fill(services, db, demo, config):
     else:
         assert db.scalar("SHOW lock_timeout") == "30s"
     stale = [(secret.id, secret.version + 1, "ph:v1:k", "ph:v1:v", "")]
-    assert wire_store.fill_secret_wire(db, stale) is True
+    assert secret_store.fill_secret_wire(db, stale) is True
     assert db.scalar("SELECT wire_key FROM secrets") is None
 
 

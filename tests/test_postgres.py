@@ -206,7 +206,7 @@ def test_a_restore_into_postgresql_checks_the_key_first(tmp_path, config, owner,
 def test_retention_prunes_on_one_node_at_a_time(config, owner, db):
     other = PostgresDatabase(config.database_url)
     try:
-        with other.transaction(changes_reads=False):
+        with other.transaction(bookkeeping=True):
             assert other.take_turn("audit retention")
             assert audit.prune(db, 1) == 0  # that node is pruning: this one does not
             assert db.scalar("SELECT count(*) FROM audit_events WHERE action = 'prune'") == 0
@@ -257,7 +257,7 @@ def test_init_never_makes_a_new_key_for_an_initialised_database(config, owner):
 
 def test_a_write_joining_a_bookkeeping_transaction_moves_the_generation(db, owner):
     before = db.generation()
-    with db.transaction(changes_reads=False):
+    with db.transaction(bookkeeping=True):
         db.execute("UPDATE tokens SET last_used_at = created_at")
         with db.transaction():
             db.execute("UPDATE organisations SET name = name || '.'")

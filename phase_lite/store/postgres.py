@@ -23,6 +23,7 @@ import contextlib
 import functools
 import re
 import threading
+import time
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -140,6 +141,7 @@ class PostgresDatabase:
     """A PostgreSQL database with one connection per thread (same interface as ``Database``)."""
 
     backend = "postgresql"
+    observe_transaction = None  # metrics: called with each write transaction's seconds
 
     def __init__(self, url: str):
         self.url = url
@@ -249,29 +251,31 @@ class PostgresDatabase:
         return self.scalar(f"SELECT value FROM {GENERATION_TABLE}")
 
     @contextlib.contextmanager
-    def transaction(self, *, changes_reads: bool = True):
+    def transaction(self, bookkeeping=False):
         """Run the block as one transaction; roll back on error. Nested use joins the outer one.
 
-        ``changes_reads`` (the default) moves the cluster generation first, which waits for
-        and then excludes every other such writer; a bookkeeping write passes False. A write
-        nested in a bookkeeping transaction moves it when it joins.
+        A transaction moves the cluster generation first, which waits for and then excludes
+        every other such writer. A ``bookkeeping`` one writes only what no read shows (audit
+        events of reads, a token's last use) and leaves it alone; a write nested in it moves
+        the generation when it joins.
         """
         conn, local = self.conn, self._local
         if conn.info.transaction_status != TransactionStatus.IDLE:
-            if changes_reads and not getattr(local, "moved", False):
+            if not bookkeeping and not getattr(local, "moved", False):
                 self.execute(f"UPDATE {GENERATION_TABLE} SET value = value + 1")
                 local.moved = True
             yield self
             return
+        started = time.perf_counter()
         begin = "BEGIN"
-        if changes_reads:
+        if not bookkeeping:
             begin += f"; UPDATE {GENERATION_TABLE} SET value = value + 1"
         try:
             conn.execute(begin)
         except psycopg.Error as exc:
             self._rollback(conn)
             raise self._error(exc) from None
-        local.moved = changes_reads
+        local.moved = not bookkeeping
         try:
             yield self
         except BaseException:
@@ -282,6 +286,8 @@ class PostgresDatabase:
         except psycopg.Error as exc:
             self._rollback(conn)
             raise self._error(exc) from None
+        if not bookkeeping and self.observe_transaction is not None:
+            self.observe_transaction(time.perf_counter() - started)
 
     @staticmethod
     def _rollback(conn):
@@ -385,7 +391,7 @@ class PostgresDatabase:
         Everything runs in one transaction under an advisory lock: nodes starting together
         wait for the first, then find nothing to do (PostgreSQL's DDL is transactional).
         """
-        with self.transaction(changes_reads=False):
+        with self.transaction(bookkeeping=True):
             self.execute("SELECT pg_advisory_xact_lock(?, ?)", (LOCK_SPACE, MIGRATION_LOCK))
             self.execute(
                 f"CREATE TABLE IF NOT EXISTS {GENERATION_TABLE} ("
