@@ -275,3 +275,22 @@ def test_an_unreachable_server_is_one_line_without_the_password(tmp_path):
     assert result.exit_code != 0
     assert "Connection refused" in result.output and "hunter2" not in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_node_with_its_key_in_the_environment_needs_no_data_directory(tmp_path, config,
+                                                                        owner):
+    from conftest import free_port
+    from phase_lite import serve
+
+    key = config.master_key_file.read_text().strip()
+    node = load_config({"PHASE_LITE_DATA_DIR": str(tmp_path / "absent"),
+                        "PHASE_LITE_MASTER_KEY": key,
+                        "PHASE_LITE_LISTEN": f"127.0.0.1:{free_port()}",
+                        "PHASE_LITE_DATABASE_URL": config.database_url})
+    serving = serve.start(node)
+    try:
+        assert not (tmp_path / "absent").exists()
+    finally:
+        serving.app.extensions["phase_lite"].close()
+        serving.server.close()
+        serving.lock.close()
