@@ -92,7 +92,28 @@ def render_time(stored: str | None) -> str | None:
 CONTENT_VERSION_WRAP = 1 << 31  # PRAGMA user_version is a signed 32-bit integer
 
 
-class Database:
+class Statements:
+    """The reading helpers both backends share, over their own ``execute``."""
+
+    def one(self, sql, params=()):
+        return self.execute(sql, params).fetchone()
+
+    def all(self, sql, params=()):
+        return self.execute(sql, params).fetchall()
+
+    def one_or_missing(self, sql, params, what):
+        """The one row the query finds; NotFound(what) when there is none."""
+        row = self.one(sql, params)
+        if row is None:
+            raise NotFound(what)
+        return row
+
+    def scalar(self, sql, params=()):
+        row = self.one(sql, params)
+        return None if row is None else row[0]
+
+
+class Database(Statements):
     """A SQLite file with one connection per thread."""
 
     backend = "sqlite"
@@ -180,23 +201,6 @@ class Database:
     def insert_returning(self, sql, rows) -> list:
         """Run an ``INSERT ... RETURNING <one column>`` for each row; return the values."""
         return [self.execute(sql, row).fetchone()[0] for row in rows]
-
-    def one(self, sql, params=()):
-        return self.execute(sql, params).fetchone()
-
-    def all(self, sql, params=()):
-        return self.execute(sql, params).fetchall()
-
-    def one_or_missing(self, sql, params, what):
-        """The one row the query finds; NotFound(what) when there is none."""
-        row = self.one(sql, params)
-        if row is None:
-            raise NotFound(what)
-        return row
-
-    def scalar(self, sql, params=()):
-        row = self.one(sql, params)
-        return None if row is None else row[0]
 
     @contextlib.contextmanager
     def transaction(self, bookkeeping=False):

@@ -11,7 +11,7 @@ The backend has tables of its own. ``phase_lite_generation`` is one row holding 
 generation. Every write transaction that can change what a read shows starts by incrementing
 it, which also takes the row lock that serialises writers across every node (SQLite's
 ``BEGIN IMMEDIATE``); every request reads it once, and each node's caches are valid for one
-value. Bookkeeping writes (read audit, ``last_used_at``, wire-ciphertext fills) leave it alone.
+value. Bookkeeping writes (read audit, ``last_used_at``) leave it alone.
 ``phase_lite_rate_limits`` (unlogged: counters need no crash safety) holds the cluster-wide rate
 limit windows when it is asked for.
 
@@ -31,7 +31,7 @@ from psycopg.adapt import Dumper
 from psycopg.pq import TransactionStatus
 
 from .. import migrations
-from . import BUSY_TIMEOUT_MS, Conflict, NotFound, StoreError
+from . import BUSY_TIMEOUT_MS, Conflict, Statements, StoreError
 
 GENERATION_TABLE = "phase_lite_generation"
 MIGRATIONS_TABLE = "phase_lite_migrations"
@@ -137,7 +137,7 @@ class _BoolAsInteger(Dumper):
         return b"1" if obj else b"0"
 
 
-class PostgresDatabase:
+class PostgresDatabase(Statements):
     """A PostgreSQL database with one connection per thread (same interface as ``Database``)."""
 
     backend = "postgresql"
@@ -145,7 +145,6 @@ class PostgresDatabase:
 
     def __init__(self, url: str):
         self.url = url
-        self.path = None
         self._local = threading.local()
         self._all = []
         self._all_lock = threading.Lock()
@@ -226,22 +225,6 @@ class PostgresDatabase:
                     return values
         except psycopg.Error as exc:
             raise self._error(exc) from None
-
-    def one(self, sql, params=()):
-        return self.execute(sql, params).fetchone()
-
-    def all(self, sql, params=()):
-        return self.execute(sql, params).fetchall()
-
-    def one_or_missing(self, sql, params, what):
-        row = self.one(sql, params)
-        if row is None:
-            raise NotFound(what)
-        return row
-
-    def scalar(self, sql, params=()):
-        row = self.one(sql, params)
-        return None if row is None else row[0]
 
     # -- transactions and the generation -----------------------------------------------------
 
