@@ -29,6 +29,7 @@ BOTH_BACKENDS = {
     "test_client_protocol",
     "test_management_api",
     "test_management_flow",
+    "test_metrics",
     "test_pipeline",
     "test_read_caches",
     "test_references",
