@@ -35,6 +35,13 @@ class Duplicate(PhaseError):
     """The write would create a second object where one is allowed."""
 
 
+class UnsupportedMediaType(PhaseError):
+    """A body of a type the route does not read (Django REST framework's text)."""
+
+    def __init__(self, media_type: str):
+        super().__init__(f'Unsupported media type "{media_type}" in request.')
+
+
 class Throttled(PhaseError):
     """The account made more requests than the configured rate allows."""
 
@@ -50,6 +57,7 @@ STATUS = {
     PermissionDenied: 403,
     DoesNotExist: 404,
     Duplicate: 409,
+    UnsupportedMediaType: 415,
     Throttled: 429,
 }
 

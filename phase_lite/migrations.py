@@ -2,10 +2,11 @@
 
 Conventions: ids are UUID4 text; timestamps are ISO-8601 UTC text with microseconds and ``Z``
 (the form Phase renders, so reads need no conversion); ``*_enc`` columns are AES-256-GCM blobs
-from ``keyring`` under the owning app's data key; ``wire_*`` columns are Phase ``ph:v1``
-ciphertexts to the environment's public key (what the Phase CLI/SDKs read), never plaintext:
-stored as the client sent them, or made on the first client read after a REST write (NULL until
-then, so REST writes and imports pay no public-key encryption).
+from ``keyring`` under the owning app's data key; ``wire_*`` columns hold Phase ``ph:v1``
+ciphertexts to the environment's public key (what the Phase CLI/SDKs read), never plaintext,
+themselves sealed like the ``*_enc`` columns (m003) so that they cannot be forged: stored as the
+client sent them, or made on the first client read after a REST write (NULL until then, so REST
+writes and imports pay no public-key encryption).
 
 Migrations are SQL run through ``db.execute`` (no sqlite-utils table methods), in the dialect
 both backends accept: ``store.postgres`` translates column types for PostgreSQL. Case-insensitive
@@ -241,7 +242,22 @@ def m002_audit_channel(db):
 
 
 @migrations()
-def m003_explicit_case_folding(db):
+def m003_seal_wire_ciphertexts(db):
+    """``wire_*`` values are now sealed under the app's data key (bound to table, row and
+    column): the unsealed ones are dropped. They are a cache of the ``*_enc`` columns, made
+    again from the server-side value on the next client read (client-written ones included:
+    the server keeps the plaintext of every field a client sends)."""
+    _run_script(
+        db,
+        """
+        UPDATE secrets SET wire_key = NULL, wire_value = NULL, wire_comment = NULL;
+        UPDATE personal_secrets SET wire_value = NULL;
+        """,
+    )
+
+
+@migrations()
+def m004_explicit_case_folding(db):
     # Names that differ only in ASCII case are one name. SQLite's NOCASE columns said so
     # implicitly; these indexes say it on every backend (lookups use lower(column) = ?).
     _run_script(
@@ -251,6 +267,17 @@ def m003_explicit_case_folding(db):
         CREATE UNIQUE INDEX environments_by_folded_name ON environments (app_id, lower(name));
         """
     )
+
+
+@migrations()
+def m005_wire_columns_hold_bytes(db):
+    # The sealed wire ciphertexts (m003) are bytes: SQLite keeps them in the TEXT columns as
+    # they are, PostgreSQL needs the columns to say so (m003 left them all NULL).
+    if getattr(db, "backend", "sqlite") != "postgresql":
+        return
+    for table, column in (("secrets", "wire_key"), ("secrets", "wire_value"),
+                          ("secrets", "wire_comment"), ("personal_secrets", "wire_value")):
+        db.execute(f"ALTER TABLE {table} ALTER COLUMN {column} TYPE BLOB USING NULL")
 
 
 def _run_script(db, script):

@@ -24,6 +24,12 @@ import sqlite_utils
 from .. import migrations
 
 BUSY_TIMEOUT_MS = 30_000
+# Errors after which a connection is not trusted again: it may have opened its files read-only
+# or lost them. The thread opens a fresh connection once its transaction is over, so writes
+# heal by themselves when the cause (a read-only or full disk, a remount) is gone.
+_REOPEN_AFTER = {
+    sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_FULL,
+}
 
 
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
@@ -147,9 +153,28 @@ class Database(Statements):
     @property
     def conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
+        if conn is not None and getattr(self._local, "stale", False) and not conn.in_transaction:
+            self._drop(conn)
+            conn = None
         if conn is None:
             conn = self._local.conn = self._open()
         return conn
+
+    def _drop(self, conn):
+        """Close this thread's connection; the next use opens a fresh one."""
+        with self._all_lock:
+            if conn in self._all:
+                self._all.remove(conn)
+        with contextlib.suppress(sqlite3.Error):
+            conn.close()
+        self._local.conn = self._local.seen = None
+        self._local.stale = False
+
+    def _failed(self, exc: sqlite3.Error) -> Exception:
+        """The store's exception for ``exc``; a connection that hit I/O trouble is replaced."""
+        if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in _REOPEN_AFTER:
+            self._local.stale = True
+        return _store_error(exc)
 
     def generation(self) -> int:
         """A number that moves whenever the data a read can show may have changed.
@@ -176,7 +201,7 @@ class Database(Statements):
                     self._advance_generation()
                 local.seen, local.content = seen, content
         except sqlite3.Error as exc:
-            raise _store_error(exc) from None
+            raise self._failed(exc) from None
         return self._generation
 
     def _advance_generation(self):
@@ -190,13 +215,13 @@ class Database(Statements):
         try:
             return self.conn.execute(sql, params)
         except sqlite3.Error as exc:
-            raise _store_error(exc) from None
+            raise self._failed(exc) from None
 
     def executemany(self, sql, rows):
         try:
             return self.conn.executemany(sql, rows)
         except sqlite3.Error as exc:
-            raise _store_error(exc) from None
+            raise self._failed(exc) from None
 
     def insert_returning(self, sql, rows) -> list:
         """Run an ``INSERT ... RETURNING <one column>`` for each row; return the values."""
@@ -219,7 +244,7 @@ class Database(Statements):
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            raise _store_error(exc) from None
+            raise self._failed(exc) from None
         try:
             yield self
             if not bookkeeping:
@@ -234,7 +259,7 @@ class Database(Statements):
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            raise _store_error(exc) from None
+            raise self._failed(exc) from None
         local = self._local
         if bookkeeping:
             seen = getattr(local, "seen", None)
@@ -264,7 +289,7 @@ class Database(Statements):
         try:
             migrations.apply(self.utils())
         except sqlite3.Error as exc:
-            raise _store_error(exc) from None
+            raise self._failed(exc) from None
 
     def integrity_check(self) -> bool:
         return self.scalar("PRAGMA quick_check") == "ok"

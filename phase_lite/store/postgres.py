@@ -452,6 +452,8 @@ class AdvisoryLock:
 class _MigrationConnection:
     """What a migration function is handed on PostgreSQL: ``execute`` of translated DDL."""
 
+    backend = "postgresql"
+
     def __init__(self, db: PostgresDatabase):
         self._db = db
 
