@@ -134,9 +134,9 @@ def test_personal_secrets(db, env_id, owner):
         store.insert_personal_secret(db, {
             "id": personal_id, "secret_id": secret_id, "user_id": user_id, "value_enc": b"o",
             "wire_value": None, "is_active": 1, "created_at": now(), "updated_at": now()})
-        store.update_personal_secret(db, personal_id, b"p", "ph:v1:x", False, now())
+        store.update_personal_secret(db, personal_id, b"p", b"sealed ph:v1", False, now())
     row = store.personal_secrets(db, user_id, [secret_id, other])[secret_id]
-    assert (row["value_enc"], row["wire_value"], row["is_active"]) == (b"p", "ph:v1:x", 0)
+    assert (row["value_enc"], row["wire_value"], row["is_active"]) == (b"p", b"sealed ph:v1", 0)
     assert set(store.environment_personal_secrets(db, user_id, env_id)) == {secret_id}
     with db.transaction():
         store.soft_delete_secrets(db, [secret_id], now())
