@@ -6,6 +6,7 @@ before each test. The others run on SQLite only.
 """
 
 import dataclasses
+import json
 import os
 import shutil
 import socket
@@ -16,9 +17,11 @@ from pathlib import Path
 
 import pytest
 import requests
+from click.testing import CliRunner
 
 import support
 from phase_lite.app import create_app, init_data_dir
+from phase_lite.cli import main as cli_main
 from phase_lite.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -162,6 +165,25 @@ def database_env(config) -> dict:
     if config.database_url:
         env["PHASE_LITE_DATABASE_URL"] = config.database_url
     return env
+@pytest.fixture
+def run(config):
+    """``run(*args, ok=True)``: the ``phase-lite`` command on this test's data directory, in
+    process; with ``ok`` it must exit 0."""
+    runner = CliRunner()
+
+    def invoke(*args, ok=True):
+        result = runner.invoke(cli_main, list(args), env=database_env(config),
+                               catch_exceptions=False)
+        if ok:
+            assert result.exit_code == 0, result.output
+        return result
+
+    return invoke
+
+
+def run_json(run, *args):
+    """The JSON a ``phase-lite`` command prints with ``--json``."""
+    return json.loads(run(*args, "--json").output)
 
 
 def bearer_headers(issued):

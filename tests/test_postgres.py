@@ -16,6 +16,7 @@ from phase_lite.backup import (
     exclusive_lock,
     hold_serving_lock,
     restore_backup,
+    verify_backup,
 )
 from phase_lite.config import ConfigError, load_config
 from phase_lite.store.postgres import MIGRATIONS_TABLE, PostgresDatabase
@@ -169,8 +170,11 @@ def test_a_backup_moves_a_deployment_to_sqlite_and_back(tmp_path, config, owner,
     url = postgres_server.create_database("moved_back")
     back_config = load_config({"PHASE_LITE_DATA_DIR": str(config.data_dir),
                                "PHASE_LITE_DATABASE_URL": url})
-    restore_backup(back_config, services.keyring, second_backup)
+    assert restore_backup(back_config, services.keyring, second_backup).kept is None  # empty
     assert read_with_fresh_app(back_config, owner) == expected
+    kept = restore_backup(back_config, services.keyring, second_backup).kept
+    assert kept.stat().st_mode & 0o777 == 0o600
+    assert verify_backup(kept, services.keyring).secrets == 8  # what was replaced, checked
     assert listings(back_config, owner) == on_postgres
 
     # The restored database goes on: new rows come after the restored ones.
