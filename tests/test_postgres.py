@@ -20,7 +20,7 @@ from phase_lite.backup import (
 )
 from phase_lite.config import ConfigError, load_config
 from phase_lite.store.postgres import MIGRATIONS_TABLE, PostgresDatabase
-from seed import principal_of, read_with_fresh_app, seed_app
+from support import principal_of, read_with_fresh_app, seed_app
 
 
 @pytest.fixture
@@ -70,13 +70,13 @@ def test_nodes_starting_together_migrate_once(postgres_server):
         db.close()
 
 
-def test_bookkeeping_writes_leave_the_generation_alone(client, db, sa_headers, demo):
+def test_bookkeeping_writes_leave_the_generation_alone(client, services, db, sa_headers, demo):
     url = f"/v1/secrets/?app_id={demo[0]['id']}&env=Development"
     assert client.get(url, headers=sa_headers).status_code == 200
-    audit.read_log(db).flush()
+    services.read_log.flush()
     before = db.generation()
     assert client.get(url, headers=sa_headers).status_code == 200  # read audit + last_used_at
-    audit.read_log(db).flush()
+    services.read_log.flush()
     assert db.scalar("SELECT count(*) FROM audit_events WHERE action = 'secrets.read'") == 2
     assert db.generation() == before
     response = client.post(url, headers=sa_headers, json={"secrets": [{"key": "K", "value": "v"}]})
