@@ -257,7 +257,47 @@ def m003_seal_wire_ciphertexts(db):
 
 
 @migrations()
-def m004_explicit_case_folding(db):
+def m004_console_sessions(db):
+    _run_script(
+        db,
+        """
+        -- Console sign-in: an Argon2id hash per user (PyNaCl's $argon2id$ string).
+        CREATE TABLE user_passwords (
+            user_id TEXT PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+            password_hash TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+
+        -- Console sessions: only a SHA-256 of the cookie's random id is stored.
+        CREATE TABLE console_sessions (
+            id TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            session_hash TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL,
+            last_seen_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            ended_at TEXT,
+            ip_address TEXT,
+            user_agent TEXT
+        );
+        CREATE INDEX console_sessions_by_user ON console_sessions (user_id);
+
+        -- One-time links to choose a password: the owner's first sign-in and invitations.
+        CREATE TABLE console_links (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('setup', 'invite')),
+            user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            link_hash TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            used_at TEXT
+        );
+        """
+    )
+
+
+@migrations()
+def m005_explicit_case_folding(db):
     # Names that differ only in ASCII case are one name. SQLite's NOCASE columns said so
     # implicitly; these indexes say it on every backend (lookups use lower(column) = ?).
     _run_script(
@@ -270,7 +310,7 @@ def m004_explicit_case_folding(db):
 
 
 @migrations()
-def m005_wire_columns_hold_bytes(db):
+def m006_wire_columns_hold_bytes(db):
     # The sealed wire ciphertexts (m003) are bytes: SQLite keeps them in the TEXT columns as
     # they are, PostgreSQL needs the columns to say so (m003 left them all NULL).
     if getattr(db, "backend", "sqlite") != "postgresql":

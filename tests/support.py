@@ -304,3 +304,15 @@ def opened(session, rows, env_name="Development"):
                                       env.decrypt(row["comment"]) if row["comment"] else "",
                                       row["path"])
             for row in rows}
+
+
+def set_console_password(services, email, password, role=None):
+    """Give a user (made with ``role`` when given) a console password; return the user row."""
+    from phase_lite.console import sessions
+
+    if role is not None:
+        make_user(services, email, role)
+    by = operator(services)
+    user = accounts.user_by_email(services, by, email)
+    sessions.set_password(services.db, user["id"], password, actor=by, meta=TEST_META)
+    return user
