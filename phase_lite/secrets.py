@@ -878,7 +878,9 @@ class _Writer:
         self._keep_version(secret, "create")
         return secret
 
-    def update(self, current: Secret, change: SecretChange, names) -> Secret:
+    def update(self, current: Secret, change: SecretChange, names, *,
+               restored_from=None) -> Secret:
+        """Apply ``change``; with ``restored_from`` (a version number), it is a restore."""
         stamp = now()
         wire = change.wire or Wire()
         fields = {"version": current.version + 1, "updated_at": stamp}
@@ -916,7 +918,8 @@ class _Writer:
             environment_id=self.env_id, folder_id=folder_id, deleted_at=current.deleted_at,
             order=(stamp, current.order[1]),
         )
-        self._keep_version(secret, "update")
+        self._keep_version(secret, "update" if restored_from is None else "restore",
+                           restored_from)
         return secret
 
     def delete(self, current: Secret) -> Secret:
@@ -978,13 +981,17 @@ class _Writer:
             "is_active": int(is_active), "created_at": stamp, "updated_at": stamp,
         })
 
-    def _keep_version(self, secret: Secret, event: str):
+    def _keep_version(self, secret: Secret, event: str, restored_from=None):
         version_id = new_id()
+        principal = self.principal
         self._versions.append({
             "id": version_id,
             "secret_id": secret.id,
             "version": secret.version,
             "event": event,
+            "restored_from": restored_from,
+            "actor_type": principal.kind if principal is not None else "cli",
+            "actor_id": principal.account_id if principal is not None else None,
             "path": secret.path,
             "key_digest": secret.key_digest,
             "key_enc": self._encrypt("secret_versions", version_id, "key", secret.key),

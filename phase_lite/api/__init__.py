@@ -139,7 +139,7 @@ def _annotate_only(decorator):
 
 def register_api(app: Flask, services) -> None:
     # The blueprint modules import helpers from this package, so they are imported here.
-    from . import client_protocol, management, meta, secrets
+    from . import client_protocol, history, management, meta, secrets
 
     api = PhaseApi(
         app,
@@ -159,7 +159,7 @@ def register_api(app: Flask, services) -> None:
         },
     )
     app.config.setdefault("OPENAPI_URL_PREFIX", "/")
-    for module in (meta, secrets, management, client_protocol):
+    for module in (meta, secrets, history, management, client_protocol):
         api.register_blueprint(module.blp)
     app.extensions["phase_lite_api"] = api
     app.extensions["phase_lite_limiter"] = RateLimiter(services.config.rate_limit)
