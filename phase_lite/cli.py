@@ -18,6 +18,7 @@ import click
 from . import __version__, accounts, apps
 from .config import ConfigError, load_config
 from .errors import PhaseError
+from .secrets_command import secrets_group
 from .store import NotFound, StoreError
 from .store import accounts as account_store
 from .store import apps as app_store
@@ -733,6 +734,8 @@ def audit_prune(ctx, older_than_days, as_json):
     emit(as_json, {"deleted": deleted, "olderThanDays": days},
          f"Deleted {deleted} audit events older than {days} days.")
 
+
+main.add_command(secrets_group)
 
 if __name__ == "__main__":
     main()
