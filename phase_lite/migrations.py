@@ -246,7 +246,7 @@ def apply(db):
 
 
 @migrations()
-def m002_secret_version_events(db):
+def m003_secret_version_events(db):
     """Give each secret version its event in full (``restore`` added) and its actor.
 
     SQLite cannot change a CHECK constraint, so the table is rebuilt with the same row ids
