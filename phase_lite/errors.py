@@ -39,6 +39,10 @@ class MethodNotAllowed(PhaseError):
     """The route exists but not for this method."""
 
 
+class PreconditionFailed(PhaseError):
+    """An ``If-Match`` condition does not hold: the environment changed since (extension)."""
+
+
 class Throttled(PhaseError):
     """The account made more requests than the configured rate allows."""
 
@@ -55,6 +59,7 @@ STATUS = {
     DoesNotExist: 404,
     MethodNotAllowed: 405,
     Duplicate: 409,
+    PreconditionFailed: 412,
     Throttled: 429,
 }
 
