@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 import pytest
 
 from conftest import bearer_headers
-from phase_lite import accounts, audit
+from phase_lite import accounts, audit, schemas
 from phase_lite.store import accounts as account_store
 
 PREFIXES = ["", "/public", "/service", "/service/public"]
@@ -109,6 +109,7 @@ def test_history_lists_every_version_newest_first(client, app_id, owner_headers,
     secret_id, created, updated = edited
     response = Env(client, app_id, owner_headers, prefix=prefix).history(secret_id)
     assert response.status_code == 200
+    assert schemas.SecretHistory().validate(response.json) == {}
     data = response.json["data"]
     assert [list(item) for item in data] == [VERSION_FIELDS] * 3
     assert [(v["version"], v["event"]) for v in data] == [
@@ -273,6 +274,7 @@ def test_deleted_secrets_list_who_deleted_what(client, app_id, owner_headers, sa
     sa.secrets("POST", [{"key": "KEPT", "value": "k"}])
     response = Env(client, app_id, owner_headers, prefix=prefix).deleted()
     assert response.status_code == 200
+    assert schemas.DeletedSecrets().validate(response.json) == {}
     data = response.json["data"]
     assert [list(item) for item in data] == [DELETED_FIELDS] * 2
     assert [(d["id"], d["key"], d["path"], d["type"], d["version"]) for d in data] == [
@@ -302,6 +304,7 @@ def test_restore_undeletes_at_a_new_version(client, app_id, owner_headers, pat, 
     before = version_rows(db, secret_id)
     response = Env(client, app_id, owner_headers, prefix=prefix).restore(secret_id, 1)
     assert response.status_code == 200
+    assert schemas.Secret().validate(response.json) == {}
     restored = response.json
     (listed,) = pat.listed()
     assert restored == listed
