@@ -45,6 +45,7 @@ CLIENT = "/service/secrets/"
 KEY = seed.key_name(31)  # DB_PASSWORD
 MISSING = "n/a (endpoint missing)"
 MAIN_ENVIRONMENTS = ("Development", "Staging", "Large", "Writers")
+NOT_MODIFIED = "GET 100 secrets with If-None-Match: 304"
 
 
 @dataclass
@@ -157,6 +158,7 @@ class Bench:
             if ready is not True:
                 for slot, name in (("key", "GET one secret by key (environment of 100)"),
                                    ("get100", "GET 100 secrets (5 with references)"),
+                                   ("notmodified", NOT_MODIFIED),
                                    ("get10k", "GET 10,000 secrets"),
                                    ("cli100", "CLI path: GET 100 secrets (`phase secrets export`)"),
                                    ("post1000", "POST 1,000 secrets in one request"),
@@ -169,6 +171,7 @@ class Bench:
                          self.case_key, server, layout)
             self.guarded("get100", "GET 100 secrets (5 with references)",
                          self.case_get100, server, layout)
+            self.guarded("notmodified", NOT_MODIFIED, self.case_not_modified, server, layout)
             self.guarded("cli100", "CLI path: GET 100 secrets (`phase secrets export`)",
                          self.case_cli100, server, layout)
             self.guarded("get10k", "GET 10,000 secrets", self.case_get10k, server, layout)
@@ -301,6 +304,28 @@ class Bench:
                     name="GET 100 secrets (5 with references)"):
         self.rows[slot] = self.measure_get(server, name, rest_path(layout, "Development"),
                                            rest_headers(layout), 100, check=references_resolved)
+
+    def case_not_modified(self, server, layout):
+        """The GET 100 of a client that has it already: 304, no body (still authenticated,
+        scoped, counted and audited), next to the full answer in the same rounds."""
+        path, headers = rest_path(layout, "Development"), rest_headers(layout)
+        status, _, answer_headers = request(server.url, "GET", path, headers, with_headers=True)
+        tag = answer_headers.get("ETag")
+        if status != 200 or not tag:
+            self.rows["notmodified"] = Row(NOT_MODIFIED, missing="n/a (no ETag on the GET)")
+            return
+        conditional = dict(headers, **{"If-None-Match": tag})
+        status, body = request(server.url, "GET", path, conditional)
+        if status != 304 or body:
+            self.rows["notmodified"] = Row(
+                NOT_MODIFIED, missing=f"n/a (answered {status} with {len(body)} bytes)")
+            return
+        full = Load(server.url + path, headers)
+        row = self.measure_paired(server, NOT_MODIFIED, Load(server.url + path, conditional),
+                                  companion=(server, full))
+        row.notes[:0] = [f"no body; the full answer in the same rounds: "
+                         f"{fmt_rps(row.companion_rps)} req/s"]
+        self.rows["notmodified"] = row
 
     def case_cli100(self, server, layout):
         self.rows["cli100"] = self.measure_get(
@@ -442,7 +467,8 @@ def wire_ciphertexts(items):
 
 # -- the report ------------------------------------------------------------------------------
 
-ORDER = ("baseline", "key", "get100", "cli100", "get10k", "large", "post1000", "writers")
+ORDER = ("baseline", "key", "get100", "notmodified", "cli100", "get10k", "large", "post1000",
+         "writers")
 
 
 def targets(rows):
@@ -462,6 +488,16 @@ def targets(rows):
     ratio_target("get100", 0.5, "GET 100 secrets")
     ratio_target("key", 0.8, "GET one key")
     ratio_target("cli100", 0.3, "CLI-path GET 100")
+
+    cached = rows.get("notmodified")
+    label = "A GET answered 304 costs less than the full answer"
+    if cached and cached.measured and cached.companion_rps:
+        checks.append(("PASS" if cached.rps > cached.companion_rps and not cached.errors
+                       else "FAIL",
+                       f"{label}: {cached.rps:,.0f} vs {cached.companion_rps:,.0f} req/s "
+                       "(measured in the same rounds)"))
+    else:
+        checks.append(("n/a", label))
 
     # Both comparisons use the reference case measured in the same rounds (seconds apart),
     # not the row measured minutes earlier; time per request at equal concurrency is 1/req/s.
