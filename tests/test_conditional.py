@@ -2,7 +2,8 @@
 
 import pytest
 
-from phase_lite.conditional import CHANGED, entity_tag, expected_version, none_match, require_version
+from phase_lite.conditional import (CHANGED, entity_tag, expected_version, none_match,
+                                    require_version)
 from phase_lite.errors import PreconditionFailed
 
 ENV = {"id": "3f1c4a52-8a51-4d0b-9b7e-2c2d0c5e9a10", "version": 7}

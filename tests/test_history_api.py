@@ -27,7 +27,8 @@ class Env:
         self.query = {"app_id": app_id, "env": env}
 
     def url(self, route, query=None):
-        return f"{self.prefix}/v1/secrets/{route}?{urlencode(self.query if query is None else query)}"
+        query = self.query if query is None else query
+        return f"{self.prefix}/v1/secrets/{route}?{urlencode(query)}"
 
     def secrets(self, method, entries, **kwargs):
         response = self.client.open(self.url(""), method=method,
