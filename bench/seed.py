@@ -73,18 +73,21 @@ class Layout:
 def create_bench_app(data_dir: Path, env_names) -> Layout:
     """The app ``bench`` with these environments and a service account granted all of them."""
     from phase_lite import accounts, apps
-    from phase_lite.store import apps as app_store
+    from phase_lite.accounts import Grantee
+    from phase_lite.audit import CLI_META
 
     services = open_services(data_dir)
     try:
-        db = services.db
-        org_id = accounts.organisation(db)["id"]
-        app_id = apps.create_app(db, services.vault, org_id, "bench", "", list(env_names))
-        envs = {e["name"]: e["id"] for e in app_store.list_environments(db, app_id)}
-        role = accounts.role_by_name(db, org_id, "Service")
-        account_id, issued = accounts.create_service_account(db, org_id, "bench", role["id"])
-        accounts.grant_environments(db, list(envs.values()), service_account_id=account_id)
-        return Layout(app_id, envs, issued.bearer_token)
+        operator = accounts.operator(services, "bench")
+        app, env_rows = apps.create_app(services, operator,
+                                        {"name": "bench", "environments": list(env_names)},
+                                        CLI_META)
+        role = accounts.role_by_name(services, operator, "Service")
+        account, issued = accounts.create_service_account(
+            services, operator, {"name": "bench", "role_id": role["id"]}, CLI_META)
+        accounts.grant_environments(services, operator, Grantee.of_service_account(account),
+                                    app, env_rows, CLI_META)
+        return Layout(app["id"], {e["name"]: e["id"] for e in env_rows}, issued.bearer_token)
     finally:
         services.close()
 
@@ -171,22 +174,23 @@ def seed_other_secrets(data_dir: Path, total: int, log=print, per_env: int = 100
     """Write ``total`` secrets: apps of ``envs_per_app`` environments of ``per_env`` secrets."""
     from phase_lite import accounts, apps
     from phase_lite import secrets as domain
-    from phase_lite.store import apps as app_store
+    from phase_lite.audit import CLI_META
 
     services = open_services(data_dir)
     try:
         db = services.db
         # Random UUID keys touch pages all over the indexes; a large page cache keeps them in.
         db.execute(f"PRAGMA cache_size = -{SEED_CACHE_KIB}")
-        org_id = accounts.organisation(db)["id"]
+        operator = accounts.operator(services, "bench")
         written, app_number, started = 0, 0, time.perf_counter()
         while written < total:
             app_number += 1
             names = [f"env{n:02d}" for n in range(envs_per_app)]
-            app_id = apps.create_app(db, services.vault, org_id, f"other-{app_number:04d}", "",
-                                     names)
+            _, env_rows = apps.create_app(
+                services, operator, {"name": f"other-{app_number:04d}", "environments": names},
+                CLI_META)
             with db.transaction():
-                for env_row in app_store.list_environments(db, app_id):
+                for env_row in env_rows:
                     count = min(per_env, total - written)
                     if count <= 0:
                         break

@@ -1,6 +1,10 @@
-"""Organisation set-up, users, service accounts, their tokens and access grants.
+"""The organisation, its roles, users, service accounts, tokens and environment grants.
 
-One domain layer for the ``phase-lite`` admin command and the management API.
+Interface: as ``apps`` (whose module docstring says it once): ``services``, the caller
+(``auth.Principal``), the request's fields as a dict, and ``meta`` (``audit.RequestMeta``).
+Each write checks the caller's permission, validates first, and commits the change with its
+audit event in one transaction. A token's secret part exists only in the ``IssuedToken``
+returned once; the store keeps its hash.
 """
 
 import json
@@ -8,13 +12,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from importlib import resources
 
-from . import phase_crypto
-from .errors import DoesNotExist, InvalidRequest
+from . import audit, contract, phase_crypto
+from .apps import clean_text, require
+from .auth import local_operator
+from .errors import DoesNotExist, InvalidRequest, PermissionDenied
 from .store import NotFound, format_time
 from .store import accounts as account_store
 from .store import apps as app_store
 
 DEFAULT_ORGANISATION = "phase_lite"
+# Phase gates custom roles and teams on the organisation's plan; phase_lite provides neither,
+# so it answers as a Phase organisation whose plan lacks them.
+CUSTOM_ROLES_UNAVAILABLE = "Custom roles are not available on your organisation's plan."
+TEAMS_UNAVAILABLE = "Teams are not available on your organisation's plan."
+EXPIRES_IN_INVALID = "'expires_in' must be a positive integer (seconds)."
 
 
 def default_roles():
@@ -33,6 +44,28 @@ class IssuedToken:
     bearer_token: str    # "<Type> <bearer>", the REST form
 
 
+@dataclass(frozen=True)
+class Grantee:
+    """An account environments are granted to: ``kind`` "user" or "service"."""
+    kind: str
+    id: str
+    label: str   # email or name, for messages
+
+    @classmethod
+    def of_user(cls, row):
+        return cls("user", row["id"], row["email"])
+
+    @classmethod
+    def of_service_account(cls, row):
+        return cls("service", row["id"], row["name"])
+
+    def account_filter(self) -> dict:
+        return {"user_id": self.id} if self.kind == "user" else {"service_account_id": self.id}
+
+
+# -- the organisation ------------------------------------------------------------------------
+
+
 def is_initialised(db) -> bool:
     return account_store.get_organisation(db) is not None
 
@@ -44,7 +77,15 @@ def organisation(db):
     return org
 
 
-def initialise(db, owner_email: str):
+def operator(services, name=None):
+    """The admin command's caller: the local operator, an Owner named ``name`` (by default
+    the login running the command) in the audit events it causes."""
+    org = organisation(services.db)
+    owner_role = account_store.get_role_by_name(services.db, org["id"], "Owner")
+    return local_operator(org, owner_role, name or audit.operator_name())
+
+
+def initialise(db, owner_email: str, meta=audit.CLI_META):
     """Create the organisation, default roles, the Owner and their first token.
 
     Return the IssuedToken, or None when the database was already initialised.
@@ -61,7 +102,281 @@ def initialise(db, owner_email: str):
             )
         owner_role = account_store.get_role_by_name(db, org_id, "Owner")
         user_id = account_store.insert_user(db, org_id, owner_email, owner_role["id"])
-        return issue_token(db, "user", user_id, "Owner token")
+        issued = _mint_token(db, "user", user_id, "Owner token")
+        by = local_operator(organisation(db), owner_role, audit.operator_name())
+        audit.record(db, by, meta, "initialise", "organisation", org_id,
+                     details={"owner": user_id, "token_id": issued.id})
+        return issued
+
+
+# -- roles -----------------------------------------------------------------------------------
+
+
+def list_roles(services, principal):
+    return account_store.list_roles(services.db, principal.organisation_id)
+
+
+def get_role(services, principal, role_id):
+    if not isinstance(role_id, str):
+        raise DoesNotExist("Role not found.")
+    try:
+        return account_store.get_role(services.db, principal.organisation_id, role_id)
+    except NotFound:
+        raise DoesNotExist("Role not found.") from None
+
+
+def role_by_name(services, principal, name):
+    try:
+        return account_store.get_role_by_name(services.db, principal.organisation_id, name)
+    except NotFound:
+        names = ", ".join(r["name"] for r in list_roles(services, principal))
+        raise InvalidRequest(f"Unknown role '{name}'. Roles: {names}.") from None
+
+
+def refuse_role_change(services, principal, role_id, action):
+    """Every role is one of Phase's default roles, which cannot be changed or deleted."""
+    get_role(services, principal, role_id)
+    verb = "modified" if action == "update" else "deleted"
+    raise PermissionDenied(f"Default roles cannot be {verb}.")
+
+
+# -- users -----------------------------------------------------------------------------------
+
+
+def list_users(services, principal):
+    require(principal, "Members", "read", "members")
+    return account_store.list_users(services.db, principal.organisation_id)
+
+
+def user_by_email(services, principal, email):
+    try:
+        return account_store.get_user_by_email(services.db, principal.organisation_id, email)
+    except NotFound:
+        raise DoesNotExist(f"No user with email '{email}'.") from None
+
+
+def create_user(services, principal, fields, meta):
+    """Add a user (``email``, ``role_id``); return the user's row."""
+    require(principal, "Members", "create", "members")
+    email = (fields.get("email") or "").strip()
+    if "@" not in email:
+        raise InvalidRequest("A user needs an email address.")
+    role = get_role(services, principal, fields.get("role_id"))
+    db = services.db
+    with db.transaction():
+        try:
+            account_store.get_user_by_email(db, principal.organisation_id, email)
+        except NotFound:
+            user_id = account_store.insert_user(db, principal.organisation_id, email, role["id"])
+            audit.record(db, principal, meta, "create", "user", user_id,
+                         details={"role": role["name"]})
+            return account_store.get_user(db, principal.organisation_id, user_id)
+        raise InvalidRequest(f"A user with email '{email}' already exists.")
+
+
+# -- service accounts ------------------------------------------------------------------------
+
+
+def list_service_accounts(services, principal):
+    return account_store.list_service_accounts(services.db, principal.organisation_id)
+
+
+def get_service_account(services, principal, sa_id):
+    try:
+        return account_store.get_service_account(services.db, principal.organisation_id, sa_id)
+    except NotFound:
+        raise DoesNotExist("Service account not found.") from None
+
+
+def service_account_by_id_or_name(services, principal, id_or_name):
+    try:
+        return account_store.find_service_account(services.db, principal.organisation_id,
+                                                  id_or_name)
+    except NotFound:
+        raise DoesNotExist(f"No service account '{id_or_name}'.") from None
+
+
+def service_account_detail(services, sa):
+    """(tokens, apps) of a service account: its live tokens, newest first, and its apps with
+    the environments it holds as ``[(app_id, app_name, [env rows])]``."""
+    tokens = account_store.list_tokens(services.db, service_account_id=sa["id"])
+    grouped = {}
+    for row in account_store.service_account_grants(services.db, sa["id"]):
+        grouped.setdefault((row["app_id"], row["app_name"]), []).append(row)
+    return tokens, [(app_id, name, envs) for (app_id, name), envs in grouped.items()]
+
+
+def _refuse_global_role(role):
+    if role["global_access"]:
+        raise InvalidRequest(f"Service accounts cannot be assigned the '{role['name']}' role.")
+
+
+def create_service_account(services, principal, fields, meta):
+    """Create a service account (``name``, ``role_id``, optional ``token_name``) and its first
+    token; return (account row, IssuedToken)."""
+    require(principal, "ServiceAccounts", "create", "service accounts")
+    name = clean_text(fields.get("name"), "name", contract.NAME_MAX)
+    token_name = clean_text(fields.get("token_name", contract.DEFAULT_TOKEN_NAME), "token_name",
+                            contract.NAME_MAX)
+    role_id = fields.get("role_id")
+    if not role_id:
+        raise InvalidRequest("Missing required field: role_id")
+    role = get_role(services, principal, role_id)
+    if fields.get("team_id") is not None:
+        raise PermissionDenied(TEAMS_UNAVAILABLE)
+    _refuse_global_role(role)
+    db = services.db
+    with db.transaction():
+        sa_id = account_store.insert_service_account(db, principal.organisation_id, name,
+                                                     role["id"])
+        token = _mint_token(db, "service", sa_id, token_name)
+        audit.record(db, principal, meta, "create", "service_account", sa_id,
+                     details={"name": name, "role": role["name"], "token_id": token.id})
+    return get_service_account(services, principal, sa_id), token
+
+
+def update_service_account(services, principal, sa, fields, meta):
+    """Rename a service account or give it another role; return the updated row."""
+    require(principal, "ServiceAccounts", "update", "service accounts")
+    raw_name, role_id = fields.get("name"), fields.get("role_id")
+    if raw_name is None and role_id is None:
+        raise InvalidRequest("At least one of 'name' or 'role_id' must be provided.")
+    name = clean_text(raw_name, "name", contract.NAME_MAX) if raw_name is not None else None
+    role = None
+    if role_id is not None:
+        role = get_role(services, principal, role_id)
+        _refuse_global_role(role)
+    db = services.db
+    with db.transaction():
+        account_store.update_service_account(db, sa["id"], name, role["id"] if role else None)
+        audit.record(db, principal, meta, "update", "service_account", sa["id"],
+                     details={"name": name or sa["name"], "role": role["name"] if role else None})
+    return get_service_account(services, principal, sa["id"])
+
+
+def delete_service_account(services, principal, sa, meta):
+    """Delete a service account; its tokens stop working at once and its grants go."""
+    require(principal, "ServiceAccounts", "delete", "service accounts")
+    db = services.db
+    with db.transaction():
+        account_store.delete_service_account(db, sa["id"])
+        audit.record(db, principal, meta, "delete", "service_account", sa["id"],
+                     details={"name": sa["name"]})
+
+
+# -- environment grants ----------------------------------------------------------------------
+
+
+def set_service_account_access(services, principal, sa, fields, meta):
+    """Replace the service account's environment grants with ``fields["apps"]``.
+
+    ``[{"id": app_id, "environments": [env_id, ...]}, ...]``: every listed environment is
+    granted and every other grant is revoked. A caller who does not see everything may only
+    grant apps and environments it holds itself.
+    """
+    require(principal, "ServiceAccounts", "update", "service accounts")
+    entries = fields.get("apps")
+    if entries is None:
+        raise InvalidRequest("Missing required field: apps")
+    if not isinstance(entries, list):
+        raise InvalidRequest("'apps' must be a list.")
+    desired = {}  # app id -> env ids; a repeated app keeps its last entry, as on Phase
+    for entry in entries:
+        app, env_ids = _access_entry(services, principal, entry)
+        desired[app["id"]] = env_ids
+    wanted = {env_id for env_ids in desired.values() for env_id in env_ids}
+    db = services.db
+    with db.transaction():
+        current = account_store.granted_environment_ids(db, service_account_id=sa["id"])
+        account_store.revoke_environments(db, sorted(current - wanted),
+                                          service_account_id=sa["id"])
+        for env_id in sorted(wanted - current):
+            account_store.grant_environment(db, env_id, service_account_id=sa["id"])
+        audit.record(db, principal, meta, "update_access", "service_account", sa["id"],
+                     details={"granted": sorted(wanted - current),
+                              "revoked": sorted(current - wanted)})
+
+
+def _access_entry(services, principal, entry):
+    if not isinstance(entry, dict):
+        raise InvalidRequest(
+            "Each entry in 'apps' must be an object with 'id' and 'environments'."
+        )
+    app_id = entry.get("id")
+    if not app_id:
+        raise InvalidRequest("Each app entry must have an 'id' field.")
+    try:
+        if not isinstance(app_id, str):
+            raise NotFound("app")
+        app = app_store.get_app(services.db, principal.organisation_id, app_id)
+    except NotFound:
+        raise DoesNotExist(f"App not found: {app_id}") from None
+    if not principal.sees_everything and not services.auth.can_access_app(principal, app["id"]):
+        raise PermissionDenied(f"You don't have access to app '{app['name']}'.")
+    env_ids = entry.get("environments")
+    if not isinstance(env_ids, list):
+        raise InvalidRequest(
+            "Each app entry must have an 'environments' list of environment IDs."
+        )
+    if not env_ids:
+        raise InvalidRequest(
+            f"'environments' for app '{app_id}' must not be empty. To revoke all access, "
+            "remove the app from the list."
+        )
+    app_env_ids = {env["id"] for env in app_store.list_environments(services.db, app["id"])}
+    requested = list(dict.fromkeys(map(str, env_ids)))
+    missing = [env_id for env_id in requested if env_id not in app_env_ids]
+    if missing:
+        raise DoesNotExist(f"Environment(s) not found in app '{app['name']}': "
+                           f"{', '.join(missing)}")
+    _check_may_grant(services, principal, app, set(requested))
+    return app, set(requested)
+
+
+def _check_may_grant(services, principal, app, env_ids):
+    if principal.sees_everything:
+        return
+    if not env_ids <= services.auth.accessible_environment_ids(principal):
+        raise PermissionDenied(
+            f"You don't have access to one or more environments in app '{app['name']}'."
+        )
+
+
+def _grant_permission(grantee):
+    if grantee.kind == "user":
+        return "Members", "update", "members"
+    return "ServiceAccounts", "update", "service accounts"
+
+
+def grant_environments(services, principal, grantee: Grantee, app, envs, meta):
+    """Let ``grantee`` use the app's environments ``envs`` (rows) as well as what it holds."""
+    require(principal, *_grant_permission(grantee))
+    env_ids = [env["id"] for env in envs]
+    _check_may_grant(services, principal, app, set(env_ids))
+    db = services.db
+    with db.transaction():
+        for env_id in env_ids:
+            account_store.grant_environment(db, env_id, **grantee.account_filter())
+        audit.record(db, principal, meta, "grant_access", _resource_type(grantee), grantee.id,
+                     app_id=app["id"], details={"granted": env_ids})
+
+
+def revoke_environments(services, principal, grantee: Grantee, app, envs, meta):
+    """Take the app's environments ``envs`` (rows) away from ``grantee``."""
+    require(principal, *_grant_permission(grantee))
+    env_ids = [env["id"] for env in envs]
+    db = services.db
+    with db.transaction():
+        account_store.revoke_environments(db, env_ids, **grantee.account_filter())
+        audit.record(db, principal, meta, "revoke_access", _resource_type(grantee), grantee.id,
+                     app_id=app["id"], details={"revoked": env_ids})
+
+
+def _resource_type(grantee):
+    return "user" if grantee.kind == "user" else "service_account"
+
+
+# -- tokens ----------------------------------------------------------------------------------
 
 
 def expiry_from(expires_in: int | None = None, expires_at: datetime | None = None):
@@ -72,100 +387,134 @@ def expiry_from(expires_in: int | None = None, expires_at: datetime | None = Non
     return None
 
 
-def issue_token(db, kind: str, owner_id: str, name: str, expires_at: str | None = None):
+def token_expiry(fields):
+    """The stored expiry of a new token from ``expires_at`` or ``expires_in`` (or None)."""
+    if "expiry" in fields:
+        raise InvalidRequest(
+            "Unknown field 'expiry'. Use 'expires_at' (ISO-8601 with timezone) or "
+            "'expires_in' (positive integer seconds)."
+        )
+    expires_at, expires_in = fields.get("expires_at"), fields.get("expires_in")
+    if expires_at is not None:  # wins over expires_in, as on Phase
+        if not isinstance(expires_at, str):
+            raise InvalidRequest(
+                "'expires_at' must be an ISO-8601 datetime string with timezone "
+                "(e.g. '2026-12-31T23:59:59Z')."
+            )
+        try:
+            moment = datetime.fromisoformat(expires_at)
+        except ValueError:
+            raise InvalidRequest("'expires_at' is not a valid ISO-8601 datetime.") from None
+        if moment.tzinfo is None:
+            raise InvalidRequest(
+                "'expires_at' must include a timezone offset (e.g. 'Z' or '+00:00')."
+            )
+        try:
+            if moment <= datetime.now(timezone.utc):
+                raise InvalidRequest("'expires_at' must be in the future.")
+            return expiry_from(expires_at=moment)
+        except OverflowError:
+            raise InvalidRequest("'expires_at' is not a valid ISO-8601 datetime.") from None
+    if expires_in is not None:
+        if isinstance(expires_in, bool) or not isinstance(expires_in, int) or expires_in <= 0:
+            raise InvalidRequest(EXPIRES_IN_INVALID)
+        try:
+            return expiry_from(expires_in=expires_in)
+        except OverflowError:
+            raise InvalidRequest(EXPIRES_IN_INVALID) from None
+    return None
+
+
+def _mint_token(db, kind: str, owner_id: str, name: str, expires_at: str | None = None):
     """Mint a Phase token with real key material; only its hash is stored."""
     minted = phase_crypto.mint_token(kind)
-    with db.transaction():
-        token_id = account_store.insert_token(
-            db, kind, owner_id, name, phase_crypto.hash_bearer(minted.bearer),
-            minted.public_key, minted.wrapped_key_share, expires_at,
-        )
-        row = account_store.get_token(db, token_id)
+    token_id = account_store.insert_token(
+        db, kind, owner_id, name, phase_crypto.hash_bearer(minted.bearer),
+        minted.public_key, minted.wrapped_key_share, expires_at,
+    )
+    row = account_store.get_token(db, token_id)
     return IssuedToken(
         id=token_id, name=name, created_at=row["created_at"], expires_at=expires_at,
         token=minted.token, bearer_token=f"{phase_crypto.bearer_type(kind)} {minted.bearer}",
     )
 
 
-# -- users -----------------------------------------------------------------------------------
+def issue_service_account_token(services, principal, sa, fields, meta):
+    """Mint another token (``name``, ``expires_at`` or ``expires_in``) for a service account;
+    return the IssuedToken (shown once)."""
+    require(principal, "ServiceAccountTokens", "create", "service account tokens")
+    return _issue_token(services, principal, "service", sa["id"], fields, meta,
+                        "service_account_token", {"service_account_id": sa["id"]})
 
 
-def role_by_name(db, org_id, name):
-    try:
-        return account_store.get_role_by_name(db, org_id, name)
-    except NotFound:
-        names = ", ".join(r["name"] for r in account_store.list_roles(db, org_id))
-        raise InvalidRequest(f"Unknown role '{name}'. Roles: {names}.") from None
+def issue_user_token(services, principal, user, fields, meta):
+    """Mint a personal access token (``name``, ``expires_at`` or ``expires_in``) for a user;
+    return the IssuedToken (shown once)."""
+    if principal.kind == "user" and principal.account_id == user["id"]:
+        pass  # one's own token needs no permission over other members
+    else:
+        require(principal, "MemberPersonalAccessTokens", "create",
+                "member personal access tokens")
+    return _issue_token(services, principal, "user", user["id"], fields, meta, "user_token",
+                        {"user_id": user["id"]})
 
 
-def create_user(db, email: str, role_name: str):
-    email = (email or "").strip()
-    if "@" not in email:
-        raise InvalidRequest("A user needs an email address.")
-    org = organisation(db)
+def _issue_token(services, principal, kind, owner_id, fields, meta, resource_type, details):
+    name = clean_text(fields.get("name"), "name", contract.NAME_MAX)
+    expires_at = token_expiry(fields)
+    db = services.db
     with db.transaction():
-        role = role_by_name(db, org["id"], role_name)
+        token = _mint_token(db, kind, owner_id, name, expires_at)
+        audit.record(db, principal, meta, "create", resource_type, token.id,
+                     details=details | {"name": name, "expires_at": expires_at})
+    return token
+
+
+def revoke_service_account_token(services, principal, sa, token_id, meta):
+    """Revoke one of the service account's tokens; it stops working at once."""
+    require(principal, "ServiceAccountTokens", "delete", "service account tokens")
+    db = services.db
+    with db.transaction():
         try:
-            account_store.get_user_by_email(db, org["id"], email)
+            token = account_store.get_service_account_token(db, sa["id"], token_id)
         except NotFound:
-            return account_store.insert_user(db, org["id"], email, role["id"])
-        raise InvalidRequest(f"A user with email '{email}' already exists.")
+            raise DoesNotExist("Token not found.") from None
+        _revoke(db, principal, meta, token)
 
 
-def user_by_email(db, email):
-    try:
-        return account_store.get_user_by_email(db, organisation(db)["id"], email)
-    except NotFound:
-        raise DoesNotExist(f"No user with email '{email}'.") from None
-
-
-def revoke_token(db, token_id):
+def revoke_token(services, principal, token_id, meta):
+    """Revoke a live token of the organisation, of either kind, by id."""
+    db = services.db
     with db.transaction():
-        if not account_store.revoke_token(db, token_id):
-            raise DoesNotExist(f"No active token with id '{token_id}'.")
+        token = _live_token(db, principal.organisation_id, token_id)
+        if token["kind"] == "user":
+            require(principal, "MemberPersonalAccessTokens", "delete",
+                    "member personal access tokens")
+        else:
+            require(principal, "ServiceAccountTokens", "delete", "service account tokens")
+        _revoke(db, principal, meta, token)
 
 
-# -- service accounts ------------------------------------------------------------------------
-
-
-def create_service_account(db, org_id, name, role_id, token_name="Default", expires_at=None):
-    """Create a service account with one token; return (account id, IssuedToken)."""
-    with db.transaction():
-        sa_id = account_store.insert_service_account(db, org_id, name, role_id)
-        token = issue_token(db, "service", sa_id, token_name, expires_at)
-    return sa_id, token
-
-
-def service_account(db, id_or_name):
+def _live_token(db, org_id, token_id):
     try:
-        return account_store.find_service_account(db, organisation(db)["id"], id_or_name)
+        token = account_store.get_token(db, token_id)
+        if token["revoked_at"] is not None:
+            raise NotFound("token")
+        if token["user_id"]:
+            account_store.get_user(db, org_id, token["user_id"])
+        else:
+            account_store.get_service_account(db, org_id, token["service_account_id"])
     except NotFound:
-        raise DoesNotExist(f"No service account '{id_or_name}'.") from None
+        raise DoesNotExist(f"No active token with id '{token_id}'.") from None
+    return token
 
 
-def grant_environments(db, env_ids, *, user_id=None, service_account_id=None):
-    with db.transaction():
-        for env_id in env_ids:
-            account_store.grant_environment(
-                db, env_id, user_id=user_id, service_account_id=service_account_id
-            )
-
-
-def resolve_environments(db, org_id, app_id, env_names):
-    """Environment rows of an app by name (case-insensitive); all of them when names is empty."""
-    try:
-        app = app_store.get_app(db, org_id, app_id)
-    except NotFound:
-        matches = app_store.find_apps_by_name(db, org_id, app_id)
-        if len(matches) != 1:
-            raise DoesNotExist(f"App with ID {app_id} not found") from None
-        app = matches[0]
-    if not env_names:
-        return app, app_store.list_environments(db, app["id"])
-    envs = []
-    for name in env_names:
-        env = app_store.find_environment(db, app["id"], name)
-        if env is None:
-            raise DoesNotExist(f"Environment '{name}' not found in App {app['id']}")
-        envs.append(env)
-    return app, envs
+def _revoke(db, principal, meta, token):
+    account_store.revoke_token(db, token["id"])
+    if token["kind"] == "user":
+        resource_type, owner = "user_token", {"user_id": token["user_id"]}
+    else:
+        resource_type = "service_account_token"
+        owner = {"service_account_id": token["service_account_id"]}
+    audit.record(db, principal, meta, "delete", resource_type, token["id"],
+                 details=owner | {"name": token["name"]})

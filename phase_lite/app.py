@@ -1,6 +1,5 @@
 """The application factory: the one place where things are wired together."""
 
-import logging
 import os
 
 from flask import Flask
@@ -9,12 +8,12 @@ from werkzeug.routing import RequestRedirect
 
 from . import __version__, accounts, audit, keyring
 from .auth import Authenticator
+from .client_protocol import ClientProtocol
 from .config import Config, ConfigError, load_config
+from .ratelimit import RateLimiter
 from .store import Database, StoreError
 from .store import meta as meta_store
 from .vault import Vault
-
-log = logging.getLogger("phase_lite")
 
 
 def open_keyring(config: Config) -> keyring.Keyring:
@@ -23,7 +22,8 @@ def open_keyring(config: Config) -> keyring.Keyring:
     try:
         keys = [keyring.parse_master_key(line) for line in lines]
     except ValueError:
-        raise ConfigError(f"{setting}: malformed master key (expected base64 of 32 bytes)") from None
+        raise ConfigError(
+            f"{setting}: malformed master key (expected base64 of 32 bytes)") from None
     return keyring.Keyring(keys)
 
 
@@ -147,6 +147,8 @@ class Services:
         self.keyring = ring
         self.vault = Vault(db, ring)
         self.auth = Authenticator(db)
+        self.limiter = RateLimiter(config.rate_limit)
+        self.client_protocol = ClientProtocol(self)
 
     def close(self):
         audit.read_log(self.db).close()

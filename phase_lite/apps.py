@@ -1,47 +1,326 @@
-"""Apps and environments: creation with fresh key material, rename, delete.
+"""Apps and environments: who may see them, and every change to them, audited.
 
-One domain layer for the ``phase-lite`` admin command and the management API.
+Interface (no Flask here; the API, the admin command and the console call the same functions)
+------------------------------------------------------------------------------------------------
+Every function takes ``services`` (``app.Services``) and the caller (``auth.Principal``: a
+token's user or service account, or ``auth.local_operator`` for the admin command); writes also
+take the request's fields as Phase names them (a dict) and ``meta`` (``audit.RequestMeta``,
+whose ``channel`` says which door the change came through). Each write checks the caller's
+permission, validates everything first with Phase's texts, then makes the change and records its
+audit event in one transaction, so a refused request leaves the data exactly as it was. Rows are
+store rows; the callers render them.
+
+Visibility follows phase_lite's access model: an Owner or Admin user (and the local operator)
+sees every app and environment; any other account sees an app when it holds at least one of its
+environments, and an environment when it holds it (Phase's app membership and EnvironmentKey
+rows).
 """
 
-import re
+from html.parser import HTMLParser
 
-from .errors import Duplicate, InvalidRequest
-from .store import new_id
+from . import audit, contract
+from .errors import DoesNotExist, Duplicate, InvalidRequest, PermissionDenied
+from .store import NotFound, new_id
 from .store import accounts as account_store
 from .store import apps as app_store
 
 DEFAULT_ENVIRONMENTS = (("Development", "dev"), ("Staging", "staging"), ("Production", "prod"))
-ENV_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9\-_]{1,64}$")
-ENV_NAME_INVALID = (
-    "Environment name is invalid. Only letters, numbers, hyphens and underscores are allowed "
-    "(max 64 characters)."
-)
 
 
-def create_app(db, vault, org_id, name, description="", env_names=None, *,
-               grant_user_id=None, grant_service_account_id=None):
-    """Create an app with its own data key and environments; return the app id.
+# -- rules every resource shares -------------------------------------------------------------
 
-    ``env_names`` None gives Development, Staging and Production; a list gives custom
-    environments in that order. The creating account (when it has no global access) is granted
-    every new environment.
+
+def require(principal, resource, action, noun, *, app_level=False):
+    """Refuse unless the caller's role grants ``action`` on ``resource`` (Phase's wording)."""
+    if not principal.may(resource, action, app_level=app_level):
+        raise PermissionDenied(f"You don't have permission to {action} {noun}.")
+
+
+def clean_text(value, field, max_length, *, required=True):
+    """Phase's ``validate_text_field``: HTML tags removed, trimmed, length-checked.
+
+    Return the cleaned text, or None for an absent/blank optional value.
     """
-    app_id = new_id()
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise InvalidRequest(f"Missing required field: {field}")
+        return None
+    if not isinstance(value, str):
+        raise InvalidRequest(f"'{field}' must be a string.")
+    cleaned = _strip_tags(value).strip()
+    if required and not cleaned:
+        raise InvalidRequest(f"Missing required field: {field}")
+    if len(cleaned) > max_length:
+        raise InvalidRequest(f"'{field}' cannot exceed {max_length} characters.")
+    return cleaned
+
+
+class _TagStripper(HTMLParser):
+    def __init__(self):
+        super().__init__(convert_charrefs=False)
+        self.parts = []
+
+    def handle_data(self, data):
+        self.parts.append(data)
+
+    def handle_entityref(self, name):
+        self.parts.append(f"&{name};")
+
+    def handle_charref(self, name):
+        self.parts.append(f"&#{name};")
+
+
+def _strip_tags(value: str) -> str:
+    """Remove HTML tags as Django's ``strip_tags`` does (repeated until no tag is left)."""
+    while "<" in value and ">" in value:
+        stripper = _TagStripper()
+        stripper.feed(value)
+        stripper.close()
+        stripped = "".join(stripper.parts)
+        if stripped.count("<") == value.count("<"):
+            break
+        value = stripped
+    return value
+
+
+def creator_grant(principal) -> dict:
+    """Grant arguments for objects the caller creates (who sees everything needs none)."""
+    if principal.sees_everything:
+        return {}
+    return principal.account_filter()
+
+
+# -- scope named by a URL or a command -------------------------------------------------------
+
+
+def app_in_scope(services, principal, app_id):
+    """The app an id names, checked as Phase's authentication class checks it."""
+    try:
+        if not isinstance(app_id, str):
+            raise NotFound("app")
+        app = app_store.get_app(services.db, principal.organisation_id, app_id)
+    except NotFound:
+        raise DoesNotExist(f"App with ID {app_id} not found") from None
+    services.auth.check_app_access(principal, app)
+    return app
+
+
+def app_by_id_or_name(services, principal, id_or_name):
+    """The app an id or (when exactly one app has it) a name gives: the admin command's way."""
+    try:
+        return app_in_scope(services, principal, id_or_name)
+    except DoesNotExist:
+        matches = app_store.find_apps_by_name(services.db, principal.organisation_id, id_or_name)
+        if len(matches) != 1:
+            raise
+        services.auth.check_app_access(principal, matches[0])
+        return matches[0]
+
+
+def environment_in_scope(services, principal, env_id):
+    """The environment an id names and its app (access to the app is checked here, access
+    to the environment by ``check_environment_access``)."""
+    try:
+        env = app_store.get_environment(services.db, principal.organisation_id, env_id)
+    except NotFound:
+        raise DoesNotExist("Environment not found") from None
+    app = app_store.get_app(services.db, principal.organisation_id, env["app_id"])
+    services.auth.check_app_access(principal, app)
+    return app, env
+
+
+def environments_by_name(services, principal, app, names):
+    """The app's environments by name (case-insensitive), in the order given; every
+    environment the caller holds when ``names`` is empty."""
+    if not names:
+        return visible_environments(services, principal, app)
+    envs = []
+    for name in names:
+        env = app_store.find_environment(services.db, app["id"], name)
+        if env is None:
+            raise DoesNotExist(f"Environment '{name}' not found in App {app['id']}")
+        check_environment_access(services, principal, env)
+        envs.append(env)
+    return envs
+
+
+# -- apps ------------------------------------------------------------------------------------
+
+
+def visible_apps(services, principal):
+    """The organisation's apps the caller may see, newest first."""
+    rows = app_store.list_apps(services.db, principal.organisation_id)
+    if principal.sees_everything:
+        return rows
+    granted = services.auth.accessible_environment_ids(principal)
+    app_ids = {
+        env["app_id"]
+        for env in app_store.list_org_environments(services.db, principal.organisation_id)
+        if env["id"] in granted
+    }
+    return [row for row in rows if row["id"] in app_ids]
+
+
+def environment_names(value):
+    """The optional ``environments`` list of an app creation, checked as Phase checks it."""
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise InvalidRequest("'environments' must be a list of environment names.")
+    if not value:
+        raise InvalidRequest("'environments' must not be empty.")
+    if any(not isinstance(name, str) or not name.strip() for name in value):
+        raise InvalidRequest("Each environment name must be a non-empty string.")
+    names, seen = [name.strip() for name in value], set()
+    for name in names:
+        if name.lower() in seen:
+            raise InvalidRequest(f"Duplicate environment name: '{name}'.")
+        seen.add(name.lower())
+    for name in names:
+        validate_environment_name(name)
+    return names
+
+
+def validate_environment_name(name):
+    if not isinstance(name, str) or not contract.ENV_NAME_PATTERN.match(name):
+        raise InvalidRequest(contract.ENV_NAME_INVALID)
+
+
+def create_app(services, principal, fields, meta):
+    """Create an app with its own data key and environments; return (app row, env rows).
+
+    ``fields``: ``name``, optional ``description``, optional ``environments`` (names; absent
+    gives Development, Staging and Production). A creator who does not see everything is
+    granted every new environment.
+    """
+    require(principal, "Apps", "create", "apps")
+    name = clean_text(fields.get("name"), "name", contract.NAME_MAX)
+    description = fields.get("description")
+    if description is not None:
+        description = clean_text(description, "description", contract.DESCRIPTION_MAX,
+                                 required=False)
+    env_names = environment_names(fields.get("environments"))
     if env_names is None:
         environments = DEFAULT_ENVIRONMENTS
     else:
         environments = [(env_name, "custom") for env_name in env_names]
+    db, vault = services.db, services.vault
+    app_id = new_id()
     wrapped = vault.new_wrapped_data_key(app_id)
     with db.transaction():
-        app_store.insert_app(db, app_id, org_id, name, description, wrapped)
+        app_store.insert_app(db, app_id, principal.organisation_id, name, description or "",
+                             wrapped)
         data_key = vault.data_key(app_id)
         for index, (env_name, env_type) in enumerate(environments):
             env_id = _insert_environment(db, vault, data_key, app_id, env_name, env_type, index)
-            if grant_user_id or grant_service_account_id:
-                account_store.grant_environment(
-                    db, env_id, user_id=grant_user_id, service_account_id=grant_service_account_id
-                )
-    return app_id
+            _grant_creator(db, principal, env_id)
+        audit.record(db, principal, meta, "create", "app", app_id, app_id=app_id,
+                     details={"name": name})
+    app = app_store.get_app(db, principal.organisation_id, app_id)
+    return app, app_store.list_environments(db, app_id)
+
+
+def update_app(services, principal, app, fields, meta):
+    """Rename an app or change its description; return the updated row."""
+    require(principal, "Apps", "update", "apps")
+    raw_name, raw_description = fields.get("name"), fields.get("description")
+    if raw_name is None and raw_description is None:
+        raise InvalidRequest("At least one of 'name' or 'description' must be provided.")
+    name = description = None
+    if raw_name is not None:
+        name = clean_text(raw_name, "name", contract.NAME_MAX)
+    if raw_description is not None:
+        description = clean_text(raw_description, "description", contract.DESCRIPTION_MAX,
+                                 required=False) or ""
+    db = services.db
+    with db.transaction():
+        app_store.update_app(db, app["id"], name, description)
+        changed = [field for field, value in (("name", name), ("description", description))
+                   if value is not None]
+        audit.record(db, principal, meta, "update", "app", app["id"], app_id=app["id"],
+                     details={"fields": changed})
+    return app_store.get_app(db, principal.organisation_id, app["id"])
+
+
+def delete_app(services, principal, app, meta):
+    """Delete an app with its environments, secrets and grants."""
+    require(principal, "Apps", "delete", "apps")
+    db = services.db
+    with db.transaction():
+        audit.record(db, principal, meta, "delete", "app", app["id"], app_id=app["id"],
+                     details={"name": app["name"]})
+        app_store.delete_app(db, app["id"])
+
+
+# -- environments ----------------------------------------------------------------------------
+
+
+def visible_environments(services, principal, app):
+    """The app's environments the caller holds, in index order."""
+    rows = app_store.list_environments(services.db, app["id"])
+    if principal.sees_everything:
+        return rows
+    granted = services.auth.accessible_environment_ids(principal)
+    return [row for row in rows if row["id"] in granted]
+
+
+def check_environment_access(services, principal, env):
+    """Phase's environment detail check (the texts differ from the secrets API's)."""
+    if services.auth.can_access_environment(principal, env["id"]):
+        return
+    if principal.is_user:
+        raise PermissionDenied("You don't have access to this environment.")
+    raise PermissionDenied("Service account doesn't have access to this environment.")
+
+
+def create_environment(services, principal, app, fields, meta):
+    """Add a custom environment (``fields["name"]``) at the end of the app's list; return
+    its row."""
+    require(principal, "Environments", "create", "environments", app_level=True)
+    name = fields.get("name")
+    if not name:
+        raise InvalidRequest("Missing required field: name")
+    validate_environment_name(name)
+    db, vault = services.db, services.vault
+    with db.transaction():
+        if app_store.find_environment(db, app["id"], name) is not None:
+            raise InvalidRequest(f"An environment named '{name}' already exists in this app.")
+        data_key = vault.data_key(app["id"])
+        index = app_store.next_sort_index(db, app["id"])
+        env_id = _insert_environment(db, vault, data_key, app["id"], name, "custom", index)
+        _grant_creator(db, principal, env_id)
+        audit.record(db, principal, meta, "create", "environment", env_id, app_id=app["id"],
+                     environment_id=env_id, details={"name": name})
+    return app_store.get_environment(db, principal.organisation_id, env_id)
+
+
+def rename_environment(services, principal, env, fields, meta):
+    """Rename an environment to ``fields["name"]`` (a name another environment of the app has
+    is a conflict); return the updated row."""
+    require(principal, "Environments", "update", "environments", app_level=True)
+    name = fields.get("name")
+    if not name:
+        raise InvalidRequest("Missing required field: name")
+    validate_environment_name(name)
+    db = services.db
+    with db.transaction():
+        other = app_store.find_environment(db, env["app_id"], name)
+        if other is not None and other["id"] != env["id"]:
+            raise Duplicate(f"An environment named '{name}' already exists in this app.")
+        app_store.rename_environment(db, env["id"], name)
+        audit.record(db, principal, meta, "update", "environment", env["id"], app_id=env["app_id"],
+                     environment_id=env["id"], details={"from": env["name"], "to": name})
+    return app_store.get_environment(db, principal.organisation_id, env["id"])
+
+
+def delete_environment(services, principal, env, meta):
+    """Delete an environment with its secrets and grants."""
+    require(principal, "Environments", "delete", "environments", app_level=True)
+    db = services.db
+    with db.transaction():
+        audit.record(db, principal, meta, "delete", "environment", env["id"], app_id=env["app_id"],
+                     environment_id=env["id"], details={"name": env["name"]})
+        app_store.delete_environment(db, env["id"])
 
 
 def _insert_environment(db, vault, data_key, app_id, name, env_type, index):
@@ -53,42 +332,7 @@ def _insert_environment(db, vault, data_key, app_id, name, env_type, index):
     return env_id
 
 
-def validate_environment_name(name):
-    if not isinstance(name, str) or not ENV_NAME_PATTERN.match(name):
-        raise InvalidRequest(ENV_NAME_INVALID)
-
-
-def create_environment(db, vault, app_id, name, *, grant_user_id=None,
-                       grant_service_account_id=None):
-    """Add a custom environment at the end of the app's list; return its id."""
-    validate_environment_name(name)
-    with db.transaction():
-        if app_store.find_environment(db, app_id, name) is not None:
-            raise InvalidRequest(f"An environment named '{name}' already exists in this app.")
-        data_key = vault.data_key(app_id)
-        index = app_store.next_sort_index(db, app_id)
-        env_id = _insert_environment(db, vault, data_key, app_id, name, "custom", index)
-        if grant_user_id or grant_service_account_id:
-            account_store.grant_environment(
-                db, env_id, user_id=grant_user_id, service_account_id=grant_service_account_id
-            )
-    return env_id
-
-
-def rename_environment(db, env_row, name):
-    validate_environment_name(name)
-    with db.transaction():
-        other = app_store.find_environment(db, env_row["app_id"], name)
-        if other is not None and other["id"] != env_row["id"]:
-            raise Duplicate(f"An environment named '{name}' already exists in this app.")
-        app_store.rename_environment(db, env_row["id"], name)
-
-
-def delete_environment(db, env_row):
-    with db.transaction():
-        app_store.delete_environment(db, env_row["id"])
-
-
-def delete_app(db, app_id):
-    with db.transaction():
-        app_store.delete_app(db, app_id)
+def _grant_creator(db, principal, env_id):
+    grant = creator_grant(principal)
+    if grant:
+        account_store.grant_environment(db, env_id, **grant)

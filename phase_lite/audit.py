@@ -4,6 +4,7 @@ Writes are recorded with ``record`` inside the transaction that makes the change
 and its audit event commit or roll back together. Reads are recorded as one event per request.
 """
 
+import getpass
 import logging
 import threading
 from dataclasses import dataclass
@@ -17,26 +18,50 @@ log = logging.getLogger("phase_lite.audit")
 RETENTION_INTERVAL = 86400.0  # seconds between automatic prunes while serving
 
 
+CHANNELS = ("api", "cli", "console")  # the doors a change came through
+
+
 @dataclass(frozen=True)
 class RequestMeta:
-    """Where a request came from (client IP after proxy rules, User-Agent)."""
+    """Where a request came from: the channel (``CHANNELS``), the client IP after proxy rules
+    and the User-Agent."""
     ip_address: str | None = None
     user_agent: str = "Unknown"
+    channel: str = "api"
 
 
-CLI_META = RequestMeta(ip_address=None, user_agent="phase-lite-cli")
+CLI_META = RequestMeta(ip_address=None, user_agent="phase-lite-cli", channel="cli")
+
+
+def operator_name() -> str:
+    """The login of the person running the admin command, as audit events name them."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name for this uid (a bare container)
+        return "unknown"
+
+
+def actor(principal) -> tuple[str, str]:
+    """(actor type, actor id) of a caller as events name it: ``user``, ``service`` or
+    ``operator`` (``principal`` None: the local operator, by login)."""
+    if principal is None:
+        return "operator", operator_name()
+    return principal.kind, principal.account_id
 
 
 def event(principal, action, resource_type, *, resource_id=None, app_id=None,
           environment_id=None, details=None, meta: RequestMeta | None = None) -> dict:
-    """Build an audit event row. ``principal`` None means the local admin command."""
+    """Build an audit event row. ``principal`` None means the local operator (the admin
+    command before an organisation exists, or a key rotation, restore or prune)."""
     meta = meta or CLI_META
+    actor_type, actor_id = actor(principal)
     return {
         "created_at": now(),
         "organisation_id": principal.organisation_id if principal else None,
-        "actor_type": principal.kind if principal else "cli",
-        "actor_id": principal.account_id if principal else None,
+        "actor_type": actor_type,
+        "actor_id": actor_id,
         "token_id": principal.token_id if principal else None,
+        "channel": meta.channel,
         "action": action,
         "resource_type": resource_type,
         "resource_id": resource_id,
@@ -48,9 +73,10 @@ def event(principal, action, resource_type, *, resource_id=None, app_id=None,
     }
 
 
-def record(db, principal, action, resource_type, **fields):
+def record(db, principal, meta, action, resource_type, resource_id=None, **fields):
     """Write one audit event now (call inside the write transaction it describes)."""
-    audit_store.insert_events(db, [event(principal, action, resource_type, **fields)])
+    audit_store.insert_events(db, [event(principal, action, resource_type,
+                                         resource_id=resource_id, meta=meta, **fields)])
 
 
 def prune(db, older_than_days: int, *, record_prune=True) -> int:
@@ -62,7 +88,7 @@ def prune(db, older_than_days: int, *, record_prune=True) -> int:
     with db.transaction():
         deleted = audit_store.delete_events_before(db, cutoff)
         if record_prune:
-            record(db, None, "prune", "audit_log",
+            record(db, None, CLI_META, "prune", "audit_log",
                    details={"olderThanDays": older_than_days, "deleted": deleted})
     return deleted
 

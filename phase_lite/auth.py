@@ -21,7 +21,6 @@ from .store import accounts as account_store
 from .store import apps as app_store
 
 TOKEN_TYPES = {"User": "user", "ServiceAccount": "service", "Service": "legacy"}
-BEARER_NAMES = {"user": "User", "service": "ServiceAccount"}
 NO_CREDENTIALS = "Authentication credentials were not provided."
 INVALID_TOKEN = "Invalid token"
 TOKEN_GONE = "Token expired or deleted"
@@ -34,7 +33,7 @@ SCOPE_CACHE_SIZE = 4096        # (token, environment named) pairs remembered per
 class Principal:
     token_id: str
     token_name: str
-    kind: str                  # "user" (personal access token) or "service" (service account)
+    kind: str                  # "user", "service" (service account) or "operator" (local)
     account_id: str
     organisation_id: str
     role_id: str
@@ -51,8 +50,10 @@ class Principal:
         return self.kind == "user"
 
     @property
-    def token_type(self) -> str:
-        return BEARER_NAMES[self.kind]
+    def sees_everything(self) -> bool:
+        """An Owner or Admin user, or the local operator: every app and environment is theirs
+        (a service account's role never gives it that, as on Phase)."""
+        return self.global_access and self.kind != "service"
 
     def account_filter(self) -> dict:
         """Keyword arguments that name this account in the access store functions."""
@@ -63,6 +64,18 @@ class Principal:
     def may(self, resource: str, action: str, *, app_level: bool = False) -> bool:
         perms = self.app_permissions if app_level else self.permissions
         return action in perms.get(resource, ())
+
+
+def local_operator(org, owner_role, name: str) -> Principal:
+    """The person running the ``phase-lite`` admin command on the server: an Owner without a
+    token, named in audit events by ``name`` (their login)."""
+    perms = json.loads(owner_role["permissions"])
+    return Principal(
+        token_id=None, token_name="", kind="operator", account_id=name,
+        organisation_id=org["id"], role_id=owner_role["id"], role_name=owner_role["name"],
+        permissions=perms.get("permissions", {}), app_permissions=perms.get("appPermissions", {}),
+        global_access=True, display_name=name, public_key="", wrapped_key_share="",
+    )
 
 
 @dataclass(frozen=True)
@@ -215,7 +228,7 @@ class Authenticator:
         return Scope(app=app, environment=env)
 
     def can_access_environment(self, principal: Principal, env_id: str) -> bool:
-        if principal.is_user and principal.global_access:
+        if principal.sees_everything:
             return True
         return env_id in self.accessible_environment_ids(principal)
 
@@ -230,7 +243,7 @@ class Authenticator:
         raise AuthenticationFailed("Service account cannot access this environment")
 
     def can_access_app(self, principal: Principal, app_id: str) -> bool:
-        if principal.is_user and principal.global_access:
+        if principal.sees_everything:
             return True
         env_ids = {env["id"] for env in app_store.list_environments(self.db, app_id)}
         return bool(env_ids & self.accessible_environment_ids(principal))

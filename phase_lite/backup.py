@@ -129,6 +129,9 @@ def create_backup(db: Database, ring: keyring.Keyring, target) -> BackupSummary:
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()
     _fsync_dir(target.parent)
+    with db.transaction():  # after the copy: a backup is a read of the database it records in
+        audit.record(db, None, audit.CLI_META, "backup", "database",
+                     details={"target": target.name, **_counts(summary)})
     return BackupSummary(str(target), summary.apps, summary.environments, summary.secrets,
                          summary.fields)
 
@@ -199,7 +202,7 @@ def restore_backup(config: Config, ring: keyring.Keyring, source, *,
             with db.transaction():
                 if not ring.verify_check_blob(meta_store.get_blob(db, "master_key_check")):
                     raise BackupError("the restored database does not open with this key")
-                audit.record(db, None, "restore", "database",
+                audit.record(db, None, audit.CLI_META, "restore", "database",
                              details={"source": Path(source).name, **_counts(summary)})
             backup_store.checkpoint(db)
         except StoreError as exc:

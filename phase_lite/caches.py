@@ -77,7 +77,6 @@ def kept_bytes(encoded: bytes) -> bytes:
     return bytes(memoryview(encoded))
 
 
-
 class PerDatabase:
     """One object per open ``Database``, made by ``factory(db)`` on first use.
 

@@ -102,7 +102,7 @@ def load_config(environ=None, **overrides) -> Config:
     listen = env.get("PHASE_LITE_LISTEN") or DEFAULT_LISTEN
     if not re.fullmatch(r"[^\s:]+:\d{1,5}|\[[0-9a-fA-F:]+\]:\d{1,5}", listen):
         raise ConfigError("PHASE_LITE_LISTEN: expected HOST:PORT")
-    rate = env.get("RATE_LIMIT_DEFAULT") or env.get("PHASE_LITE_RATE_LIMIT")
+    rate = env.get("RATE_LIMIT_DEFAULT")
     proxies = tuple(
         p.strip() for p in (env.get("PHASE_LITE_TRUSTED_PROXIES") or "").split(",") if p.strip()
     )

@@ -35,10 +35,6 @@ class Duplicate(PhaseError):
     """The write would create a second object where one is allowed."""
 
 
-class MethodNotAllowed(PhaseError):
-    """The route exists but not for this method."""
-
-
 class PreconditionFailed(PhaseError):
     """An ``If-Match`` condition does not hold: the environment changed since (extension)."""
 
@@ -57,7 +53,6 @@ STATUS = {
     AuthenticationFailed: 401,
     PermissionDenied: 403,
     DoesNotExist: 404,
-    MethodNotAllowed: 405,
     Duplicate: 409,
     PreconditionFailed: 412,
     Throttled: 429,

@@ -1,11 +1,12 @@
 """Secret history, restore and deleted secrets: phase_lite extensions of Phase's API.
 
-Every function takes ``services`` (``app.Services``), the caller (``auth.Principal``; None
-means the local admin command) and the environment row the request is scoped to (from
-``Authenticator.resolve_scope``), like the functions of ``secrets``. Each checks the caller's
-access to the environment and the role's ``Secrets`` permission (read for history and the
-deleted list, update for a restore) and records its audit event: reads as one read event,
-a restore in the transaction that writes it. No Flask.
+Every function takes ``services`` (``app.Services``), the caller (``auth.Principal``: a
+token's account, or the admin command's local operator) and the environment row the request
+is scoped to (from ``Authenticator.resolve_scope``), like the functions of ``secrets``, and
+``meta`` (``audit.RequestMeta``: the channel, address and agent) for its audit event. Each
+checks the role's ``Secrets`` permission (read for history and the deleted list, update for a
+restore) and the caller's access to the environment, and records its audit event: reads as one
+read event, a restore in the transaction that writes it. No Flask.
 
 - ``secret_history(services, principal, env_row, secret_id, meta=None)``
   -> ``list[SecretVersion]``, newest first (a live or deleted secret of the environment).
@@ -38,8 +39,9 @@ VERSION_INVALID = "'version' must be a positive integer."
 
 @dataclass(frozen=True, slots=True)
 class Actor:
-    """Who wrote a version: ``type`` is the audit log's (user, service, cli); ``name`` is the
-    user's email or the service account's name (None for the admin command or a gone account)."""
+    """Who wrote a version: ``type`` and ``id`` are the audit log's (``audit.actor``); ``name``
+    is the user's email, the service account's name or the operator's login (None for an
+    account that is gone)."""
     type: str
     id: str | None
     name: str | None
@@ -213,7 +215,7 @@ def deleted_body(deleted: DeletedSecret) -> dict:
 
 def _authorise(services, principal, env_row, method):
     """The environment requirement and the role's permission, then access to the
-    environment (the local admin command may do anything)."""
+    environment (None, a bulk job's local operator, may do anything)."""
     if principal is None:
         return
     secrets.require_permission(principal, env_row, method)
@@ -248,9 +250,11 @@ def _version(vault, data_key, row) -> SecretVersion:
 
 
 def _actor(row) -> Actor | None:
-    if row["actor_type"] is None:
+    actor_type = row["actor_type"]
+    if actor_type is None:
         return None
-    return Actor(type=row["actor_type"], id=row["actor_id"], name=row["actor_name"])
+    name = row["actor_id"] if actor_type == "operator" else row["actor_name"]
+    return Actor(type=actor_type, id=row["actor_id"], name=name)
 
 
 def _record_read(db, principal, env_row, action, secret_ids, meta):

@@ -230,6 +230,12 @@ def m001_initial(db):
     )
 
 
+@migrations()
+def m002_audit_channel(db):
+    # Which door a change came through ("api", "cli", "console"); NULL for older events.
+    db.execute("ALTER TABLE audit_events ADD COLUMN channel TEXT")
+
+
 def _run_script(db, script):
     # executescript() would COMMIT the migration's transaction; run statement by statement.
     statement = ""

@@ -64,7 +64,7 @@ def rotate_app_key(db, vault, app_id) -> int:
         for (table, column), rows in updates.items():
             cipher_store.set_ciphertexts(db, table, column, rows)
         app_store.set_wrapped_data_key(db, app_id, vault.keyring.wrap_data_key(new_key, app_id))
-        audit.record(db, None, "rotate_data_key", "app", resource_id=app_id, app_id=app_id,
+        audit.record(db, None, audit.CLI_META, "rotate_data_key", "app", app_id, app_id=app_id,
                      details={"fields": count})
     vault.forget()
     return count
@@ -105,7 +105,7 @@ def rotate_master_key(config: Config, db, vault, *, publish=None) -> MasterRotat
                 app_store.set_wrapped_data_key(db, app["id"],
                                                rotating.wrap_data_key(data_key, app["id"]))
             meta_store.put_blob(db, "master_key_check", rotating.make_check_blob())
-            audit.record(db, None, "rotate_master_key", "master_key",
+            audit.record(db, None, audit.CLI_META, "rotate_master_key", "master_key",
                          details={"from": previous_ids[0], "to": rotating.current_key_id,
                                   "apps": len(apps)})
     except BaseException:

@@ -6,9 +6,8 @@ Content-Type), so these schemas document the contract; they do not validate requ
 
 from marshmallow import Schema, fields, validate
 
+from . import contract
 from .history import EVENTS
-
-SECRET_TYPES = ("secret", "sealed", "config")
 
 
 class Error(Schema):
@@ -37,7 +36,7 @@ class Secret(Schema):
     comment = fields.String(required=True)
     tags = fields.List(fields.String(), required=True)
     override = fields.Nested(Override, allow_none=True, required=True)
-    type = fields.String(required=True, validate=validate.OneOf(SECRET_TYPES))
+    type = fields.String(required=True, validate=validate.OneOf(contract.SECRET_TYPES))
     lifecycle = fields.String(required=True, metadata={"example": "static"})
     path = fields.String(required=True, metadata={"example": "/"})
     keyDigest = fields.String(required=True)
@@ -59,7 +58,7 @@ class NewSecret(Schema):
     comment = fields.String()
     path = fields.String(metadata={"description": "Default `/`; normalised."})
     tags = fields.List(fields.String(), metadata={"description": "Unknown names are created."})
-    type = fields.String(validate=validate.OneOf(SECRET_TYPES))
+    type = fields.String(validate=validate.OneOf(contract.SECRET_TYPES))
     override = fields.Nested(OverrideInput,
                              metadata={"description": "Personal access tokens only."})
 
@@ -71,7 +70,7 @@ class SecretChange(Schema):
     comment = fields.String()
     path = fields.String()
     tags = fields.List(fields.String(), metadata={"description": "Replaces every tag."})
-    type = fields.String(validate=validate.OneOf(SECRET_TYPES))
+    type = fields.String(validate=validate.OneOf(contract.SECRET_TYPES))
     override = fields.Nested(OverrideInput)
 
 
@@ -157,7 +156,7 @@ class RoleList(Schema):
 
 
 class RoleChange(Schema):
-    name = fields.String(validate=validate.Length(max=64))
+    name = fields.String(validate=validate.Length(max=contract.NAME_MAX))
     description = fields.String()
     color = fields.String()
     permissions = fields.Dict()
@@ -216,32 +215,32 @@ class ServiceAccountDetail(ServiceAccount):
 
 
 class NewApp(Schema):
-    name = fields.String(required=True, validate=validate.Length(max=64))
-    description = fields.String(validate=validate.Length(max=10000))
+    name = fields.String(required=True, validate=validate.Length(max=contract.NAME_MAX))
+    description = fields.String(validate=validate.Length(max=contract.DESCRIPTION_MAX))
     environments = fields.List(fields.String(), metadata={
         "description": "Custom environment names; default Development, Staging, Production."})
 
 
 class AppChange(Schema):
-    name = fields.String(validate=validate.Length(max=64))
-    description = fields.String(validate=validate.Length(max=10000))
+    name = fields.String(validate=validate.Length(max=contract.NAME_MAX))
+    description = fields.String(validate=validate.Length(max=contract.DESCRIPTION_MAX))
 
 
 class EnvironmentName(Schema):
     name = fields.String(required=True,
-                         validate=validate.Regexp(r"^[a-zA-Z0-9\-_]{1,64}$"))
+                         validate=validate.Regexp(contract.ENV_NAME_REGEX))
 
 
 class NewServiceAccount(Schema):
-    name = fields.String(required=True, validate=validate.Length(max=64))
+    name = fields.String(required=True, validate=validate.Length(max=contract.NAME_MAX))
     role_id = fields.String(required=True)
-    token_name = fields.String(validate=validate.Length(max=64),
+    token_name = fields.String(validate=validate.Length(max=contract.NAME_MAX),
                                metadata={"description": "Default `Default`."})
     team_id = fields.String(metadata={"description": "Teams are not available (403)."})
 
 
 class ServiceAccountChange(Schema):
-    name = fields.String(validate=validate.Length(max=64))
+    name = fields.String(validate=validate.Length(max=contract.NAME_MAX))
     role_id = fields.String()
 
 
@@ -257,7 +256,7 @@ class ServiceAccountAccess(Schema):
 
 
 class NewToken(Schema):
-    name = fields.String(required=True, validate=validate.Length(max=64))
+    name = fields.String(required=True, validate=validate.Length(max=contract.NAME_MAX))
     expires_at = fields.String(metadata={"format": "date-time",
                                          "description": "ISO-8601 with timezone, future."})
     expires_in = fields.Integer(validate=validate.Range(min=1),
@@ -268,13 +267,15 @@ class NewToken(Schema):
 
 class Actor(Schema):
     """Who wrote a version (null when it was written before actors were recorded)."""
-    type = fields.String(required=True, validate=validate.OneOf(("user", "service", "cli")),
+    type = fields.String(required=True,
+                         validate=validate.OneOf(("user", "service", "operator", "cli")),
                          metadata={"description": "`user`, `service` (service account) or "
-                                                  "`cli` (the local admin command)."})
+                                                  "`operator` (the admin command; `cli` before "
+                                                  "operators were named)."})
     id = fields.String(required=True, allow_none=True)
     name = fields.String(required=True, allow_none=True,
-                         metadata={"description": "The user's email or the service account's "
-                                                  "name."})
+                         metadata={"description": "The user's email, the service account's "
+                                                  "name or the operator's login."})
 
 
 class SecretVersion(Schema):
@@ -287,7 +288,7 @@ class SecretVersion(Schema):
     comment = fields.String(required=True)
     tags = fields.List(fields.String(), required=True)
     path = fields.String(required=True)
-    type = fields.String(required=True, validate=validate.OneOf(SECRET_TYPES))
+    type = fields.String(required=True, validate=validate.OneOf(contract.SECRET_TYPES))
     restoredFrom = fields.Integer(required=True, allow_none=True,
                                   metadata={"description": "The version a restore copied."})
     actor = fields.Nested(Actor, required=True, allow_none=True)
@@ -303,7 +304,7 @@ class DeletedSecret(Schema):
     id = fields.String(required=True)
     key = fields.String(required=True)
     path = fields.String(required=True)
-    type = fields.String(required=True, validate=validate.OneOf(SECRET_TYPES))
+    type = fields.String(required=True, validate=validate.OneOf(contract.SECRET_TYPES))
     version = fields.Integer(required=True)
     deletedAt = fields.String(required=True, metadata={"format": "date-time"})
     deletedBy = fields.Nested(Actor, required=True, allow_none=True)

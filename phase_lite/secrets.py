@@ -1,10 +1,11 @@
 """The domain rules for secrets: validation with Phase's messages, writes, versions, audit.
 
-Interface for other callers (client protocol, admin command)
-------------------------------------------------------------
+Interface for other callers (the REST API, the client protocol, the console)
+-----------------------------------------------------------------------------
 Every function takes ``services`` (``app.Services``), the caller (``auth.Principal``; None
-means the local admin command), the environment row that ``Authenticator.resolve_scope``
-returned (it carries ``version``) and, for writes, ``meta`` (``audit.RequestMeta``). No Flask.
+means the local operator, as in a bulk import), the environment row that
+``Authenticator.resolve_scope`` returned (it carries ``version``) and, for writes, ``meta``
+(``audit.RequestMeta``). No Flask.
 Errors are ``errors.PhaseError`` subclasses carrying Phase's exact messages.
 
 - ``list_secrets(services, env_row, *, key_digest=None, path=None, tags=None)``
@@ -46,7 +47,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from . import audit, phase_crypto, references
+from . import audit, contract, phase_crypto, references
 from .caches import GenerationCache, PerDatabase, kept_bytes
 from .errors import DoesNotExist, Duplicate, InvalidRequest, PermissionDenied
 from .paths import ROOT, folder_chain, normalize_path
@@ -54,8 +55,6 @@ from .store import new_id, now, render_time
 from .store import apps as app_store
 from .store import secrets as secret_store
 
-SECRET_TYPES = ("config", "sealed", "secret")
-TAG_NAME_MAX = 64
 CACHE_ENVIRONMENTS = 256
 BODY_CACHE_ENTRIES = 1024              # encoded GET answers kept per database generation
 BODY_CACHE_BYTES = 64 * 1024 * 1024    # their total size
@@ -262,9 +261,9 @@ def _entry_list(body):
 def _checked_type(secret_type):
     if secret_type is None:
         return None
-    if not isinstance(secret_type, str) or secret_type not in SECRET_TYPES:
+    if not isinstance(secret_type, str) or secret_type not in contract.SECRET_TYPES:
         raise InvalidRequest(
-            f"Invalid 'type': {secret_type!r}. Must be one of {sorted(SECRET_TYPES)}."
+            f"Invalid 'type': {secret_type!r}. Must be one of {sorted(contract.SECRET_TYPES)}."
         )
     return secret_type
 
@@ -304,9 +303,9 @@ def tag_names(tags) -> tuple:
         name = raw.strip()
         if not name:
             continue
-        if len(name) > TAG_NAME_MAX:
+        if len(name) > contract.TAG_NAME_MAX:
             raise InvalidRequest(
-                f"Tag name exceeds {TAG_NAME_MAX} characters: {name[:32]!r}\u2026"
+                f"Tag name exceeds {contract.TAG_NAME_MAX} characters: {name[:32]!r}\u2026"
             )
         if name not in names:
             names.append(name)
@@ -983,15 +982,15 @@ class _Writer:
 
     def _keep_version(self, secret: Secret, event: str, restored_from=None):
         version_id = new_id()
-        principal = self.principal
+        actor_type, actor_id = audit.actor(self.principal)
         self._versions.append({
             "id": version_id,
             "secret_id": secret.id,
             "version": secret.version,
             "event": event,
             "restored_from": restored_from,
-            "actor_type": principal.kind if principal is not None else "cli",
-            "actor_id": principal.account_id if principal is not None else None,
+            "actor_type": actor_type,
+            "actor_id": actor_id,
             "path": secret.path,
             "key_digest": secret.key_digest,
             "key_enc": self._encrypt("secret_versions", version_id, "key", secret.key),

@@ -2,8 +2,9 @@
 
 Joins the leaf crypto modules to the store. The data key of an app is unwrapped with the master
 key (``keyring``); an environment's seed and salt are decrypted with that data key and give the
-environment's kx key pair and its keyDigest salt (``phase_crypto``). Both are cached in process
-memory, which already holds the master key, so caching widens nothing; nothing is written to disk.
+environment's kx key pair and its keyDigest salt (``phase_crypto``). An environment's key
+material is cached in process memory (which already holds the master key, so caching widens
+nothing); a data key is unwrapped on each use. Nothing is written to disk.
 """
 
 import threading

@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from phase_lite import accounts, apps
+import support
 from phase_lite.app import create_app, init_data_dir
 from phase_lite.config import load_config
-from phase_lite.store import apps as app_store
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -72,11 +71,7 @@ def make_app(services):
     """Create an app (default environments unless names are given); return its row and envs."""
 
     def make(name="demo", env_names=None):
-        org_id = accounts.organisation(services.db)["id"]
-        app_id = apps.create_app(services.db, services.vault, org_id, name, "", env_names)
-        app_row = app_store.get_app(services.db, org_id, app_id)
-        envs = {e["name"]: e for e in app_store.list_environments(services.db, app_id)}
-        return app_row, envs
+        return support.make_app(services, name, env_names)
 
     return make
 
@@ -92,13 +87,7 @@ def make_service_token(services):
     """A service account granted the given environment rows; return its IssuedToken."""
 
     def make(env_rows, name="ci", role="Service", expires_at=None):
-        db = services.db
-        org_id = accounts.organisation(db)["id"]
-        role_row = accounts.role_by_name(db, org_id, role)
-        sa_id, issued = accounts.create_service_account(db, org_id, name, role_row["id"],
-                                                        expires_at=expires_at)
-        accounts.grant_environments(db, [e["id"] for e in env_rows], service_account_id=sa_id)
-        return issued
+        return support.make_service_account(services, name, role, env_rows, expires_at)[1]
 
     return make
 

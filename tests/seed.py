@@ -3,7 +3,7 @@ backup, restore, rotation and tampering."""
 
 import secrets as random
 
-from phase_lite import accounts, apps
+import support
 from phase_lite import secrets as secret_domain
 from phase_lite.app import create_app
 from phase_lite.secrets import NewSecret, Override, SecretChange
@@ -17,10 +17,10 @@ def principal_of(services, issued):
 def seed_app(services, principal, name, env_names=("Development", "Production")):
     """An app whose environments hold secrets at two paths, a tag, an update (two versions)
     and a personal override; return {(app, env, path, key): (value, comment, override)}."""
-    org_id = accounts.organisation(services.db)["id"]
-    app_id = apps.create_app(services.db, services.vault, org_id, name, "", list(env_names))
+    app_row, envs = support.make_app(services, name, env_names)
+    app_id = app_row["id"]
     expected = {}
-    for env in app_store.list_environments(services.db, app_id):
+    for env in envs.values():
         marker = random.token_hex(8)
         created = secret_domain.create_secrets(services, principal, env, [
             NewSecret(key="DB_URL", value=f"postgres://u:pw-{marker}@db/{name}",
@@ -42,8 +42,7 @@ def read_everything(services, principal):
     """Every live secret of every app, decrypted: {(app, env, path, key): (value, comment,
     override value)}."""
     found = {}
-    org_id = accounts.organisation(services.db)["id"]
-    for app in app_store.list_apps(services.db, org_id):
+    for app in app_store.list_apps(services.db, support.organisation_id(services)):
         for env in app_store.list_environments(services.db, app["id"]):
             listed = secret_domain.list_secrets(services, env)
             overrides = secret_domain.personal_overrides(services, principal, env,

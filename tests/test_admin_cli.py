@@ -163,3 +163,52 @@ def test_console_script_help(data_dir):
     assert result.returncode == 0
     for command in ("init", "serve", "users", "apps", "envs", "service-accounts"):
         assert command in result.stdout
+
+
+def test_every_write_command_records_an_audit_event_naming_the_operator(run, data_dir,
+                                                                         tmp_path):
+    """Each write command, run in turn: the audit log gains an event for it, made by the local
+    operator through the "cli" channel, with the action and object the command changed."""
+    def newest():
+        return run_json(run, "audit", "list", "--limit", "1")[0]
+
+    def check(args, action, resource_type):
+        before = newest()
+        output = run(*args).output
+        event = newest()
+        assert event != before, args
+        assert (event["action"], event["resourceType"]) == (action, resource_type), args
+        assert (event["actorType"], event["channel"]) == ("operator", "cli"), args
+        assert event["actorId"] and event["userAgent"] == "phase-lite-cli"
+        return output
+
+    run("init", "--owner-email", "owner@example.com")
+    assert (newest()["action"], newest()["actorType"], newest()["channel"]) == (
+        "initialise", "operator", "cli")
+    check(["apps", "create", "shop"], "create", "app")
+    check(["apps", "create", "gone"], "create", "app")
+    check(["apps", "delete", "gone"], "delete", "app")
+    check(["envs", "create", "shop", "qa"], "create", "environment")
+    check(["envs", "rename", "shop", "qa", "uat"], "update", "environment")
+    check(["envs", "delete", "shop", "uat"], "delete", "environment")
+    check(["users", "create", "--email", "dev@example.com"], "create", "user")
+    check(["users", "grant", "dev@example.com", "--app", "shop"], "grant_access", "user")
+    check(["users", "revoke-access", "dev@example.com", "--app", "shop", "--env", "Staging"],
+          "revoke_access", "user")
+    token = check(["users", "tokens", "create", "--email", "dev@example.com", "--json"],
+                  "create", "user_token")
+    check(["users", "tokens", "revoke", json.loads(token)["id"]], "delete", "user_token")
+    check(["service-accounts", "create", "ci"], "create", "service_account")
+    check(["service-accounts", "grant", "ci", "--app", "shop", "--env", "Production"],
+          "grant_access", "service_account")
+    check(["service-accounts", "revoke-access", "ci", "--app", "shop"],
+          "revoke_access", "service_account")
+    token = check(["service-accounts", "tokens", "create", "ci", "--json"],
+                  "create", "service_account_token")
+    check(["service-accounts", "tokens", "revoke", json.loads(token)["id"]],
+          "delete", "service_account_token")
+    check(["keys", "rotate-app", "shop"], "rotate_data_key", "app")
+    check(["keys", "rotate-master"], "rotate_master_key", "master_key")
+    check(["backup", str(tmp_path / "copy.sqlite3")], "backup", "database")
+    check(["restore", str(tmp_path / "copy.sqlite3")], "restore", "database")
+    check(["audit", "prune", "--older-than-days", "1"], "prune", "audit_log")

@@ -32,6 +32,11 @@ def events_json(data_dir, *args):
     return json.loads(result.output)
 
 
+def actions(data_dir, *args):
+    """The listed actions, without the event of ``init`` every data directory starts with."""
+    return [e["action"] for e in events_json(data_dir, *args) if e["action"] != "initialise"]
+
+
 def days_ago(days):
     return format_time(datetime.now(timezone.utc) - timedelta(days=days))
 
@@ -65,7 +70,8 @@ def test_list_shows_events_newest_first_without_values(data_dir, history):
     assert writes[0]["ipAddress"] == "203.0.113.9" and writes[0]["userAgent"] == "pytest"
     assert set(writes[0]) == {"id", "createdAt", "actorType", "actorId", "tokenId", "action",
                               "resourceType", "resourceId", "appId", "environmentId", "details",
-                              "ipAddress", "userAgent"}
+                              "ipAddress", "userAgent", "channel"}
+    assert writes[0]["channel"] == "api"
     human = cli(data_dir, "audit", "list")
     assert human.exit_code == 0
     assert "secrets.create secret" in human.output and "ip=203.0.113.9" in human.output
@@ -101,14 +107,13 @@ def test_list_filters_by_environment_id_alone(data_dir, history):
 def test_list_since_relative(data_dir, db, owner, since, shown):
     old_event(db, 7, "week")
     old_event(db, 0.001, "recent")
-    actions = [e["action"] for e in events_json(data_dir, "--since", since)]
-    assert actions == shown
+    assert actions(data_dir, "--since", since) == shown
 
 
 def test_list_since_iso_and_bad_value(data_dir, db, owner):
     old_event(db, 7, "week")
     when = (datetime.now(timezone.utc) - timedelta(days=8)).date().isoformat()
-    assert [e["action"] for e in events_json(data_dir, "--since", when)] == ["week"]
+    assert actions(data_dir, "--since", when) == ["week"]
     bad = cli(data_dir, "audit", "list", "--since", "last tuesday")
     assert bad.exit_code == 2
     assert "expected an ISO-8601 date or time" in bad.output
@@ -120,8 +125,7 @@ def test_prune_deletes_older_events_and_records_itself(data_dir, db, owner):
     result = cli(data_dir, "audit", "prune", "--older-than-days", "30", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) == {"deleted": 2, "olderThanDays": 30}
-    actions = [e["action"] for e in events_json(data_dir)]
-    assert actions == ["prune", "d1", "d29"]
+    assert actions(data_dir) == ["prune", "d1", "d29"]
 
 
 def test_prune_defaults_to_the_retention_setting(data_dir, db, owner):

@@ -12,7 +12,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from phase_lite import accounts, audit, phase_crypto
+import support
+from phase_lite import audit, phase_crypto
 from phase_lite import secrets as secret_rules
 from phase_lite.client_protocol import WrappedKeyCache
 from phase_lite.store import apps as app_store
@@ -84,15 +85,13 @@ def set_environment_seed(services, env_row, seed, salt):
             vault.encrypt(data_key, "environments", env_row["id"], "salt", salt),
         )
     vault.forget()
-    return app_store.get_environment(services.db, accounts.organisation(services.db)["id"],
+    return app_store.get_environment(services.db, support.organisation_id(services),
                                      env_row["id"])
 
 
 def make_user_token(services, email, role, env_rows=()):
-    db = services.db
-    user_id = accounts.create_user(db, email, role)
-    accounts.grant_environments(db, [e["id"] for e in env_rows], user_id=user_id)
-    return user_id, accounts.issue_token(db, "user", user_id, f"{email} token")
+    user, issued = support.make_user(services, email, role, env_rows)
+    return user["id"], issued
 
 
 # -- /service/secrets/tokens/ ---------------------------------------------------------------
@@ -107,7 +106,7 @@ def test_tokens_response_carries_the_key_material_of_every_granted_environment(
                              "organisation"]
     assert len(payload["wrapped_key_share"]) == 208
     assert payload["offline_enabled"] is False
-    org = accounts.organisation(services.db)
+    org = support.organisation(services)
     assert payload["organisation"] == {"id": org["id"], "name": org["name"]}
     [app] = payload["apps"]
     assert (app["id"], app["name"], app["encryption"]) == (app_row["id"], "demo", "SSE")
@@ -247,12 +246,9 @@ def test_wrapped_key_share_opens_with_the_token_wrap_key_as_hex_text(client, sa_
 
 
 def _expired_token(services, demo):
-    db = services.db
-    org_id = accounts.organisation(db)["id"]
-    role = accounts.role_by_name(db, org_id, "Service")
     past = (datetime.now(timezone.utc) - timedelta(minutes=1)).strftime(
         "%Y-%m-%dT%H:%M:%S.%fZ")
-    _, issued = accounts.create_service_account(db, org_id, "old", role["id"], expires_at=past)
+    _, issued = support.make_service_account(services, "old", expires_at=past)
     return bearer_headers(issued)
 
 
@@ -276,7 +272,7 @@ def test_tokens_endpoint_refuses_bad_credentials_with_403(client, services, demo
         "lower-case type": {"Authorization": f"Bearer serviceaccount {bearer}"},
     }[case]
     if case == "revoked":
-        accounts.revoke_token(services.db, sa_token.id)
+        support.revoke(services, sa_token.id)
     if case == "expired":
         headers = _expired_token(services, demo)
     response = client.get(TOKENS_URL, headers=headers)
@@ -732,7 +728,7 @@ def test_secrets_endpoint_refuses_like_the_rest_api(client, services, demo, sess
     elif case == "unknown token":
         headers["Authorization"] = "Bearer ServiceAccount " + "f" * 64
     elif case == "revoked token":
-        accounts.revoke_token(services.db, session.issued.id)
+        support.revoke(services, session.issued.id)
     elif case == "unknown environment":
         headers["Environment"] = "00000000-0000-4000-8000-000000000000"
     elif case == "service account without access":
@@ -752,13 +748,13 @@ def test_role_without_the_permission_is_refused(client, services, db, demo):
     from phase_lite.store import accounts as account_store
 
     _, envs = demo
-    org_id = accounts.organisation(db)["id"]
+    org_id = support.organisation_id(services)
     perms = {"permissions": {}, "appPermissions": {"Secrets": ["read"]}}
     with db.transaction():
-        role_id = account_store.insert_role(db, org_id, "Reader", "", "", json.dumps(perms),
-                                            False)
-    sa_id, issued = accounts.create_service_account(db, org_id, "reader", role_id)
-    accounts.grant_environments(db, [envs["Development"]["id"]], service_account_id=sa_id)
+        account_store.insert_role(db, org_id, "Reader", "", "", json.dumps(perms),
+                                  False)
+    _, issued = support.make_service_account(services, "reader", "Reader",
+                                             [envs["Development"]])
     reader = Session(issued, unwrap_environments(issued, fetch_keys(client, issued)))
     assert wire_rows(client, reader) == []
     response = send(client, "POST", reader, {"secrets": [reader.entry("X", "y")]})
@@ -827,7 +823,7 @@ def test_server_encrypts_so_the_vector_private_key_opens_it(client, services, de
 
 def test_server_key_digest_is_keyed_blake2b_of_the_salt_hex_text(client, services, demo,
                                                                  vector_env):
-    development = app_store.get_environment(services.db, accounts.organisation(services.db)["id"],
+    development = app_store.get_environment(services.db, support.organisation_id(services),
                                             demo[1]["Development"]["id"])
     [secret] = rest_create(services, development, {"key": "digest_me", "value": "x"})
     salt = hashlib.sha256(b"salt").hexdigest()

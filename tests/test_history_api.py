@@ -7,8 +7,9 @@ from urllib.parse import urlencode
 
 import pytest
 
+import support
 from conftest import bearer_headers
-from phase_lite import accounts, audit, schemas
+from phase_lite import audit, schemas
 from phase_lite.store import accounts as account_store
 
 PREFIXES = ["", "/public", "/service", "/service/public"]
@@ -92,13 +93,13 @@ def edited(pat, sa):
 
 
 def owner_actor(db):
-    user = accounts.user_by_email(db, "owner@example.com")
-    return {"type": "user", "id": user["id"], "name": "owner@example.com"}
+    user_id = db.scalar("SELECT id FROM users WHERE email = 'owner@example.com'")
+    return {"type": "user", "id": user_id, "name": "owner@example.com"}
 
 
 def sa_actor(db, name="ci"):
-    account = accounts.service_account(db, name)
-    return {"type": "service", "id": account["id"], "name": name}
+    account_id = db.scalar("SELECT id FROM service_accounts WHERE name = ?", (name,))
+    return {"type": "service", "id": account_id, "name": name}
 
 
 # -- history ---------------------------------------------------------------------------------
@@ -186,11 +187,9 @@ def test_service_account_without_the_environment_is_refused(client, app_id, envs
 
 
 @pytest.fixture
-def make_user(db):
+def make_user(services):
     def make(email, role, env_rows=()):
-        user_id = accounts.create_user(db, email, role)
-        accounts.grant_environments(db, [e["id"] for e in env_rows], user_id=user_id)
-        return bearer_headers(accounts.issue_token(db, "user", user_id, "t"))
+        return bearer_headers(support.make_user(services, email, role, env_rows)[1])
 
     return make
 
@@ -222,8 +221,9 @@ def test_unknown_app_or_environment(client, app_id, edited, owner_headers, route
 
 @pytest.mark.parametrize("route, action", [("history", "read"), ("deleted", "read"),
                                            ("restore", "update")])
-def test_role_permission_decides(client, app_id, db, envs, edited, make_user, route, action):
-    org_id = accounts.organisation(db)["id"]
+def test_role_permission_decides(client, app_id, db, services, envs, edited, make_user, route,
+                                 action):
+    org_id = support.organisation_id(services)
     others = {"read": ["create", "update", "delete"], "update": ["read", "create", "delete"]}
     permissions = {"permissions": {}, "appPermissions": {"Secrets": others[action]},
                    "globalAccess": False}

@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from phase_lite import audit
+from phase_lite.audit import operator_name
 from phase_lite.cli import main
 
 
@@ -78,18 +79,23 @@ def test_restore_undeletes_and_is_recorded_as_the_admin_command(run, deleted_sec
     assert (listed["value"], listed["version"]) == ("first-value", 3)
     newest = client.get(f"/v1/secrets/{deleted_secret}/history/?{query}",
                         headers=owner_headers).json["data"][0]
+    login = operator_name()
     assert (newest["event"], newest["actor"]) == (
-        "restored", {"type": "cli", "id": None, "name": None})
+        "restored", {"type": "operator", "id": login, "name": login})
     audit.read_log(db).flush()
-    (event,) = db.all("SELECT actor_type, details FROM audit_events"
+    (event,) = db.all("SELECT actor_type, actor_id, channel, details FROM audit_events"
                       " WHERE action = 'secrets.restore'")
-    assert event["actor_type"] == "cli"
+    assert (event["actor_type"], event["actor_id"], event["channel"]) == (
+        "operator", login, "cli")
     assert json.loads(event["details"]) == {"secrets": [{"id": deleted_secret, "version": 3}]}
-    assert db.scalar("SELECT count(*) FROM audit_events WHERE action = 'secrets.history'"
-                     " AND actor_type = 'cli'") == 0
+
+    def history_reads():
+        return db.scalar("SELECT count(*) FROM audit_events WHERE action = 'secrets.history'"
+                         " AND actor_type = 'operator' AND channel = 'cli'")
+
+    assert history_reads() == 0
     run("secrets", "history", "demo", "Development", "DB_URL", "--path", "/db")
-    assert db.scalar("SELECT count(*) FROM audit_events WHERE action = 'secrets.history'"
-                     " AND actor_type = 'cli'") == 1
+    assert history_reads() == 1
 
 
 def test_restore_plain_output(run, deleted_secret):

@@ -1,11 +1,13 @@
 """The management API's contract: apps, environments, roles, service accounts and their tokens."""
 
+import dataclasses
 import json
 import re
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
+import support
 from phase_lite import accounts, apps, phase_crypto
 from phase_lite.store import accounts as account_store
 from phase_lite.store import apps as app_store
@@ -29,8 +31,8 @@ PREFIXES = ["", "/public", "/service/public", "/service"]
 
 
 @pytest.fixture
-def org_id(db):
-    return accounts.organisation(db)["id"]
+def org_id(services):
+    return support.organisation_id(services)
 
 
 @pytest.fixture
@@ -39,13 +41,12 @@ def role_ids(db, org_id):
 
 
 @pytest.fixture
-def make_user(db):
+def make_user(services):
     """A user with a role and the given environment rows; return their request headers."""
 
     def make(role, envs=(), email=None):
-        user_id = accounts.create_user(db, email or f"{role.lower()}@example.com", role)
-        accounts.grant_environments(db, [e["id"] for e in envs], user_id=user_id)
-        return bearer_headers(accounts.issue_token(db, "user", user_id, "pat"))
+        email = email or f"{role.lower()}@example.com"
+        return bearer_headers(support.make_user(services, email, role, envs)[1])
 
     return make
 
@@ -68,9 +69,9 @@ def foreign(services):
         org = account_store.insert_organisation(db, "elsewhere")
         role = account_store.insert_role(db, org, "Service", "", "", "{}", False)
         sa_id = account_store.insert_service_account(db, org, "theirs", role)
-    app_id = apps.create_app(db, services.vault, org, "foreign", "", None)
-    env = app_store.list_environments(db, app_id)[0]
-    return {"app": app_id, "env": env["id"], "role": role, "sa": sa_id}
+    stranger = dataclasses.replace(support.operator(services), organisation_id=org)
+    app, envs = apps.create_app(services, stranger, {"name": "foreign"}, support.TEST_META)
+    return {"app": app["id"], "env": envs[0]["id"], "role": role, "sa": sa_id}
 
 
 @pytest.fixture
@@ -913,6 +914,7 @@ def test_token_lists_never_hold_secret_parts(client, owner_headers, sa_account):
 def test_every_write_is_audited_with_its_origin(client, owner, owner_headers, demo, role_ids,
                                                 db):
     app, envs = demo
+    before = db.scalar("SELECT MAX(id) FROM audit_events")  # the fixtures' own events
     headers = owner_headers | {"User-Agent": "audit-test/1.0"}
     created = client.post("/v1/service-accounts/", headers=headers,
                           json={"name": "a", "role_id": role_ids["Service"]}).get_json()
@@ -933,26 +935,27 @@ def test_every_write_is_audited_with_its_origin(client, owner, owner_headers, de
     ]
     for method, url, body in writes:
         assert getattr(client, method)(url, headers=headers, json=body).status_code < 300, url
-    events = list(reversed(audit_store.list_events(db)))
+    events = [e for e in reversed(audit_store.list_events(db)) if e["id"] > before]
     assert [(e["action"], e["resource_type"]) for e in events] == [
         ("create", "service_account"), ("create", "environment"), ("update", "app"),
         ("update", "environment"), ("update", "service_account"),
         ("update_access", "service_account"), ("create", "service_account_token"),
         ("delete", "service_account_token"), ("delete", "environment"),
         ("delete", "service_account"), ("create", "app"), ("delete", "app")]
-    assert {(e["actor_type"], e["token_id"], e["user_agent"], e["ip_address"])
-            for e in events} == {("user", owner.id, "audit-test/1.0", "127.0.0.1")}
+    assert {(e["actor_type"], e["token_id"], e["user_agent"], e["ip_address"], e["channel"])
+            for e in events} == {("user", owner.id, "audit-test/1.0", "127.0.0.1", "api")}
     logged = json.dumps([dict(e) for e in events])
     assert created["initialToken"]["bearerToken"].split(" ")[1] not in logged
 
 
 def test_refused_writes_are_not_audited(client, owner_headers, demo, db):
     app, _ = demo
+    before = db.scalar("SELECT MAX(id) FROM audit_events")
     client.post("/v1/apps/", headers=owner_headers, json={"name": ""})
     client.put(f"/v1/apps/{app['id']}/", headers=owner_headers, json={})
     client.post(f"/v1/environments/?app_id={app['id']}", headers=owner_headers,
                 json={"name": "Staging"})
-    assert audit_store.list_events(db) == []
+    assert db.scalar("SELECT MAX(id) FROM audit_events") == before
 
 
 def test_openapi_documents_every_operation(client):

@@ -18,10 +18,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from phase_lite import accounts, apps
+import support
 from phase_lite.app import init_data_dir, open_services
 from phase_lite.config import load_config
-from phase_lite.store import apps as app_store
 from tests.conftest import REPO, LiveServer
 
 pytestmark = pytest.mark.clients
@@ -73,7 +72,7 @@ def world(tmp_path_factory, installed_clients):
     services = open_services(config)
     server = LiveServer(data_dir).start()
     try:
-        yield World(server.url, services, accounts.organisation(services.db)["id"], owner,
+        yield World(server.url, services, support.organisation_id(services), owner,
                     base)
     finally:
         server.stop()
@@ -91,15 +90,11 @@ class Project:
 
 @pytest.fixture
 def project(world, request):
-    db = world.services.db
     name = "app-" + request.node.name.replace("_", "-")[5:40]
-    app_id = apps.create_app(db, world.services.vault, world.org_id, name)
-    envs = {env["name"]: env for env in app_store.list_environments(db, app_id)}
-    role = accounts.role_by_name(db, world.org_id, "Service")
-    sa_id, issued = accounts.create_service_account(db, world.org_id, f"sa-{name}", role["id"])
-    accounts.grant_environments(db, [env["id"] for env in envs.values()],
-                                service_account_id=sa_id)
-    return Project(app_id, name, envs, issued)
+    app_row, envs = support.make_app(world.services, name)
+    _, issued = support.make_service_account(world.services, f"sa-{name}",
+                                             env_rows=envs.values())
+    return Project(app_row["id"], name, envs, issued)
 
 
 @pytest.fixture
@@ -283,7 +278,7 @@ def test_cli_personal_token_keeps_its_own_override(world, project, home):
 
 
 def test_cli_with_a_revoked_token_is_not_authorized(world, project, home):
-    accounts.revoke_token(world.services.db, project.token.id)
+    support.revoke(world.services, project.token.id)
     code, output = phase(world, project, home, "secrets", "list", *app_args(project),
                          expect_ok=False)
     assert code != 0

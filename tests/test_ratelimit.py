@@ -3,11 +3,12 @@
 import threading
 
 import pytest
+from flask import request
 
+import support
 from conftest import bearer_headers
-from phase_lite import accounts
 from phase_lite.api import json_response
-from phase_lite.api.context import principal, scope
+from phase_lite.api.context import principal, throttle
 from phase_lite.app import create_app
 from phase_lite.errors import Throttled
 from phase_lite.ratelimit import RateLimiter, account_key
@@ -123,13 +124,14 @@ def limited_app(config, rate):
 
     @flask_app.route("/v1/probe/")
     def probe():
-        scope(principal())
-        scope(principal())  # a second call in one request is not a second request
+        throttle(request.environ, principal(request.environ))
+        # a second call in one request is not a second request
+        throttle(request.environ, principal(request.environ))
         return json_response({"ok": True})
 
     @flask_app.route("/v1/other-probe/")
     def other_probe():
-        scope(principal())
+        throttle(request.environ, principal(request.environ))
         return json_response({"ok": True})
 
     return flask_app
@@ -158,10 +160,7 @@ def test_fourth_request_in_a_minute_is_429_with_retry_after(limited, owner_heade
 def test_limit_is_per_account_and_shared_across_endpoints(limited, services, owner,
                                                           owner_headers, sa_headers):
     client = limited.test_client()
-    second_token = accounts.issue_token(services.db, "user",
-                                        accounts.user_by_email(services.db,
-                                                               "owner@example.com")["id"],
-                                        "second")
+    second_token = support.user_token(services, "owner@example.com", "second")
     assert client.get("/v1/probe/", headers=owner_headers).status_code == 200
     assert client.get("/v1/other-probe/", headers=owner_headers).status_code == 200
     # Another token of the same user spends the same budget.

@@ -11,7 +11,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from phase_lite import accounts, apps, auth
+import support
+from phase_lite import accounts, auth
+from phase_lite.accounts import Grantee
 from phase_lite import secrets as secret_rules
 from phase_lite.app import open_services
 from phase_lite.caches import GenerationCache
@@ -102,11 +104,11 @@ def test_generation_cache_holds_one_generation_within_its_bounds():
 
 
 def revoke_with_second_connection(config, token_id):
-    db = Database(config.database)
+    other = open_services(config)  # its own connection, as another process would have
     try:
-        accounts.revoke_token(db, token_id)
+        support.revoke(other, token_id)
     finally:
-        db.close()
+        other.close()
 
 
 def revoke_with_admin_command(config, token_id):
@@ -166,16 +168,17 @@ def test_grants_changed_elsewhere_take_effect_on_the_next_request(client, config
                                                                   make_service_token):
     app_row, envs = filled
     headers = bearer_headers(make_service_token([envs["Development"]], name="dev-only"))
-    sa = accounts.service_account(client.application.extensions["phase_lite"].db, "dev-only")
+    sa = accounts.service_account_by_id_or_name(
+        client.application.extensions["phase_lite"],
+        support.operator(client.application.extensions["phase_lite"]), "dev-only")
     for _ in range(2):
         assert rest_values(client, headers, app_row)["REF"] == "${Staging.KEY}"
         staging = client.get(rest_url(app_row, "Staging"), headers=headers)
         assert (staging.status_code, staging.get_json()) == (401, SA_NO_ACCESS)
 
-    other = Database(config.database)  # as the admin command would, from its own connection
+    other = open_services(config)  # as the admin command would, from its own connection
     try:
-        accounts.grant_environments(other, [envs["Staging"]["id"]],
-                                    service_account_id=sa["id"])
+        support.grant(other, Grantee.of_service_account(sa), [envs["Staging"]])
     finally:
         other.close()
     assert rest_values(client, headers, app_row, "Staging") == {"KEY": "old"}
@@ -248,8 +251,7 @@ def test_personal_overrides_stay_with_their_user(client, services, filled, owner
     assert response.status_code == 200
     _, colleague = make_user_token(services, "dev@example.com", "Developer",
                                    list(envs.values()))
-    second_owner_token = accounts.issue_token(
-        services.db, "user", accounts.user_by_email(services.db, "owner@example.com")["id"], "2")
+    second_owner_token = support.user_token(services, "owner@example.com", "2")
 
     def override(issued_headers):
         items = client.get(rest_url(app_row), headers=issued_headers).get_json()
@@ -297,8 +299,7 @@ def test_direct_reads_count_once_against_the_rate_limit(config, owner, owner_hea
     app = limited_app(config, (3, 60))
     try:
         services = app.extensions["phase_lite"]
-        org_id = accounts.organisation(services.db)["id"]
-        app_id = apps.create_app(services.db, services.vault, org_id, "limited", "", None)
+        app_id = support.make_app(services, "limited")[0]["id"]
         client = app.test_client()
         url = f"/v1/secrets/?app_id={app_id}&env=Development"
         assert [client.get(url, headers=owner_headers).status_code for _ in range(3)] == [

@@ -7,7 +7,8 @@ from urllib.parse import urlencode
 
 import pytest
 
-from phase_lite import accounts, audit, phase_crypto
+import support
+from phase_lite import audit, phase_crypto
 from phase_lite.store import accounts as account_store
 
 FIELDS = ["id", "key", "value", "comment", "tags", "override", "type", "lifecycle", "path",
@@ -497,10 +498,10 @@ def test_wrong_token_type_for_the_token(client, app_id, sa_token):
     assert error(response) == (401, "Token expired or deleted")
 
 
-def test_revoked_and_expired_tokens(client, app_id, db, envs, make_service_token):
+def test_revoked_and_expired_tokens(client, app_id, services, envs, make_service_token):
     from conftest import bearer_headers
     revoked = make_service_token(list(envs.values()), name="revoked")
-    accounts.revoke_token(db, revoked.id)
+    support.revoke(services, revoked.id)
     expired = make_service_token(list(envs.values()), name="expired",
                                  expires_at="2000-01-01T00:00:00.000000Z")
     for token in (revoked, expired):
@@ -509,10 +510,10 @@ def test_revoked_and_expired_tokens(client, app_id, db, envs, make_service_token
         assert error(response) == (401, "Token expired or deleted")
 
 
-def test_deleted_user_is_not_found(client, app_id, db):
+def test_deleted_user_is_not_found(client, app_id, services, db):
     from conftest import bearer_headers
-    user_id = accounts.create_user(db, "gone@example.com", "Admin")
-    token = accounts.issue_token(db, "user", user_id, "t")
+    user, token = support.make_user(services, "gone@example.com", "Admin")
+    user_id = user["id"]
     with db.transaction():
         db.execute("UPDATE users SET deleted_at = '2024-01-01T00:00:00.000000Z' WHERE id = ?",
                    (user_id,))
@@ -594,14 +595,12 @@ def test_service_account_restricted_to_one_environment(client, app_id, dev_only_
 
 
 @pytest.fixture
-def make_user(db):
+def make_user(services):
     """A user of a role, granted some environments; return its REST headers."""
     from conftest import bearer_headers
 
     def make(email, role, env_rows=()):
-        user_id = accounts.create_user(db, email, role)
-        accounts.grant_environments(db, [e["id"] for e in env_rows], user_id=user_id)
-        return bearer_headers(accounts.issue_token(db, "user", user_id, "t"))
+        return bearer_headers(support.make_user(services, email, role, env_rows)[1])
 
     return make
 
@@ -627,7 +626,7 @@ def test_admin_reaches_every_environment(client, app_id, make_user):
 ])
 def test_role_permissions_decide_each_method(client, app_id, db, envs, make_user, allowed, method,
                                              action):
-    org_id = accounts.organisation(db)["id"]
+    org_id = support.organisation_id(client.application.extensions["phase_lite"])
     permissions = {"permissions": {}, "appPermissions": {"Secrets": allowed},
                    "globalAccess": False}
     with db.transaction():

@@ -2,7 +2,7 @@
 
 import pytest
 
-from phase_lite import accounts
+import support
 from phase_lite.paths import folder_chain
 from phase_lite.store import Conflict, new_id, now
 from phase_lite.store import secrets as store
@@ -14,8 +14,8 @@ def env_id(demo):
 
 
 @pytest.fixture
-def org_id(db):
-    return accounts.organisation(db)["id"]
+def org_id(services):
+    return support.organisation_id(services)
 
 
 def insert(db, env_id, key_digest="d", path="/", stamp=None, **overrides):

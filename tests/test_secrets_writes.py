@@ -356,7 +356,7 @@ def test_admin_command_writes_without_a_principal(services, demo, db):
     (created,) = secrets.create_secrets(services, None, env_row, [
         secrets.NewSecret(key="CLI", value="v", override=secrets.Override("o"))])
     assert db.scalar("SELECT COUNT(*) FROM personal_secrets") == 0
-    assert db.one("SELECT actor_type FROM audit_events ORDER BY id DESC LIMIT 1")[0] == "cli"
+    assert db.one("SELECT actor_type FROM audit_events ORDER BY id DESC LIMIT 1")[0] == "operator"
     (rendered,) = secrets.render_secrets(services, None, env_row, [created])
     assert (rendered["key"], rendered["override"]) == ("CLI", None)
 

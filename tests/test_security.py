@@ -9,6 +9,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from flask import request
 import requests
 import schemathesis
 from schemathesis import GenerationMode
@@ -17,8 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from hypothesis import strategies as st
 
+import support
 from conftest import LiveServer, bearer_headers
-from phase_lite import accounts, apps, paths, phase_crypto, references
+from phase_lite import paths, phase_crypto, references
 from phase_lite import secrets as secret_domain
 from phase_lite.api import json_response
 from phase_lite.api.context import request_meta
@@ -27,6 +29,7 @@ from phase_lite.cli import main
 from phase_lite.config import load_config
 from phase_lite.secrets import NewSecret, Override
 from phase_lite.store import apps as app_store
+from phase_lite.store import format_time
 from seed import principal_of
 
 INTERNAL = {"error": "Internal server error."}
@@ -49,7 +52,7 @@ def ip_probe(config, owner):
 
         @flask_app.route("/v1/ip-probe/")
         def probe():
-            return json_response({"ip": request_meta().ip_address})
+            return json_response({"ip": request_meta(request.environ).ip_address})
 
         made.append(flask_app)
         return flask_app.test_client()
@@ -110,7 +113,7 @@ def test_unauthenticated_rate_limit_key_uses_the_client_ip(ip_probe, config):
 
     @flask_app.route("/v1/anon-probe/")
     def anon_probe():
-        throttle()
+        throttle(request.environ)
         return json_response({})
 
     forwarded = {"X-Real-IP": "198.51.100.1"}
@@ -127,12 +130,12 @@ def two_apps(services, owner):
     """alpha (Development, Production) and beta (Development), each with a secret carrying a
     comment and an Owner override; return rows and every plaintext written."""
     principal = principal_of(services, owner)
-    org_id = accounts.organisation(services.db)["id"]
     made, plaintexts = {}, []
     for name, env_names in (("alpha", ["Development", "Production"]), ("beta", ["Development"])):
-        app_id = apps.create_app(services.db, services.vault, org_id, name, "", env_names)
+        app_row, env_rows = support.make_app(services, name, env_names)
+        app_id = app_row["id"]
         envs = {}
-        for env in app_store.list_environments(services.db, app_id):
+        for env in env_rows.values():
             marker = random.token_hex(6)
             texts = (f"KEY_{marker}".upper(), f"value-{marker}", f"comment-{marker}",
                      f"override-{marker}")
@@ -217,9 +220,7 @@ def narrow_callers(services, two_apps, make_service_token):
     made, _ = two_apps
     alpha_dev = made["alpha"]["envs"]["Development"]["row"]
     sa = make_service_token([alpha_dev], name="narrow")
-    user_id = accounts.create_user(services.db, "dev@example.com", "Developer")
-    accounts.grant_environments(services.db, [alpha_dev["id"]], user_id=user_id)
-    developer = accounts.issue_token(services.db, "user", user_id, "dev")
+    _, developer = support.make_user(services, "dev@example.com", "Developer", [alpha_dev])
     return {"service account": sa, "developer": developer}
 
 
@@ -340,17 +341,15 @@ ENTRY_POINTS = [
 def test_revoked_and_expired_tokens_are_refused_everywhere(client, services, demo,
                                                            make_service_token, state, kind):
     app_row, envs = demo
-    db = services.db
     past = datetime.now(timezone.utc) - timedelta(seconds=1)
-    expires_at = accounts.expiry_from(expires_at=past) if state == "expired" else None
+    expires_at = format_time(past) if state == "expired" else None
     if kind == "service":
-        issued = make_service_token(list(envs.values()), name="gone", role="Admin",
+        issued = make_service_token(list(envs.values()), name="gone", role="Service",
                                     expires_at=expires_at)
     else:
-        user_id = accounts.user_by_email(db, "owner@example.com")["id"]
-        issued = accounts.issue_token(db, "user", user_id, "gone", expires_at)
+        issued = support.user_token(services, "owner@example.com", "gone", expires_at)
     if state == "revoked":
-        accounts.revoke_token(db, issued.id)
+        support.revoke(services, issued.id)
     headers = {**bearer_headers(issued), "Environment": envs["Development"]["id"]}
     for method, path, body in ENTRY_POINTS:
         response = client.open(path.format(app=app_row["id"]), method=method, headers=headers,
@@ -482,9 +481,8 @@ def fuzz_target(tmp_path_factory):
     owner = init_data_dir(config, "owner@example.com")
     flask_app = create_app(config)
     services = flask_app.extensions["phase_lite"]
-    org_id = accounts.organisation(services.db)["id"]
-    app_id = apps.create_app(services.db, services.vault, org_id, "fuzz")
-    env = app_store.find_environment(services.db, app_id, "Development")
+    app_row, envs = support.make_app(services, "fuzz")
+    app_id, env = app_row["id"], envs["Development"]
     created = secret_domain.create_secrets(services, principal_of(services, owner), env, [
         NewSecret(key="BASE", value="base"), NewSecret(key="REF", value="${BASE}-${Production.X}")])
     yield {"app": flask_app, "owner": owner, "app_id": app_id, "env_id": env["id"],

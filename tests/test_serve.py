@@ -10,8 +10,9 @@ import time
 import pytest
 import requests
 
+import support
 from conftest import REPO, LiveServer, free_port
-from phase_lite import accounts, apps, keyring
+from phase_lite import keyring
 from phase_lite.app import open_services
 from phase_lite.store import Database
 
@@ -85,8 +86,7 @@ def test_serve_refuses_the_wrong_master_key_and_says_why(config, owner):
 
 def test_sigterm_writes_buffered_read_events(config, owner):
     services = open_services(config)
-    org_id = accounts.organisation(services.db)["id"]
-    app_id = apps.create_app(services.db, services.vault, org_id, "audited")
+    app_id = support.make_app(services, "audited")[0]["id"]
     services.close()
     server = LiveServer(config.data_dir).start()
     try:

@@ -2,7 +2,7 @@
 
 import requests
 
-from phase_lite import accounts
+import support
 
 
 def call(server, token, method, query, body=None):
@@ -61,10 +61,9 @@ def test_terraform_resource_lifecycle(live_server, demo, make_service_token):
     assert "first" not in live_server.log_path.read_text()
 
 
-def test_terraform_with_a_personal_access_token(live_server, demo, db):
+def test_terraform_with_a_personal_access_token(live_server, demo, services):
     app_row, _ = demo
-    user_id = accounts.create_user(db, "tf@example.com", "Admin")
-    token = accounts.issue_token(db, "user", user_id, "terraform")
+    _, token = support.make_user(services, "tf@example.com", "Admin")
     scope = f"app_id={app_row['id']}&env=Production"
     body = {"secrets": [{"key": "with_override", "value": "shared", "path": "/",
                          "override": {"value": "mine", "isActive": True}}]}

@@ -18,10 +18,10 @@ from werkzeug.wsgi import get_content_length
 
 from .. import errors
 from ..auth import NO_CREDENTIALS
-from ..ratelimit import RateLimiter
 from ..schemas import Error
 from ..store import StoreError
 from ..vault import DecryptionFailed
+from .context import bind
 
 log = logging.getLogger("phase_lite.api")
 
@@ -37,21 +37,37 @@ class PrefixMiddleware:
     """Strip ``/service`` then ``/public`` from the path, as Phase's routing does.
 
     Also, for every request and before any routing (cheaper here than as Flask hooks, which
-    every request would pay for): refuse a declared body over ``MAX_CONTENT_LENGTH`` with
-    413, add ``SECURITY_HEADERS`` to every answer that does not set them, and offer a GET to
-    the ``direct_gets`` of its path first.
+    every request would pay for): attach the app's services (``context.bind``), refuse a
+    declared body over ``MAX_CONTENT_LENGTH`` with 413, add ``SECURITY_HEADERS`` to every
+    answer that does not set them, and offer a GET to the ``direct_gets`` of its path first.
 
-    A direct GET (``{path: answer(environ, app) -> bytes | None}``, from the blueprint
-    modules' ``DIRECT_GETS``) runs the view's own checks and domain calls on the WSGI environ
-    and returns the JSON body of a successful answer, or None for anything else, which then
-    goes to Flask as usual: Flask's request machinery costs as much as answering a cached read,
-    and every deploy and ``phase run`` is one.
+    A direct GET (``{path: answer(environ) -> bytes}``, from the blueprint modules'
+    ``DIRECT_GETS``) runs the view's own steps (``pipeline``) and read on the WSGI environ and
+    returns the JSON body of a successful answer; anything it raises sends the request to
+    Flask, which runs the same steps from the start and answers with its handlers. Flask's
+    request machinery costs as much as answering a cached read, and every deploy and
+    ``phase run`` is one. While any request hook is registered beyond the app's own (a
+    ``before_request`` added after ``create_app``, say), every request goes through Flask, so
+    no hook is ever skipped.
     """
 
-    def __init__(self, wsgi_app, app):
+    def __init__(self, wsgi_app, app, services):
         self.wsgi_app = wsgi_app
         self.app = app
+        self.services = services
         self.direct_gets = {}
+        self._own_hooks = None
+
+    def seal(self):
+        """Remember the request hooks registered now: the app's own, which the direct GETs
+        already honour."""
+        self._own_hooks = self._hooks()
+
+    def _hooks(self):
+        app = self.app
+        return (_count(app.before_request_funcs), _count(app.after_request_funcs),
+                _count(app.teardown_request_funcs), _count(app.url_value_preprocessors),
+                _count(app.url_default_functions))
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
@@ -61,6 +77,7 @@ class PrefixMiddleware:
             path = path[len("/public"):] or "/"
             environ[PUBLIC_FLAG] = True
         environ["PATH_INFO"] = path
+        bind(environ, self.services)
 
         def start_secured(status, headers, exc_info=None):
             present = {name.lower() for name, _ in headers}
@@ -71,11 +88,18 @@ class PrefixMiddleware:
         if length is not None and length > self.app.config["MAX_CONTENT_LENGTH"]:
             return error_response(HTTP_MESSAGES[413], 413)(environ, start_secured)
         direct = self.direct_gets.get(path) if environ.get("REQUEST_METHOD") == "GET" else None
-        if direct is not None:
-            body = direct(environ, self.app)
-            if body is not None:
+        if direct is not None and self._hooks() == self._own_hooks:
+            try:
+                body = direct(environ)
+            except Exception:  # noqa: BLE001 - Flask runs the same steps and answers it
+                pass
+            else:
                 return _json_body(environ, start_secured, body)
         return self.wsgi_app(environ, start_secured)
+
+
+def _count(hooks: dict) -> int:
+    return sum(len(functions) for functions in hooks.values())
 
 
 STREAM_FROM = 1 << 20  # bytes: a larger body is handed to the server as a file, not copied
@@ -162,9 +186,8 @@ def register_api(app: Flask, services) -> None:
     for module in (meta, secrets, history, management, client_protocol):
         api.register_blueprint(module.blp)
     app.extensions["phase_lite_api"] = api
-    app.extensions["phase_lite_limiter"] = RateLimiter(services.config.rate_limit)
 
-    middleware = app.wsgi_app = PrefixMiddleware(app.wsgi_app, app)
+    middleware = app.wsgi_app = PrefixMiddleware(app.wsgi_app, app, services)
     for module in (secrets, client_protocol):
         middleware.direct_gets.update(module.DIRECT_GETS)
     _register_error_handlers(app)
@@ -172,6 +195,8 @@ def register_api(app: Flask, services) -> None:
     @app.route("/openapi.json")
     def openapi_document():
         return json_response(api.spec.to_dict())
+
+    middleware.seal()
 
 
 def _register_error_handlers(app: Flask) -> None:
@@ -189,9 +214,6 @@ def _register_error_handlers(app: Flask) -> None:
         status = error.code or 500
         if status == 405:
             message = f'Method "{request.method}" not allowed.'
-        elif status == 422:
-            message = _first_validation_message(error)
-            status = 400
         else:
             message = HTTP_MESSAGES.get(status) or error.description or error.name
         response = error_response(message, status)
@@ -214,21 +236,3 @@ def _register_error_handlers(app: Flask) -> None:
         log.error("unhandled %s on %s %s", error.__class__.__name__, request.method,
                   request.path, exc_info=app.debug)
         return error_response(errors.INTERNAL_ERROR, 500)
-
-
-def _first_validation_message(error):
-    messages = getattr(error, "data", {}).get("messages") if hasattr(error, "data") else None
-
-    def first(value):
-        if isinstance(value, dict):
-            for key, inner in value.items():
-                found = first(inner)
-                if found:
-                    return found if isinstance(inner, list) and key == "_schema" else found
-        if isinstance(value, list) and value:
-            return str(value[0])
-        if isinstance(value, str):
-            return value
-        return None
-
-    return first(messages) or "Invalid request."

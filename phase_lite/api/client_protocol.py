@@ -4,22 +4,20 @@ They live beside the public API (``PrefixMiddleware`` strips ``/service``), neve
 ``/public``: a request that came through ``/public`` gets 404, as on Phase.
 """
 
-from flask import Response, abort, current_app, request
+from flask import Response, abort, request
 from flask.views import MethodView
 
 from .. import schemas
 from .. import secrets as secret_rules
-from ..client_protocol import ClientProtocol
 from . import PUBLIC_FLAG, PhaseBlueprint, encoded_json_response, json_response
-from .context import (bind, find_scope, generation, known_query_args, principal, request_meta,
-                      scope, throttle)
+from .context import generation, request_meta, services, throttle
+from .pipeline import client_secrets_request
 
 blp = PhaseBlueprint(
     "client_protocol", __name__,
     description="The protocol of the Phase CLI and SDKs: ph:v1 ciphertexts, client-side crypto",
 )
 
-EXTENSION = "phase_lite_client_protocol"
 # These routes sit under /service, not under the public API's /service/public.
 DOC = {"servers": [{"url": "/service", "description": "self-hosted prefix"}]}
 
@@ -73,14 +71,8 @@ ERROR_MEANINGS = {
 }
 
 
-@blp.record_once
-def _attach(state):
-    services = state.app.extensions["phase_lite"]
-    state.app.extensions[EXTENSION] = ClientProtocol(services)
-
-
-def protocol() -> ClientProtocol:
-    return current_app.extensions[EXTENSION]
+def protocol(environ):
+    return services(environ).client_protocol
 
 
 @blp.before_request
@@ -94,9 +86,9 @@ class TokenKeys(MethodView):
     @_doc([], None, 403)
     def get(self):
         """Return the token's wrapped key share and the environment keys it may use"""
-        client = protocol()
+        client = protocol(request.environ)
         caller = client.authenticate_for_keys(request.headers.get("Authorization"))
-        throttle(caller)
+        throttle(request.environ, caller)
         return json_response(client.token_keys(caller))
 
 
@@ -119,59 +111,51 @@ class Secrets(MethodView):
 
     def dispatch_request(self, **kwargs):
         """Authenticate, find the environment (``Environment`` header), check the role."""
-        caller = principal()
-        env_row = scope(caller).environment
-        method = request.method
-        secret_rules.require_permission(caller, env_row, method)
-        return getattr(self, method.lower())(caller, env_row)
+        caller, env_row = client_secrets_request(request.environ, request.method)
+        return getattr(self, request.method.lower())(caller, env_row)
 
     @_doc(_READ_HEADERS, None, 401, 403)
     def get(self, caller, env):
         """List an environment's secrets as ph:v1 ciphertexts"""
-        return encoded_json_response(_read(protocol(), caller, env, request.environ))
+        return encoded_json_response(_read(caller, env, request.environ))
 
     @_doc([_ENVIRONMENT], _json_body(_ENTRY), 400, 401, 403, 409)
     def post(self, caller, env):
         """Create secrets sent as ph:v1 ciphertexts"""
-        protocol().create_secrets(caller, env, _body(), request_meta())
+        protocol(request.environ).create_secrets(caller, env, _body(),
+                                                 request_meta(request.environ))
         return _written()
 
     @_doc([_ENVIRONMENT], _json_body({**_ENTRY, "required": ["id"], "properties": {
         "id": {"type": "string"}, **_ENTRY["properties"]}}), 400, 401, 403, 404, 409)
     def put(self, caller, env):
         """Update secrets sent as ph:v1 ciphertexts"""
-        protocol().update_secrets(caller, env, _body(), request_meta())
+        protocol(request.environ).update_secrets(caller, env, _body(),
+                                                 request_meta(request.environ))
         return _written()
 
     @_doc([_ENVIRONMENT], _json_body({"type": "string"}), 400, 401, 403)
     def delete(self, caller, env):
         """Delete secrets by id"""
-        protocol().delete_secrets(caller, env, _body(), request_meta())
+        protocol(request.environ).delete_secrets(caller, env, _body(),
+                                                 request_meta(request.environ))
         return _written()
 
 
-def _read(client, caller, env, environ) -> bytes:
-    return client.read_secrets(
+def _read(caller, env, environ) -> bytes:
+    return protocol(environ).read_secrets(
         caller, env, key_digest=environ.get("HTTP_KEYDIGEST"), path=environ.get("HTTP_PATH"),
         camel=environ.get("HTTP_X_USE_CAMEL_CASE") == "true", meta=request_meta(environ),
         generation=generation(environ),
     )
 
 
-def read_directly(environ, app) -> bytes | None:
-    """A GET answered before Flask (``PrefixMiddleware.direct_gets``), as ``/v1/secrets/``
-    reads are: the body of a successful answer, else None for Flask to handle."""
-    if environ.get(PUBLIC_FLAG) or known_query_args(environ) is None:
-        return None
-    bind(environ, app)
-    try:
-        caller = principal(environ)
-        env = find_scope(caller, environ).environment
-        secret_rules.require_permission(caller, env, "GET")
-        throttle(caller, environ)  # last: a refused request is not counted, so Flask refuses it
-        return _read(app.extensions[EXTENSION], caller, env, environ)
-    except Exception:  # noqa: BLE001 - whatever it was, Flask works it out again and answers
-        return None
+def read_directly(environ) -> bytes:
+    """A GET answered before Flask (``PrefixMiddleware``), as ``/v1/secrets/`` reads are."""
+    if environ.get(PUBLIC_FLAG):
+        abort(404)
+    caller, env = client_secrets_request(environ, "GET")
+    return _read(caller, env, environ)
 
 
 DIRECT_GETS = {"/secrets/": read_directly}

@@ -5,8 +5,9 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
+from urllib.parse import parse_qsl
 
-from flask import current_app, request
+import werkzeug.urls  # noqa: F401  (registers the "werkzeug.url_quote" decoding error handler)
 
 from ..audit import RequestMeta
 from ..ratelimit import account_key
@@ -14,43 +15,35 @@ from ..ratelimit import account_key
 _CAMEL_BOUNDARY = re.compile(r"([a-z0-9])([A-Z])")
 
 
-# Every request goes through these helpers several times: each looks the request up once
-# (a context-local lookup) and keeps what it works out in the WSGI environ. Given an
-# ``environ`` that ``bind`` prepared, they also work outside Flask's request context.
+# Every helper takes the request's WSGI environ (``request.environ`` in a view) and keeps what
+# it works out there, so the steps of a request run the same inside Flask and on the fast path
+# (``pipeline``) and each is done once per request however often it is asked for.
 _SERVICES = "phase_lite.services"
-_LIMITER = "phase_lite.limiter"
 _GENERATION = "phase_lite.generation"
 _PRINCIPAL = "phase_lite.principal"
 _THROTTLED = "phase_lite.throttled"
 
 
-def bind(environ, app):
-    """Prepare ``environ`` for the helpers, outside Flask's request context."""
-    environ[_SERVICES] = app.extensions["phase_lite"]
-    environ[_LIMITER] = app.extensions["phase_lite_limiter"]
+def bind(environ, services_):
+    """Attach the app's services to a request (``PrefixMiddleware`` does, for every request)."""
+    environ[_SERVICES] = services_
 
 
-def services(environ=None):
-    environ = request.environ if environ is None else environ
-    found = environ.get(_SERVICES)
-    if found is None:
-        found = environ[_SERVICES] = current_app.extensions["phase_lite"]
-    return found
+def services(environ):
+    return environ[_SERVICES]
 
 
-def generation(environ=None) -> int:
+def generation(environ) -> int:
     """The database generation this request reads at (``Database.generation()``), taken once
     per request before anything is read."""
-    environ = request.environ if environ is None else environ
     found = environ.get(_GENERATION)
     if found is None:
         found = environ[_GENERATION] = services(environ).db.generation()
     return found
 
 
-def principal(environ=None):
+def principal(environ):
     """Authenticate the request (cached on the request) or raise AuthenticationFailed."""
-    environ = request.environ if environ is None else environ
     found = environ.get(_PRINCIPAL)
     if found is None:
         found = services(environ).auth.authenticate(environ.get("HTTP_AUTHORIZATION"),
@@ -59,38 +52,22 @@ def principal(environ=None):
     return found
 
 
-def scope(caller):
-    """Resolve the app/environment the request names, then count it against the rate limit.
-
-    Phase's order: authentication and scope (401/403/404) come before throttling (429),
-    which comes before the view's own checks.
-    """
-    found = find_scope(caller)
-    throttle(caller)
-    return found
-
-
-def find_scope(caller, environ=None):
+def find_scope(environ, caller):
     """The app/environment the request names (``Authenticator.resolve_scope``)."""
-    environ = request.environ if environ is None else environ
     return services(environ).auth.resolve_scope(
         caller, query_args(environ), scope_headers(environ), generation(environ))
 
 
-def throttle(caller=None, environ=None):
+def throttle(environ, caller=None):
     """Count the request against its account's rate limit (the client IP's without one).
 
     Counts once per request however often it is called; raise Throttled when over the limit
     (a refused request is not counted, so asking again refuses it again).
     """
-    environ = request.environ if environ is None else environ
     if environ.get(_THROTTLED):
         return
     key = account_key(caller) if caller is not None else account_key(ip=client_ip(environ))
-    limiter = environ.get(_LIMITER)
-    if limiter is None:
-        limiter = environ[_LIMITER] = current_app.extensions["phase_lite_limiter"]
-    limiter.check(key)
+    services(environ).limiter.check(key)
     environ[_THROTTLED] = True
 
 
@@ -100,18 +77,18 @@ def snake_case(name: str) -> str:
     return _CAMEL_BOUNDARY.sub(r"\1_\2", name).lower()
 
 
-def query_args(environ=None) -> Mapping[str, str]:
+def query_args(environ) -> Mapping[str, str]:
     """Query parameters with names normalised to snake_case; the last value wins (Django's).
 
-    Clients repeat the same few query strings, so the parsed form of recent ones is kept
-    (read-only).
+    Parsed as werkzeug parses ``request.args``. Clients repeat the same few query strings, so
+    the parsed form of recent ones is kept (read-only).
     """
-    environ = request.environ if environ is None else environ
     query = environ.get("QUERY_STRING", "")
     found = _PARSED_QUERIES.get(query)
     if found is None:
-        found = MappingProxyType({snake_case(name): value
-                                  for name, value in request.args.items(multi=True)})
+        pairs = parse_qsl(query.encode("latin-1").decode(), keep_blank_values=True,
+                          errors="werkzeug.url_quote")
+        found = MappingProxyType({snake_case(name): value for name, value in pairs})
         if len(query) <= PARSED_QUERY_MAX_LENGTH:
             if len(_PARSED_QUERIES) >= PARSED_QUERIES_KEPT:
                 _PARSED_QUERIES.clear()
@@ -119,30 +96,23 @@ def query_args(environ=None) -> Mapping[str, str]:
     return found
 
 
-def known_query_args(environ) -> Mapping[str, str] | None:
-    """``query_args`` of a query string parsed before (by Flask), else None."""
-    return _PARSED_QUERIES.get(environ.get("QUERY_STRING", ""))
-
-
 PARSED_QUERIES_KEPT = 512
 PARSED_QUERY_MAX_LENGTH = 2048
 _PARSED_QUERIES: dict[str, Mapping[str, str]] = {}
 
 
-def scope_headers(environ=None) -> dict:
+def scope_headers(environ) -> dict:
     """The request headers that name a scope, for ``Authenticator.resolve_scope``."""
-    environ = request.environ if environ is None else environ
     return {"Secret-Id": environ.get("HTTP_SECRET_ID"),
             "Environment": environ.get("HTTP_ENVIRONMENT")}
 
 
-def client_ip(environ=None) -> str | None:
+def client_ip(environ) -> str | None:
     """The client address: X-Real-IP, then the first X-Forwarded-For, then the peer.
 
     Forwarding headers are believed only when the peer is a trusted proxy
     (PHASE_LITE_TRUSTED_PROXIES); invalid values are skipped.
     """
-    environ = request.environ if environ is None else environ
     peer = environ.get("REMOTE_ADDR")
     proxies = services(environ).config.trusted_proxies
     if proxies and _is_trusted_proxy(peer, proxies):
@@ -182,7 +152,6 @@ def _is_trusted_proxy(peer, proxies: tuple) -> bool:
     return False
 
 
-def request_meta(environ=None) -> RequestMeta:
-    environ = request.environ if environ is None else environ
+def request_meta(environ) -> RequestMeta:
     return RequestMeta(ip_address=client_ip(environ),
                        user_agent=environ.get("HTTP_USER_AGENT") or "Unknown")

@@ -1,20 +1,19 @@
 """Secret history, restore and deleted secrets: phase_lite extensions, not part of Phase's API.
 
 ``/v1/secrets/<secret_id>/history/``, ``/v1/secrets/<secret_id>/restore/`` and
-``/v1/secrets/deleted/`` (under the same four prefixes as ``/v1/secrets/``) take the same
-bearer tokens, scope (``app_id`` + ``env``, the ``Environment`` header or ``secret_id``) and
-access checks as ``/v1/secrets/``, in the same order (406, 401, scope 404/401/403, 429), then
-the role's ``Secrets`` permission (403). Phase's clients never call them.
+``/v1/secrets/deleted/`` (under the same four prefixes as ``/v1/secrets/``) run the steps of
+``/v1/secrets/`` (``pipeline.secrets_request``: 406, 401, scope 404/401/403, 429, the role's
+``Secrets`` permission 403), reading for history and the deleted list, updating for a restore.
+Phase's clients never call them.
 """
 
 from flask import request
 from flask.views import MethodView
-from werkzeug.exceptions import NotAcceptable
 
 from .. import history, schemas, secrets
 from . import PhaseBlueprint, json_response
-from .context import principal, request_meta, scope, services
-from .secrets import accepts_json
+from .context import request_meta, services
+from .pipeline import secrets_request
 
 blp = PhaseBlueprint(
     "phase_lite_extensions", __name__,
@@ -55,16 +54,14 @@ def extension(status, schema, description, *statuses, body=None):
 
 
 class ScopedView(MethodView):
-    """A route scoped to an environment as ``/v1/secrets/`` is: its handlers get the caller
-    and the environment row (None when the request names none)."""
+    """A route with the steps of ``/v1/secrets/`` for the permission of ``as_method`` (a
+    restore is an update); its handlers get the caller and the environment row."""
 
     init_every_request = False
+    as_method = "GET"
 
     def dispatch_request(self, **kwargs):
-        if not accepts_json(request.environ.get("HTTP_ACCEPT")):
-            raise NotAcceptable(description="Could not satisfy the request Accept header.")
-        caller = principal()
-        env_row = scope(caller).environment
+        caller, env_row = secrets_request(request.environ, self.as_method)
         return getattr(self, request.method.lower())(caller, env_row, **kwargs)
 
 
@@ -73,21 +70,24 @@ class SecretHistory(ScopedView):
     @extension(200, schemas.SecretHistory, "Every version, newest first")
     def get(self, caller, env_row, secret_id):
         """List every version of a secret, live or deleted"""
-        versions = history.secret_history(services(), caller, env_row, secret_id,
-                                          request_meta())
+        versions = history.secret_history(services(request.environ), caller, env_row,
+                                          secret_id, request_meta(request.environ))
         return json_response({"data": [history.version_body(v) for v in versions]})
 
 
 @blp.route("/v1/secrets/<secret_id>/restore/", methods=["POST"])
 class RestoreSecret(ScopedView):
+    as_method = "PUT"
+
     @extension(200, schemas.Secret, "The secret at its new version", 400, 409,
                body=schemas.Restore)
     def post(self, caller, env_row, secret_id):
         """Restore a version of a secret as a new version (undeleting it)"""
         version = history.parse_restore(secrets.parse_body(request.get_data()))
-        restored = history.restore_secret(services(), caller, env_row, secret_id, version,
-                                          request_meta())
-        return json_response(secrets.render_secrets(services(), caller, env_row, [restored])[0])
+        found = services(request.environ)
+        restored = history.restore_secret(found, caller, env_row, secret_id, version,
+                                          request_meta(request.environ))
+        return json_response(secrets.render_secrets(found, caller, env_row, [restored])[0])
 
 
 @blp.route("/v1/secrets/deleted/")
@@ -95,5 +95,6 @@ class DeletedSecrets(ScopedView):
     @extension(200, schemas.DeletedSecrets, "Deleted secrets, most recently deleted first")
     def get(self, caller, env_row):
         """List an environment's deleted secrets"""
-        deleted = history.deleted_secrets(services(), caller, env_row, request_meta())
+        deleted = history.deleted_secrets(services(request.environ), caller, env_row,
+                                          request_meta(request.environ))
         return json_response({"data": [history.deleted_body(d) for d in deleted]})

@@ -23,7 +23,7 @@ from flask import Response, request
 from flask.views import MethodView
 from werkzeug.exceptions import MethodNotAllowed
 
-from .. import management, schemas
+from .. import accounts, apps, schemas
 from ..errors import InvalidRequest, PermissionDenied
 from ..store import render_time
 from . import PhaseBlueprint, context, json_response
@@ -84,10 +84,11 @@ class ManagementView(MethodView):
     action = None           # fixed action for routes whose permission ignores the method
 
     def dispatch_request(self, **kwargs):
-        self.services = context.services()
-        self.principal = context.principal()
+        environ = request.environ
+        self.services = context.services(environ)
+        self.principal = context.principal(environ)
         self.resolve(**kwargs)
-        context.throttle(self.principal)
+        context.throttle(environ, self.principal)
         allowed = request.method in type(self).methods
         if self.action is not None:
             self.require(self.action)
@@ -99,13 +100,11 @@ class ManagementView(MethodView):
 
     def resolve(self, **kwargs):
         """Phase's authentication class on a route without an app or environment in its URL."""
-        self.scope = self.services.auth.resolve_scope(
-            self.principal, context.query_args(), context.scope_headers(), context.generation()
-        )
+        self.scope = context.find_scope(request.environ, self.principal)
 
     def require(self, action):
-        management.require(self.principal, self.resource, action, self.noun,
-                           app_level=self.app_level)
+        apps.require(self.principal, self.resource, action, self.noun,
+                     app_level=self.app_level)
 
 
 def json_body() -> dict:
@@ -120,6 +119,10 @@ def json_body() -> dict:
     if not isinstance(body, dict):
         raise InvalidRequest("Request body must be a JSON object.")
     return body
+
+
+def request_meta():
+    return context.request_meta(request.environ)
 
 
 def _refuse_constant(name):
@@ -180,7 +183,7 @@ def service_account_object(row) -> dict:
 
 
 def service_account_detail(services, row) -> dict:
-    tokens, granted = management.service_account_detail(services, row)
+    tokens, granted = accounts.service_account_detail(services, row)
     return service_account_object(row) | {
         "tokens": [
             {"id": t["id"], "name": t["name"], "createdAt": render_time(t["created_at"]),
@@ -217,14 +220,14 @@ class Apps(ManagementView):
     @operation(200, schemas.AppList)
     def get(self):
         """List the apps the caller can see, newest first"""
-        rows = management.visible_apps(self.services, self.principal)
+        rows = apps.visible_apps(self.services, self.principal)
         return json_response({"data": [app_object(row) for row in rows]})
 
     @operation(201, schemas.AppWithEnvironments, body=schemas.NewApp, errors=(400, 401, 403))
     def post(self):
         """Create an app with its environments"""
-        app, envs = management.create_app(self.services, self.principal, json_body(),
-                                          context.request_meta())
+        app, envs = apps.create_app(self.services, self.principal, json_body(),
+                                    request_meta())
         body = app_object(app) | {"environments": [environment_object(e) for e in envs]}
         return json_response(body, 201)
 
@@ -234,7 +237,7 @@ class AppDetail(ManagementView):
     resource, noun = "Apps", "apps"
 
     def resolve(self, app_id):
-        self.app = management.app_in_scope(self.services, self.principal, app_id)
+        self.app = apps.app_in_scope(self.services, self.principal, app_id)
 
     @operation(200, schemas.App, errors=(401, 403, 404))
     def get(self, app_id):
@@ -244,14 +247,14 @@ class AppDetail(ManagementView):
     @operation(200, schemas.App, body=schemas.AppChange, errors=(400, 401, 403, 404))
     def put(self, app_id):
         """Rename an app or change its description"""
-        app = management.update_app(self.services, self.principal, self.app, json_body(),
-                                    context.request_meta())
+        app = apps.update_app(self.services, self.principal, self.app, json_body(),
+                              request_meta())
         return json_response(app_object(app))
 
     @operation(204, errors=(401, 403, 404))
     def delete(self, app_id):
         """Delete an app with its environments, secrets and access grants"""
-        management.delete_app(self.services, self.principal, self.app, context.request_meta())
+        apps.delete_app(self.services, self.principal, self.app, request_meta())
         return no_content()
 
 
@@ -271,15 +274,15 @@ class Environments(ManagementView):
     @operation(200, schemas.EnvironmentList, query=APP_ID_QUERY, errors=(401, 403, 404))
     def get(self):
         """List the app's environments the caller holds, in order"""
-        rows = management.visible_environments(self.services, self.principal, self.app)
+        rows = apps.visible_environments(self.services, self.principal, self.app)
         return json_response({"data": [environment_object(row) for row in rows]})
 
     @operation(201, schemas.Environment, body=schemas.EnvironmentName, query=APP_ID_QUERY,
                errors=(400, 401, 403, 404))
     def post(self):
         """Add a custom environment to the app"""
-        env = management.create_environment(self.services, self.principal, self.app,
-                                            json_body(), context.request_meta())
+        env = apps.create_environment(self.services, self.principal, self.app,
+                                      json_body(), request_meta())
         return json_response(environment_object(env), 201)
 
 
@@ -288,11 +291,11 @@ class EnvironmentDetail(ManagementView):
     resource, noun, app_level = "Environments", "environments", True
 
     def resolve(self, env_id):
-        self.app, self.env = management.environment_in_scope(self.services, self.principal,
-                                                             env_id)
+        self.app, self.env = apps.environment_in_scope(self.services, self.principal,
+                                                       env_id)
 
     def environment(self):
-        management.check_environment_access(self.services, self.principal, self.env)
+        apps.check_environment_access(self.services, self.principal, self.env)
         return self.env
 
     @operation(200, schemas.Environment, errors=(401, 403, 404))
@@ -305,15 +308,15 @@ class EnvironmentDetail(ManagementView):
     def put(self, env_id):
         """Rename an environment"""
         env = self.environment()
-        env = management.rename_environment(self.services, self.principal, env, json_body(),
-                                            context.request_meta())
+        env = apps.rename_environment(self.services, self.principal, env, json_body(),
+                                      request_meta())
         return json_response(environment_object(env))
 
     @operation(204, errors=(401, 403, 404))
     def delete(self, env_id):
         """Delete an environment with its secrets"""
-        management.delete_environment(self.services, self.principal, self.environment(),
-                                      context.request_meta())
+        apps.delete_environment(self.services, self.principal, self.environment(),
+                                request_meta())
         return no_content()
 
 
@@ -327,13 +330,13 @@ class Roles(ManagementView):
     @operation(200, schemas.RoleList)
     def get(self):
         """List the organisation's roles (the five default roles)"""
-        rows = management.list_roles(self.services, self.principal)
+        rows = accounts.list_roles(self.services, self.principal)
         return json_response({"data": [role_object(row) for row in rows]})
 
     @operation(None, body=schemas.RoleChange)
     def post(self):
         """Create a custom role (not available: always refused with 403)"""
-        raise PermissionDenied(management.CUSTOM_ROLES_UNAVAILABLE)
+        raise PermissionDenied(accounts.CUSTOM_ROLES_UNAVAILABLE)
 
 
 @route("/v1/roles/<role_id>/", "roles")
@@ -343,18 +346,18 @@ class RoleDetail(ManagementView):
     @operation(200, schemas.RoleDetail, errors=(401, 403, 404))
     def get(self, role_id):
         """Read a role with its permission maps"""
-        role = management.get_role(self.services, self.principal, role_id)
+        role = accounts.get_role(self.services, self.principal, role_id)
         return json_response(role_object(role, with_permissions=True))
 
     @operation(None, body=schemas.RoleChange, errors=(401, 403, 404))
     def put(self, role_id):
         """Change a role (default roles cannot be modified: always refused with 403)"""
-        management.refuse_role_change(self.services, self.principal, role_id, "update")
+        accounts.refuse_role_change(self.services, self.principal, role_id, "update")
 
     @operation(None, errors=(401, 403, 404))
     def delete(self, role_id):
         """Delete a role (default roles cannot be deleted: always refused with 403)"""
-        management.refuse_role_change(self.services, self.principal, role_id, "delete")
+        accounts.refuse_role_change(self.services, self.principal, role_id, "delete")
 
 
 # -- service accounts ------------------------------------------------------------------------
@@ -367,15 +370,15 @@ class ServiceAccounts(ManagementView):
     @operation(200, schemas.ServiceAccountList)
     def get(self):
         """List the organisation's service accounts, newest first"""
-        rows = management.list_service_accounts(self.services, self.principal)
+        rows = accounts.list_service_accounts(self.services, self.principal)
         return json_response({"data": [service_account_object(row) for row in rows]})
 
     @operation(201, schemas.ServiceAccountCreated, body=schemas.NewServiceAccount,
                errors=(400, 401, 403, 404))
     def post(self):
         """Create a service account with its first token (shown once)"""
-        sa, token = management.create_service_account(self.services, self.principal,
-                                                      json_body(), context.request_meta())
+        sa, token = accounts.create_service_account(self.services, self.principal,
+                                                    json_body(), request_meta())
         body = service_account_object(sa) | {"initialToken": issued_token_object(token)}
         return json_response(body, 201)
 
@@ -385,7 +388,7 @@ class ServiceAccountDetail(ManagementView):
     resource, noun = "ServiceAccounts", "service accounts"
 
     def account(self, sa_id):
-        return management.get_service_account(self.services, self.principal, sa_id)
+        return accounts.get_service_account(self.services, self.principal, sa_id)
 
     @operation(200, schemas.ServiceAccountDetail, errors=(401, 403, 404))
     def get(self, sa_id):
@@ -396,16 +399,16 @@ class ServiceAccountDetail(ManagementView):
                errors=(400, 401, 403, 404))
     def put(self, sa_id):
         """Rename a service account or give it another role"""
-        sa = management.update_service_account(self.services, self.principal,
-                                               self.account(sa_id), json_body(),
-                                               context.request_meta())
+        sa = accounts.update_service_account(self.services, self.principal,
+                                             self.account(sa_id), json_body(),
+                                             request_meta())
         return json_response(service_account_detail(self.services, sa))
 
     @operation(204, errors=(401, 403, 404))
     def delete(self, sa_id):
         """Delete a service account; its tokens stop working at once"""
-        management.delete_service_account(self.services, self.principal, self.account(sa_id),
-                                          context.request_meta())
+        accounts.delete_service_account(self.services, self.principal, self.account(sa_id),
+                                        request_meta())
         return no_content()
 
 
@@ -417,9 +420,9 @@ class ServiceAccountAccess(ManagementView):
                errors=(400, 401, 403, 404))
     def put(self, sa_id):
         """Replace the apps and environments a service account may use"""
-        sa = management.get_service_account(self.services, self.principal, sa_id)
-        management.set_access(self.services, self.principal, sa, json_body(),
-                              context.request_meta())
+        sa = accounts.get_service_account(self.services, self.principal, sa_id)
+        accounts.set_service_account_access(self.services, self.principal, sa, json_body(),
+                                            request_meta())
         return json_response(service_account_detail(self.services, sa))
 
 
@@ -430,9 +433,9 @@ class ServiceAccountTokens(ManagementView):
     @operation(201, schemas.IssuedToken, body=schemas.NewToken, errors=(400, 401, 403, 404))
     def post(self, sa_id):
         """Mint another token for a service account (shown once)"""
-        sa = management.get_service_account(self.services, self.principal, sa_id)
-        token = management.issue_token(self.services, self.principal, sa, json_body(),
-                                       context.request_meta())
+        sa = accounts.get_service_account(self.services, self.principal, sa_id)
+        token = accounts.issue_service_account_token(self.services, self.principal, sa, json_body(),
+                                                     request_meta())
         return json_response(issued_token_object(token), 201)
 
 
@@ -443,7 +446,7 @@ class ServiceAccountToken(ManagementView):
     @operation(204, errors=(401, 403, 404))
     def delete(self, sa_id, token_id):
         """Revoke a service account's token; it stops working at once"""
-        sa = management.get_service_account(self.services, self.principal, sa_id)
-        management.revoke_token(self.services, self.principal, sa, token_id,
-                                context.request_meta())
+        sa = accounts.get_service_account(self.services, self.principal, sa_id)
+        accounts.revoke_service_account_token(self.services, self.principal, sa, token_id,
+                                              request_meta())
         return no_content()

@@ -5,18 +5,17 @@ rules out JSON (406), authentication (401),
 the environment the request names (404/401) and access to it (403 user, 401 service account),
 then the method (403 ``Unsupported HTTP method``), the environment requirement (403) and the
 role's ``Secrets`` permission (403). Bodies are parsed by the domain layer with Phase's
-messages, whatever the Content-Type. A GET is first offered to ``read_directly``, the same
-checks and read outside Flask (see ``PrefixMiddleware``).
+messages, whatever the Content-Type. The steps are ``pipeline.secrets_request``; a GET is
+first offered to ``read_directly``, the same steps and read before Flask (``PrefixMiddleware``).
 """
 
 from flask import request
 from flask.views import MethodView
-from werkzeug.exceptions import NotAcceptable
 
 from .. import schemas, secrets
 from . import PhaseBlueprint, encoded_json_response, json_response
-from .context import (bind, find_scope, generation, known_query_args, principal, query_args,
-                      request_meta, scope, services, throttle)
+from .context import generation, query_args, request_meta, services
+from .pipeline import secrets_request
 
 blp = PhaseBlueprint("secrets", __name__, description="Secrets of an app environment")
 
@@ -50,18 +49,6 @@ def _errors(*statuses):
     return decorate
 
 
-def accepts_json(accept: str | None) -> bool:
-    """Whether an Accept header admits JSON, matched as Phase's framework does (parameters
-    and q values ignored)."""
-    if accept is None:
-        return True
-    for media_range in accept.split(","):
-        main, _, sub = media_range.split(";")[0].strip().partition("/")
-        if main in ("application", "*") and sub in ("json", "*"):
-            return True
-    return False
-
-
 def _body(schema):
     return {"required": True, "content": {"application/json": {"schema": schema}}}
 
@@ -71,13 +58,8 @@ class Secrets(MethodView):
     init_every_request = False  # no per-request state on the view
 
     def dispatch_request(self, **kwargs):
-        if not accepts_json(request.environ.get("HTTP_ACCEPT")):
-            raise NotAcceptable(description="Could not satisfy the request Accept header.")
-        caller = principal()
-        env_row = scope(caller).environment
-        method = request.method
-        secrets.require_permission(caller, env_row, method)
-        return getattr(self, method.lower())(caller, env_row)
+        caller, env_row = secrets_request(request.environ, request.method)
+        return getattr(self, request.method.lower())(caller, env_row)
 
     @blp.doc(parameters=[{"in": "query", "schema": schemas.SecretsFilter},
                          *_ENVIRONMENT_HEADERS])
@@ -96,8 +78,10 @@ class Secrets(MethodView):
     def post(self, caller, env_row):
         """Create secrets: all of them or none"""
         entries = secrets.parse_new_secrets(secrets.parse_body(request.get_data()))
-        created = secrets.create_secrets(services(), caller, env_row, entries, request_meta())
-        return json_response(secrets.render_secrets(services(), caller, env_row, created))
+        created = secrets.create_secrets(services(request.environ), caller, env_row, entries,
+                                         request_meta(request.environ))
+        return json_response(secrets.render_secrets(services(request.environ), caller, env_row,
+                                                    created))
 
     @blp.doc(parameters=[*_SCOPE, *_ENVIRONMENT_HEADERS],
              requestBody=_body(schemas.UpdateSecrets))
@@ -107,8 +91,10 @@ class Secrets(MethodView):
     def put(self, caller, env_row):
         """Update secrets by id: all of them or none"""
         changes = secrets.parse_secret_changes(secrets.parse_body(request.get_data()))
-        updated = secrets.update_secrets(services(), caller, env_row, changes, request_meta())
-        return json_response(secrets.render_secrets(services(), caller, env_row, updated))
+        updated = secrets.update_secrets(services(request.environ), caller, env_row, changes,
+                                         request_meta(request.environ))
+        return json_response(secrets.render_secrets(services(request.environ), caller, env_row,
+                                                    updated))
 
     @blp.doc(parameters=[*_SCOPE, *_ENVIRONMENT_HEADERS],
              requestBody=_body(schemas.DeleteSecrets))
@@ -118,7 +104,8 @@ class Secrets(MethodView):
     def delete(self, caller, env_row):
         """Delete secrets by id: all of them or none"""
         ids = secrets.parse_secret_ids(secrets.parse_body(request.get_data()))
-        count = secrets.delete_secrets(services(), caller, env_row, ids, request_meta())
+        count = secrets.delete_secrets(services(request.environ), caller, env_row, ids,
+                                       request_meta(request.environ))
         return json_response({"message": f"Deleted {count} secret{'' if count == 1 else 's'}"})
 
 
@@ -131,22 +118,10 @@ def _read(caller, env_row, environ) -> bytes:
     )
 
 
-def read_directly(environ, app) -> bytes | None:
-    """A GET answered before Flask (``PrefixMiddleware.direct_gets``): the view's checks and
-    read on the WSGI environ. The body of a successful answer, else None: Flask then handles
-    the request from the start and gives the refusal or error with its handlers."""
-    if known_query_args(environ) is None or not accepts_json(environ.get("HTTP_ACCEPT")):
-        return None
-    bind(environ, app)
-    try:
-        caller = principal(environ)
-        env_row = find_scope(caller, environ).environment
-        secrets.require_permission(caller, env_row, "GET")
-        secrets.check_dynamic_arguments(query_args(environ))
-        throttle(caller, environ)  # last: a refused request is not counted, so Flask refuses it
-        return _read(caller, env_row, environ)
-    except Exception:  # noqa: BLE001 - whatever it was, Flask works it out again and answers
-        return None
+def read_directly(environ) -> bytes:
+    """A GET answered before Flask (``PrefixMiddleware``): the view's steps and read."""
+    caller, env_row = secrets_request(environ, "GET")
+    return _read(caller, env_row, environ)
 
 
 DIRECT_GETS = {"/v1/secrets/": read_directly}

@@ -66,10 +66,6 @@ def render_time(stored: str | None) -> str | None:
     return stored
 
 
-def parse_time(stored: str) -> datetime:
-    return datetime.strptime(stored, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
-
-
 class Database:
     """A SQLite file with one connection per thread."""
 

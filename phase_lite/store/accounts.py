@@ -240,11 +240,6 @@ def revoke_environments(db, environment_ids, *, user_id=None, service_account_id
     )
 
 
-def clear_access(db, *, user_id=None, service_account_id=None):
-    column, owner = ("user_id", user_id) if user_id else ("service_account_id", service_account_id)
-    db.execute(f"DELETE FROM environment_access WHERE {column} = ?", (owner,))
-
-
 def granted_environment_ids(db, *, user_id=None, service_account_id=None):
     column, owner = ("user_id", user_id) if user_id else ("service_account_id", service_account_id)
     return {

@@ -5,7 +5,7 @@ import orjson
 
 _COLUMNS = ("created_at", "organisation_id", "actor_type", "actor_id", "token_id", "action",
             "resource_type", "resource_id", "app_id", "environment_id", "details", "ip_address",
-            "user_agent")
+            "user_agent", "channel")
 
 
 def insert_events(db, events):
@@ -28,7 +28,7 @@ def insert_events(db, events):
           event["actor_id"], event["token_id"], event["action"], event["resource_type"],
           event["resource_id"], event["app_id"], event["environment_id"],
           details_text(event.get("details") or {}), event["ip_address"],
-          event["user_agent"]) for event in events),
+          event["user_agent"], event.get("channel")) for event in events),
     )
 
 

@@ -247,7 +247,6 @@ def update_personal_secret(db, personal_id, value_enc, wire_value, is_active, st
     )
 
 
-
 def organisation_of_environment(db, env_id):
     return db.scalar(
         "SELECT a.organisation_id FROM environments e JOIN apps a ON a.id = e.app_id"

@@ -1,0 +1,77 @@
+"""What every ``phase-lite`` command shares: the root group, settings, output and errors.
+
+Every command prints a one-line human result, or JSON with ``--json``, and exits non-zero with
+a one-line message on bad input. Commands read the same ``PHASE_LITE_*`` settings as the server
+and act as the local operator (``accounts.operator``), named in the audit events they cause.
+"""
+
+import json
+import sys
+
+import click
+
+from .. import __version__, accounts
+from ..audit import CLI_META
+from ..config import ConfigError, load_config
+from ..errors import PhaseError
+from ..store import StoreError
+
+
+class Context:
+    """The settings, services and caller of one command, opened on first use."""
+
+    meta = CLI_META
+
+    def __init__(self):
+        self._services = None
+        self._operator = None
+
+    @property
+    def config(self):
+        return load_config()
+
+    @property
+    def services(self):
+        if self._services is None:
+            from ..app import open_services
+
+            self._services = open_services(self.config)
+        return self._services
+
+    @property
+    def db(self):
+        return self.services.db
+
+    @property
+    def operator(self):
+        if self._operator is None:
+            self._operator = accounts.operator(self.services)
+        return self._operator
+
+
+pass_ctx = click.make_pass_decorator(Context, ensure=True)
+
+
+def emit(as_json, payload, line):
+    click.echo(json.dumps(payload, indent=2) if as_json else line)
+
+
+def json_option(fn):
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(fn)
+
+
+class PhaseLiteGroup(click.Group):
+    """Turn domain and configuration errors into one line on stderr and exit status 1."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (ConfigError, PhaseError, StoreError) as exc:
+            click.echo(f"Error: {getattr(exc, 'message', None) or exc}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=PhaseLiteGroup)
+@click.version_option(__version__, prog_name="phase-lite")
+def main():
+    """phase_lite: a small, self-hostable secrets manager that speaks Phase's API."""
