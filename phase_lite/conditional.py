@@ -23,11 +23,11 @@ CHANGED = ("The environment has changed since the ETag given in If-Match was iss
            "read it again and retry.")
 
 
-def entity_tag(env_row, salt: str, body: bytes) -> str:
-    """The ETag of an answer of ``env_row`` (at its version) with this body; ``salt`` is the
+def entity_tag(env_id: str, version: int, salt: str, body: bytes) -> str:
+    """The ETag of an answer of an environment at ``version`` with this body; ``salt`` is the
     environment's (``vault.EnvironmentKeys.salt``)."""
     digest = hashlib.blake2b(body, digest_size=8, key=salt.encode()[:64]).hexdigest()
-    return f'"{_environment_prefix(env_row["id"], env_row["version"])}{digest}"'
+    return f'"{_environment_prefix(env_id, version)}{digest}"'
 
 
 def none_match(header: str | None, tag: str) -> bool:

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from . import audit, contract, phase_crypto, references
+from . import audit, conditional, contract, phase_crypto, references
 from .caches import GenerationCache, PerDatabase, kept_bytes
 from .errors import DoesNotExist, Duplicate, InvalidRequest, PermissionDenied
 from .paths import ROOT, folder_chain, normalize_path
@@ -450,9 +450,10 @@ def _select(snapshot, key_digest, path, tags):
 
 
 def read_secrets(services, principal, env_row, *, key=None, path=None, tags=None,
-                 meta=None, generation=None) -> bytes:
+                 meta=None, generation=None) -> tuple[bytes, str]:
     """Phase's GET: filter by ``key`` (any case), ``path``, comma-separated ``tags``; return the
-    JSON body of the REST objects and record one read event naming them.
+    JSON body of the REST objects with its ETag (``conditional.entity_tag``) and record one
+    read event naming them.
 
     The body is remembered for the database ``generation`` (``db.generation()`` taken before
     the request read anything; taken here when None), per token (overrides and the access
@@ -466,18 +467,20 @@ def read_secrets(services, principal, env_row, *, key=None, path=None, tags=None
     found = cache.get(generation, slot)
     if found is None:
         snapshot = environment_snapshot(services, env_row)
+        env_keys = services.vault.environment_keys(env_row)
         selected = _select(
             snapshot,
-            services.vault.environment_keys(env_row).digest(key) if key else None,
+            env_keys.digest(key) if key else None,
             normalize_path(path) if path else None,
             tags.split(",") if tags else None,
         )
-        found = (encode_secrets(services, principal, env_row, selected, snapshot),
-                 audit.read_details(secret.id for secret in selected))
+        body = encode_secrets(services, principal, env_row, selected, snapshot)
+        found = (body, audit.read_details(secret.id for secret in selected),
+                 conditional.entity_tag(env_row["id"], snapshot.version, env_keys.salt, body))
         cache.put(generation, slot, found)
-    body, details = found
+    body, details, tag = found
     audit.record_read(services.db, principal, env_row, details, meta)
-    return body
+    return body, tag
 
 
 _read_caches = PerDatabase(lambda db: new_body_cache())
@@ -489,7 +492,8 @@ def read_cache(services) -> GenerationCache:
 
 
 def new_body_cache() -> GenerationCache:
-    """A cache of encoded answers, (body, read-event details), bounded in count and bytes."""
+    """A cache of encoded answers, tuples of (body, read-event details, ...), bounded in count
+    and bytes."""
     return GenerationCache(BODY_CACHE_ENTRIES, BODY_CACHE_BYTES, BODY_CACHE_MAX_BODY,
                            size=lambda entry: len(entry[0]) + 64 * len(entry[1]["secrets"]))
 
@@ -697,11 +701,13 @@ class ReferenceLookups:
 # -- writes ----------------------------------------------------------------------------------
 
 
-def create_secrets(services, principal, env_row, entries, meta=None) -> list[Secret]:
+def create_secrets(services, principal, env_row, entries, meta=None, *,
+                   expected_version=None) -> list[Secret]:
     """Create secrets in one transaction; return them in entry order.
 
     409 ``Duplicate secret found`` when an entry's (path, key) is taken by a live secret or by
-    another entry of the batch; tags are checked after that, as Phase does.
+    another entry of the batch; tags are checked after that, as Phase does. With
+    ``expected_version`` (an ``If-Match``), 412 unless the environment is still at it.
     """
     db, vault = services.db, services.vault
     env_id = env_row["id"]
@@ -712,6 +718,7 @@ def create_secrets(services, principal, env_row, entries, meta=None) -> list[Sec
     if len(set(positions)) != len(positions):
         raise Duplicate(DUPLICATE)
     with db.transaction():
+        _require_version(db, env_id, expected_version)
         taken = {(row["path"], row["key_digest"])
                  for row in secret_store.live_positions(db, env_id, digests)}
         if taken.intersection(positions):
@@ -727,12 +734,14 @@ def create_secrets(services, principal, env_row, entries, meta=None) -> list[Sec
     return created
 
 
-def update_secrets(services, principal, env_row, changes, meta=None) -> list[Secret]:
+def update_secrets(services, principal, env_row, changes, meta=None, *,
+                   expected_version=None) -> list[Secret]:
     """Apply partial updates in one transaction; return the secrets in change order.
 
     Addressed by id within the environment (404 ``Secret not found: <id>``); ``version`` goes up
     by one per change; a sealed secret keeps its value and type; the duplicate check uses the
     secret's own path when the change gives none, and looks at the batch as a whole.
+    ``expected_version`` as for ``create_secrets``.
     """
     db, vault = services.db, services.vault
     env_id = env_row["id"]
@@ -741,6 +750,7 @@ def update_secrets(services, principal, env_row, changes, meta=None) -> list[Sec
                else dataclasses.replace(change, path=normalize_path(change.path))
                for change in changes]
     with db.transaction():
+        _require_version(db, env_id, expected_version)
         rows = secret_store.secrets_by_id(db, env_id, [c.id for c in changes], live_only=False)
         data_key = vault.data_key(env_row["app_id"]) if rows else None
         tags = secret_store.tag_names_of(db, rows)
@@ -766,14 +776,17 @@ def update_secrets(services, principal, env_row, changes, meta=None) -> list[Sec
     return updated
 
 
-def delete_secrets(services, principal, env_row, ids, meta=None) -> int:
+def delete_secrets(services, principal, env_row, ids, meta=None, *,
+                   expected_version=None) -> int:
     """Soft-delete secrets of the environment in one transaction; return how many.
 
     Any id that is not a live secret of this environment gives 404 and deletes nothing.
+    ``expected_version`` as for ``create_secrets``.
     """
     db, vault = services.db, services.vault
     env_id = env_row["id"]
     with db.transaction():
+        _require_version(db, env_id, expected_version)
         rows = secret_store.secrets_by_id(db, env_id, ids)
         missing = [secret_id for secret_id in ids if secret_id not in rows]
         if missing:
@@ -790,6 +803,13 @@ def delete_secrets(services, principal, env_row, ids, meta=None) -> int:
         writer.finish("delete", deleted, meta)
     writer.publish(deleted)
     return len(deleted)
+
+
+def _require_version(db, env_id, expected_version):
+    """An ``If-Match`` checked under the write lock: no write can slip in between."""
+    if expected_version is not None:
+        conditional.require_version(
+            app_store.environment_versions(db, [env_id])[env_id], expected_version)
 
 
 def _planned_updates(changes, states, env_keys):
