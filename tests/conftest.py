@@ -83,6 +83,17 @@ def demo(make_app):
 
 
 @pytest.fixture
+def app_id(demo):
+    return demo[0]["id"]
+
+
+@pytest.fixture
+def envs(demo):
+    """{name: environment row} of "demo"."""
+    return demo[1]
+
+
+@pytest.fixture
 def make_service_token(services):
     """A service account granted the given environment rows; return its IssuedToken."""
 

@@ -42,11 +42,6 @@ class Env:
 
 
 @pytest.fixture
-def app_id(demo):
-    return demo[0]["id"]
-
-
-@pytest.fixture
 def pat(client, app_id, owner_headers):
     return Env(client, app_id, owner_headers)
 
@@ -164,22 +159,17 @@ def test_a_304_is_audited_as_a_read(pat, db, seeded):
     assert json.loads(events[-1]["details"]) == {"secrets": list(seeded.values())}
 
 
-def test_a_304_is_still_authenticated_and_authorised(client, app_id, envs_of_demo, seeded, pat,
+def test_a_304_is_still_authenticated_and_authorised(client, app_id, envs, seeded, pat,
                                                      make_service_token):
     tag = pat.tag()
     anonymous = Env(client, app_id, {})
     response = anonymous.get({"If-None-Match": tag})
     assert (response.status_code, response.json) == (
         401, {"error": "Authentication credentials were not provided."})
-    restricted = bearer_headers(make_service_token([envs_of_demo["Staging"]], name="staging"))
+    restricted = bearer_headers(make_service_token([envs["Staging"]], name="staging"))
     response = Env(client, app_id, restricted).get({"If-None-Match": tag})
     assert (response.status_code, response.json) == (
         401, {"error": "Service account cannot access this environment"})
-
-
-@pytest.fixture
-def envs_of_demo(demo):
-    return demo[1]
 
 
 def test_a_304_is_throttled(config, owner, demo, seeded):

@@ -61,16 +61,6 @@ def error(response):
 
 
 @pytest.fixture
-def app_id(demo):
-    return demo[0]["id"]
-
-
-@pytest.fixture
-def envs(demo):
-    return demo[1]
-
-
-@pytest.fixture
 def pat(client, app_id, owner_headers):
     return Env(client, app_id, owner_headers)
 
