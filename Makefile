@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast clients bench clean
+.PHONY: run test test-fast clients system-tools bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,12 +23,18 @@ run: $(STAMP)
 clients: $(STAMP)
 	bash tests/clients/install.sh
 
+## Debian tools the tests use (systemd-analyze checks deploy/phase-lite.service), when missing.
+system-tools:
+	@command -v systemd-analyze >/dev/null 2>&1 || { \
+		echo "systemd-analyze is missing: installing Debian's systemd package"; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends systemd >/dev/null; }
+
 ## The whole suite, the real Phase clients included.
-test: $(STAMP) clients
+test: $(STAMP) clients system-tools
 	$(PY) -m pytest
 
 ## Everything but the real-client and slow process tests.
-test-fast: $(STAMP)
+test-fast: $(STAMP) system-tools
 	$(PY) -m pytest -m "not clients and not slow"
 
 ## phase_lite against a bare Flask + waitress baseline, one table of ratios.

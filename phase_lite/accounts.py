@@ -450,9 +450,8 @@ def issue_service_account_token(services, principal, sa, fields, meta):
 def issue_user_token(services, principal, user, fields, meta):
     """Mint a personal access token (``name``, ``expires_at`` or ``expires_in``) for a user;
     return the IssuedToken (shown once)."""
-    if principal.kind == "user" and principal.account_id == user["id"]:
-        pass  # one's own token needs no permission over other members
-    else:
+    own = principal.kind == "user" and principal.account_id == user["id"]
+    if not own:  # one's own token needs no permission over other members
         require(principal, "MemberPersonalAccessTokens", "create",
                 "member personal access tokens")
     return _issue_token(services, principal, "user", user["id"], fields, meta, "user_token",

@@ -3,10 +3,12 @@
 import os
 
 from flask import Flask
+from flask.globals import request_ctx
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import RequestRedirect
 
 from . import __version__, accounts, audit, keyring
+from .access_log import ROUTE_KEY
 from .auth import Authenticator
 from .client_protocol import ClientProtocol
 from .config import Config, ConfigError, load_config
@@ -126,11 +128,41 @@ def create_app(config: Config | None = None) -> Flask:
     from .api import register_api
 
     register_api(app, services)
+    wrap_observed(app, config, services)
     return app
 
 
+def wrap_observed(app: Flask, config: Config, services) -> None:
+    """Put the metrics endpoint and the access log around the whole app (fast paths included)."""
+    from .access_log import AccessLog, AccessLogWriter
+    from .metrics import PATH, Metrics, MetricsEndpoint
+
+    metrics = None
+    if config.metrics:
+        metrics = app.extensions["phase_lite_metrics"] = Metrics(services)
+        app.wsgi_app = MetricsEndpoint(app.wsgi_app, metrics, config.metrics_token)
+    lines = None
+    if config.access_log:
+        lines = app.extensions["phase_lite_access_log"] = AccessLogWriter(config.log_format)
+        services.on_close.append(lines.close)
+    if lines is not None or metrics is not None:
+        app.wsgi_app = AccessLog(app.wsgi_app, app, lines=lines,
+                                 observe=metrics.observe_request if metrics else None,
+                                 routes=(PATH,) if metrics else ())
+
+
 class PhaseFlask(Flask):
-    """Flask with Phase's routing: a path without its trailing slash is a 404, never a redirect."""
+    """Flask with Phase's routing: a path without its trailing slash is a 404, never a redirect.
+
+    Each dispatched request notes its URL rule in the environ for the metrics: Flask takes its
+    request object out of the environ when it is done.
+    """
+
+    def dispatch_request(self):
+        rule = request_ctx.request.url_rule
+        if rule is not None:
+            request_ctx.request.environ[ROUTE_KEY] = rule.rule
+        return super().dispatch_request()
 
     def raise_routing_exception(self, request):
         if isinstance(request.routing_exception, RequestRedirect):
@@ -149,7 +181,10 @@ class Services:
         self.auth = Authenticator(db)
         self.limiter = RateLimiter(config.rate_limit)
         self.client_protocol = ClientProtocol(self)
+        self.on_close = []  # what the app added that must stop first (the access log)
 
     def close(self):
+        for close in self.on_close:
+            close()
         audit.read_log(self.db).close()
         self.db.close()

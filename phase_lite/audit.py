@@ -150,7 +150,7 @@ class ReadLog:
     them. ``flush`` writes what is waiting now; ``close`` stops.
     """
 
-    # A batch is a commit, and every commit empties the read caches (``phase_lite.caches``):
+    # A batch is a commit (a bookkeeping one: the read caches stay), and each costs a sync:
     # batches are kept few and large.
     def __init__(self, db, interval=0.5, batch=1024, backlog=4096):
         self.db = db
@@ -181,6 +181,10 @@ class ReadLog:
             except StoreError as exc:
                 log.error("writing read audit events failed (will retry): %s", exc)
 
+    def __len__(self):
+        """How many events are waiting to be written."""
+        return len(self._events)
+
     def take(self, limit=None) -> list:
         """Remove and return the oldest ``limit`` waiting events (all by default)."""
         with self._lock:
@@ -202,7 +206,7 @@ class ReadLog:
         if not taken:
             return
         try:
-            with self.db.transaction():
+            with self.db.transaction(bookkeeping=True):
                 audit_store.insert_events(self.db, taken)
         except StoreError:
             with self._lock:  # keep them for the next attempt

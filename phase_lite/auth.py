@@ -90,15 +90,17 @@ class Authenticator:
 
     A cached token is still checked against the clock on every request; anything that could
     change the answer (a revocation, a grant, a role, from this process or the admin command)
-    is a commit, which moves the generation and empties the caches.
+    is a commit, which moves the generation and empties the caches. Recording a token's last
+    use is a bookkeeping commit: it leaves them (and every other read cache) as they are.
     """
 
     def __init__(self, db):
         self.db = db
         self._touched = {}
         self._lock = threading.Lock()
-        self._principals = GenerationCache(PRINCIPAL_CACHE_SIZE)  # token hash: (Principal, expiry)
-        self._scopes = GenerationCache(SCOPE_CACHE_SIZE)
+        # token hash: (Principal, expiry)
+        self._principals = GenerationCache(PRINCIPAL_CACHE_SIZE, name="principals")
+        self._scopes = GenerationCache(SCOPE_CACHE_SIZE, name="scopes")
 
     def authenticate(self, authorization: str | None, generation: int | None = None) -> Principal:
         """The caller a bearer header names, or AuthenticationFailed/DoesNotExist.
@@ -167,7 +169,7 @@ class Authenticator:
             if last is not None and moment - last < LAST_USED_GRANULARITY:
                 return
             self._touched[token_id] = moment
-        with self.db.transaction():
+        with self.db.transaction(bookkeeping=True):
             account_store.touch_token(self.db, token_id, now())
 
     # -- scope -----------------------------------------------------------------------------

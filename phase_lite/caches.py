@@ -1,10 +1,12 @@
 """In-memory caches of what reads compute, valid for one database generation.
 
-``Database.generation()`` moves whenever the data may have changed (a commit in this process,
-or another connection's, such as the admin command revoking a token). A ``GenerationCache``
-holds entries of one generation only: the first use with a newer generation empties it, and an
-entry computed under an older one is never stored. Entries live in process memory only (which
-already holds the data keys), least recently used out past a count or a total size.
+``Database.generation()`` moves whenever the data a read shows may have changed (a commit in
+this process, or another connection's, such as the admin command revoking a token; not a
+bookkeeping commit such as a batch of read audit events or a token's last use). A
+``GenerationCache`` holds entries of one generation only: the first use with a newer generation
+empties it, and an entry computed under an older one is never stored. Entries live in process
+memory only (which already holds the data keys), least recently used out past a count or a
+total size.
 """
 
 import threading
@@ -16,7 +18,11 @@ class GenerationCache:
     """A bounded LRU map whose entries all belong to one database generation."""
 
     def __init__(self, max_entries: int, max_bytes: int | None = None,
-                 max_entry_bytes: int | None = None, size=None):
+                 max_entry_bytes: int | None = None, size=None, name: str = "other"):
+        self.name = name  # what it holds, for the hit and miss counts (metrics)
+        self.hits = 0
+        self.misses = 0
+        _ALL.add(self)
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.max_entry_bytes = max_entry_bytes or max_bytes
@@ -32,10 +38,14 @@ class GenerationCache:
             if generation != self._generation:
                 if generation > self._generation:
                     self._reset(generation)
+                self.misses += 1
                 return None
             found = self._items.get(key)
             if found is not None:
                 self._items.move_to_end(key)
+                self.hits += 1
+            else:
+                self.misses += 1
             return found
 
     def put(self, generation: int, key, value) -> None:
@@ -66,6 +76,18 @@ class GenerationCache:
 
     def __len__(self):
         return len(self._items)
+
+
+_ALL = weakref.WeakSet()
+
+
+def cache_statistics() -> dict[str, tuple[int, int]]:
+    """{cache name: (hits, misses)} summed over the live caches of this process."""
+    totals = {}
+    for cache in list(_ALL):
+        hits, misses = totals.get(cache.name, (0, 0))
+        totals[cache.name] = (hits + cache.hits, misses + cache.misses)
+    return totals
 
 
 def kept_bytes(encoded: bytes) -> bytes:

@@ -26,10 +26,10 @@ from . import secrets as secret_rules
 from .caches import kept_bytes
 from .errors import AuthenticationFailed, DoesNotExist, InvalidRequest, PermissionDenied
 from .paths import normalize_path
+from .store import accounts as account_store
 from .store import apps as app_store
 from .store import render_time
 from .store import secrets as secret_store
-from .store import wire as wire_store
 
 KEY_CACHE_SIZE = 4096
 INVALID_CIPHERTEXT = "Invalid ciphertext format"
@@ -125,7 +125,7 @@ class ClientProtocol:
             "apps": list(apps.values()),
             "organisation": {
                 "id": org_id,
-                "name": wire_store.organisation_name(self.db, org_id),
+                "name": account_store.organisation_name(self.db, org_id),
             },
         }
 
@@ -188,14 +188,14 @@ class ClientProtocol:
         return body
 
     def _wire_items(self, principal, env, key_digest, path) -> list[dict]:
-        rows = wire_store.list_secrets(self.db, env["id"], key_digest, path)
+        rows = secret_store.live_secrets(self.db, env["id"], key_digest, path)
         if not rows:
             return []
         ids = [row["id"] for row in rows]
-        tags = wire_store.tag_names(self.db, ids)
+        tags = secret_store.tag_names_of(self.db, ids)
         overrides = {}
         if principal.is_user:
-            overrides = wire_store.personal_overrides(self.db, ids, principal.account_id)
+            overrides = secret_store.personal_secrets(self.db, principal.account_id, ids)
         sealer = _Sealer(self.vault, env)
         items, fills, override_fills = [], [], []
         for row in rows:
@@ -221,9 +221,9 @@ class ClientProtocol:
                     "created_at": render_time(override["created_at"]),
                     "updated_at": render_time(override["updated_at"]),
                 }
-            items.append(_wire_row(row, wire, tags[row["id"]], override))
+            items.append(_wire_row(row, wire, tags.get(row["id"], []), override))
         if fills or override_fills:
-            wire_store.fill_secret_wire(self.db, fills, override_fills)
+            secret_store.fill_secret_wire(self.db, fills, override_fills)
         return items
 
     # -- /secrets/ POST, PUT, DELETE -------------------------------------------------------

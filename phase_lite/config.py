@@ -19,6 +19,11 @@ class ConfigError(Exception):
 DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_THREADS = 4
 DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
+DEFAULT_STOP_TIMEOUT = 5
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
+SWITCH_VALUES = {"1": True, "true": True, "yes": True, "on": True,
+                 "0": False, "false": False, "no": False, "off": False}
 RATE_PATTERN = re.compile(r"^\s*(\d+)\s*/\s*([smhd])\w*\s*$", re.IGNORECASE)
 RATE_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -36,6 +41,11 @@ class Config:
     trusted_proxies: tuple[str, ...] = ()
     audit_retention_days: int | None = None
     log_level: str = "INFO"
+    log_format: str = "text"
+    access_log: bool = True
+    metrics: bool = True
+    metrics_token: str | None = field(default=None, repr=False)
+    stop_timeout: int = DEFAULT_STOP_TIMEOUT
     testing: bool = False
 
     @property
@@ -87,6 +97,27 @@ def _int(env, name, default, minimum=1):
     return value
 
 
+def _switch(env, name, default: bool) -> bool:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return SWITCH_VALUES[raw.strip().lower()]
+    except KeyError:
+        raise ConfigError(f"{name}: expected on or off") from None
+
+
+def _choice(env, name, choices, default) -> str:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    value = raw.strip()
+    value = value.upper() if choices == LOG_LEVELS else value.lower()
+    if value not in choices:
+        raise ConfigError(f"{name}: expected one of {', '.join(choices)}")
+    return value
+
+
 def parse_rate(text: str) -> tuple[int, int]:
     """Parse Phase's ``N/period`` rate (period judged by its first letter: s, m, h, d)."""
     match = RATE_PATTERN.match(text)
@@ -100,8 +131,9 @@ def load_config(environ=None, **overrides) -> Config:
     env = os.environ if environ is None else environ
     data_dir = Path(env.get("PHASE_LITE_DATA_DIR") or "data").resolve()
     listen = env.get("PHASE_LITE_LISTEN") or DEFAULT_LISTEN
-    if not re.fullmatch(r"[^\s:]+:\d{1,5}|\[[0-9a-fA-F:]+\]:\d{1,5}", listen):
-        raise ConfigError("PHASE_LITE_LISTEN: expected HOST:PORT")
+    if not re.fullmatch(r"[^\s:]+:\d{1,5}|\[[0-9a-fA-F:]+\]:\d{1,5}", listen) or not (
+            0 < int(listen.rsplit(":", 1)[1]) < 65536):
+        raise ConfigError("PHASE_LITE_LISTEN: expected HOST:PORT (port 1 to 65535)")
     rate = env.get("RATE_LIMIT_DEFAULT")
     proxies = tuple(
         p.strip() for p in (env.get("PHASE_LITE_TRUSTED_PROXIES") or "").split(",") if p.strip()
@@ -120,7 +152,12 @@ def load_config(environ=None, **overrides) -> Config:
         audit_retention_days=_int(env, "PHASE_LITE_AUDIT_RETENTION_DAYS", None)
         if retention
         else None,
-        log_level=(env.get("PHASE_LITE_LOG_LEVEL") or "INFO").upper(),
+        log_level=_choice(env, "PHASE_LITE_LOG_LEVEL", LOG_LEVELS, "INFO"),
+        log_format=_choice(env, "PHASE_LITE_LOG_FORMAT", LOG_FORMATS, "text"),
+        access_log=_switch(env, "PHASE_LITE_ACCESS_LOG", True),
+        metrics=_switch(env, "PHASE_LITE_METRICS", True),
+        metrics_token=(env.get("PHASE_LITE_METRICS_TOKEN") or "").strip() or None,
+        stop_timeout=_int(env, "PHASE_LITE_STOP_TIMEOUT", DEFAULT_STOP_TIMEOUT, minimum=0),
     )
     for name, value in overrides.items():
         setattr(config, name, value)

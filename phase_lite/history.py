@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from . import audit, secrets
 from .errors import DoesNotExist, Duplicate, InvalidRequest
 from .paths import ROOT, normalize_path
+from .secrets.snapshots import decrypt_row
+from .secrets.writes import Writer
 from .store import render_time
 from .store import history as history_store
 from .store import secrets as secret_store
@@ -151,7 +153,7 @@ def restore_secret(services, principal, env_row, secret_id, version, meta=None) 
             raise DoesNotExist(f"Version {version} of this secret not found")
         data_key = vault.data_key(env_row["app_id"])
         tags = secret_store.tag_names_of(db, [secret_id]).get(secret_id, ())
-        current = secrets._decrypt_row(vault, data_key, row, tags)
+        current = decrypt_row(vault, data_key, row, tags)
         target = _version(vault, data_key, target_row)
         if current.type == "sealed" and target.type != "sealed":
             raise InvalidRequest(secrets.SEALED)
@@ -161,7 +163,7 @@ def restore_secret(services, principal, env_row, secret_id, version, meta=None) 
         if current.deleted_at is not None:
             history_store.undelete_secret(db, secret_id)
             current = dataclasses.replace(current, deleted_at=None)
-        writer = secrets._Writer(services, principal, env_row, data_key)
+        writer = Writer(services, principal, env_row, data_key)
         restored = writer.update(current, secrets.SecretChange(
             id=secret_id, key=target.key, value=target.value, comment=target.comment,
             path=target.path, tags=target.tags, type=target.type,

@@ -1,6 +1,8 @@
 """Shared fixtures: a fresh data directory, app and database per test, tokens, a live server."""
 
+import dataclasses
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -29,10 +31,25 @@ def config(data_dir):
     return load_config({"PHASE_LITE_DATA_DIR": str(data_dir)}, testing=True)
 
 
+@pytest.fixture(scope="session")
+def initialised_data_dir(tmp_path_factory):
+    """One data directory initialised for the whole session (key, schema, roles, Owner):
+    building it costs more than copying it, so each test gets a copy."""
+    path = tmp_path_factory.mktemp("initialised") / "data"
+    path.mkdir(mode=0o700)
+    issued = init_data_dir(load_config({"PHASE_LITE_DATA_DIR": str(path)}, testing=True),
+                           "owner@example.com")
+    return path, issued
+
+
 @pytest.fixture
-def owner(config):
-    """The Owner's IssuedToken of a freshly initialised data directory."""
-    return init_data_dir(config, "owner@example.com")
+def owner(config, initialised_data_dir):
+    """The Owner's IssuedToken of a freshly initialised data directory (a copy of the
+    session's, with the same token)."""
+    source, issued = initialised_data_dir
+    for item in source.iterdir():
+        shutil.copy2(item, config.data_dir / item.name)  # keeps the 0600 modes
+    return issued
 
 
 @pytest.fixture
@@ -173,3 +190,18 @@ def live_server(config, owner):
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def app_with(config, owner):
+    """Build an app on the test's data directory with some settings changed (closed after)."""
+    made = []
+
+    def make(**changes):
+        flask_app = create_app(dataclasses.replace(config, **changes))
+        made.append(flask_app)
+        return flask_app
+
+    yield make
+    for flask_app in made:
+        flask_app.extensions["phase_lite"].close()

@@ -79,3 +79,16 @@ def organisation(services):
 
 def organisation_id(services):
     return organisation(services)["id"]
+
+
+def prefix_middleware(flask_app):
+    """The layer that answers GETs before Flask (under the access log and metrics wrappers)."""
+    layer = flask_app.wsgi_app
+    while not hasattr(layer, "direct_gets"):
+        layer = layer.wsgi_app
+    return layer
+
+
+def without_fast_path(flask_app):
+    """Send every request through Flask's view (the fast path's answers, for comparison)."""
+    prefix_middleware(flask_app).direct_gets.clear()

@@ -397,7 +397,7 @@ def test_ciphertexts_made_on_read_are_stored_and_reused(client, services, db, de
 def test_a_busy_database_skips_the_ciphertext_fill(services, db, demo, data_dir):
     import sqlite3
 
-    from phase_lite.store import wire as wire_store
+    from phase_lite.store import secrets as secret_store
 
     _, envs = demo
     [secret] = rest_create(services, envs["Development"], {"key": "A", "value": "1"})
@@ -405,14 +405,14 @@ def test_a_busy_database_skips_the_ciphertext_fill(services, db, demo, data_dir)
     holder.execute("BEGIN IMMEDIATE")
     try:
         fill = [(secret.id, secret.version, "ph:v1:k", "ph:v1:v", "")]
-        assert wire_store.fill_secret_wire(db, fill) is False
+        assert secret_store.fill_secret_wire(db, fill) is False
     finally:
         holder.execute("ROLLBACK")
         holder.close()
     assert db.scalar("SELECT wire_key FROM secrets") is None
     assert db.scalar("PRAGMA busy_timeout") == 30_000
     stale = [(secret.id, secret.version + 1, "ph:v1:k", "ph:v1:v", "")]
-    assert wire_store.fill_secret_wire(db, stale) is True
+    assert secret_store.fill_secret_wire(db, stale) is True
     assert db.scalar("SELECT wire_key FROM secrets") is None
 
 

@@ -30,12 +30,10 @@ from phase_lite.phase_crypto import (
     xor_hex,
 )
 
-VECTORS_NAME = "golang-sdk-crypto-test-vectors.json"
-_SHARED_VECTORS = Path(__file__).resolve().parents[2] / "shared" / "phase" / VECTORS_NAME
-_LOCAL_VECTORS = Path(__file__).resolve().parent / "data" / VECTORS_NAME
-VECTORS = json.loads(
-    (_SHARED_VECTORS if _SHARED_VECTORS.exists() else _LOCAL_VECTORS).read_text(encoding="utf-8")
-)
+# Phase's own vectors, copied unmodified into the repository (tests/data/README-phase-vectors.md).
+VECTORS_PATH = Path(__file__).resolve().parent / "data" / "golang-sdk-crypto-test-vectors.json"
+VECTORS_SHA256 = "9fc64b51d7a35d4a4397030fd08f75e9178ccf6b842323bb4900957988bd7144"
+VECTORS = json.loads(VECTORS_PATH.read_text(encoding="utf-8"))
 
 # The check every Phase client (CLI, SDKs, Terraform) applies to a token string.
 CLIENT_TOKEN_RE = re.compile(r"^pss_(service|user):v\d+:" + ":".join(["[0-9a-fA-F]{64}"] * 4) + "$")
@@ -136,10 +134,8 @@ def test_xor_vector(vector):
     assert xor_hex(second, first) == vector["expected"]
 
 
-def test_local_vector_copy_is_identical():
-    if not _SHARED_VECTORS.exists():
-        pytest.skip("shared vectors absent; the local copy is the source")
-    assert _LOCAL_VECTORS.read_bytes() == _SHARED_VECTORS.read_bytes()
+def test_the_vector_copy_is_the_one_phase_published():
+    assert hashlib.sha256(VECTORS_PATH.read_bytes()).hexdigest() == VECTORS_SHA256
 
 
 # --- keyDigest -------------------------------------------------------------------------------

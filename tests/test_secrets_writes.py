@@ -8,6 +8,7 @@ import secrets as random
 import pytest
 
 from phase_lite import audit, secrets
+from phase_lite.secrets import snapshots
 from phase_lite.app import create_app
 from phase_lite.audit import RequestMeta
 from phase_lite.config import load_config
@@ -248,7 +249,7 @@ def test_cached_snapshot_always_equals_the_database(client, url, sa_headers, ser
     env_row = demo[1]["Development"]
 
     def fresh():
-        secrets._snapshot_caches.forget(services.db)
+        snapshots._snapshot_caches.forget(services.db)
         row = app_store.get_environment(services.db, demo[0]["organisation_id"], env_row["id"])
         return secrets.list_secrets(services, row)
 

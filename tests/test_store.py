@@ -75,3 +75,41 @@ def test_time_format_matches_phase():
     assert render_time("2024-02-13T13:41:45.000000Z") == "2024-02-13T13:41:45Z"
     assert render_time("2024-02-13T13:41:45.551255Z") == "2024-02-13T13:41:45.551255Z"
     assert now().endswith("Z") and len(now()) == 27
+
+
+def test_bookkeeping_commits_leave_the_generation_and_others_move_it(tmp_path):
+    """Read caches survive read-audit flushes and last-use stamps, from this thread, another
+    thread or another connection (process); every other commit moves the generation for all."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "g.sqlite3"
+    db, other = Database(path), Database(path)  # other: as another process would hold it
+    worker = ThreadPoolExecutor(max_workers=1)  # one serving thread, its own connection
+    try:
+        db.migrate()
+
+        def look_from_thread():
+            return worker.submit(db.generation).result()
+
+        def write(database, bookkeeping):
+            with database.transaction(bookkeeping=bookkeeping):
+                database.execute("INSERT INTO meta (key, value) VALUES (?, 'x')"
+                                 " ON CONFLICT (key) DO UPDATE SET value = value || 'x'",
+                                 (f"k{bookkeeping}",))
+
+        start = db.generation()
+        look_from_thread()
+        start = db.generation()
+        for database in (db, other):
+            write(database, True)
+            assert db.generation() == start
+            assert look_from_thread() == db.generation() == start
+        write(other, False)
+        moved = db.generation()
+        assert moved > start
+        write(db, False)
+        assert db.generation() > moved
+    finally:
+        worker.shutdown()
+        db.close()
+        other.close()

@@ -6,13 +6,9 @@
 """
 
 import json
-import logging
-import signal
-import sys
 
 import click
 
-from .. import __version__
 from ..config import load_config
 from .command import emit, json_option, main
 
@@ -51,51 +47,13 @@ def init(owner_email, as_json):
 
 @main.command()
 def serve():
-    """Serve the API with waitress on PHASE_LITE_LISTEN."""
-    from ..app import create_app
+    """Serve the API with waitress on PHASE_LITE_LISTEN (SIGTERM or Ctrl-C stops it cleanly)."""
+    from ..serve import main as serve_main
 
-    config = load_config()
-    serve_app(create_app(config))
-
-
-def serve_app(app):
-    import waitress
-
-    from ..audit import start_retention
-    from ..backup import hold_serving_lock
-
-    config = app.config["PHASE_LITE"]
-    serving_lock = hold_serving_lock(config)  # held until the process ends: "in use" for restore
-    logging.basicConfig(level=config.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # waitress warns "Task queue depth is N" whenever all threads are busy, which under load is
-    # every request: writing that to stderr would cost more than answering.
-    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-    if config.audit_retention_days:
-        start_retention(app.extensions["phase_lite"].db, config.audit_retention_days)
-    base = f"http://{config.listen}"
-    click.echo(
-        f"phase_lite {__version__} serving on {base}\n"
-        f"  REST API:        {base}/service/public/v1/secrets/\n"
-        f"  OpenAPI:         {base}/service/public/openapi.json\n"
-        f"  Phase CLI/SDKs:  export PHASE_HOST={base}",
-        err=True,
-    )
-    # SIGTERM (systemd, docker stop, Ctrl-C's cousin) ends the server cleanly: buffered read
-    # audit events are written before the process exits.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    try:
-        # Bodies hold plaintext secrets: waitress must keep them in memory, never spill them
-        # into temporary files (its defaults do past 512 KB in, 1 MB out).
-        waitress.serve(app, listen=config.listen, threads=config.threads, ident="phase_lite",
-                       inbuf_overflow=max(config.max_body_bytes + 1, 524288),
-                       outbuf_overflow=sys.maxsize, _quiet=True)
-    finally:
-        app.extensions["phase_lite"].close()
-        serving_lock.close()
+    serve_main()
 
 
 # Importing the group modules registers their commands.
 from . import accounts, apps, audit, maintenance, secrets  # noqa: E402,F401
 
-__all__ = ["main", "serve_app"]
+__all__ = ["main"]

@@ -66,6 +66,9 @@ def render_time(stored: str | None) -> str | None:
     return stored
 
 
+CONTENT_VERSION_WRAP = 1 << 31  # PRAGMA user_version is a signed 32-bit integer
+
+
 class Database:
     """A SQLite file with one connection per thread."""
 
@@ -76,6 +79,8 @@ class Database:
         self._all_lock = threading.Lock()
         self._generation = 0
         self._generation_lock = threading.Lock()
+        # Called with the seconds each committed write transaction took (metrics), or None.
+        self.observe_transaction = None
 
     def _open(self) -> sqlite3.Connection:
         try:
@@ -101,24 +106,31 @@ class Database:
         return conn
 
     def generation(self) -> int:
-        """A number that moves whenever the data may have changed since it was last read.
+        """A number that moves whenever the data a read can show may have changed.
 
         It moves after every commit of ``transaction()`` in this process, and whenever this
         thread's connection sees ``PRAGMA data_version`` change (any other connection
-        committed: another thread, or another process such as the admin command) or has
-        itself changed rows outside ``transaction()``. Caches of what reads compute are valid
-        for one generation. A connection's first look moves it too: it cannot tell what
-        happened before it was opened.
+        committed: another thread, or another process such as the admin command) together
+        with the database's content version, or has itself changed rows outside
+        ``transaction()``. Bookkeeping commits (``transaction(bookkeeping=True)``: read audit
+        events, a token's last use) change nothing a read shows and leave the content version
+        and the generation alone. Caches of what reads compute are valid for one generation.
+        A connection's first look moves it too: it cannot tell what happened before it was
+        opened.
         """
         local = self._local
         conn = getattr(local, "conn", None) or self.conn
         try:
             seen = (conn.execute("PRAGMA data_version").fetchone()[0], conn.total_changes)
+            if getattr(local, "seen", None) != seen:
+                content = conn.execute("PRAGMA user_version").fetchone()[0]
+                previous = getattr(local, "seen", None)
+                if (previous is None or previous[1] != seen[1]
+                        or getattr(local, "content", None) != content):
+                    self._advance_generation()
+                local.seen, local.content = seen, content
         except sqlite3.Error as exc:
             raise _store_error(exc) from None
-        if getattr(local, "seen", None) != seen:
-            local.seen = seen
-            self._advance_generation()
         return self._generation
 
     def _advance_generation(self):
@@ -158,21 +170,28 @@ class Database:
         return None if row is None else row[0]
 
     @contextlib.contextmanager
-    def transaction(self):
+    def transaction(self, bookkeeping=False):
         """Run the block as one write transaction (``BEGIN IMMEDIATE``); roll back on error.
 
-        Nested use joins the outer transaction.
+        Nested use joins the outer transaction. A ``bookkeeping`` transaction writes only what
+        no read shows (audit events of reads, a token's last use): it leaves the content
+        version (``PRAGMA user_version``, moved by every other commit) and so every read cache
+        of every process as they were.
         """
         conn = self.conn
         if conn.in_transaction:
             yield self
             return
+        started = time.perf_counter()
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             raise _store_error(exc) from None
         try:
             yield self
+            if not bookkeeping:
+                content = conn.execute("PRAGMA user_version").fetchone()[0]
+                conn.execute(f"PRAGMA user_version = {(content + 1) % CONTENT_VERSION_WRAP}")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -183,7 +202,15 @@ class Database:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise _store_error(exc) from None
+        local = self._local
+        if bookkeeping:
+            seen = getattr(local, "seen", None)
+            if seen is not None:  # this connection's own changes were bookkeeping only
+                local.seen = (seen[0], conn.total_changes)
+            return
         self._advance_generation()
+        if self.observe_transaction is not None:
+            self.observe_transaction(time.perf_counter() - started)
 
     def migrate(self):
         """Apply pending schema migrations (harmless when there are none)."""

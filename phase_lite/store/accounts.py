@@ -9,6 +9,10 @@ def get_organisation(db):
     return db.one("SELECT * FROM organisations ORDER BY created_at LIMIT 1")
 
 
+def organisation_name(db, organisation_id):
+    return db.scalar("SELECT name FROM organisations WHERE id = ?", (organisation_id,))
+
+
 def insert_organisation(db, name):
     org_id, stamp = new_id(), now()
     db.execute(

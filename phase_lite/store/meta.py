@@ -22,3 +22,16 @@ def get_blob(db, key):
 
 def put_blob(db, key, blob):
     put(db, key, base64.b64encode(blob).decode())
+
+
+def count_objects(db) -> dict:
+    """How many apps, environments, live secrets and usable tokens (by kind) the database holds."""
+    row = db.one(
+        "SELECT (SELECT count(*) FROM apps),"
+        " (SELECT count(*) FROM environments),"
+        " (SELECT count(*) FROM secrets WHERE deleted_at IS NULL),"
+        " (SELECT count(*) FROM tokens WHERE revoked_at IS NULL AND kind = 'user'),"
+        " (SELECT count(*) FROM tokens WHERE revoked_at IS NULL AND kind = 'service')"
+    )
+    return {"apps": row[0], "environments": row[1], "secrets": row[2],
+            "user_tokens": row[3], "service_tokens": row[4]}

@@ -5,10 +5,13 @@
 Live secrets are listed in Phase's observed order: least recently written first.
 """
 
+import contextlib
 import json
 
-from . import new_id, now
+from . import BUSY_TIMEOUT_MS, StoreError, new_id, now
 
+# A ciphertext fill gives up quickly rather than queue behind a long write: the answer is made.
+FILL_BUSY_TIMEOUT_MS = 200
 _CHUNK = 500  # ids per IN (...) list, far below SQLite's variable limit
 
 SECRET_COLUMNS = (
@@ -28,12 +31,20 @@ def _chunks(values):
 # -- reading ---------------------------------------------------------------------------------
 
 
-def live_secrets(db, env_id):
-    """Every live secret of an environment: one query, no per-row work."""
+def live_secrets(db, env_id, key_digest=None, path=None):
+    """The live secrets of an environment (optionally of one digest and/or one path): one
+    query, no per-row work."""
+    clauses, params = ["s.environment_id = ?", "s.deleted_at IS NULL"], [env_id]
+    if key_digest is not None:
+        clauses.append("s.key_digest = ?")
+        params.append(key_digest)
+    if path is not None:
+        clauses.append("s.path = ?")
+        params.append(path)
     return db.all(
-        f"SELECT {SECRET_COLUMNS} FROM secrets s"
-        " WHERE s.environment_id = ? AND s.deleted_at IS NULL ORDER BY s.updated_at, s.rowid",
-        (env_id,),
+        f"SELECT {SECRET_COLUMNS} FROM secrets s WHERE {' AND '.join(clauses)}"
+        " ORDER BY s.updated_at, s.rowid",
+        params,
     )
 
 
@@ -253,3 +264,41 @@ def organisation_of_environment(db, env_id):
         " WHERE e.id = ?",
         (env_id,),
     )
+
+
+# -- the client protocol's ciphertexts -------------------------------------------------------
+
+
+def fill_secret_wire(db, fills, override_fills=()):
+    """Store freshly made ``wire_*`` ciphertexts; return False when the database was too busy.
+
+    ``fills``: (secret id, version read, wire_key, wire_value, wire_comment);
+    ``override_fills``: (personal secret id, updated_at read, wire_value). A row that changed
+    since it was read keeps its columns (its own writer set them).
+    """
+    try:
+        with _short_busy_timeout(db), db.transaction():
+            db.executemany(
+                "UPDATE secrets SET wire_key = COALESCE(wire_key, ?),"
+                " wire_value = COALESCE(wire_value, ?), wire_comment = COALESCE(wire_comment, ?)"
+                " WHERE id = ? AND version = ?",
+                [(key, value, comment, secret_id, version)
+                 for secret_id, version, key, value, comment in fills],
+            )
+            db.executemany(
+                "UPDATE personal_secrets SET wire_value = COALESCE(wire_value, ?)"
+                " WHERE id = ? AND updated_at = ?",
+                [(value, row_id, updated_at) for row_id, updated_at, value in override_fills],
+            )
+    except StoreError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _short_busy_timeout(db):
+    db.execute(f"PRAGMA busy_timeout = {FILL_BUSY_TIMEOUT_MS}")
+    try:
+        yield
+    finally:
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")

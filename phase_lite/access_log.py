@@ -1,0 +1,263 @@
+"""The access log and the log format: WSGI middleware around the whole app.
+
+One line per request: the time, the client address, the method, the path without its query
+string, the status, the body's bytes, the duration and the caller's account id. Query values,
+headers, key names, values and tokens never reach it. The same middleware hands each request's
+route, status and duration to the metrics.
+
+``PHASE_LITE_LOG_FORMAT=json`` writes every log record as one JSON object per line: request
+lines, and records logged with one dict argument (the start and stop lines), carry their
+fields as the object's keys.
+"""
+
+import logging
+import os
+import sys
+import threading
+import time
+from collections import deque
+from urllib.parse import quote
+
+import orjson
+
+from .api.context import _PRINCIPAL as PRINCIPAL_KEY
+from .api.context import bind, client_ip
+
+ACCESS_LOGGER = "phase_lite.access"
+ROUTE_KEY = "phase_lite.route"  # the URL rule Flask dispatched the request to (app.PhaseFlask)
+UNMATCHED = "unmatched"  # the route label of a request that matched no URL rule
+METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
+PATH_SAFE = "/-._~!$&'()*+,;=:@"
+
+
+class AccessLog:
+    """Write each request to ``lines`` (an ``AccessLogWriter``, or None) and pass it to
+    ``observe`` (the metrics).
+
+    ``observe(route, method, status, seconds)``: ``route`` is the URL rule the request matched
+    (``/v1/apps/<app_id>/``) or ``unmatched``, ``method`` one of ``METHODS`` or ``OTHER``:
+    labels never taken from what a client wrote.
+    """
+
+    def __init__(self, wsgi_app, flask_app, *, lines=None, observe=None, routes=()):
+        self.wsgi_app = wsgi_app
+        self.flask_app = flask_app
+        self.lines = lines
+        self.observe = observe
+        # Requests answered before Flask routes them carry no URL rule: their path (once the
+        # prefixes are stripped) is a rule without variables, or one of ``routes``.
+        self.plain_rules = frozenset(rule.rule for rule in flask_app.url_map.iter_rules()
+                                     if not rule.arguments).union(routes)
+
+    def __call__(self, environ, start_response):
+        started = time.perf_counter()
+        path = environ.get("PATH_INFO", "")  # as sent, before the prefixes are stripped
+        answer = []
+
+        def start_recorded(status, headers, exc_info=None):
+            length = None
+            for name, value in headers:
+                if name == "Content-Length" or name.lower() == "content-length":
+                    length = value
+                    break
+            answer[:] = (status, length)
+            return start_response(status, headers, exc_info)
+
+        try:
+            body = self.wsgi_app(environ, start_recorded)
+        except BaseException:
+            self.record(environ, path, 500, 0, started)
+            raise
+        if answer and answer[1] is not None:
+            self.record(environ, path, int(answer[0][:3]), int(answer[1]), started)
+            return body
+        return CountedBody(body, lambda sent: self.record(
+            environ, path, int(answer[0][:3]) if answer else 500, sent, started))
+
+    def record(self, environ, path, status, sent, started):
+        seconds = time.perf_counter() - started
+        method = environ.get("REQUEST_METHOD", "")
+        if method not in METHODS:
+            method = "OTHER"
+        if self.observe is not None:
+            self.observe(self.route(environ, status), method, status, seconds)
+        if self.lines is not None:
+            caller = environ.get(PRINCIPAL_KEY)
+            bind(environ, self.flask_app.extensions["phase_lite"])
+            self.lines.request(client_ip(environ) or "-", method, loggable_path(path), status,
+                               sent, seconds, caller.account_id if caller is not None else "-")
+
+    def route(self, environ, status) -> str:
+        found = environ.get(ROUTE_KEY)
+        if found is not None:
+            return found
+        path = environ.get("PATH_INFO")
+        return path if status < 400 and path in self.plain_rules else UNMATCHED
+
+
+class AccessLogWriter:
+    """Request lines, formatted as the log records around them and written in batches.
+
+    A request only queues its fields. A background thread formats what is waiting every
+    ``interval`` seconds (sooner past ``batch`` lines) and writes it with one ``write``: a write
+    per request would release the interpreter lock on every answer, and under load the
+    threads then queue for it (a record, a formatter and a flush of the logging module cost
+    more than answering a cached GET). ``flush`` writes what is waiting; ``close`` stops the
+    thread after a last flush. Past ``backlog`` waiting lines (standard error blocked), the
+    oldest are dropped rather than memory growing.
+    """
+
+    def __init__(self, log_format="text", stream=None, interval=0.2, batch=512, backlog=65536):
+        self.json = log_format == "json"
+        stream = stream or sys.stderr
+        try:
+            fd = stream.fileno()
+        except (AttributeError, OSError, ValueError):
+            fd = None
+        if fd is not None:
+            self.write = lambda data: os.write(fd, data)
+        else:
+            self.write = lambda data: (stream.write(data.decode()), stream.flush())
+        self.interval = interval
+        self.batch = batch
+        self._waiting = deque(maxlen=backlog)  # append and popleft are atomic: no lock needed
+        self._wake = threading.Event()
+        self._flushing = threading.Lock()
+        self._thread = None
+        self._closed = False
+        self._second = (0, "")
+
+    def request(self, client, method, path, status, sent, seconds, account):
+        self._waiting.append((time.time(), client, method, path, status, sent, seconds, account))
+        if self._thread is None and not self._closed:
+            self._start()
+        elif len(self._waiting) == self.batch:
+            self._wake.set()
+
+    def _start(self):
+        with self._flushing:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="access-log", daemon=True)
+                self._thread.start()
+
+    def _run(self):
+        while not self._closed:
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            self.flush()
+
+    def flush(self):
+        """Format and write every waiting line."""
+        with self._flushing:
+            lines = []
+            waiting = self._waiting
+            while waiting:
+                lines.append(self.format(*waiting.popleft()))
+            if lines:
+                try:
+                    self.write(b"".join(lines))
+                except OSError:
+                    pass  # a full or closed standard error must not stop the server
+
+    def close(self):
+        self._closed = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        self.flush()
+
+    def format(self, now, client, method, path, status, sent, seconds, account) -> bytes:
+        stamp = self.timestamp(now)
+        if self.json:
+            return orjson.dumps({
+                "time": stamp, "level": "INFO", "logger": ACCESS_LOGGER, "event": "request",
+                "client": client, "method": method, "path": path, "status": status,
+                "bytes": sent, "duration_ms": round(seconds * 1000, 3), "account": account,
+            }) + b"\n"
+        return (f'{stamp} INFO {ACCESS_LOGGER} {client} "{method} {path}" {status} {sent} '
+                f"{seconds * 1000:.2f}ms account={account}\n").encode()
+
+    def timestamp(self, now: float) -> str:
+        second = int(now)
+        if self._second[0] != second:
+            self._second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+        return f"{self._second[1]}.{int((now - second) * 1000):03d}Z"
+
+
+def loggable_path(path: str) -> str:
+    """The path as one printable token: anything else is percent-encoded."""
+    if path.isascii() and path.isprintable() and " " not in path and '"' not in path:
+        return path
+    return quote(path.encode("latin-1", "replace"), safe=PATH_SAFE)
+
+
+class CountedBody:
+    """A response body that counts the bytes sent and reports them when closed."""
+
+    def __init__(self, body, report):
+        self.body = body
+        self.report = report
+        self.sent = 0
+
+    def __iter__(self):
+        for chunk in self.body:
+            self.sent += len(chunk)
+            yield chunk
+
+    def close(self):
+        try:
+            close = getattr(self.body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self.report(self.sent)
+
+
+# -- the log format ----------------------------------------------------------------------------
+
+
+class TextFormatter(logging.Formatter):
+    """``<UTC time> <level> <logger> <message>``."""
+
+    converter = time.gmtime
+    default_time_format = "%Y-%m-%dT%H:%M:%S"
+    default_msec_format = "%s.%03dZ"
+
+    def __init__(self):
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+class JsonFormatter(TextFormatter):
+    """One JSON object per record: time, level, logger, then the fields or the message."""
+
+    def format(self, record):
+        entry = {"time": self.formatTime(record), "level": record.levelname,
+                 "logger": record.name}
+        if isinstance(record.args, dict):
+            entry.update(record.args)
+            if entry.get("event") != "request":
+                entry["message"] = record.getMessage()
+        else:
+            entry["message"] = record.getMessage()
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=str).decode()
+
+
+def configure_logging(config, stream=None) -> None:
+    """Send every log record to standard error in the configured format and level.
+
+    The access log (``AccessLogWriter``) and the start and stop lines are written whatever
+    the level.
+    """
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter() if config.log_format == "json" else TextFormatter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(config.log_level)
+    logging.getLogger("phase_lite.server").setLevel(logging.INFO)
+    # waitress warns "Task queue depth is N" whenever all threads are busy, which under load is
+    # every request: writing that to stderr would cost more than answering.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)

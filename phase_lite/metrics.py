@@ -1,0 +1,135 @@
+"""Prometheus metrics, served at ``GET /metrics`` in the text exposition format.
+
+Exposition and parsing are prometheus-client's. Every label value comes from the code, never
+from a request or the data: a request's route is the URL rule it matched
+(``/v1/apps/<app_id>/``) or ``unmatched``, its method one of the HTTP methods phase_lite
+answers or ``OTHER``; caches are named for what they hold; object counts are per kind. The
+counts, the audit buffer depth and the cache figures are read when scraped, so requests pay
+only for their own counter and histogram.
+"""
+
+import hmac
+import logging
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from . import audit
+from .api import SECURITY_HEADERS, error_response
+from .caches import cache_statistics
+from .store import StoreError
+from .store import meta as meta_store
+
+log = logging.getLogger("phase_lite.metrics")
+
+PATH = "/metrics"
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+NEEDS_TOKEN = "Authentication credentials were not provided."
+WRONG_TOKEN = "Invalid metrics token."
+
+
+class Metrics:
+    """The registry of one app: request and transaction instruments plus a state collector."""
+
+    def __init__(self, services):
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.requests = Counter(
+            "phase_lite_http_requests", "HTTP requests answered, by route, method and status.",
+            ["route", "method", "status"], registry=self.registry)
+        self.latency = Histogram(
+            "phase_lite_http_request_duration_seconds",
+            "Time from receiving a request to returning its answer, by route and method.",
+            ["route", "method"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.transactions = Histogram(
+            "phase_lite_write_transaction_duration_seconds",
+            "Time of each committed write transaction, BEGIN IMMEDIATE to COMMIT.",
+            buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.registry.register(StateCollector(services))
+        ProcessCollector(registry=self.registry)
+        services.db.observe_transaction = self.transactions.observe
+        self._children = {}  # (route, method, status) -> (counter, histogram): labels() is slow
+
+    def observe_request(self, route, method, status, seconds):
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (self.requests.labels(route, method, str(status)),
+                                              self.latency.labels(route, method))
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class StateCollector:
+    """Figures read at scrape time: object counts, audit buffer depth, cache hits and misses."""
+
+    def __init__(self, services):
+        self.services = services
+
+    def collect(self):
+        db = self.services.db
+        try:
+            counts = meta_store.count_objects(db)
+        except StoreError as exc:
+            log.error("metrics: counting objects failed: %s", exc)
+        else:
+            for kind in ("apps", "environments", "secrets"):
+                yield GaugeMetricFamily(f"phase_lite_{kind}", f"{kind.capitalize()} stored"
+                                        + (" (not deleted)." if kind == "secrets" else "."),
+                                        value=counts[kind])
+            tokens = GaugeMetricFamily("phase_lite_tokens", "Tokens not revoked, by kind.",
+                                       labels=["kind"])
+            tokens.add_metric(["user"], counts["user_tokens"])
+            tokens.add_metric(["service"], counts["service_tokens"])
+            yield tokens
+        yield GaugeMetricFamily("phase_lite_audit_read_buffer_events",
+                                "Read audit events waiting to be written.",
+                                value=len(audit.read_log(db)))
+        hits = CounterMetricFamily("phase_lite_cache_hits", "Cache lookups answered, by cache.",
+                                   labels=["cache"])
+        misses = CounterMetricFamily("phase_lite_cache_misses",
+                                     "Cache lookups not answered, by cache.", labels=["cache"])
+        for name, (hit, missed) in sorted(cache_statistics().items()):
+            hits.add_metric([name], hit)
+            misses.add_metric([name], missed)
+        yield hits
+        yield misses
+
+
+class MetricsEndpoint:
+    """WSGI middleware answering ``GET /metrics``; with a token, only to ``Bearer <token>``."""
+
+    def __init__(self, wsgi_app, metrics: Metrics, token: str | None = None):
+        self.wsgi_app = wsgi_app
+        self.metrics = metrics
+        self.token = token.encode() if token else None
+
+    def __call__(self, environ, start_response):
+        if environ.get("PATH_INFO") != PATH:
+            return self.wsgi_app(environ, start_response)
+        method = environ.get("REQUEST_METHOD")
+        if method not in ("GET", "HEAD"):
+            answer = error_response(f'Method "{method}" not allowed.', 405,
+                                    {"Allow": "GET, HEAD", **dict(SECURITY_HEADERS)})
+            return answer(environ, start_response)
+        if self.token is not None:
+            refusal = self.refusal(environ.get("HTTP_AUTHORIZATION", ""))
+            if refusal is not None:
+                answer = error_response(refusal, 401,
+                                        {"WWW-Authenticate": "Bearer", **dict(SECURITY_HEADERS)})
+                return answer(environ, start_response)
+        body = self.metrics.exposition()
+        start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST),
+                                  ("Content-Length", str(len(body))), *SECURITY_HEADERS])
+        return [b""] if method == "HEAD" else [body]
+
+    def refusal(self, authorization: str) -> str | None:
+        scheme, _, given = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not given.strip():
+            return NEEDS_TOKEN
+        if not hmac.compare_digest(given.strip().encode(), self.token):
+            return WRONG_TOKEN
+        return None

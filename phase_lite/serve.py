@@ -1,0 +1,177 @@
+"""Serving with waitress: start in one line or fail in one line, stop cleanly on a signal.
+
+Start-up checks the settings, the data directory, the restore lock, the key and the database,
+then binds the socket; any failure is one line on standard error naming the setting at fault,
+and exit status 1. The "serving on" banner is printed once the socket is bound.
+
+SIGTERM or SIGINT stops accepting connections, lets the requests in progress finish (for at
+most ``PHASE_LITE_STOP_TIMEOUT`` seconds), writes the buffered read audit events, closes the
+database and exits 0. A second signal cuts the wait short.
+"""
+
+import errno
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+
+from . import __version__
+from .access_log import configure_logging
+from .config import Config, ConfigError, load_config
+
+log = logging.getLogger("phase_lite.server")
+
+LISTEN_ERRORS = {
+    errno.EADDRINUSE: "{listen} is already in use (another server on that port?)",
+    errno.EADDRNOTAVAIL: "{host} is not an address of this machine",
+    errno.EACCES: "not allowed to listen on {listen} (ports below 1024 need privileges)",
+}
+
+
+def main(config: Config | None = None) -> None:
+    """Serve until a signal; exit 0 after a clean stop, 1 after a one-line start-up error."""
+    try:
+        serving = start(config)
+    except ConfigError as exc:
+        print(f"Error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    serving.run()
+    sys.exit(0)
+
+
+def start(config: Config | None = None) -> "Serving":
+    """Check everything and bind the socket; raise ConfigError naming the setting at fault."""
+    from .app import create_app
+    from .backup import hold_serving_lock
+
+    config = config or load_config()
+    check_data_dir(config)
+    configure_logging(config)
+    try:
+        lock = hold_serving_lock(config)  # held until the process ends: "in use" for restore
+    except OSError as exc:
+        raise ConfigError(f"PHASE_LITE_DATA_DIR: cannot open the serving lock file in "
+                          f"{config.data_dir} ({exc.strerror})") from None
+    try:
+        app = create_app(config)
+        try:
+            server = bind(app, config)
+        except BaseException:
+            app.extensions["phase_lite"].close()
+            raise
+    except BaseException:
+        lock.close()
+        raise
+    return Serving(app, server, lock, config)
+
+
+def check_data_dir(config: Config) -> None:
+    """The data directory must exist and be writable (the database's journal lives there)."""
+    for setting, directory in (("PHASE_LITE_DATA_DIR", config.data_dir),
+                               ("PHASE_LITE_DATABASE", config.database.parent)):
+        if not directory.is_dir():
+            raise ConfigError(f"{setting}: no directory {directory} (run 'phase-lite init')")
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise ConfigError(f"{setting}: {directory} is not writable by this user "
+                              f"(uid {os.getuid()})")
+
+
+def bind(app, config: Config):
+    """The waitress server listening on PHASE_LITE_LISTEN (bound, not yet answering)."""
+    import waitress
+
+    try:
+        # Bodies hold plaintext secrets: waitress must keep them in memory, never spill them
+        # into temporary files (its defaults do past 512 KB in, 1 MB out).
+        return waitress.create_server(
+            app, listen=config.listen, threads=config.threads, ident="phase_lite",
+            inbuf_overflow=max(config.max_body_bytes + 1, 524288), outbuf_overflow=sys.maxsize)
+    except socket.gaierror:
+        raise ConfigError(f"PHASE_LITE_LISTEN: cannot resolve the host {config.host}") from None
+    except OSError as exc:
+        reason = LISTEN_ERRORS.get(exc.errno, "cannot listen on {listen} ({strerror})")
+        raise ConfigError("PHASE_LITE_LISTEN: " + reason.format(
+            listen=config.listen, host=config.host, strerror=exc.strerror)) from None
+    except ValueError:
+        raise ConfigError(f"PHASE_LITE_LISTEN: cannot listen on {config.listen}") from None
+
+
+class Serving:
+    """A bound server: ``run`` answers until a signal, then stops cleanly."""
+
+    def __init__(self, app, server, lock, config: Config):
+        from waitress.server import BaseWSGIServer
+
+        self.app = app
+        self.server = server
+        self.lock = lock
+        self.config = config
+        self.map = getattr(server, "map", None) or server._map
+        self.listeners = [d for d in self.map.values() if isinstance(d, BaseWSGIServer)]
+        self.stop_requested = False
+        self.deadline = None
+
+    def run(self) -> None:
+        from waitress import wasyncore
+
+        from .audit import start_retention
+
+        services = self.app.extensions["phase_lite"]
+        if self.config.audit_retention_days:
+            start_retention(services.db, self.config.audit_retention_days)
+        previous = {sig: signal.signal(sig, self.request_stop)
+                    for sig in (signal.SIGTERM, signal.SIGINT)}
+        self.print_banner()
+        log.info("phase_lite %(version)s started on %(listen)s (pid %(pid)d)",
+                 {"event": "start", "version": __version__, "listen": self.config.listen,
+                  "pid": os.getpid()})
+        adj = self.server.adj
+        try:
+            while not self.stop_requested:
+                wasyncore.loop(timeout=adj.asyncore_loop_timeout, map=self.map,
+                               use_poll=adj.asyncore_use_poll, count=1)
+            unfinished = self.drain(wasyncore)
+        finally:
+            services.close()
+            self.lock.close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        log.info("phase_lite stopped (%(unfinished)d requests unfinished)",
+                 {"event": "stop", "unfinished": unfinished})
+
+    def request_stop(self, signum, frame):
+        if self.stop_requested:
+            self.deadline = 0  # a second signal: stop waiting
+            return
+        self.stop_requested = True
+        self.deadline = time.monotonic() + self.config.stop_timeout
+        for listener in self.listeners:
+            listener.pull_trigger()  # wake the loop now
+
+    def drain(self, wasyncore) -> int:
+        """Stop accepting, let requests in progress finish; return how many did not."""
+        for listener in self.listeners:
+            wasyncore.dispatcher.close(listener)  # the listening socket only
+        adj = self.server.adj
+        while self.in_progress() and time.monotonic() < self.deadline:
+            wasyncore.loop(timeout=0.05, map=self.map, use_poll=adj.asyncore_use_poll, count=1)
+        unfinished = self.in_progress()
+        self.server.task_dispatcher.shutdown(
+            cancel_pending=True, timeout=max(0.0, self.deadline - time.monotonic()))
+        wasyncore.close_all(self.map)
+        return unfinished
+
+    def in_progress(self) -> int:
+        """Connections with a request being answered or an answer not yet sent."""
+        return sum(1 for channel in list(self.map.values())
+                   if getattr(channel, "requests", None)
+                   or getattr(channel, "total_outbufs_len", 0))
+
+    def print_banner(self):
+        base = f"http://{self.config.listen}"
+        print(f"phase_lite {__version__} serving on {base}\n"
+              f"  REST API:        {base}/service/public/v1/secrets/\n"
+              f"  OpenAPI:         {base}/service/public/openapi.json\n"
+              f"  Phase CLI/SDKs:  export PHASE_HOST={base}", file=sys.stderr, flush=True)
