@@ -131,8 +131,8 @@ def find_secret(services, principal, env_row, key, path=ROOT) -> str:
 def parse_restore(body: dict) -> int:
     """The version a restore body ``{"version": N}`` names."""
     version = body.get("version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise InvalidRequest(VERSION_INVALID)
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version < 2 ** 63:
+        raise InvalidRequest(VERSION_INVALID)  # (past 2**63 SQLite cannot compare it)
     return version
 
 

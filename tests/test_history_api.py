@@ -368,6 +368,7 @@ def test_restore_of_an_unknown_version_or_secret_is_404(pat, edited, client, app
     ('{"version": "1"}', "'version' must be a positive integer."),
     ('{"version": true}', "'version' must be a positive integer."),
     ('{"version": 1.5}', "'version' must be a positive integer."),
+    ('{"version": 9223372036854775808}', "'version' must be a positive integer."),
 ])
 def test_restore_body_errors(pat, edited, db, raw, message):
     before = version_rows(db, edited[0])
