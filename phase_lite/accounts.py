@@ -13,12 +13,13 @@ from datetime import datetime, timedelta, timezone
 from importlib import resources
 
 from . import audit, contract, phase_crypto
-from .apps import clean_text, require
+from .apps import require
 from .auth import local_operator
 from .errors import DoesNotExist, InvalidRequest, PermissionDenied
 from .store import NotFound, format_time
 from .store import accounts as account_store
 from .store import apps as app_store
+from .textfields import validate_text_field as clean_text
 
 DEFAULT_ORGANISATION = "phase_lite"
 # Phase gates custom roles and teams on the organisation's plan; phase_lite provides neither,
@@ -189,20 +190,49 @@ def get_service_account(services, principal, sa_id):
 
 
 def service_account_by_id_or_name(services, principal, id_or_name):
+    """A live service account by id, or by a name only one account has (the admin command's
+    way: an ambiguous name is refused, never guessed)."""
+    org_id = principal.organisation_id
     try:
-        return account_store.find_service_account(services.db, principal.organisation_id,
-                                                  id_or_name)
+        return account_store.get_service_account(services.db, org_id, id_or_name)
     except NotFound:
-        raise DoesNotExist(f"No service account '{id_or_name}'.") from None
+        pass
+    named = [row for row in account_store.list_service_accounts(services.db, org_id)
+             if row["name"] == id_or_name]
+    if len(named) > 1:
+        raise InvalidRequest(f"{len(named)} service accounts are named {id_or_name}: use the id.")
+    if not named:
+        raise DoesNotExist(f"No service account '{id_or_name}'.")
+    return named[0]
 
 
-def service_account_detail(services, sa):
+def check_may_manage_tokens(principal, sa):
+    """Refuse, as Phase's ``_caller_can_manage_sa_tokens`` does, unless the caller sees
+    everything (Owner, Admin, the local operator) or is the service account itself.
+
+    A minted token carries the account's access, so anyone else is told the account does not
+    exist (a Manager of one environment must not become an account that holds Production).
+    """
+    if principal.sees_everything or (not principal.is_user and principal.account_id == sa["id"]):
+        return
+    raise DoesNotExist("Service account not found.")
+
+
+def service_account_detail(services, principal, sa):
     """(tokens, apps) of a service account: its live tokens, newest first, and its apps with
-    the environments it holds as ``[(app_id, app_name, [env rows])]``."""
+    the environments it holds as ``[(app_id, app_name, [env rows])]``.
+
+    Beyond Phase, a caller who does not see everything sees only the environments it holds
+    itself.
+    """
     tokens = account_store.list_tokens(services.db, service_account_id=sa["id"])
+    visible = None
+    if not principal.sees_everything:
+        visible = services.auth.accessible_environment_ids(principal)
     grouped = {}
     for row in account_store.service_account_grants(services.db, sa["id"]):
-        grouped.setdefault((row["app_id"], row["app_name"]), []).append(row)
+        if visible is None or row["id"] in visible:
+            grouped.setdefault((row["app_id"], row["app_name"]), []).append(row)
     return tokens, [(app_id, name, envs) for (app_id, name), envs in grouped.items()]
 
 
@@ -272,7 +302,8 @@ def set_service_account_access(services, principal, sa, fields, meta):
 
     ``[{"id": app_id, "environments": [env_id, ...]}, ...]``: every listed environment is
     granted and every other grant is revoked. A caller who does not see everything may only
-    grant apps and environments it holds itself.
+    grant apps and environments it holds itself, and (beyond Phase, which removes them) the
+    grants in apps it cannot access stay as they are.
     """
     require(principal, "ServiceAccounts", "update", "service accounts")
     entries = fields.get("apps")
@@ -287,7 +318,7 @@ def set_service_account_access(services, principal, sa, fields, meta):
     wanted = {env_id for env_ids in desired.values() for env_id in env_ids}
     db = services.db
     with db.transaction():
-        current = account_store.granted_environment_ids(db, service_account_id=sa["id"])
+        current = _replaceable_grants(services, principal, sa)
         account_store.revoke_environments(db, sorted(current - wanted),
                                           service_account_id=sa["id"])
         for env_id in sorted(wanted - current):
@@ -295,6 +326,16 @@ def set_service_account_access(services, principal, sa, fields, meta):
         audit.record(db, principal, meta, "update_access", "service_account", sa["id"],
                      details={"granted": sorted(wanted - current),
                               "revoked": sorted(current - wanted)})
+
+
+def _replaceable_grants(services, principal, sa):
+    """The account's granted environment ids an access replacement by the caller may revoke:
+    all of them for a caller who sees everything, else those in apps the caller can access."""
+    rows = account_store.service_account_grants(services.db, sa["id"])
+    if principal.sees_everything:
+        return {row["id"] for row in rows}
+    return {row["id"] for row in rows
+            if services.auth.can_access_app(principal, row["app_id"])}
 
 
 def _access_entry(services, principal, entry):
@@ -443,6 +484,7 @@ def issue_service_account_token(services, principal, sa, fields, meta):
     """Mint another token (``name``, ``expires_at`` or ``expires_in``) for a service account;
     return the IssuedToken (shown once)."""
     require(principal, "ServiceAccountTokens", "create", "service account tokens")
+    check_may_manage_tokens(principal, sa)
     return _issue_token(services, principal, "service", sa["id"], fields, meta,
                         "service_account_token", {"service_account_id": sa["id"]})
 
@@ -472,6 +514,7 @@ def _issue_token(services, principal, kind, owner_id, fields, meta, resource_typ
 def revoke_service_account_token(services, principal, sa, token_id, meta):
     """Revoke one of the service account's tokens; it stops working at once."""
     require(principal, "ServiceAccountTokens", "delete", "service account tokens")
+    check_may_manage_tokens(principal, sa)
     db = services.db
     with db.transaction():
         try:
@@ -491,6 +534,7 @@ def revoke_token(services, principal, token_id, meta):
                     "member personal access tokens")
         else:
             require(principal, "ServiceAccountTokens", "delete", "service account tokens")
+            check_may_manage_tokens(principal, {"id": token["service_account_id"]})
         _revoke(db, principal, meta, token)
 
 

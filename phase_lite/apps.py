@@ -16,13 +16,12 @@ environments, and an environment when it holds it (Phase's app membership and En
 rows).
 """
 
-from html.parser import HTMLParser
-
 from . import audit, contract
 from .errors import DoesNotExist, Duplicate, InvalidRequest, PermissionDenied
 from .store import NotFound, new_id
 from .store import accounts as account_store
 from .store import apps as app_store
+from .textfields import validate_text_field as clean_text
 
 DEFAULT_ENVIRONMENTS = (("Development", "dev"), ("Staging", "staging"), ("Production", "prod"))
 
@@ -34,53 +33,6 @@ def require(principal, resource, action, noun, *, app_level=False):
     """Refuse unless the caller's role grants ``action`` on ``resource`` (Phase's wording)."""
     if not principal.may(resource, action, app_level=app_level):
         raise PermissionDenied(f"You don't have permission to {action} {noun}.")
-
-
-def clean_text(value, field, max_length, *, required=True):
-    """Phase's ``validate_text_field``: HTML tags removed, trimmed, length-checked.
-
-    Return the cleaned text, or None for an absent/blank optional value.
-    """
-    if value is None or (isinstance(value, str) and not value.strip()):
-        if required:
-            raise InvalidRequest(f"Missing required field: {field}")
-        return None
-    if not isinstance(value, str):
-        raise InvalidRequest(f"'{field}' must be a string.")
-    cleaned = _strip_tags(value).strip()
-    if required and not cleaned:
-        raise InvalidRequest(f"Missing required field: {field}")
-    if len(cleaned) > max_length:
-        raise InvalidRequest(f"'{field}' cannot exceed {max_length} characters.")
-    return cleaned
-
-
-class _TagStripper(HTMLParser):
-    def __init__(self):
-        super().__init__(convert_charrefs=False)
-        self.parts = []
-
-    def handle_data(self, data):
-        self.parts.append(data)
-
-    def handle_entityref(self, name):
-        self.parts.append(f"&{name};")
-
-    def handle_charref(self, name):
-        self.parts.append(f"&#{name};")
-
-
-def _strip_tags(value: str) -> str:
-    """Remove HTML tags as Django's ``strip_tags`` does (repeated until no tag is left)."""
-    while "<" in value and ">" in value:
-        stripper = _TagStripper()
-        stripper.feed(value)
-        stripper.close()
-        stripped = "".join(stripper.parts)
-        if stripped.count("<") == value.count("<"):
-            break
-        value = stripped
-    return value
 
 
 def creator_grant(principal) -> dict:
@@ -111,7 +63,10 @@ def app_by_id_or_name(services, principal, id_or_name):
         return app_in_scope(services, principal, id_or_name)
     except DoesNotExist:
         matches = app_store.find_apps_by_name(services.db, principal.organisation_id, id_or_name)
-        if len(matches) != 1:
+        if len(matches) > 1:
+            raise InvalidRequest(
+                f"{len(matches)} apps are named {id_or_name}: use the id.") from None
+        if not matches:
             raise
         services.auth.check_app_access(principal, matches[0])
         return matches[0]
@@ -208,6 +163,7 @@ def create_app(services, principal, fields, meta):
     app_id = new_id()
     wrapped = vault.new_wrapped_data_key(app_id)
     with db.transaction():
+        check_app_name_free(db, principal.organisation_id, name)
         app_store.insert_app(db, app_id, principal.organisation_id, name, description or "",
                              wrapped)
         data_key = vault.data_key(app_id)
@@ -234,12 +190,22 @@ def update_app(services, principal, app, fields, meta):
                                  required=False) or ""
     db = services.db
     with db.transaction():
+        if name is not None:
+            check_app_name_free(db, principal.organisation_id, name, app["id"])
         app_store.update_app(db, app["id"], name, description)
         changed = [field for field, value in (("name", name), ("description", description))
                    if value is not None]
         audit.record(db, principal, meta, "update", "app", app["id"], app_id=app["id"],
                      details={"fields": changed})
     return app_store.get_app(db, principal.organisation_id, app["id"])
+
+
+def check_app_name_free(db, org_id, name, app_id=None):
+    """Refuse a name another app of the organisation has, in any case (beyond Phase, which
+    allows it and so makes ``${APP::ENV.KEY}`` references ambiguous)."""
+    taken = [row for row in app_store.find_apps_by_name(db, org_id, name) if row["id"] != app_id]
+    if taken:
+        raise Duplicate(f"An app named '{taken[0]['name']}' already exists.")
 
 
 def delete_app(services, principal, app, meta):

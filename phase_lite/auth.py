@@ -9,6 +9,7 @@ one. No Flask here: callers pass plain dicts of headers and query arguments.
 
 import hmac
 import json
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -16,9 +17,11 @@ from dataclasses import dataclass, field
 from . import phase_crypto
 from .caches import GenerationCache
 from .errors import AuthenticationFailed, DoesNotExist, PermissionDenied
-from .store import NotFound, now
+from .store import NotFound, StoreError, now
 from .store import accounts as account_store
 from .store import apps as app_store
+
+log = logging.getLogger(__name__)
 
 TOKEN_TYPES = {"User": "user", "ServiceAccount": "service", "Service": "legacy"}
 NO_CREDENTIALS = "Authentication credentials were not provided."
@@ -162,15 +165,23 @@ class Authenticator:
         ), row["expires_at"]
 
     def _touch(self, token_id):
-        """Record the token's last use, at most once a minute per token (a write costs a sync)."""
+        """Record the token's last use, at most once a minute per token (a write costs a sync).
+
+        Best effort: a database that cannot be written just now never fails the request.
+        """
         moment = time.monotonic()
         with self._lock:
             last = self._touched.get(token_id)
             if last is not None and moment - last < LAST_USED_GRANULARITY:
                 return
             self._touched[token_id] = moment
-        with self.db.transaction(bookkeeping=True):
-            account_store.touch_token(self.db, token_id, now())
+        try:
+            with self.db.transaction(bookkeeping=True):
+                account_store.touch_token(self.db, token_id, now())
+        except StoreError:
+            with self._lock:
+                self._touched.pop(token_id, None)  # try again on the next request
+            log.warning("could not record a token's last use: the database refused the write")
 
     # -- scope -----------------------------------------------------------------------------
 

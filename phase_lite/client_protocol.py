@@ -9,7 +9,8 @@ as ``ph:v1`` ciphertexts to the environment's public key and sends its writes th
 phase_lite stores secrets once, encrypted at rest under the app's data key, and translates at
 this edge: ciphertexts from clients are decrypted with the environment's private key and go
 through the same domain rules as ``/v1/secrets/`` (``phase_lite.secrets``), keeping the client's
-ciphertexts as the row's ``wire_*`` columns; rows written over REST get their ciphertexts made
+ciphertexts as the row's ``wire_*`` columns (sealed under the data key like every stored field,
+and checked on every read); rows written over REST get their ciphertexts made
 on the first client read. Both sides therefore see the same ids, versions, digests and values.
 """
 
@@ -199,21 +200,33 @@ class ClientProtocol:
         sealer = _Sealer(self.vault, env)
         items, fills, override_fills = [], [], []
         for row in rows:
-            wire = [row["wire_key"], row["wire_value"], row["wire_comment"]]
-            if None in wire:
-                for index, field in enumerate(SECRET_FIELDS):
-                    if wire[index] is None:
-                        wire[index] = sealer.seal("secrets", row["id"], field,
-                                                  row[f"{field}_enc"], empty_as_blank=index == 2)
-                fills.append((row["id"], row["version"], *wire))
+            wire = []
+            missing = False
+            for index, field in enumerate(SECRET_FIELDS):
+                # The stored field is opened even when its wire form is stored: a changed
+                # ciphertext is detected on this route as on /v1/secrets/, never served.
+                text = sealer.open("secrets", row["id"], field, row[f"{field}_enc"])
+                stored = sealer.unseal_wire("secrets", row["id"], f"wire_{field}",
+                                            row[f"wire_{field}"])
+                if stored is None:
+                    missing = True
+                    stored = sealer.seal(text, empty_as_blank=index == 2)
+                wire.append(stored)
+            if missing:
+                fills.append((row["id"], row["version"], *(
+                    sealer.seal_wire("secrets", row["id"], f"wire_{field}", ciphertext)
+                    for field, ciphertext in zip(SECRET_FIELDS, wire))))
             override = overrides.get(row["id"])
             if override is not None:
-                override_wire = override["wire_value"]
+                text = sealer.open("personal_secrets", override["id"], "value",
+                                   override["value_enc"])
+                override_wire = sealer.unseal_wire("personal_secrets", override["id"],
+                                                   "wire_value", override["wire_value"])
                 if override_wire is None:
-                    override_wire = sealer.seal("personal_secrets", override["id"], "value",
-                                                override["value_enc"])
+                    override_wire = sealer.seal(text)
                     override_fills.append((override["id"], override["updated_at"],
-                                           override_wire))
+                                           sealer.seal_wire("personal_secrets", override["id"],
+                                                            "wire_value", override_wire)))
                 override = {
                     "id": override["id"],
                     "value": override_wire,
@@ -259,7 +272,10 @@ class ClientProtocol:
 
 
 class _Sealer:
-    """Encrypt stored fields of one environment to its public key, for the clients."""
+    """Stored fields of one environment for the clients: opened with the app's data key,
+    encrypted to the environment's public key; and the stored ``wire_*`` forms of them, which
+    are themselves sealed under the data key (bound to table, row and column) so that whoever
+    can write the database cannot forge a value the clients would trust."""
 
     def __init__(self, vault, env):
         self.vault = vault
@@ -267,13 +283,25 @@ class _Sealer:
         self.public_key = vault.environment_keys(env).public_key
         self._data_key = None
 
-    def seal(self, table, row_id, field, blob, *, empty_as_blank=False):
+    @property
+    def data_key(self):
         if self._data_key is None:
             self._data_key = self.vault.data_key(self.env["app_id"])
-        text = self.vault.decrypt(self._data_key, table, row_id, field, blob)
+        return self._data_key
+
+    def open(self, table, row_id, field, blob) -> str:
+        return self.vault.decrypt(self.data_key, table, row_id, field, blob)
+
+    def seal(self, text, *, empty_as_blank=False) -> str:
         if empty_as_blank and not text:
             return ""  # Phase stores "no comment" as an empty string, not a ciphertext
         return phase_crypto.encrypt_asymmetric(text, self.public_key)
+
+    def unseal_wire(self, table, row_id, column, blob) -> str | None:
+        return None if blob is None else self.open(table, row_id, column, blob)
+
+    def seal_wire(self, table, row_id, column, ciphertext) -> bytes:
+        return self.vault.encrypt(self.data_key, table, row_id, column, ciphertext)
 
 
 def _wire_row(row, wire, tags, override) -> dict:

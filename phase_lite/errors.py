@@ -39,6 +39,13 @@ class PreconditionFailed(PhaseError):
     """An ``If-Match`` condition does not hold: the environment changed since (extension)."""
 
 
+class UnsupportedMediaType(PhaseError):
+    """A body of a type the route does not read (Django REST framework's text)."""
+
+    def __init__(self, media_type: str):
+        super().__init__(f'Unsupported media type "{media_type}" in request.')
+
+
 class Throttled(PhaseError):
     """The account made more requests than the configured rate allows."""
 
@@ -55,6 +62,7 @@ STATUS = {
     DoesNotExist: 404,
     Duplicate: 409,
     PreconditionFailed: 412,
+    UnsupportedMediaType: 415,
     Throttled: 429,
 }
 

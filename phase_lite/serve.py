@@ -82,12 +82,18 @@ def bind(app, config: Config):
     """The waitress server listening on PHASE_LITE_LISTEN (bound, not yet answering)."""
     import waitress
 
+    from .server_errors import answer_refusals_as_json
+
+    # Bodies hold plaintext secrets: waitress must keep them in memory, never spill them into
+    # temporary files (its defaults do past 512 KB in, 1 MB out). It refuses a body over the
+    # limit (declared, or as chunks arrive) before buffering more than the limit, so a buffer
+    # one limit large never overflows to disk.
+    max_body = config.max_body_bytes + 1  # waitress refuses at >= its setting
     try:
-        # Bodies hold plaintext secrets: waitress must keep them in memory, never spill them
-        # into temporary files (its defaults do past 512 KB in, 1 MB out).
-        return waitress.create_server(
+        server = waitress.create_server(
             app, listen=config.listen, threads=config.threads, ident="phase_lite",
-            inbuf_overflow=max(config.max_body_bytes + 1, 524288), outbuf_overflow=sys.maxsize)
+            max_request_body_size=max_body, inbuf_overflow=max(max_body + 65536, 524288),
+            outbuf_overflow=sys.maxsize)
     except socket.gaierror:
         raise ConfigError(f"PHASE_LITE_LISTEN: cannot resolve the host {config.host}") from None
     except OSError as exc:
@@ -96,6 +102,8 @@ def bind(app, config: Config):
             listen=config.listen, host=config.host, strerror=exc.strerror)) from None
     except ValueError:
         raise ConfigError(f"PHASE_LITE_LISTEN: cannot listen on {config.listen}") from None
+    answer_refusals_as_json(server)  # its own 413, 431 and 400 in the {"error"} shape
+    return server
 
 
 class Serving:

@@ -386,9 +386,13 @@ def test_ciphertexts_made_on_read_are_stored_and_reused(client, services, db, de
                 {"key": "B", "value": ""})
     assert db.all("SELECT wire_key FROM secrets WHERE wire_key IS NOT NULL") == []
     first = wire_rows(client, session)
-    stored = db.all("SELECT wire_key, wire_value, wire_comment FROM secrets ORDER BY rowid")
-    assert [tuple(row) for row in stored] == [
-        (row["key"], row["value"], row["comment"]) for row in first]
+    # stored sealed under the app's data key, bound to table, row and column
+    data_key = services.vault.data_key(demo[0]["id"])
+    stored = [tuple(services.vault.decrypt(data_key, "secrets", row["id"], f"wire_{field}",
+                                           row[f"wire_{field}"])
+                    for field in ("key", "value", "comment"))
+              for row in db.all("SELECT * FROM secrets ORDER BY rowid")]
+    assert stored == [(row["key"], row["value"], row["comment"]) for row in first]
     assert [row["comment"] for row in first] == ["", ""]
     assert wire_rows(client, session) == first
     assert opened(session, first) == {"A": ("1", "", "/"), "B": ("", "", "/")}

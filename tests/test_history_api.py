@@ -391,12 +391,12 @@ def test_the_audit_log_shows_the_restore_with_its_actor(pat, sa, db, services, e
     sa.deleted()
     audit.read_log(db).flush()
     events = db.all("SELECT action, actor_type, actor_id, details FROM audit_events"
-                    " WHERE action IN ('secrets.restore', 'secrets.history',"
-                    " 'secrets.list_deleted') ORDER BY id")
+                    " WHERE action IN ('secrets.restore', 'secrets.read_history',"
+                    " 'secrets.read_deleted') ORDER BY id")
     actor_id = sa_actor(db)["id"]
     assert [(e["action"], e["actor_type"], e["actor_id"]) for e in events] == [
-        ("secrets.restore", "service", actor_id), ("secrets.history", "service", actor_id),
-        ("secrets.list_deleted", "service", actor_id)]
+        ("secrets.restore", "service", actor_id), ("secrets.read_history", "service", actor_id),
+        ("secrets.read_deleted", "service", actor_id)]
     assert json.loads(events[0]["details"]) == {"secrets": [{"id": secret_id, "version": 3}]}
     assert json.loads(events[1]["details"]) == {"secrets": [secret_id]}
 

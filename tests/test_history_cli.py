@@ -90,7 +90,7 @@ def test_restore_undeletes_and_is_recorded_as_the_admin_command(run, deleted_sec
     assert json.loads(event["details"]) == {"secrets": [{"id": deleted_secret, "version": 3}]}
 
     def history_reads():
-        return db.scalar("SELECT count(*) FROM audit_events WHERE action = 'secrets.history'"
+        return db.scalar("SELECT count(*) FROM audit_events WHERE action = 'secrets.read_history'"
                          " AND actor_type = 'operator' AND channel = 'cli'")
 
     assert history_reads() == 0

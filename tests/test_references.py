@@ -248,11 +248,14 @@ def test_access_is_checked_for_cross_environment_references(client, demo, make_s
     assert created["value"] == "${Production.PROD_ONLY}"
 
 
-def test_ambiguous_app_names_stay_verbatim(demo, make_app, post, get_value, make_service_token):
+def test_ambiguous_app_names_stay_verbatim(demo, make_app, post, get_value, make_service_token,
+                                           services):
     from conftest import bearer_headers
     app_row, envs = demo
     twin_a, twin_a_envs = make_app("twin")
-    twin_b, twin_b_envs = make_app("TWIN")
+    twin_b, twin_b_envs = make_app("other")
+    with services.db.transaction():  # names are unique now; an older database may share one
+        services.db.execute("UPDATE apps SET name = 'TWIN' WHERE id = ?", (twin_b["id"],))
     headers = bearer_headers(make_service_token(
         [*envs.values(), *twin_a_envs.values(), *twin_b_envs.values()], name="all"))
     post(twin_a["id"], "Development", [{"key": "K", "value": "a"}], headers)

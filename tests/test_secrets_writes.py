@@ -310,7 +310,7 @@ def test_create_with_client_digest_and_wire_ciphertexts(services, dev, db):
     (created,) = secrets.create_secrets(services, principal, env_row, [secrets.NewSecret(
         key="lower_key", value="v", key_digest="d" * 64, wire=wire)], RequestMeta())
     row = db.one("SELECT * FROM secrets WHERE id = ?", (created.id,))
-    assert (row["key_digest"], row["wire_key"], row["wire_value"], row["wire_comment"]) == (
+    assert (row["key_digest"], *stored_wire(services, env_row, row)) == (
         "d" * 64, wire.key, wire.value, wire.comment)
     assert created.key == "lower_key"
     with pytest.raises(Duplicate):
@@ -328,12 +328,19 @@ def test_rest_writes_clear_only_the_wire_columns_they_change(services, dev, db, 
     client.put(url, headers=sa_headers, data=json.dumps(
         {"secrets": [{"id": created.id, "value": "new", "tags": ["t"], "path": "/p"}]}))
     row = db.one("SELECT * FROM secrets WHERE id = ?", (created.id,))
-    assert (row["wire_key"], row["wire_value"], row["wire_comment"]) == ("ph:v1:k", None,
-                                                                         "ph:v1:c")
+    assert stored_wire(services, env_row, row) == ("ph:v1:k", None, "ph:v1:c")
     secrets.update_secrets(services, principal, env_row, [secrets.SecretChange(
         id=created.id, key="K2", comment="c", wire=secrets.Wire(key="ph:v1:k2"))])
     row = db.one("SELECT * FROM secrets WHERE id = ?", (created.id,))
-    assert (row["wire_key"], row["wire_value"], row["wire_comment"]) == ("ph:v1:k2", None, None)
+    assert stored_wire(services, env_row, row) == ("ph:v1:k2", None, None)
+
+
+def stored_wire(services, env_row, row):
+    """The row's wire columns, unsealed (they are stored under the app's data key)."""
+    data_key = services.vault.data_key(env_row["app_id"])
+    return tuple(None if row[column] is None else services.vault.decrypt(
+        data_key, "secrets", row["id"], column, row[column])
+        for column in ("wire_key", "wire_value", "wire_comment"))
 
 
 def test_domain_functions_list_and_delete(services, dev):

@@ -18,13 +18,15 @@ Two choices where Phase's texts cannot apply as written:
 """
 
 import json
+import re
+from urllib.parse import parse_qsl
 
 from flask import Response, request
 from flask.views import MethodView
 from werkzeug.exceptions import MethodNotAllowed
 
 from .. import accounts, apps, schemas
-from ..errors import InvalidRequest, PermissionDenied
+from ..errors import InvalidRequest, PermissionDenied, UnsupportedMediaType
 from ..store import render_time
 from . import PhaseBlueprint, context, json_response
 
@@ -39,9 +41,12 @@ ERROR_DESCRIPTIONS = {
     401: "Missing, malformed, unknown or expired token (or a service account without access)",
     403: "The caller's role or access does not allow this",
     404: "Not found in the caller's organisation",
-    409: "Another environment of the app has this name",
+    409: "The name is taken (by another app, or another environment of the app)",
+    415: "The body is neither JSON nor form-encoded",
     429: "Rate limit exceeded",
 }
+FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 APP_ID_QUERY = [{"in": "query", "name": "app_id", "required": True, "schema": {"type": "string"},
                  "description": "The app whose environments to use"}]
 
@@ -51,13 +56,15 @@ def operation(status, schema=None, *, body=None, query=None, errors=(401, 403)):
 
     def decorate(view):
         doc = {"security": BEARER}
+        codes = errors
         if body is not None:
             doc["requestBody"] = {"required": True,
                                   "content": {"application/json": {"schema": body}}}
+            codes = (*errors, 415)
         if query:
             doc["parameters"] = query
         view = blp.doc(**doc)(view)
-        for code in (*errors, 429):
+        for code in (*codes, 429):
             view = blp.alt_response(code, schema=schemas.Error,
                                     description=ERROR_DESCRIPTIONS[code])(view)
         if status is None:
@@ -89,13 +96,13 @@ class ManagementView(MethodView):
         self.principal = context.principal(environ)
         self.resolve(**kwargs)
         context.throttle(environ, self.principal)
-        allowed = request.method in type(self).methods
-        if self.action is not None:
-            self.require(self.action)
-        if not allowed:
+        # Phase checks the role's permission for the method's action before DRF looks for a
+        # handler: a caller without it gets 403 even where the route lacks the method.
+        action = self.action or METHOD_TO_ACTION.get(request.method)
+        if action is not None:
+            self.require(action)
+        if request.method not in type(self).methods:
             raise MethodNotAllowed(valid_methods=sorted(type(self).methods))
-        if self.action is None:
-            self.require(METHOD_TO_ACTION[request.method])
         return super().dispatch_request(**kwargs)
 
     def resolve(self, **kwargs):
@@ -108,8 +115,16 @@ class ManagementView(MethodView):
 
 
 def json_body() -> dict:
-    """The request's JSON object ({} when empty), parsed as Django REST framework parses it."""
+    """The request's body ({} when empty) as Django REST framework's parsers read it: a JSON
+    object, or a form-encoded body (the last value of each field); any other type, or none,
+    is 415. Multipart bodies are refused too: their parser may spool them to disk."""
     raw = request.get_data(cache=True)
+    if not raw:
+        return {}
+    if request.mimetype == FORM_MEDIA_TYPE:
+        return dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
+    if request.mimetype != "application/json":
+        raise UnsupportedMediaType(request.headers.get("Content-Type", ""))
     if not raw.strip():
         return {}
     try:
@@ -118,7 +133,19 @@ def json_body() -> dict:
         raise InvalidRequest(f"JSON parse error - {exc}") from None
     if not isinstance(body, dict):
         raise InvalidRequest("Request body must be a JSON object.")
+    if _SURROGATE_ESCAPE.search(raw):
+        _refuse_lone_surrogates(body)
     return body
+
+
+def _refuse_lone_surrogates(body):
+    """A lone surrogate (``"\\ud800"``) decodes but is not text: no name can hold it."""
+    try:
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequest(
+            "JSON parse error - text must be valid Unicode (a lone surrogate is not)."
+        ) from None
 
 
 def request_meta():
@@ -182,8 +209,8 @@ def service_account_object(row) -> dict:
     }
 
 
-def service_account_detail(services, row) -> dict:
-    tokens, granted = accounts.service_account_detail(services, row)
+def service_account_detail(services, principal, row) -> dict:
+    tokens, granted = accounts.service_account_detail(services, principal, row)
     return service_account_object(row) | {
         "tokens": [
             {"id": t["id"], "name": t["name"], "createdAt": render_time(t["created_at"]),
@@ -223,7 +250,8 @@ class Apps(ManagementView):
         rows = apps.visible_apps(self.services, self.principal)
         return json_response({"data": [app_object(row) for row in rows]})
 
-    @operation(201, schemas.AppWithEnvironments, body=schemas.NewApp, errors=(400, 401, 403))
+    @operation(201, schemas.AppWithEnvironments, body=schemas.NewApp,
+               errors=(400, 401, 403, 409))
     def post(self):
         """Create an app with its environments"""
         app, envs = apps.create_app(self.services, self.principal, json_body(),
@@ -244,7 +272,7 @@ class AppDetail(ManagementView):
         """Read an app"""
         return json_response(app_object(self.app))
 
-    @operation(200, schemas.App, body=schemas.AppChange, errors=(400, 401, 403, 404))
+    @operation(200, schemas.App, body=schemas.AppChange, errors=(400, 401, 403, 404, 409))
     def put(self, app_id):
         """Rename an app or change its description"""
         app = apps.update_app(self.services, self.principal, self.app, json_body(),
@@ -393,7 +421,8 @@ class ServiceAccountDetail(ManagementView):
     @operation(200, schemas.ServiceAccountDetail, errors=(401, 403, 404))
     def get(self, sa_id):
         """Read a service account with its tokens and the environments it holds"""
-        return json_response(service_account_detail(self.services, self.account(sa_id)))
+        sa = self.account(sa_id)
+        return json_response(service_account_detail(self.services, self.principal, sa))
 
     @operation(200, schemas.ServiceAccountDetail, body=schemas.ServiceAccountChange,
                errors=(400, 401, 403, 404))
@@ -402,7 +431,7 @@ class ServiceAccountDetail(ManagementView):
         sa = accounts.update_service_account(self.services, self.principal,
                                              self.account(sa_id), json_body(),
                                              request_meta())
-        return json_response(service_account_detail(self.services, sa))
+        return json_response(service_account_detail(self.services, self.principal, sa))
 
     @operation(204, errors=(401, 403, 404))
     def delete(self, sa_id):
@@ -423,7 +452,7 @@ class ServiceAccountAccess(ManagementView):
         sa = accounts.get_service_account(self.services, self.principal, sa_id)
         accounts.set_service_account_access(self.services, self.principal, sa, json_body(),
                                             request_meta())
-        return json_response(service_account_detail(self.services, sa))
+        return json_response(service_account_detail(self.services, self.principal, sa))
 
 
 @route("/v1/service-accounts/<sa_id>/tokens/", "service accounts")

@@ -6,6 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 import click
 
+from .. import accounts
+from ..errors import DoesNotExist
 from ..store import NotFound
 from ..store import accounts as account_store
 from ..store import apps as app_store
@@ -34,14 +36,14 @@ def parse_since(text):
     return format_time(moment)
 
 
-def _actor_id(db, org_id, actor):
+def _actor_id(ctx, actor):
     try:
-        return account_store.get_user_by_email(db, org_id, actor)["id"]
+        return account_store.get_user_by_email(ctx.db, ctx.operator.organisation_id, actor)["id"]
     except NotFound:
         pass
-    try:
-        return account_store.find_service_account(db, org_id, actor)["id"]
-    except NotFound:
+    try:  # an ambiguous service-account name is refused, never guessed
+        return accounts.service_account_by_id_or_name(ctx.services, ctx.operator, actor)["id"]
+    except DoesNotExist:
         return actor  # an id of an account that may be gone since
 
 
@@ -94,7 +96,7 @@ def audit_list(ctx, app, env, actor, since, limit, as_json):
                                        "name).") from None
     rows = audit_store.list_events(
         ctx.db, app_id=app_id, environment_id=env_id,
-        actor_id=_actor_id(ctx.db, org_id, actor) if actor else None,
+        actor_id=_actor_id(ctx, actor) if actor else None,
         since=parse_since(since) if since else None, limit=limit,
     )
     payload = [_event_payload(row) for row in rows]

@@ -15,6 +15,7 @@ from ..audit import CLI_META
 from ..config import ConfigError, load_config
 from ..errors import PhaseError
 from ..store import StoreError
+from ..textfields import printable
 
 
 class Context:
@@ -53,7 +54,8 @@ pass_ctx = click.make_pass_decorator(Context, ensure=True)
 
 
 def emit(as_json, payload, line):
-    click.echo(json.dumps(payload, indent=2) if as_json else line)
+    # JSON escapes control characters itself; a text line may hold names stored by anyone.
+    click.echo(json.dumps(payload, indent=2) if as_json else printable(line))
 
 
 def json_option(fn):
@@ -67,7 +69,7 @@ class PhaseLiteGroup(click.Group):
         try:
             return super().invoke(ctx)
         except (ConfigError, PhaseError, StoreError) as exc:
-            click.echo(f"Error: {getattr(exc, 'message', None) or exc}", err=True)
+            click.echo(printable(f"Error: {getattr(exc, 'message', None) or exc}"), err=True)
             sys.exit(1)
 
 

@@ -94,7 +94,7 @@ class _Renderer:
         self.overrides = personal_overrides(
             services, principal, env_row,
             None if snapshot is not None else [secret.id for secret in secrets])
-        self._lookups = None
+        self._resolver = None  # one per answer: shared lookups, memo and work bound
 
     def encoded(self, secret) -> bytes:
         if "${" not in secret.value and secret.id not in self.overrides:
@@ -120,10 +120,10 @@ class _Renderer:
         return item
 
     def _resolve(self, secret, value):
-        if self._lookups is None:
-            self._lookups = ReferenceLookups(self.services, self.principal, self.env_row,
-                                             self.snapshot)
-        return references.resolve(value, self.env_row, secret.identity, self._lookups)
+        if self._resolver is None:
+            self._resolver = references.Resolver(ReferenceLookups(
+                self.services, self.principal, self.env_row, self.snapshot))
+        return self._resolver.resolve(value, self.env_row, secret.identity)
 
 
 class ReferenceLookups:

@@ -67,7 +67,7 @@ def update_secrets(services, principal, env_row, changes, meta=None, *,
                for change in changes]
     with db.transaction():
         _require_version(db, env_id, expected_version)
-        rows = secret_store.secrets_by_id(db, env_id, [c.id for c in changes], live_only=False)
+        rows = secret_store.secrets_by_id(db, env_id, [c.id for c in changes])
         data_key = vault.data_key(env_row["app_id"]) if rows else None
         tags = secret_store.tag_names_of(db, rows)
         states = {
@@ -190,9 +190,10 @@ class Writer:
             "key_enc": self._encrypt("secrets", secret_id, "key", entry.key),
             "value_enc": self._encrypt("secrets", secret_id, "value", entry.value),
             "comment_enc": self._encrypt("secrets", secret_id, "comment", entry.comment),
-            "wire_key": wire.key,
-            "wire_value": wire.value,
-            "wire_comment": wire.comment,
+            "wire_key": self._seal_wire("secrets", secret_id, "wire_key", wire.key),
+            "wire_value": self._seal_wire("secrets", secret_id, "wire_value", wire.value),
+            "wire_comment": self._seal_wire("secrets", secret_id, "wire_comment",
+                                            wire.comment),
             "type": entry.type,
             "version": 1,
             "created_at": stamp,
@@ -224,15 +225,18 @@ class Writer:
         if change.key is not None:
             key = change.key
             digest = change.key_digest or self.env_keys.digest(key)
-            fields.update(key_digest=digest, wire_key=wire.key,
+            fields.update(key_digest=digest,
+                          wire_key=self._seal_wire("secrets", current.id, "wire_key", wire.key),
                           key_enc=self._encrypt("secrets", current.id, "key", key))
         if change.value is not None and current.type != "sealed":
             value = change.value
-            fields.update(wire_value=wire.value,
+            fields.update(wire_value=self._seal_wire("secrets", current.id, "wire_value",
+                                                     wire.value),
                           value_enc=self._encrypt("secrets", current.id, "value", value))
         if change.comment is not None:
             comment = change.comment
-            fields.update(wire_comment=wire.comment,
+            fields.update(wire_comment=self._seal_wire("secrets", current.id, "wire_comment",
+                                                       wire.comment),
                           comment_enc=self._encrypt("secrets", current.id, "comment", comment))
         if change.type is not None:
             fields["type"] = change.type
@@ -282,6 +286,10 @@ class Writer:
     def _encrypt(self, table, row_id, field_name, text):
         return self.vault.encrypt(self.data_key, table, row_id, field_name, text)
 
+    def _seal_wire(self, table, row_id, column, ciphertext):
+        """A client's ph:v1 ciphertext as stored: sealed under the data key (None stays None)."""
+        return None if ciphertext is None else self._encrypt(table, row_id, column, ciphertext)
+
     def _folder(self, path):
         if path not in self._folders:
             self._folders[path] = secret_store.ensure_folders(
@@ -306,13 +314,15 @@ class Writer:
         existing = secret_store.personal_secrets(self.db, user_id, [secret_id]).get(secret_id)
         personal_id = existing["id"] if existing is not None else new_id()
         value_enc = self._encrypt("personal_secrets", personal_id, "value", override.value)
+        wire_value = self._seal_wire("personal_secrets", personal_id, "wire_value",
+                                     override.wire_value)
         if existing is not None:
             secret_store.update_personal_secret(
-                self.db, personal_id, value_enc, override.wire_value, is_active, stamp)
+                self.db, personal_id, value_enc, wire_value, is_active, stamp)
             return
         secret_store.insert_personal_secret(self.db, {
             "id": personal_id, "secret_id": secret_id, "user_id": user_id,
-            "value_enc": value_enc, "wire_value": override.wire_value,
+            "value_enc": value_enc, "wire_value": wire_value,
             "is_active": int(is_active), "created_at": stamp, "updated_at": stamp,
         })
 

@@ -19,6 +19,12 @@ import sqlite_utils
 from .. import migrations
 
 BUSY_TIMEOUT_MS = 30_000
+# Errors after which a connection is not trusted again: it may have opened its files read-only
+# or lost them. The thread opens a fresh connection once its transaction is over, so writes
+# heal by themselves when the cause (a read-only or full disk, a remount) is gone.
+_REOPEN_AFTER = {
+    sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_FULL,
+}
 
 
 class StoreError(Exception):
@@ -101,9 +107,28 @@ class Database:
     @property
     def conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
+        if conn is not None and getattr(self._local, "stale", False) and not conn.in_transaction:
+            self._drop(conn)
+            conn = None
         if conn is None:
             conn = self._local.conn = self._open()
         return conn
+
+    def _drop(self, conn):
+        """Close this thread's connection; the next use opens a fresh one."""
+        with self._all_lock:
+            if conn in self._all:
+                self._all.remove(conn)
+        with contextlib.suppress(sqlite3.Error):
+            conn.close()
+        self._local.conn = self._local.seen = None
+        self._local.stale = False
+
+    def _failed(self, exc: sqlite3.Error) -> Exception:
+        """The store's exception for ``exc``; a connection that hit I/O trouble is replaced."""
+        if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in _REOPEN_AFTER:
+            self._local.stale = True
+        return _store_error(exc)
 
     def generation(self) -> int:
         """A number that moves whenever the data a read can show may have changed.
@@ -130,7 +155,7 @@ class Database:
                     self._advance_generation()
                 local.seen, local.content = seen, content
         except sqlite3.Error as exc:
-            raise _store_error(exc) from None
+            raise self._failed(exc) from None
         return self._generation
 
     def _advance_generation(self):
@@ -144,13 +169,13 @@ class Database:
         try:
             return self.conn.execute(sql, params)
         except sqlite3.Error as exc:
-            raise _store_error(exc) from None
+            raise self._failed(exc) from None
 
     def executemany(self, sql, rows):
         try:
             return self.conn.executemany(sql, rows)
         except sqlite3.Error as exc:
-            raise _store_error(exc) from None
+            raise self._failed(exc) from None
 
     def one(self, sql, params=()):
         return self.execute(sql, params).fetchone()
@@ -186,7 +211,7 @@ class Database:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            raise _store_error(exc) from None
+            raise self._failed(exc) from None
         try:
             yield self
             if not bookkeeping:
@@ -201,7 +226,7 @@ class Database:
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            raise _store_error(exc) from None
+            raise self._failed(exc) from None
         local = self._local
         if bookkeeping:
             seen = getattr(local, "seen", None)
@@ -217,7 +242,7 @@ class Database:
         try:
             migrations.apply(self.utils())
         except sqlite3.Error as exc:
-            raise _store_error(exc) from None
+            raise self._failed(exc) from None
 
     def integrity_check(self) -> bool:
         return self.scalar("PRAGMA quick_check") == "ok"

@@ -128,16 +128,6 @@ def get_service_account(db, organisation_id, sa_id):
     )
 
 
-def find_service_account(db, organisation_id, id_or_name):
-    """A live service account by id, or else by exact name."""
-    return db.one_or_missing(
-        _SA_SELECT + " WHERE sa.organisation_id = ? AND sa.deleted_at IS NULL"
-        " AND (sa.id = ? OR sa.name = ?) ORDER BY sa.id = ? DESC LIMIT 1",
-        (organisation_id, id_or_name, id_or_name, id_or_name),
-        "service account",
-    )
-
-
 def update_service_account(db, sa_id, name=None, role_id=None):
     db.execute(
         "UPDATE service_accounts SET name = COALESCE(?, name), role_id = COALESCE(?, role_id),"

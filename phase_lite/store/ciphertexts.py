@@ -1,6 +1,6 @@
 """Every column encrypted under an app's data key, listed once.
 
-Key rotation re-encrypts these and a restore check decrypts them, so a new ``*_enc`` column
+Key rotation re-encrypts these and a restore check decrypts them, so a new encrypted column
 must be added here. Each entry is (table, column, AAD field name, the rows of one app); the AAD
 field names are the ones the writers pass to ``Vault.encrypt``.
 """
@@ -29,14 +29,24 @@ ENCRYPTED_COLUMNS = (
     ("secret_versions", "value_enc", "value", _VERSION_ROWS),
     ("secret_versions", "comment_enc", "comment", _VERSION_ROWS),
     ("personal_secrets", "value_enc", "value", _PERSONAL_ROWS),
+    # The clients' ph:v1 ciphertexts, sealed so they cannot be forged; NULL until made.
+    ("secrets", "wire_key", "wire_key", _SECRET_ROWS),
+    ("secrets", "wire_value", "wire_value", _SECRET_ROWS),
+    ("secrets", "wire_comment", "wire_comment", _SECRET_ROWS),
+    ("personal_secrets", "wire_value", "wire_value", _PERSONAL_ROWS),
 )
+OPTIONAL_COLUMNS = {(table, column) for table, column, _, _ in ENCRYPTED_COLUMNS
+                    if column.startswith("wire_")}
 _WRITABLE = {(table, column) for table, column, _, _ in ENCRYPTED_COLUMNS}
 
 
 def app_ciphertexts(db, app_id):
     """Yield (table, column, field, row id, blob) for every encrypted field of one app."""
     for table, column, field, query in ENCRYPTED_COLUMNS:
+        optional = (table, column) in OPTIONAL_COLUMNS
         for row_id, blob in db.all(query.format(column=column), (app_id,)):
+            if blob is None and optional:
+                continue
             yield table, column, field, row_id, blob
 
 
