@@ -175,6 +175,24 @@ def create_user(services, principal, fields, meta):
         raise InvalidRequest(f"A user with email '{email}' already exists.")
 
 
+def delete_user(services, principal, user, meta):
+    """Delete a user: their tokens stop working at once, their grants and personal overrides
+    go. The organisation's last Owner cannot be deleted."""
+    require(principal, "Members", "delete", "members")
+    db = services.db
+    with db.transaction():
+        role = account_store.get_role(db, principal.organisation_id, user["role_id"])
+        if (role["name"] == "Owner"
+                and account_store.count_users_with_role(db, principal.organisation_id,
+                                                        role["id"]) <= 1):
+            raise PermissionDenied(
+                f"{user['email']} is the last Owner and cannot be deleted; make another user "
+                "an Owner first.")
+        account_store.delete_user(db, user["id"])
+        audit.record(db, principal, meta, "delete", "user", user["id"],
+                     details={"role": role["name"]})
+
+
 # -- service accounts ------------------------------------------------------------------------
 
 
@@ -390,27 +408,36 @@ def _grant_permission(grantee):
 
 
 def grant_environments(services, principal, grantee: Grantee, app, envs, meta):
-    """Let ``grantee`` use the app's environments ``envs`` (rows) as well as what it holds."""
+    """Let ``grantee`` use the app's environments ``envs`` (rows) as well as what it holds.
+
+    Return the ids of the environments newly granted (the others were held already)."""
     require(principal, *_grant_permission(grantee))
     env_ids = [env["id"] for env in envs]
     _check_may_grant(services, principal, app, set(env_ids))
     db = services.db
     with db.transaction():
-        for env_id in env_ids:
+        held = account_store.granted_environment_ids(db, **grantee.account_filter())
+        granted = [env_id for env_id in env_ids if env_id not in held]
+        for env_id in granted:
             account_store.grant_environment(db, env_id, **grantee.account_filter())
         audit.record(db, principal, meta, "grant_access", _resource_type(grantee), grantee.id,
-                     app_id=app["id"], details={"granted": env_ids})
+                     app_id=app["id"], details={"granted": granted})
+    return granted
 
 
 def revoke_environments(services, principal, grantee: Grantee, app, envs, meta):
-    """Take the app's environments ``envs`` (rows) away from ``grantee``."""
+    """Take the app's environments ``envs`` (rows) away from ``grantee``.
+
+    Return the ids of the environments revoked (the others were not held)."""
     require(principal, *_grant_permission(grantee))
-    env_ids = [env["id"] for env in envs]
     db = services.db
     with db.transaction():
-        account_store.revoke_environments(db, env_ids, **grantee.account_filter())
+        held = account_store.granted_environment_ids(db, **grantee.account_filter())
+        revoked = [env["id"] for env in envs if env["id"] in held]
+        account_store.revoke_environments(db, revoked, **grantee.account_filter())
         audit.record(db, principal, meta, "revoke_access", _resource_type(grantee), grantee.id,
-                     app_id=app["id"], details={"revoked": env_ids})
+                     app_id=app["id"], details={"revoked": revoked})
+    return revoked
 
 
 def _resource_type(grantee):

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 from .caches import PerDatabase
 from .store import StoreError, format_time, now
 from .store import audit as audit_store
+from .vault import DecryptionFailed
 
 log = logging.getLogger("phase_lite.audit")
 RETENTION_INTERVAL = 86400.0  # seconds between automatic prunes while serving
@@ -233,3 +234,43 @@ class ReadLog:
 
 read_log = PerDatabase(ReadLog)
 """``read_log(db)``: the read-event buffer of a database (one per open ``Database``)."""
+
+
+def _referenced_ids(event):
+    """(ids of accounts, apps, environments and tokens, ids of secrets) an event names."""
+    ids = {event[key] for key in ("actorId", "tokenId", "resourceId", "appId", "environmentId")
+           if event[key]}
+    secrets = set()
+    details = event["details"] if isinstance(event["details"], dict) else {}
+    for key, value in details.items():
+        if key == "secrets" and isinstance(value, list):
+            secrets |= {s["id"] if isinstance(s, dict) else s for s in value}
+        elif isinstance(value, str):
+            ids.add(value)
+        elif isinstance(value, list):
+            ids |= {v for v in value if isinstance(v, str)}
+    if event["resourceType"] == "secret" and event["resourceId"]:
+        secrets.add(event["resourceId"])
+    return ids, {s for s in secrets if isinstance(s, str)}
+
+
+def names_in_events(db, vault, events):
+    """Per event (audit list payloads), {id: name} for what it refers to: account emails and
+    names, app, environment and token names, and secret key names decrypted with each app's
+    data key. For the local operator only: key names are encrypted at rest for a reason."""
+    referenced = [_referenced_ids(event) for event in events]
+    ids = set().union(*(r[0] for r in referenced))
+    secret_ids = set().union(*(r[1] for r in referenced))
+    names = audit_store.names_of(db, ids) if ids else {}
+    data_keys = {}
+    for secret_id, app_id, key_enc in (audit_store.secret_key_ciphertexts(db, secret_ids)
+                                       if secret_ids else ()):
+        try:
+            if app_id not in data_keys:
+                data_keys[app_id] = vault.data_key(app_id)
+            names[secret_id] = vault.decrypt(data_keys[app_id], "secrets", secret_id, "key",
+                                             key_enc)
+        except DecryptionFailed:
+            continue  # named by id alone; the failure is the read path's to report
+    return [{i: names[i] for i in sorted(own | secrets) if i in names}
+            for own, secrets in referenced]

@@ -38,6 +38,14 @@ class BackupError(Exception):
     """A backup cannot be written, checked or restored; the message says why in one line."""
 
 
+class WrongMasterKey(BackupError):
+    """The backup was sealed by a master key that is not loaded (``key_id``, or None)."""
+
+    def __init__(self, message, key_id):
+        super().__init__(message)
+        self.key_id = key_id
+
+
 @dataclass(frozen=True)
 class BackupSummary:
     path: str
@@ -153,8 +161,9 @@ def verify_backup(path, ring: keyring.Keyring) -> BackupSummary:
         if check is None:
             raise BackupError(f"{path} is not an initialised phase_lite database")
         if not ring.verify_check_blob(check):
-            raise BackupError(
-                f"{path} was made with another master key (this key does not open it)"
+            raise WrongMasterKey(
+                f"{path} was made with another master key (this key does not open it)",
+                ring.sealing_key_id(check),
             )
         vault = Vault(snapshot, ring)
         fields = 0
@@ -179,6 +188,7 @@ class RestoreResult:
     summary: BackupSummary
     was_in_use: bool
     set_aside: Path | None  # where a damaged database was moved before the restore
+    kept: Path | None = None  # the copy of the replaced database
 
 
 def restore_backup(config: Config, ring: keyring.Keyring, source, *,
@@ -189,9 +199,13 @@ def restore_backup(config: Config, ring: keyring.Keyring, source, *,
     """
     if Path(source).resolve() == config.database.resolve():
         raise BackupError(f"{source} is the database itself; give a backup file")
-    summary = verify_backup(source, ring)
+    try:
+        summary = verify_backup(source, ring)
+    except WrongMasterKey as exc:
+        raise BackupError(_wrong_key_advice(config, ring, source, exc.key_id)) from None
     with exclusive_lock(config, force=force) as in_use:
         set_aside = None if in_use else _set_aside_if_damaged(config.database)
+        kept = _keep_replaced(config.database) if set_aside is None else None
         if not config.database.exists():
             config.database.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.close(os.open(config.database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
@@ -209,7 +223,44 @@ def restore_backup(config: Config, ring: keyring.Keyring, source, *,
             raise BackupError(f"cannot restore into {config.database}: {exc}") from None
         finally:
             db.close()
-    return RestoreResult(summary, in_use, set_aside)
+    return RestoreResult(summary, in_use, set_aside, kept)
+
+
+def _wrong_key_advice(config: Config, ring: keyring.Keyring, source, key_id) -> str:
+    needed = f"another master key ({key_id})" if key_id else "another master key"
+    loaded = ", ".join(ring.key_ids())
+    if config.master_key_env:
+        where = ("PHASE_LITE_MASTER_KEY holds one key: put the current key on the first line "
+                 "and that key on the second line of a file (mode 0600), set "
+                 "PHASE_LITE_MASTER_KEY_FILE to it and unset PHASE_LITE_MASTER_KEY")
+    else:
+        where = (f"add that key as a second line of {config.master_key_file} (the first line "
+                 "stays the current key)")
+    return (f"{source} was made with {needed}, which is not loaded here (loaded: {loaded}); "
+            f"{where}, restore again, then run phase-lite keys rotate-master.")
+
+
+def _keep_replaced(database: Path) -> Path | None:
+    """Copy the database about to be replaced to ``<database>.replaced-<UTC time>`` (0600)."""
+    if not database.exists():
+        return None
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    kept = database.with_name(f"{database.name}.replaced-{stamp}")
+    suffix = 1
+    while kept.exists():
+        suffix += 1
+        kept = database.with_name(f"{database.name}.replaced-{stamp}-{suffix}")
+    os.close(os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    db = Database(database)
+    try:
+        backup_store.vacuum_into(db, kept)
+    except StoreError as exc:
+        kept.unlink()
+        raise BackupError(f"cannot keep a copy of {database} before the restore: {exc}") from None
+    finally:
+        db.close()
+    _fsync_file(kept)
+    return kept
 
 
 def _set_aside_if_damaged(database: Path) -> Path | None:

@@ -171,6 +171,12 @@ class Keyring:
             raise KeyringError
         return bytes(wrapped[1:_WRAP_HEADER_BYTES]).hex()
 
+    def sealing_key_id(self, blob: bytes) -> str | None:
+        """Return the id of the master key that sealed a blob (its header), or None."""
+        if len(blob) < _WRAP_HEADER_BYTES or blob[:1] != VERSION:
+            return None
+        return bytes(blob[1:_WRAP_HEADER_BYTES]).hex()
+
     def make_check_blob(self) -> bytes:
         """Encrypt a known constant under the current master key, to detect a wrong key later."""
         return self._seal(_CHECK_CONSTANT, _CHECK_AAD)

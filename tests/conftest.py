@@ -1,6 +1,7 @@
 """Shared fixtures: a fresh data directory, app and database per test, tokens, a live server."""
 
 import dataclasses
+import json
 import os
 import shutil
 import socket
@@ -11,9 +12,11 @@ from pathlib import Path
 
 import pytest
 import requests
+from click.testing import CliRunner
 
 import support
 from phase_lite.app import create_app, init_data_dir
+from phase_lite.cli import main as cli_main
 from phase_lite.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,6 +75,27 @@ def db(services):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture
+def run(data_dir):
+    """``run(*args, ok=True)``: the ``phase-lite`` command on this test's data directory, in
+    process; with ``ok`` it must exit 0."""
+    runner = CliRunner()
+
+    def invoke(*args, ok=True):
+        result = runner.invoke(cli_main, list(args), env={"PHASE_LITE_DATA_DIR": str(data_dir)},
+                               catch_exceptions=False)
+        if ok:
+            assert result.exit_code == 0, result.output
+        return result
+
+    return invoke
+
+
+def run_json(run, *args):
+    """The JSON a ``phase-lite`` command prints with ``--json``."""
+    return json.loads(run(*args, "--json").output)
 
 
 def bearer_headers(issued):

@@ -70,13 +70,34 @@ def test_list_shows_events_newest_first_without_values(data_dir, history):
     assert writes[0]["ipAddress"] == "203.0.113.9" and writes[0]["userAgent"] == "pytest"
     assert set(writes[0]) == {"id", "createdAt", "actorType", "actorId", "tokenId", "action",
                               "resourceType", "resourceId", "appId", "environmentId", "details",
-                              "ipAddress", "userAgent", "channel"}
+                              "ipAddress", "userAgent", "channel", "names"}
     assert writes[0]["channel"] == "api"
     human = cli(data_dir, "audit", "list")
     assert human.exit_code == 0
     assert "secrets.create secret" in human.output and "ip=203.0.113.9" in human.output
     for output in (human.output, json.dumps(events)):
-        assert SECRET_VALUE not in output and "OWNER_KEY" not in output
+        assert SECRET_VALUE not in output
+
+
+def test_list_names_accounts_apps_environments_and_keys_beside_their_ids(data_dir, history):
+    """The admin command decrypts key names with each app's data key; values never appear."""
+    events = events_json(data_dir)
+    by_sa, by_owner = [e for e in events if e["action"] == "secrets.create"]
+    (secret,) = by_sa["details"]["secrets"]
+    assert by_sa["names"] == {
+        history["sa"].account_id: "ci", by_sa["tokenId"]: by_sa["names"][by_sa["tokenId"]],
+        by_sa["appId"]: "demo", history["envs"]["Production"]["id"]: "Production",
+        secret["id"]: "SA_KEY"}
+    assert by_owner["names"][history["user"].account_id] == "owner@example.com"
+    assert "OWNER_KEY" in by_owner["names"].values()
+
+    lines = cli(data_dir, "audit", "list").output.splitlines()
+    sa_line = next(line for line in lines if "keys=SA_KEY" in line)
+    assert f"by service:{history['sa'].account_id} (ci)" in sa_line
+    assert f"app={by_sa['appId']} (demo)" in sa_line
+    assert f"env={history['envs']['Production']['id']} (Production)" in sa_line
+    assert any("keys=OWNER_KEY" in line and "(owner@example.com)" in line for line in lines)
+    assert SECRET_VALUE not in "\n".join(lines)
 
 
 @pytest.mark.parametrize("args, expected", [

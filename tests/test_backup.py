@@ -272,7 +272,7 @@ def test_cli_backup_and_restore(tmp_path, config, owner, services, seeded):
     seed_app(services, principal_of(services, owner), "later")
     services.close()
 
-    restored = cli(config.data_dir, "restore", str(target))
+    restored = cli(config.data_dir, "restore", "--yes", str(target))
     assert restored.exit_code == 0, restored.output
     assert restored.output.startswith("Restored 1 apps, 2 environments and 4 secrets")
     assert read_with_fresh_app(config, owner) == seeded
@@ -284,8 +284,8 @@ def test_cli_restore_in_use_is_one_line_and_force_goes_on(tmp_path, config, owne
     assert cli(config.data_dir, "backup", str(target)).exit_code == 0
     lock = hold_serving_lock(config)
     try:
-        refused = cli(config.data_dir, "restore", str(target))
-        forced = cli(config.data_dir, "restore", str(target), "--force")
+        refused = cli(config.data_dir, "restore", "--yes", str(target))
+        forced = cli(config.data_dir, "restore", "--yes", str(target), "--force")
     finally:
         lock.close()
     assert refused.exit_code == 1
@@ -301,7 +301,7 @@ def test_restore_refuses_the_database_itself(config, owner, services):
 
 
 def test_cli_restore_of_a_missing_file(tmp_path, config, owner):
-    result = cli(config.data_dir, "restore", str(tmp_path / "nope.sqlite3"))
+    result = cli(config.data_dir, "restore", "--yes", str(tmp_path / "nope.sqlite3"))
     assert result.exit_code == 1
     assert result.output.strip() == f"Error: {tmp_path / 'nope.sqlite3'} is not a file"
 
@@ -342,13 +342,13 @@ def test_backup_while_serving_and_restore_round_trip(tmp_path, config, owner, de
         after = write("AFTER", 5)
         assert served().items() >= (before | after).items()
 
-        refused = cli(config.data_dir, "restore", str(target))
+        refused = cli(config.data_dir, "restore", "--yes", str(target))
         assert refused.exit_code == 1
         assert "in use by a running phase-lite server" in refused.output
     finally:
         server.stop()
 
-    restored = cli(config.data_dir, "restore", str(target))
+    restored = cli(config.data_dir, "restore", "--yes", str(target))
     assert restored.exit_code == 0, restored.output
     server.start()  # same port, so ``url`` still points at it
     try:

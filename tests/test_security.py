@@ -454,11 +454,16 @@ def test_a_full_crud_run_leaks_nothing_into_logs_or_files(config, owner, service
         ["backup", str(tmp_path / "leak.sqlite3")], ["keys", "rotate-app", "demo"],
         ["audit", "prune", "--older-than-days", "1"])]
     assert [o.exit_code for o in outputs] == [0] * len(outputs), [o.output for o in outputs]
+    audit_text = outputs.pop(5).output
     cli_text = "\n".join(o.output for o in outputs)
     log_text = server.log_path.read_text()
     assert "DEBUG" in log_text or "INFO" in log_text or log_text  # the run was logged
     for where, text in (("server log", log_text), ("admin command", cli_text)):
         assert scan(text.encode(), plaintexts + tokens + material) == [], where
+    # ``audit list`` names keys for the local operator (decrypted with the app's data key, never
+    # stored in plaintext); values, comments, overrides, tokens and key material stay out.
+    assert key2.upper() in audit_text  # the secret's current name
+    assert scan(audit_text.encode(), plaintexts[4:] + tokens + material) == []
     stopped = data_files(config.data_dir)
     assert scan(b"".join(stopped.values()), plaintexts + tokens + material) == []
     assert scan((tmp_path / "leak.sqlite3").read_bytes(), plaintexts + tokens + material) == []

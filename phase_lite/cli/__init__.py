@@ -6,9 +6,12 @@
 """
 
 import json
+import os
+from pathlib import Path
 
 import click
 
+from .. import __version__
 from ..config import load_config
 from .command import emit, json_option, main
 
@@ -21,16 +24,30 @@ DEFAULT_OWNER_EMAIL = "owner@localhost"
 @main.command()
 @click.option("--owner-email", default=DEFAULT_OWNER_EMAIL, show_default=True,
               help="Email of the first Owner user.")
+@click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the Owner token to this new file (mode 0600), not to standard output.")
 @json_option
-def init(owner_email, as_json):
+def init(owner_email, token_file, as_json):
     """Create the data directory, master key, database and the first Owner token."""
     from ..app import init_data_dir
 
     config = load_config()
+    if token_file is not None and (token_file.exists() or not token_file.parent.is_dir()):
+        raise click.ClickException(
+            f"{token_file} already exists; give a new file name" if token_file.exists()
+            else f"{token_file.parent} is not a directory")
     issued = init_data_dir(config, owner_email)
     if issued is None:
         emit(as_json, {"initialised": False, "dataDir": str(config.data_dir)},
              f"phase_lite is already initialised in {config.data_dir}; no new token was made.")
+        return
+    if token_file is not None:
+        write_private_file(token_file, issued.token + "\n")
+        emit(as_json, {"ownerEmail": owner_email, "tokenFile": str(token_file),
+                       "tokenId": issued.id},
+             f"Initialised phase_lite in {config.data_dir}. The Owner ({owner_email}) token is "
+             f"in {token_file} (mode 0600). For the REST API: "
+             f"Authorization: Bearer User $(cut -d: -f3 {token_file})")
         return
     if as_json:
         click.echo(json.dumps({"ownerEmail": owner_email, "token": issued.token,
@@ -43,6 +60,20 @@ def init(owner_email, as_json):
         f"For the Phase CLI/SDKs:  export PHASE_HOST=http://{config.listen}\n"
         f"For the REST API:        Authorization: Bearer {issued.bearer_token}\n"
     )
+
+
+def write_private_file(path, text):
+    """Create ``path`` (never over an existing file) readable by its owner only."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
+@main.command()
+@json_option
+def version(as_json):
+    """Print phase_lite's version."""
+    emit(as_json, {"version": __version__}, f"phase-lite {__version__}")
 
 
 @main.command()

@@ -31,6 +31,21 @@ def find_service_account(ctx, id_or_name):
     return Grantee.of_service_account(sa)
 
 
+def access_message(grant, who, app, done, untouched):
+    """Say what a grant or revoke changed, and name the environments it left as they were."""
+    parts = []
+    if done:
+        parts.append(f"Granted {who} access to {app}: {', '.join(done)}." if grant
+                     else f"Revoked {who}'s access to {app}: {', '.join(done)}.")
+    if untouched:
+        left = ", ".join(untouched)
+        parts.append(f"{who} already had access to {app}: {left}." if grant
+                     else f"{who} never had access to {app}: {left}.")
+    if not done:
+        parts.insert(0, "Nothing changed:")
+    return " ".join(parts)
+
+
 def add_access_commands(group, argument, find_grantee, noun):
     """``grant`` and ``revoke-access`` for ``group``: one pair of commands per account kind."""
 
@@ -46,17 +61,14 @@ def add_access_commands(group, argument, find_grantee, noun):
             grantee = find_grantee(ctx, named[argument])
             app_row = find_app(ctx, app)
             env_rows = apps.environments_by_name(ctx.services, ctx.operator, app_row, envs)
-            names = [e["name"] for e in env_rows]
             change = accounts.grant_environments if grant else accounts.revoke_environments
-            change(ctx.services, ctx.operator, grantee, app_row, env_rows, ctx.meta)
-            if grant:
-                emit(as_json, {"id": grantee.id, "app": app_row["id"], "environments": names},
-                     f"Granted {grantee.label} access to {app_row['name']}: "
-                     f"{', '.join(names)}.")
-            else:
-                emit(as_json, {"id": grantee.id, "app": app_row["id"], "revoked": names},
-                     f"Revoked {grantee.label}'s access to {app_row['name']}: "
-                     f"{', '.join(names)}.")
+            changed = change(ctx.services, ctx.operator, grantee, app_row, env_rows, ctx.meta)
+            done = [e["name"] for e in env_rows if e["id"] in changed]
+            untouched = [e["name"] for e in env_rows if e["id"] not in changed]
+            emit(as_json, {"id": grantee.id, "app": app_row["id"],
+                           "environments" if grant else "revoked": done,
+                           "alreadyHeld" if grant else "notHeld": untouched},
+                 access_message(grant, grantee.label, app_row["name"], done, untouched))
 
     command("grant", True, f"Let a {noun} use environments of an app.")
     command("revoke-access", False, f"Take environments of an app away from a {noun}.")
@@ -95,6 +107,21 @@ def users_list(ctx, as_json):
                 "createdAt": r["created_at"]} for r in rows]
     emit(as_json, payload, "\n".join(f"{r['id']}  {r['email']}  {r['role']}" for r in payload)
          or "No users.")
+
+
+@users.command("delete")
+@click.argument("email")
+@json_option
+@pass_ctx
+def users_delete(ctx, email, as_json):
+    """Delete a user: their tokens stop working at once (the last Owner stays)."""
+    user = accounts.user_by_email(ctx.services, ctx.operator, email)
+    live = account_store.list_tokens(ctx.db, user_id=user["id"])
+    accounts.delete_user(ctx.services, ctx.operator, user, ctx.meta)
+    emit(as_json, {"id": user["id"], "email": user["email"], "deleted": True,
+                   "tokensRevoked": len(live)},
+         f"Deleted user {user['email']}: {len(live)} tokens revoked, access and personal "
+         "overrides removed.")
 
 
 add_access_commands(users, "email", find_user, "user (Manager, Developer)")
@@ -177,6 +204,20 @@ def sa_list(ctx, as_json):
                 "createdAt": r["created_at"]} for r in rows]
     emit(as_json, payload,
          "\n".join(f"{r['id']}  {r['name']}  {r['role']}" for r in payload) or "No accounts.")
+
+
+@service_accounts.command("delete")
+@click.argument("account")
+@json_option
+@pass_ctx
+def sa_delete(ctx, account, as_json):
+    """Delete a service account: its tokens stop working at once."""
+    sa = accounts.service_account_by_id_or_name(ctx.services, ctx.operator, account)
+    live = account_store.list_tokens(ctx.db, service_account_id=sa["id"])
+    accounts.delete_service_account(ctx.services, ctx.operator, sa, ctx.meta)
+    emit(as_json, {"id": sa["id"], "name": sa["name"], "deleted": True,
+                   "tokensRevoked": len(live)},
+         f"Deleted service account {sa['name']}: {len(live)} tokens revoked, access removed.")
 
 
 add_access_commands(service_accounts, "account", find_service_account, "service account")

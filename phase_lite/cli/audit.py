@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 import click
 
 from .. import accounts
+from ..audit import names_in_events
 from ..errors import DoesNotExist
 from ..store import NotFound
 from ..store import accounts as account_store
@@ -57,13 +58,26 @@ def _event_payload(row):
 
 
 def _event_line(event):
-    actor = event["actorType"] + (f":{event['actorId']}" if event["actorId"] else "")
-    where = "".join(f"  {name}={event[key]}" for name, key in
+    names = event["names"]
+
+    def named(value):
+        return f"{value} ({names[value]})" if value in names else value
+
+    actor = event["actorType"] + (f":{named(event['actorId'])}" if event["actorId"] else "")
+    where = "".join(f"  {name}={named(event[key])}" for name, key in
                     (("app", "appId"), ("env", "environmentId"), ("ip", "ipAddress"))
                     if event[key])
+    keys = [names[i] for i in _secret_ids(event) if i in names]
+    what = f"  keys={','.join(keys)}" if keys else ""
     via = f"  via {event['channel']}" if event["channel"] else ""
     return (f"{event['createdAt']}  {event['action']} {event['resourceType']}"
-            f"{' ' + event['resourceId'] if event['resourceId'] else ''}  by {actor}{where}{via}")
+            f"{' ' + named(event['resourceId']) if event['resourceId'] else ''}{what}"
+            f"  by {actor}{where}{via}")
+
+
+def _secret_ids(event):
+    listed = event["details"].get("secrets") if isinstance(event["details"], dict) else None
+    return [s["id"] if isinstance(s, dict) else s for s in listed or ()]
 
 
 @main.group("audit")
@@ -100,6 +114,8 @@ def audit_list(ctx, app, env, actor, since, limit, as_json):
         since=parse_since(since) if since else None, limit=limit,
     )
     payload = [_event_payload(row) for row in rows]
+    for event, names in zip(payload, names_in_events(ctx.db, ctx.services.vault, payload)):
+        event["names"] = names
     emit(as_json, payload, "\n".join(_event_line(e) for e in payload) or "No events.")
 
 

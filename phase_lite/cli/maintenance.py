@@ -49,13 +49,23 @@ def backup_command(ctx, path, as_json):
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--force", is_flag=True,
               help="Restore even while a server is using the database (restart it afterwards).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @json_option
-def restore_command(path, force, as_json):
-    """Replace the database with a backup, after checking it opens with the master key."""
+def restore_command(path, force, yes, as_json):
+    """Replace the database with a backup, after checking it opens with the master key.
+
+    The replaced database is kept beside it as <database>.replaced-<UTC time> (mode 0600)."""
     from ..app import open_keyring
     from ..backup import restore_backup
 
     config = load_config()
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.ClickException(
+                "restore replaces the database and there is no terminal to confirm on; "
+                "add --yes")
+        click.confirm(f"Replace {config.database} with {path}? The current database is kept "
+                      "as a copy beside it.", abort=True)
     with one_line_errors():
         result = restore_backup(config, open_keyring(config), path, force=force)
     summary = result.summary
@@ -63,11 +73,14 @@ def restore_command(path, force, as_json):
             f"{summary.secrets} secrets from {path} into {config.database}.")
     if result.set_aside:
         line += f" The damaged database was moved to {result.set_aside}."
+    if result.kept:
+        line += f" The replaced database was kept as {result.kept} (mode 0600)."
     if result.was_in_use:
         line += " A server was running: restart it now so it drops its caches."
     emit(as_json, _summary_payload(summary) | {
         "database": str(config.database), "serverWasRunning": result.was_in_use,
-        "damagedDatabaseMovedTo": str(result.set_aside) if result.set_aside else None}, line)
+        "damagedDatabaseMovedTo": str(result.set_aside) if result.set_aside else None,
+        "replacedDatabaseKeptAs": str(result.kept) if result.kept else None}, line)
 
 
 @main.group("keys")

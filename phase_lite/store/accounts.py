@@ -60,13 +60,39 @@ def get_role_by_name(db, organisation_id, name):
 
 
 def insert_user(db, organisation_id, email, role_id):
-    user_id, stamp = new_id(), now()
-    db.execute(
+    """Add a user; a deleted user's row with the same email (which stays, so the audit log
+    keeps naming it) comes back as a new account: new role, no tokens, grants or overrides."""
+    stamp = now()
+    (user_id,) = db.one(
         "INSERT INTO users (id, organisation_id, email, role_id, created_at, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        (user_id, organisation_id, email, role_id, stamp, stamp),
+        " VALUES (?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (organisation_id, email) DO UPDATE SET role_id = excluded.role_id,"
+        " created_at = excluded.created_at, updated_at = excluded.updated_at, deleted_at = NULL"
+        " WHERE users.deleted_at IS NOT NULL RETURNING id",
+        (new_id(), organisation_id, email, role_id, stamp, stamp),
     )
     return user_id
+
+
+def count_users_with_role(db, organisation_id, role_id):
+    (count,) = db.one(
+        "SELECT COUNT(*) FROM users WHERE organisation_id = ? AND role_id = ?"
+        " AND deleted_at IS NULL",
+        (organisation_id, role_id),
+    )
+    return count
+
+
+def delete_user(db, user_id):
+    """Soft-delete the user (the row names them in the audit log), revoke their tokens and
+    drop their grants and personal overrides."""
+    stamp = now()
+    db.execute("UPDATE users SET deleted_at = ?, updated_at = ? WHERE id = ?",
+               (stamp, stamp, user_id))
+    db.execute("UPDATE tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+               (stamp, user_id))
+    db.execute("DELETE FROM environment_access WHERE user_id = ?", (user_id,))
+    db.execute("DELETE FROM personal_secrets WHERE user_id = ?", (user_id,))
 
 
 def list_users(db, organisation_id):

@@ -51,3 +51,29 @@ def list_events(db, *, app_id=None, environment_id=None, actor_id=None, since=No
 
 def delete_events_before(db, cutoff):
     return db.execute("DELETE FROM audit_events WHERE created_at < ?", (cutoff,)).rowcount
+
+
+def names_of(db, ids):
+    """{id: name} for the users (email), service accounts, apps, environments and tokens among
+    ``ids``, deleted accounts included (their rows stay so the log keeps naming them)."""
+    wanted = orjson.dumps(sorted(ids)).decode()
+    rows = db.all(
+        "WITH wanted(id) AS (SELECT value FROM json_each(?))"
+        " SELECT id, email FROM users WHERE id IN wanted"
+        " UNION ALL SELECT id, name FROM service_accounts WHERE id IN wanted"
+        " UNION ALL SELECT id, name FROM apps WHERE id IN wanted"
+        " UNION ALL SELECT id, name FROM environments WHERE id IN wanted"
+        " UNION ALL SELECT id, name FROM tokens WHERE id IN wanted",
+        (wanted,),
+    )
+    return {row[0]: row[1] for row in rows}
+
+
+def secret_key_ciphertexts(db, ids):
+    """(secret id, app id, encrypted key name) of the secrets among ``ids``, deleted too."""
+    return db.all(
+        "SELECT s.id, e.app_id, s.key_enc FROM secrets s"
+        " JOIN environments e ON e.id = s.environment_id"
+        " WHERE s.id IN (SELECT value FROM json_each(?))",
+        (orjson.dumps(sorted(ids)).decode(),),
+    )
