@@ -5,25 +5,10 @@ import json
 from urllib.parse import urlencode
 
 import pytest
-from click.testing import CliRunner
 
+from conftest import run_json
 from phase_lite import audit
 from phase_lite.audit import operator_name
-from phase_lite.cli import main
-
-
-@pytest.fixture
-def run(config):
-    runner = CliRunner()
-
-    def invoke(*args, ok=True):
-        result = runner.invoke(main, list(args), env={"PHASE_LITE_DATA_DIR": str(config.data_dir)},
-                               catch_exceptions=False)
-        if ok:
-            assert result.exit_code == 0, result.output
-        return result
-
-    return invoke
 
 
 @pytest.fixture
@@ -49,8 +34,8 @@ def deleted_secret(write):
 
 
 def test_history_as_json(run, deleted_secret):
-    payload = json.loads(run("secrets", "history", "demo", "Development", "DB_URL",
-                             "--path", "/db", "--json").output)
+    payload = run_json(run, "secrets", "history", "demo", "Development", "DB_URL",
+                       "--path", "/db")
     assert payload["id"] == deleted_secret
     assert [(v["version"], v["event"], v["value"]) for v in payload["versions"]] == [
         (2, "deleted", "second-value"), (2, "updated", "second-value"),
@@ -71,8 +56,8 @@ def test_history_masks_values_unless_asked(run, deleted_secret):
 def test_restore_undeletes_and_is_recorded_as_the_admin_command(run, deleted_secret, write,
                                                                 client, demo, owner_headers,
                                                                 db):
-    payload = json.loads(run("secrets", "restore", "demo", "Development", "DB_URL", "--path",
-                             "/db", "--version", "1", "--json").output)
+    payload = run_json(run, "secrets", "restore", "demo", "Development", "DB_URL", "--path",
+                       "/db", "--version", "1")
     assert payload == {"id": deleted_secret, "version": 3, "restoredFrom": 1, "path": "/db"}
     query = urlencode({"app_id": demo[0]["id"], "env": "Development"})
     (listed,) = client.get(f"/v1/secrets/?{query}", headers=owner_headers).json
