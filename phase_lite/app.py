@@ -10,9 +10,11 @@ from werkzeug.routing import RequestRedirect
 from . import __version__, accounts, audit, keyring
 from .access_log import ROUTE_KEY
 from .auth import Authenticator
+from .caches import cache_statistics
 from .client_protocol import ClientProtocol
 from .config import Config, ConfigError, load_config
 from .ratelimit import RateLimiter
+from .secrets import SnapshotCache, new_body_cache
 from .store import Database, StoreError
 from .store import meta as meta_store
 from .vault import Vault
@@ -171,7 +173,8 @@ class PhaseFlask(Flask):
 
 
 class Services:
-    """The objects a request needs, built once per app."""
+    """The objects a request needs, built once per app: every cache, buffer and limiter of
+    the process is one of these or belongs to one."""
 
     def __init__(self, config, db, ring):
         self.config = config
@@ -180,11 +183,19 @@ class Services:
         self.vault = Vault(db, ring)
         self.auth = Authenticator(db)
         self.limiter = RateLimiter(config.rate_limit)
+        self.snapshots = SnapshotCache()  # decrypted environments, for every secrets read
+        self.answers = new_body_cache()  # encoded GET /v1/secrets/ answers
+        self.wire_answers = new_body_cache()  # encoded GET /service/secrets/ answers
+        self.read_log = audit.ReadLog(db)  # read events waiting to be written
         self.client_protocol = ClientProtocol(self)
         self.on_close = []  # what the app added that must stop first (the access log)
+
+    def cache_statistics(self) -> dict[str, tuple[int, int]]:
+        """{cache name: (hits, misses)} of the caches that count them."""
+        return cache_statistics((self.answers, self.wire_answers, *self.auth.caches))
 
     def close(self):
         for close in self.on_close:
             close()
-        audit.read_log(self.db).close()
+        self.read_log.close()
         self.db.close()

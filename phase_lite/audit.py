@@ -10,7 +10,6 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from .caches import PerDatabase
 from .store import StoreError, format_time, now
 from .store import audit as audit_store
 from .vault import DecryptionFailed
@@ -134,9 +133,10 @@ def read_details(secret_ids) -> dict:
     return {"secrets": list(secret_ids)}
 
 
-def record_read(db, principal, env_row, details, meta=None):
-    """Record one read request (``details`` from ``read_details``): one event, written soon."""
-    read_log(db).add(event(
+def record_read(read_log, principal, env_row, details, meta=None):
+    """Record one read request (``details`` from ``read_details``) in the ``ReadLog``: one
+    event, written soon."""
+    read_log.add(event(
         principal, "secrets.read", "secret", app_id=env_row["app_id"],
         environment_id=env_row["id"], details=details, meta=meta,
     ))
@@ -231,9 +231,6 @@ class ReadLog:
             self._thread.join(5)
         self.flush()
 
-
-read_log = PerDatabase(ReadLog)
-"""``read_log(db)``: the read-event buffer of a database (one per open ``Database``)."""
 
 
 def _referenced_ids(event):

@@ -104,6 +104,7 @@ class Authenticator:
         # token hash: (Principal, expiry)
         self._principals = GenerationCache(PRINCIPAL_CACHE_SIZE, name="principals")
         self._scopes = GenerationCache(SCOPE_CACHE_SIZE, name="scopes")
+        self.caches = (self._principals, self._scopes)  # for the metrics
 
     def authenticate(self, authorization: str | None, generation: int | None = None) -> Principal:
         """The caller a bearer header names, or AuthenticationFailed/DoesNotExist.

@@ -10,7 +10,6 @@ total size.
 """
 
 import threading
-import weakref
 from collections import OrderedDict
 
 
@@ -22,7 +21,6 @@ class GenerationCache:
         self.name = name  # what it holds, for the hit and miss counts (metrics)
         self.hits = 0
         self.misses = 0
-        _ALL.add(self)
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.max_entry_bytes = max_entry_bytes or max_bytes
@@ -78,13 +76,10 @@ class GenerationCache:
         return len(self._items)
 
 
-_ALL = weakref.WeakSet()
-
-
-def cache_statistics() -> dict[str, tuple[int, int]]:
-    """{cache name: (hits, misses)} summed over the live caches of this process."""
+def cache_statistics(caches) -> dict[str, tuple[int, int]]:
+    """{cache name: (hits, misses)} summed over ``caches`` by name."""
     totals = {}
-    for cache in list(_ALL):
+    for cache in caches:
         hits, misses = totals.get(cache.name, (0, 0))
         totals[cache.name] = (hits + cache.hits, misses + cache.misses)
     return totals
@@ -97,30 +92,3 @@ def kept_bytes(encoded: bytes) -> bytes:
     anything kept for long, such as a cached answer or a secret's encoded object, is copied.
     """
     return bytes(memoryview(encoded))
-
-
-class PerDatabase:
-    """One object per open ``Database``, made by ``factory(db)`` on first use.
-
-    Caches and buffers belong to the database they describe and live as long as it does;
-    keying them by it (weakly) lets every ``Services`` of one database share them.
-    """
-
-    def __init__(self, factory):
-        self._factory = factory
-        self._objects = weakref.WeakKeyDictionary()
-        self._lock = threading.Lock()
-
-    def __call__(self, db):
-        found = self._objects.get(db)
-        if found is None:
-            with self._lock:
-                found = self._objects.get(db)
-                if found is None:
-                    found = self._objects[db] = self._factory(db)
-        return found
-
-    def forget(self, db):
-        """Drop the database's object (the next use makes a new one)."""
-        with self._lock:
-            self._objects.pop(db, None)

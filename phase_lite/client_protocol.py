@@ -84,7 +84,7 @@ class ClientProtocol:
         self.vault = services.vault
         self.auth = services.auth
         self.wrapped_keys = WrappedKeyCache()
-        self.bodies = secret_rules.new_body_cache()
+        self.bodies = services.wire_answers
 
     # -- /secrets/tokens/ ------------------------------------------------------------------
 
@@ -185,38 +185,36 @@ class ClientProtocol:
             self.bodies.put(generation, slot, found)
         body, details = found
         if details["secrets"]:
-            audit.record_read(self.db, principal, env, details, meta)
+            audit.record_read(self.services.read_log, principal, env, details, meta)
         return body
 
     def _wire_items(self, principal, env, key_digest, path) -> list[dict]:
-        rows = secret_store.live_secrets(self.db, env["id"], key_digest, path)
-        if not rows:
+        """The rows of the environment's snapshot (the one REST reads, its stored fields
+        opened: a changed ciphertext is detected here as there, never served), with their
+        ciphertexts: known to the snapshot, else stored, else made now and stored back."""
+        snapshot = secret_rules.environment_snapshot(self.services, env)
+        selected = secret_rules.select(snapshot, key_digest, path, None)
+        if not selected:
             return []
-        ids = [row["id"] for row in rows]
-        tags = secret_store.tag_names_of(self.db, ids)
+        sealer = _Sealer(self.vault, env)
+        wires, fills = snapshot.wire, []
+        missing = [s for s in selected if wires.get(s.id, (None,))[0] != s.version]
+        if missing:
+            rows = secret_store.secrets_by_id(self.db, env["id"], [s.id for s in missing])
+            for secret in missing:
+                wire, made = self._secret_wire(sealer, secret, rows.get(secret.id))
+                if made:
+                    fills.append((secret.id, secret.version, *(
+                        sealer.seal_wire("secrets", secret.id, f"wire_{field}", ciphertext)
+                        for field, ciphertext in zip(SECRET_FIELDS, wire[1:]))))
+                wires[secret.id] = wire
         overrides = {}
         if principal.is_user:
-            overrides = secret_store.personal_secrets(self.db, principal.account_id, ids)
-        sealer = _Sealer(self.vault, env)
-        items, fills, override_fills = [], [], []
-        for row in rows:
-            wire = []
-            missing = False
-            for index, field in enumerate(SECRET_FIELDS):
-                # The stored field is opened even when its wire form is stored: a changed
-                # ciphertext is detected on this route as on /v1/secrets/, never served.
-                text = sealer.open("secrets", row["id"], field, row[f"{field}_enc"])
-                stored = sealer.unseal_wire("secrets", row["id"], f"wire_{field}",
-                                            row[f"wire_{field}"])
-                if stored is None:
-                    missing = True
-                    stored = sealer.seal(text, empty_as_blank=index == 2)
-                wire.append(stored)
-            if missing:
-                fills.append((row["id"], row["version"], *(
-                    sealer.seal_wire("secrets", row["id"], f"wire_{field}", ciphertext)
-                    for field, ciphertext in zip(SECRET_FIELDS, wire))))
-            override = overrides.get(row["id"])
+            overrides = secret_store.personal_secrets(self.db, principal.account_id,
+                                                      [s.id for s in selected])
+        items, override_fills = [], []
+        for secret in selected:
+            override = overrides.get(secret.id)
             if override is not None:
                 text = sealer.open("personal_secrets", override["id"], "value",
                                    override["value_enc"])
@@ -234,10 +232,28 @@ class ClientProtocol:
                     "created_at": render_time(override["created_at"]),
                     "updated_at": render_time(override["updated_at"]),
                 }
-            items.append(_wire_row(row, wire, tags.get(row["id"], []), override))
+            items.append(_wire_row(secret, wires[secret.id], override))
         if fills or override_fills:
             secret_store.fill_secret_wire(self.db, fills, override_fills)
         return items
+
+    @staticmethod
+    def _secret_wire(sealer, secret, row):
+        """(version, key, value, comment) ciphertexts of a snapshot's secret: the stored ones
+        when ``row`` is that version, the others made now; and whether any was made."""
+        current = row is not None and row["version"] == secret.version
+        wire, made = [secret.version], False
+        for index, (field, text) in enumerate(
+                zip(SECRET_FIELDS, (secret.key, secret.value, secret.comment))):
+            stored = None
+            if current:
+                stored = sealer.unseal_wire("secrets", secret.id, f"wire_{field}",
+                                            row[f"wire_{field}"])
+            if stored is None:
+                made = True
+                stored = sealer.seal(text, empty_as_blank=index == 2)
+            wire.append(stored)
+        return tuple(wire), made
 
     # -- /secrets/ POST, PUT, DELETE -------------------------------------------------------
 
@@ -304,22 +320,23 @@ class _Sealer:
         return self.vault.encrypt(self.data_key, table, row_id, column, ciphertext)
 
 
-def _wire_row(row, wire, tags, override) -> dict:
-    """A secret as Phase's client endpoint renders it (snake_case, Phase's field order)."""
+def _wire_row(secret, wire, override) -> dict:
+    """A secret as Phase's client endpoint renders it (snake_case, Phase's field order);
+    ``wire`` is (version, key, value, comment) ciphertexts."""
     return {
-        "id": row["id"],
-        "environment": row["environment_id"],
-        "folder": row["folder_id"],
-        "path": row["path"],
-        "key": wire[0],
-        "key_digest": row["key_digest"],
-        "value": wire[1],
-        "version": row["version"],
-        "tags": tags,
-        "comment": wire[2],
-        "type": row["type"],
-        "created_at": render_time(row["created_at"]),
-        "updated_at": render_time(row["updated_at"]),
+        "id": secret.id,
+        "environment": secret.environment_id,
+        "folder": secret.folder_id,
+        "path": secret.path,
+        "key": wire[1],
+        "key_digest": secret.key_digest,
+        "value": wire[2],
+        "version": secret.version,
+        "tags": list(secret.tags),
+        "comment": wire[3],
+        "type": secret.type,
+        "created_at": render_time(secret.created_at),
+        "updated_at": render_time(secret.updated_at),
         "override": override,
         "lifecycle": "static",
     }

@@ -88,7 +88,7 @@ def secret_history(services, principal, env_row, secret_id, meta=None) -> list[S
     rows = history_store.secret_versions(db, secret_id)
     data_key = services.vault.data_key(env_row["app_id"])
     history = [_version(services.vault, data_key, row) for row in rows]
-    _record_read(db, principal, env_row, "secrets.read_history", [secret_id], meta)
+    _record_read(services, principal, env_row, "secrets.read_history", [secret_id], meta)
     return history
 
 
@@ -107,7 +107,8 @@ def deleted_secrets(services, principal, env_row, meta=None) -> list[DeletedSecr
         )
         for row in rows
     ]
-    _record_read(db, principal, env_row, "secrets.read_deleted", [d.id for d in found], meta)
+    _record_read(services, principal, env_row, "secrets.read_deleted", [d.id for d in found],
+                 meta)
     return found
 
 
@@ -259,8 +260,8 @@ def _actor(row) -> Actor | None:
     return Actor(type=actor_type, id=row["actor_id"], name=name)
 
 
-def _record_read(db, principal, env_row, action, secret_ids, meta):
-    audit.read_log(db).add(audit.event(
+def _record_read(services, principal, env_row, action, secret_ids, meta):
+    services.read_log.add(audit.event(
         principal, action, "secret", app_id=env_row["app_id"], environment_id=env_row["id"],
         details=audit.read_details(secret_ids), meta=meta,
     ))

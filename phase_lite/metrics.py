@@ -15,9 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessColl
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from . import audit
 from .api import SECURITY_HEADERS, error_response
-from .caches import cache_statistics
 from .store import StoreError
 from .store import meta as meta_store
 
@@ -87,12 +85,12 @@ class StateCollector:
             yield tokens
         yield GaugeMetricFamily("phase_lite_audit_read_buffer_events",
                                 "Read audit events waiting to be written.",
-                                value=len(audit.read_log(db)))
+                                value=len(self.services.read_log))
         hits = CounterMetricFamily("phase_lite_cache_hits", "Cache lookups answered, by cache.",
                                    labels=["cache"])
         misses = CounterMetricFamily("phase_lite_cache_misses",
                                      "Cache lookups not answered, by cache.", labels=["cache"])
-        for name, (hit, missed) in sorted(cache_statistics().items()):
+        for name, (hit, missed) in sorted(self.services.cache_statistics().items()):
             hits.add_metric([name], hit)
             misses.add_metric([name], missed)
         yield hits

@@ -15,6 +15,17 @@ class Error(Schema):
     error = fields.String(required=True, metadata={"example": "Duplicate secret found"})
 
 
+class Alive(Schema):
+    """The root's answer."""
+    message = fields.String(required=True)
+    status = fields.String(required=True, metadata={"example": "ok"})
+
+
+class Health(Schema):
+    status = fields.String(required=True, metadata={"example": "alive"})
+    version = fields.String(required=True)
+
+
 class Message(Schema):
     message = fields.String(required=True, metadata={"example": "Deleted 1 secret"})
 

@@ -15,6 +15,7 @@ import requests
 from click.testing import CliRunner
 
 import support
+from support import bearer_headers  # noqa: F401 (the tests' import of it, kept in one place)
 from phase_lite.app import create_app, init_data_dir
 from phase_lite.cli import main as cli_main
 from phase_lite.config import load_config
@@ -77,6 +78,17 @@ def client(app):
     return app.test_client()
 
 
+@pytest.fixture(scope="module")
+def installed_clients():
+    """The real Phase clients, installed on first use."""
+    needed = [support.PHASE, support.SDK_PYTHON] + (
+        [support.NODE_SDK] if shutil.which("npm") else [])
+    if not all(path.exists() for path in needed):
+        subprocess.run(["bash", "tests/clients/install.sh"], cwd=REPO, check=True, timeout=900)
+    missing = [str(path) for path in needed if not path.exists()]
+    assert not missing, f"Phase clients missing after tests/clients/install.sh: {missing}"
+
+
 @pytest.fixture
 def run(data_dir):
     """``run(*args, ok=True)``: the ``phase-lite`` command on this test's data directory, in
@@ -96,10 +108,6 @@ def run(data_dir):
 def run_json(run, *args):
     """The JSON a ``phase-lite`` command prints with ``--json``."""
     return json.loads(run(*args, "--json").output)
-
-
-def bearer_headers(issued):
-    return {"Authorization": f"Bearer {issued.bearer_token}"}
 
 
 @pytest.fixture

@@ -1,7 +1,24 @@
 """Helpers the tests share: accounts, apps and tokens made through the domain layer, as the
-local operator (what the admin command does), so fixtures follow the same rules as the code."""
+local operator (what the admin command does), so fixtures follow the same rules as the code;
+seeded secrets with a full decrypted read-back (backup, restore, rotation, tampering); an app
+with probe routes for the rate limit; Phase's crypto vectors; and the client side of the Phase
+client protocol, done as Phase's CLI and SDKs do it."""
 
-from phase_lite import accounts, apps
+import json
+import re
+import secrets as random
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import request
+
+from phase_lite import accounts, apps, phase_crypto
+from phase_lite import secrets as secret_domain
+from phase_lite.api import json_response
+from phase_lite.api.context import principal, throttle
+from phase_lite.app import create_app
+from phase_lite.secrets import NewSecret, Override, SecretChange
+from phase_lite.store import apps as app_store
 from phase_lite.accounts import Grantee
 from phase_lite.audit import RequestMeta
 from phase_lite.store import accounts as account_store
@@ -40,6 +57,12 @@ def make_user(services, email, role="Developer", env_rows=()):
     return user, user_token(services, user, f"{email} token")
 
 
+def make_user_token(services, email, role, env_rows=()):
+    """A user with the role and environments; return (user id, IssuedToken)."""
+    user, issued = make_user(services, email, role, env_rows)
+    return user["id"], issued
+
+
 def user_token(services, user, name="token", expires_at=None):
     """Another personal token of ``user`` (a row or an email); ``expires_at`` may be past."""
     if isinstance(user, str):
@@ -73,12 +96,214 @@ def _expire(services, issued, expires_at):
     return type(issued)(**(vars(issued) | {"expires_at": expires_at}))
 
 
+def role_id(services, name):
+    return accounts.role_by_name(services, operator(services), name)["id"]
+
+
 def organisation(services):
     return account_store.get_organisation(services.db)
 
 
 def organisation_id(services):
     return organisation(services)["id"]
+
+
+# -- seeded secrets, read back in full ----------------------------------------------------------
+
+
+def principal_of(services, issued):
+    return services.auth.authenticate(f"Bearer {issued.bearer_token}")
+
+
+def seed_app(services, principal, name, env_names=("Development", "Production")):
+    """An app whose environments hold secrets at two paths, a tag, an update (two versions)
+    and a personal override; return {(app, env, path, key): (value, comment, override)}."""
+    app_row, envs = make_app(services, name, env_names)
+    app_id = app_row["id"]
+    expected = {}
+    for env in envs.values():
+        marker = random.token_hex(8)
+        created = secret_domain.create_secrets(services, principal, env, [
+            NewSecret(key="DB_URL", value=f"postgres://u:pw-{marker}@db/{name}",
+                      comment=f"comment-{marker}"),
+            NewSecret(key="API_KEY", value=f"key-{marker}", path="/deep/er",
+                      tags=("ops",), override=Override(value=f"mine-{marker}")),
+        ])
+        env = app_store.find_environment(services.db, app_id, env["name"])
+        secret_domain.update_secrets(services, principal, env, [
+            SecretChange(id=created[0].id, value=f"postgres://u:pw2-{marker}@db/{name}")])
+        expected[name, env["name"], "/", "DB_URL"] = (
+            f"postgres://u:pw2-{marker}@db/{name}", f"comment-{marker}", None)
+        expected[name, env["name"], "/deep/er", "API_KEY"] = (
+            f"key-{marker}", "", f"mine-{marker}")
+    return expected
+
+
+def read_everything(services, principal):
+    """Every live secret of every app, decrypted: {(app, env, path, key): (value, comment,
+    override value)}."""
+    found = {}
+    for app in app_store.list_apps(services.db, organisation_id(services)):
+        for env in app_store.list_environments(services.db, app["id"]):
+            listed = secret_domain.list_secrets(services, env)
+            overrides = secret_domain.personal_overrides(services, principal, env,
+                                                         [s.id for s in listed])
+            for secret in listed:
+                override = overrides.get(secret.id)
+                found[app["name"], env["name"], secret.path, secret.key] = (
+                    secret.value, secret.comment, override.value if override else None)
+    return found
+
+
+def read_with_fresh_app(config, issued):
+    """Read everything through a new app (no cache of the process carries over)."""
+    flask_app = create_app(config)
+    try:
+        services = flask_app.extensions["phase_lite"]
+        return read_everything(services, principal_of(services, issued))
+    finally:
+        flask_app.extensions["phase_lite"].close()
+
+
+# -- an app with probe routes for the rate limit -----------------------------------------------
+
+
+def limited_app(config, rate):
+    """An app limited to ``rate`` with two throttled probe routes (closed by the caller)."""
+    config.rate_limit = rate
+    flask_app = create_app(config)
+
+    @flask_app.route("/v1/probe/")
+    def probe():
+        throttle(request.environ, principal(request.environ))
+        # a second call in one request is not a second request
+        throttle(request.environ, principal(request.environ))
+        return json_response({"ok": True})
+
+    @flask_app.route("/v1/other-probe/")
+    def other_probe():
+        throttle(request.environ, principal(request.environ))
+        return json_response({"ok": True})
+
+    return flask_app
+
+
+# -- the real Phase clients (installed under .clients/ by tests/clients/install.sh) ------------
+
+CLIENTS = Path(__file__).resolve().parents[1] / ".clients"
+PHASE = CLIENTS / "phase-cli" / "bin" / "phase"
+SDK_PYTHON = CLIENTS / "phase-sdk" / "bin" / "python"
+NODE_MODULES = CLIENTS / "node" / "node_modules"
+NODE_SDK = NODE_MODULES / "@phase.dev" / "phase-node"
+
+# The check every Phase client (CLI, SDKs, Terraform) applies to a token string.
+TOKEN_PATTERN = re.compile(r"^pss_(user|service):v\d+(:[0-9a-f]{64}){4}$")
+
+
+# -- Phase's crypto vectors ---------------------------------------------------------------------
+
+# Phase's own vectors, copied unmodified into the repository (tests/data/README-phase-vectors.md).
+VECTORS_PATH = Path(__file__).resolve().parent / "data" / "golang-sdk-crypto-test-vectors.json"
+VECTORS = json.loads(VECTORS_PATH.read_text(encoding="utf-8"))
+
+
+def bearer_headers(issued):
+    return {"Authorization": f"Bearer {issued.bearer_token}"}
+
+
+# -- the client side of the Phase client protocol ----------------------------------------------
+
+TOKENS_URL = "/service/secrets/tokens/"
+SECRETS_URL = "/service/secrets/"
+
+
+@dataclass
+class ClientEnv:
+    """An environment as a Phase client sees it after unwrapping its keys."""
+    id: str
+    name: str
+    public_key: str
+    private_key: str
+    salt: str
+
+    def encrypt(self, text):
+        return phase_crypto.encrypt_asymmetric(text, self.public_key)
+
+    def decrypt(self, ciphertext):
+        return phase_crypto.decrypt_asymmetric(ciphertext, self.private_key, self.public_key)
+
+    def digest(self, key):
+        return phase_crypto.key_digest(key, self.salt)
+
+
+def token_private_key(issued, payload):
+    return phase_crypto.recover_token_private_key(issued.token, payload["wrapped_key_share"])
+
+
+def unwrap_environments(issued, payload):
+    """{env name: ClientEnv} exactly as the clients derive them from the tokens response."""
+    token_public = issued.token.split(":")[3]
+    token_private = token_private_key(issued, payload)
+    found = {}
+    for app in payload["apps"]:
+        for env_key in app["environment_keys"]:
+            seed = phase_crypto.decrypt_asymmetric(env_key["wrapped_seed"], token_private,
+                                                   token_public)
+            salt = phase_crypto.decrypt_asymmetric(env_key["wrapped_salt"], token_private,
+                                                   token_public)
+            public, private = phase_crypto.env_keypair(seed)
+            env = env_key["environment"]
+            found[env["name"]] = ClientEnv(env["id"], env["name"], public, private, salt)
+    return found
+
+
+def fetch_keys(client, issued, **headers):
+    response = client.get(TOKENS_URL, headers={**bearer_headers(issued), **headers})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_json()
+
+
+@dataclass
+class Session:
+    """A client session: its token, unwrapped environments and the request headers."""
+    issued: object
+    envs: dict
+
+    @classmethod
+    def open(cls, client, issued):
+        return cls(issued, unwrap_environments(issued, fetch_keys(client, issued)))
+
+    def headers(self, env_name="Development", **extra):
+        return {**bearer_headers(self.issued), "Environment": self.envs[env_name].id, **extra}
+
+    def entry(self, key, value, env_name="Development", **fields):
+        env = self.envs[env_name]
+        return {"key": env.encrypt(key), "keyDigest": env.digest(key.upper()),
+                "value": env.encrypt(value), "path": "/", "tags": [], "comment": "", **fields}
+
+
+def send(client, method, session, body, env_name="Development", content_type="application/json",
+         **headers):
+    """A client-protocol write (or any method) with the session's headers."""
+    data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    return client.open(SECRETS_URL, method=method, data=data, content_type=content_type,
+                       headers=session.headers(env_name, **headers))
+
+
+def wire_rows(client, session, env_name="Development", **headers):
+    """The rows of a client GET, which must succeed."""
+    response = client.get(SECRETS_URL, headers=session.headers(env_name, **headers))
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_json()
+
+
+def opened(session, rows, env_name="Development"):
+    """{key: (value, comment, path)} of wire rows, decrypted as a client does."""
+    env = session.envs[env_name]
+    return {env.decrypt(row["key"]): (env.decrypt(row["value"]),
+                                      env.decrypt(row["comment"]) if row["comment"] else "",
+                                      row["path"])
+            for row in rows}
 
 
 def prefix_middleware(flask_app):

@@ -1,18 +1,17 @@
 """The `phase-lite` admin command: init, users, apps, environments, service accounts, tokens."""
 
 import json
-import re
 import subprocess
 import sys
 
 import pytest
 
 from conftest import run_json
+from support import TOKEN_PATTERN
 from phase_lite.app import create_app
 from phase_lite.config import load_config
 from phase_lite.store import Database
 
-TOKEN_PATTERN = re.compile(r"^pss_(user|service):v\d+(:[0-9a-f]{64}){4}$")
 
 
 def test_init_prints_a_phase_token_once(run, data_dir):

@@ -16,9 +16,8 @@ from phase_lite import __version__, accounts
 from phase_lite.cli import main
 from phase_lite.errors import PermissionDenied
 from phase_lite.store import Database
-from seed import principal_of
 from conftest import run_json
-from test_admin_cli import TOKEN_PATTERN
+from support import TOKEN_PATTERN, principal_of
 
 
 def newest_event(run):

@@ -8,6 +8,7 @@ import pytest
 import requests
 from click.testing import CliRunner
 
+import support
 from conftest import LiveServer
 from phase_lite import audit
 from phase_lite import secrets as secret_domain
@@ -16,7 +17,6 @@ from phase_lite.cli import main
 from phase_lite.secrets import NewSecret
 from phase_lite.store import Database, format_time
 from phase_lite.store import audit as audit_store
-from seed import principal_of
 
 SECRET_VALUE = "audit-cli-secret-value-7f3a"
 
@@ -51,8 +51,8 @@ def old_event(db, days, action="old"):
 def history(services, owner, demo, sa_token):
     """Secret writes by the Owner in Development and by a service account in Production."""
     _, envs = demo
-    user = principal_of(services, owner)
-    sa = principal_of(services, sa_token)
+    user = support.principal_of(services, owner)
+    sa = support.principal_of(services, sa_token)
     meta = RequestMeta(ip_address="203.0.113.9", user_agent="pytest")
     secret_domain.create_secrets(services, user, envs["Development"],
                                  [NewSecret(key="OWNER_KEY", value=SECRET_VALUE)], meta)

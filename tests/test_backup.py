@@ -10,6 +10,7 @@ import pytest
 import requests
 from click.testing import CliRunner
 
+import support
 from conftest import LiveServer, bearer_headers
 from phase_lite import keyring
 from phase_lite.backup import (
@@ -23,12 +24,11 @@ from phase_lite.backup import (
 from phase_lite.cli import main
 from phase_lite.config import ConfigError
 from phase_lite.store import Database
-from seed import principal_of, read_everything, read_with_fresh_app, seed_app
 
 
 @pytest.fixture
 def seeded(services, owner):
-    return seed_app(services, principal_of(services, owner), "alpha")
+    return support.seed_app(services, support.principal_of(services, owner), "alpha")
 
 
 def cli(data_dir, *args, env=None):
@@ -165,15 +165,15 @@ def test_restore_round_trip_brings_back_secrets_and_tokens(tmp_path, config, own
                                                           seeded, sa_token):
     target = tmp_path / "b.sqlite3"
     create_backup(services.db, services.keyring, target)
-    principal = principal_of(services, owner)
-    later = seed_app(services, principal, "later")
-    assert read_everything(services, principal) == seeded | later
+    principal = support.principal_of(services, owner)
+    later = support.seed_app(services, principal, "later")
+    assert support.read_everything(services, principal) == seeded | later
     services.close()
 
     result = restore_backup(config, services.keyring, target)
 
     assert not result.was_in_use and result.set_aside is None
-    assert read_with_fresh_app(config, owner) == seeded
+    assert support.read_with_fresh_app(config, owner) == seeded
     for issued in (owner, sa_token):
         assert cli(config.data_dir, "apps", "list").exit_code == 0
         db = Database(config.database)
@@ -202,17 +202,17 @@ def test_restore_refuses_a_database_in_use_unless_forced(tmp_path, config, owner
                                                          seeded):
     target = tmp_path / "b.sqlite3"
     create_backup(services.db, services.keyring, target)
-    seed_app(services, principal_of(services, owner), "later")
+    support.seed_app(services, support.principal_of(services, owner), "later")
     lock = hold_serving_lock(config)
     try:
         with pytest.raises(BackupError, match="in use by a running phase-lite server"):
             restore_backup(config, services.keyring, target)
-        assert read_with_fresh_app(config, owner) != seeded
+        assert support.read_with_fresh_app(config, owner) != seeded
         result = restore_backup(config, services.keyring, target, force=True)
         assert result.was_in_use
     finally:
         lock.close()
-    assert read_with_fresh_app(config, owner) == seeded
+    assert support.read_with_fresh_app(config, owner) == seeded
 
 
 def test_a_server_does_not_start_during_a_restore(config, owner):
@@ -242,7 +242,7 @@ def test_restore_into_an_empty_data_directory(tmp_path, config, owner, services,
             os.unlink(f"{config.database}{suffix}")
     restore_backup(config, services.keyring, target)
     assert config.database.stat().st_mode & 0o777 == 0o600
-    assert read_with_fresh_app(config, owner) == seeded
+    assert support.read_with_fresh_app(config, owner) == seeded
 
 
 def test_restore_sets_a_damaged_database_aside(tmp_path, config, owner, services, seeded):
@@ -253,7 +253,7 @@ def test_restore_sets_a_damaged_database_aside(tmp_path, config, owner, services
     result = restore_backup(config, services.keyring, target)
     assert result.set_aside is not None
     assert result.set_aside.read_bytes() == b"\x00" * 8192
-    assert read_with_fresh_app(config, owner) == seeded
+    assert support.read_with_fresh_app(config, owner) == seeded
 
 
 # -- the commands ------------------------------------------------------------------------------
@@ -269,13 +269,13 @@ def test_cli_backup_and_restore(tmp_path, config, owner, services, seeded):
     assert again.exit_code == 1
     assert again.output.strip().splitlines() == [
         f"Error: {target} already exists; choose a new file name"]
-    seed_app(services, principal_of(services, owner), "later")
+    support.seed_app(services, support.principal_of(services, owner), "later")
     services.close()
 
     restored = cli(config.data_dir, "restore", "--yes", str(target))
     assert restored.exit_code == 0, restored.output
     assert restored.output.startswith("Restored 1 apps, 2 environments and 4 secrets")
-    assert read_with_fresh_app(config, owner) == seeded
+    assert support.read_with_fresh_app(config, owner) == seeded
 
 
 def test_cli_restore_in_use_is_one_line_and_force_goes_on(tmp_path, config, owner, services,

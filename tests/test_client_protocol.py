@@ -7,71 +7,18 @@ environment's key pair, then read and write ph:v1 ciphertexts.
 
 import hashlib
 import json
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 import support
-from phase_lite import audit, phase_crypto
+from phase_lite import phase_crypto
 from phase_lite import secrets as secret_rules
 from phase_lite.client_protocol import WrappedKeyCache
 from phase_lite.store import apps as app_store
 from phase_lite.vault import EnvironmentKeys
-from tests.conftest import bearer_headers
-from tests.test_phase_crypto import VECTORS
-
-TOKENS_URL = "/service/secrets/tokens/"
-SECRETS_URL = "/service/secrets/"
-
-
-# -- the client side ------------------------------------------------------------------------
-
-
-@dataclass
-class ClientEnv:
-    """An environment as a Phase client sees it after unwrapping its keys."""
-    id: str
-    name: str
-    public_key: str
-    private_key: str
-    salt: str
-
-    def encrypt(self, text):
-        return phase_crypto.encrypt_asymmetric(text, self.public_key)
-
-    def decrypt(self, ciphertext):
-        return phase_crypto.decrypt_asymmetric(ciphertext, self.private_key, self.public_key)
-
-    def digest(self, key):
-        return phase_crypto.key_digest(key, self.salt)
-
-
-def token_private_key(issued, payload):
-    return phase_crypto.recover_token_private_key(issued.token, payload["wrapped_key_share"])
-
-
-def unwrap_environments(issued, payload):
-    """{env name: ClientEnv} exactly as the clients derive them from the tokens response."""
-    token_public = issued.token.split(":")[3]
-    token_private = token_private_key(issued, payload)
-    found = {}
-    for app in payload["apps"]:
-        for env_key in app["environment_keys"]:
-            seed = phase_crypto.decrypt_asymmetric(env_key["wrapped_seed"], token_private,
-                                                   token_public)
-            salt = phase_crypto.decrypt_asymmetric(env_key["wrapped_salt"], token_private,
-                                                   token_public)
-            public, private = phase_crypto.env_keypair(seed)
-            env = env_key["environment"]
-            found[env["name"]] = ClientEnv(env["id"], env["name"], public, private, salt)
-    return found
-
-
-def fetch_keys(client, issued, **headers):
-    response = client.get(TOKENS_URL, headers={**bearer_headers(issued), **headers})
-    assert response.status_code == 200, response.get_data(as_text=True)
-    return response.get_json()
+from support import (SECRETS_URL, TOKENS_URL, VECTORS, Session, bearer_headers, fetch_keys,
+                     make_user_token, opened, send, unwrap_environments, wire_rows)
 
 
 def set_environment_seed(services, env_row, seed, salt):
@@ -87,11 +34,6 @@ def set_environment_seed(services, env_row, seed, salt):
     vault.forget()
     return app_store.get_environment(services.db, support.organisation_id(services),
                                      env_row["id"])
-
-
-def make_user_token(services, email, role, env_rows=()):
-    user, issued = support.make_user(services, email, role, env_rows)
-    return user["id"], issued
 
 
 # -- /service/secrets/tokens/ ---------------------------------------------------------------
@@ -296,51 +238,14 @@ def test_tokens_endpoint_answers_at_both_prefixes(client, sa_token):
 # -- /service/secrets/ ----------------------------------------------------------------------
 
 
-@dataclass
-class Session:
-    """A client session: its token, unwrapped environments and the request headers."""
-    issued: object
-    envs: dict
-
-    def headers(self, env_name="Development", **extra):
-        return {**bearer_headers(self.issued), "Environment": self.envs[env_name].id, **extra}
-
-    def entry(self, key, value, env_name="Development", **fields):
-        env = self.envs[env_name]
-        return {"key": env.encrypt(key), "keyDigest": env.digest(key.upper()),
-                "value": env.encrypt(value), "path": "/", "tags": [], "comment": "", **fields}
-
-
 @pytest.fixture
 def session(client, sa_token):
-    return Session(sa_token, unwrap_environments(sa_token, fetch_keys(client, sa_token)))
+    return Session.open(client, sa_token)
 
 
 @pytest.fixture
 def owner_session(client, owner, demo):
-    return Session(owner, unwrap_environments(owner, fetch_keys(client, owner)))
-
-
-def send(client, method, session, body, env_name="Development", content_type="application/json",
-         **headers):
-    data = body if isinstance(body, (bytes, str)) else json.dumps(body)
-    return client.open(SECRETS_URL, method=method, data=data, content_type=content_type,
-                       headers=session.headers(env_name, **headers))
-
-
-def wire_rows(client, session, env_name="Development", **headers):
-    response = client.get(SECRETS_URL, headers=session.headers(env_name, **headers))
-    assert response.status_code == 200, response.get_data(as_text=True)
-    return response.get_json()
-
-
-def opened(session, rows, env_name="Development"):
-    """{key: (value, comment, path)} of wire rows, decrypted as a client does."""
-    env = session.envs[env_name]
-    return {env.decrypt(row["key"]): (env.decrypt(row["value"]),
-                                      env.decrypt(row["comment"]) if row["comment"] else "",
-                                      row["path"])
-            for row in rows}
+    return Session.open(client, owner)
 
 
 def rest_create(services, env_row, *entries, principal=None):
@@ -665,7 +570,7 @@ def test_writes_and_reads_are_audited_like_rest(client, services, db, demo, sess
     assert_written(send(client, "POST", session, {"secrets": [session.entry("AUDITED", "1")]},
                         **{"User-Agent": "phase-cli/1.21.3"}))
     [row] = wire_rows(client, session)
-    audit.read_log(db).flush()
+    services.read_log.flush()
     events = db.all("SELECT action, actor_type, token_id, environment_id, details, user_agent"
                     " FROM audit_events WHERE resource_type = 'secret' ORDER BY id")
     assert [(e["action"], e["actor_type"], e["token_id"]) for e in events] == [
@@ -792,7 +697,7 @@ def vector_env(client, services, demo, sa_token):
     _, envs = demo
     salt = hashlib.sha256(b"salt").hexdigest()
     set_environment_seed(services, envs["Development"], RECIPIENT["recipient_seed"], salt)
-    return Session(sa_token, unwrap_environments(sa_token, fetch_keys(client, sa_token)))
+    return Session.open(client, sa_token)
 
 
 def test_vector_environment_keys_come_out_of_the_tokens_endpoint(vector_env):

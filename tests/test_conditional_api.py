@@ -9,7 +9,6 @@ import pytest
 
 import support
 from conftest import bearer_headers
-from phase_lite import audit
 from phase_lite import secrets as secret_domain
 from phase_lite.app import create_app
 from phase_lite.errors import PreconditionFailed
@@ -146,11 +145,11 @@ def test_filters_and_callers_seeing_other_answers_get_other_etags(pat, sa, seede
     assert pat.tag() != sa.tag()
 
 
-def test_a_304_is_audited_as_a_read(pat, db, seeded):
+def test_a_304_is_audited_as_a_read(pat, db, services, seeded):
     tag = pat.tag()
 
     def reads():
-        audit.read_log(db).flush()
+        services.read_log.flush()
         return db.all("SELECT details FROM audit_events WHERE action = 'secrets.read'")
 
     before = len(reads())

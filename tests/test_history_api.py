@@ -9,7 +9,7 @@ import pytest
 
 import support
 from conftest import bearer_headers
-from phase_lite import audit, schemas
+from phase_lite import schemas
 from phase_lite.store import accounts as account_store
 
 PREFIXES = ["", "/public", "/service", "/service/public"]
@@ -389,7 +389,7 @@ def test_the_audit_log_shows_the_restore_with_its_actor(pat, sa, db, services, e
     sa.restore(secret_id, 1)
     sa.history(secret_id)
     sa.deleted()
-    audit.read_log(db).flush()
+    services.read_log.flush()
     events = db.all("SELECT action, actor_type, actor_id, details FROM audit_events"
                     " WHERE action IN ('secrets.restore', 'secrets.read_history',"
                     " 'secrets.read_deleted') ORDER BY id")

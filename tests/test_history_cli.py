@@ -7,7 +7,6 @@ from urllib.parse import urlencode
 import pytest
 
 from conftest import run_json
-from phase_lite import audit
 from phase_lite.audit import operator_name
 
 
@@ -55,7 +54,7 @@ def test_history_masks_values_unless_asked(run, deleted_secret):
 
 def test_restore_undeletes_and_is_recorded_as_the_admin_command(run, deleted_secret, write,
                                                                 client, demo, owner_headers,
-                                                                db):
+                                                                db, services):
     payload = run_json(run, "secrets", "restore", "demo", "Development", "DB_URL", "--path",
                        "/db", "--version", "1")
     assert payload == {"id": deleted_secret, "version": 3, "restoredFrom": 1, "path": "/db"}
@@ -67,7 +66,7 @@ def test_restore_undeletes_and_is_recorded_as_the_admin_command(run, deleted_sec
     login = operator_name()
     assert (newest["event"], newest["actor"]) == (
         "restored", {"type": "operator", "id": login, "name": login})
-    audit.read_log(db).flush()
+    services.read_log.flush()
     (event,) = db.all("SELECT actor_type, actor_id, channel, details FROM audit_events"
                       " WHERE action = 'secrets.restore'")
     assert (event["actor_type"], event["actor_id"], event["channel"]) == (

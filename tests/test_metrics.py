@@ -5,7 +5,6 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import LiveServer, bearer_headers
-from phase_lite import audit
 from phase_lite.config import load_config
 
 
@@ -76,7 +75,7 @@ def test_state_figures_cache_transactions_and_audit_buffer(client, services, dem
     assert samples["phase_lite_secrets"][frozenset()] == 2
     assert value(samples, "phase_lite_tokens", kind="user") == 1
     assert value(samples, "phase_lite_tokens", kind="service") == 1
-    waiting = len(audit.read_log(services.db))
+    waiting = len(services.read_log)
     assert samples["phase_lite_audit_read_buffer_events"][frozenset()] == waiting
     assert samples["phase_lite_write_transaction_duration_seconds_count"][frozenset()] >= 1
     hits = value(samples, "phase_lite_cache_hits_total", cache="answers") - value(

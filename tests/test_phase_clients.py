@@ -21,26 +21,12 @@ import requests
 import support
 from phase_lite.app import init_data_dir, open_services
 from phase_lite.config import load_config
-from tests.conftest import REPO, LiveServer
+from conftest import LiveServer
+from support import NODE_MODULES, PHASE, SDK_PYTHON
 
 pytestmark = pytest.mark.clients
 
-CLIENTS = REPO / ".clients"
-PHASE = CLIENTS / "phase-cli" / "bin" / "phase"
-SDK_PYTHON = CLIENTS / "phase-sdk" / "bin" / "python"
-NODE_MODULES = CLIENTS / "node" / "node_modules"
-NODE_SDK = NODE_MODULES / "@phase.dev" / "phase-node"
 TIMEOUT = 60  # seconds, for every client process
-
-
-@pytest.fixture(scope="module")
-def installed_clients():
-    """The real clients, installed on first use."""
-    needed = [PHASE, SDK_PYTHON] + ([NODE_SDK] if shutil.which("npm") else [])
-    if not all(path.exists() for path in needed):
-        subprocess.run(["bash", "tests/clients/install.sh"], cwd=REPO, check=True, timeout=900)
-    missing = [str(path) for path in needed if not path.exists()]
-    assert not missing, f"Phase clients missing after tests/clients/install.sh: {missing}"
 
 
 @dataclass

@@ -2,13 +2,12 @@
 
 import base64
 import hashlib
-import json
 import re
-from pathlib import Path
 
 import nacl.bindings as sodium
 import pytest
 
+from support import VECTORS, VECTORS_PATH
 from phase_lite.phase_crypto import (
     PH_V1_PATTERN,
     CryptoError,
@@ -30,10 +29,7 @@ from phase_lite.phase_crypto import (
     xor_hex,
 )
 
-# Phase's own vectors, copied unmodified into the repository (tests/data/README-phase-vectors.md).
-VECTORS_PATH = Path(__file__).resolve().parent / "data" / "golang-sdk-crypto-test-vectors.json"
 VECTORS_SHA256 = "9fc64b51d7a35d4a4397030fd08f75e9178ccf6b842323bb4900957988bd7144"
-VECTORS = json.loads(VECTORS_PATH.read_text(encoding="utf-8"))
 
 # The check every Phase client (CLI, SDKs, Terraform) applies to a token string.
 CLIENT_TOKEN_RE = re.compile(r"^pss_(service|user):v\d+:" + ":".join(["[0-9a-fA-F]{64}"] * 4) + "$")

@@ -3,13 +3,9 @@
 import threading
 
 import pytest
-from flask import request
 
 import support
 from conftest import bearer_headers
-from phase_lite.api import json_response
-from phase_lite.api.context import principal, throttle
-from phase_lite.app import create_app
 from phase_lite.errors import Throttled
 from phase_lite.ratelimit import RateLimiter, account_key
 
@@ -118,28 +114,9 @@ def test_account_keys_name_the_account_kind(services, owner, sa_token):
 # -- through HTTP ----------------------------------------------------------------------------
 
 
-def limited_app(config, rate):
-    config.rate_limit = rate
-    flask_app = create_app(config)
-
-    @flask_app.route("/v1/probe/")
-    def probe():
-        throttle(request.environ, principal(request.environ))
-        # a second call in one request is not a second request
-        throttle(request.environ, principal(request.environ))
-        return json_response({"ok": True})
-
-    @flask_app.route("/v1/other-probe/")
-    def other_probe():
-        throttle(request.environ, principal(request.environ))
-        return json_response({"ok": True})
-
-    return flask_app
-
-
 @pytest.fixture
 def limited(config, owner):
-    flask_app = limited_app(config, (3, 60))
+    flask_app = support.limited_app(config, (3, 60))
     yield flask_app
     flask_app.extensions["phase_lite"].close()
 
@@ -191,7 +168,7 @@ def test_failed_authentication_is_not_counted(limited, owner_headers):
 
 
 def test_no_limit_when_unset(config, owner, owner_headers):
-    flask_app = limited_app(config, None)
+    flask_app = support.limited_app(config, None)
     client = flask_app.test_client()
     assert all(client.get("/v1/probe/", headers=owner_headers).status_code == 200
                for _ in range(200))

@@ -19,10 +19,9 @@ from phase_lite.app import open_services
 from phase_lite.caches import GenerationCache
 from phase_lite.store import Database, format_time
 from phase_lite.store import accounts as account_store
-from tests.conftest import REPO, bearer_headers
-from tests.test_client_protocol import SECRETS_URL, fetch_keys, make_user_token, \
-    unwrap_environments
-from tests.test_ratelimit import limited_app
+from conftest import REPO
+from support import (SECRETS_URL, bearer_headers, fetch_keys, limited_app, make_user_token,
+                     unwrap_environments)
 
 GONE = {"error": "Token expired or deleted"}
 SA_NO_ACCESS = {"error": "Service account cannot access this environment"}

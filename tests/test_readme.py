@@ -15,7 +15,7 @@ import subprocess
 import pytest
 
 from conftest import REPO, LiveServer
-from test_phase_clients import PHASE, installed_clients
+from support import PHASE
 
 README = REPO / "README.md"
 BLOCK = re.compile(

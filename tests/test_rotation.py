@@ -7,6 +7,7 @@ import pytest
 import requests
 from click.testing import CliRunner
 
+import support
 from conftest import LiveServer, bearer_headers
 from phase_lite import keyring, rotation
 from phase_lite.app import create_app
@@ -17,15 +18,14 @@ from phase_lite.store import ciphertexts as cipher_store
 from phase_lite.store import meta as meta_store
 from phase_lite.store import Database
 from phase_lite.vault import DecryptionFailed
-from seed import principal_of, read_everything, read_with_fresh_app, seed_app
 
 
 @pytest.fixture
 def seeded(services, owner):
-    principal = principal_of(services, owner)
-    expected = seed_app(services, principal, "alpha")
-    expected |= seed_app(services, principal, "beta", ["Staging"])
-    assert read_everything(services, principal) == expected
+    principal = support.principal_of(services, owner)
+    expected = support.seed_app(services, principal, "alpha")
+    expected |= support.seed_app(services, principal, "beta", ["Staging"])
+    assert support.read_everything(services, principal) == expected
     return expected
 
 
@@ -72,8 +72,8 @@ def test_rotate_app_re_encrypts_every_field_of_that_app_only(config, owner, serv
     (table, _, row_id), blob = next(iter(after_demo.items()))
     with pytest.raises(keyring.KeyringError):
         keyring.decrypt_text(old_data_key, blob, keyring.field_aad(table, row_id, "seed"))
-    assert read_everything(services, principal_of(services, owner)) == seeded
-    assert read_with_fresh_app(config, owner) == seeded
+    assert support.read_everything(services, support.principal_of(services, owner)) == seeded
+    assert support.read_with_fresh_app(config, owner) == seeded
 
 
 def test_rotate_app_is_all_or_nothing(config, owner, services, seeded):
@@ -110,7 +110,7 @@ def test_cli_rotate_app_by_name_keeps_tokens_and_secrets(config, owner, data_dir
     assert result.exit_code == 0, result.output
     payload = json.loads(result.output)
     assert payload["name"] == "alpha" and payload["encryptedFields"] > 0
-    assert read_with_fresh_app(config, owner) == seeded
+    assert support.read_with_fresh_app(config, owner) == seeded
     for issued in (owner, sa_token):
         assert services.auth.authenticate(bearer_headers(issued)["Authorization"])
 
@@ -149,7 +149,7 @@ def test_rotate_master_rewraps_every_data_key_and_leaves_one_key_line(config, ow
     assert new_ring.verify_check_blob(meta_store.get_blob(db, "master_key_check"))
     # Data keys were re-wrapped, not changed: the fields are exactly as they were.
     assert ciphertexts(db, "alpha") | ciphertexts(db, "beta") == fields_before
-    assert read_with_fresh_app(config, owner) == seeded
+    assert support.read_with_fresh_app(config, owner) == seeded
     fresh = create_app(config)
     try:
         alpha = db.scalar("SELECT id FROM apps WHERE name = 'alpha'")
@@ -186,17 +186,17 @@ def test_key_file_with_both_keys_opens_before_and_after_the_commit(config, owner
     old_line, = key_lines(config)
     fresh_line = keyring.encode_master_key(keyring.generate_master_key())
     config.master_key_file.write_text(f"{fresh_line}\n{old_line}\n")  # before the commit
-    assert read_with_fresh_app(config, owner) == seeded
+    assert support.read_with_fresh_app(config, owner) == seeded
 
     config.master_key_file.write_text(f"{old_line}\n")
     rotation.rotate_master_key(config, services.db, services.vault)
     new_line, = key_lines(config)
     config.master_key_file.write_text(f"{new_line}\n{old_line}\n")  # after, old line not dropped
-    assert read_with_fresh_app(config, owner) == seeded
+    assert support.read_with_fresh_app(config, owner) == seeded
 
     rotation.rotate_master_key(config, services.db, services.vault)  # cleans up
     assert len(key_lines(config)) == 1
-    assert read_with_fresh_app(config, owner) == seeded
+    assert support.read_with_fresh_app(config, owner) == seeded
 
 
 def test_failed_rotate_master_changes_nothing(config, owner, services, seeded):
@@ -227,7 +227,7 @@ def test_rotate_master_from_environment_publishes_the_key_before_changing_anythi
                           "PHASE_LITE_MASTER_KEY": old_line})
     flask_app = create_app(config)
     services = flask_app.extensions["phase_lite"]
-    seeded = seed_app(services, principal_of(services, owner), "alpha")
+    seeded = support.seed_app(services, support.principal_of(services, owner), "alpha")
     published = []
 
     def publish(new_key):
@@ -246,7 +246,7 @@ def test_rotate_master_from_environment_publishes_the_key_before_changing_anythi
     assert not key_file.exists()
     new_config = load_config({"PHASE_LITE_DATA_DIR": str(data_dir),
                               "PHASE_LITE_MASTER_KEY": result.new_key})
-    assert read_with_fresh_app(new_config, owner) == seeded
+    assert support.read_with_fresh_app(new_config, owner) == seeded
     with pytest.raises(ConfigError):
         create_app(config)
 
@@ -258,7 +258,7 @@ def test_cli_rotate_master_says_where_the_key_went(data_dir, config, owner, seed
     assert str(config.master_key_file) in result.output
     assert new_line not in result.output  # the file holds it; it is not printed
     assert "Backups made before this rotation" in result.output
-    assert read_with_fresh_app(config, owner) == seeded
+    assert support.read_with_fresh_app(config, owner) == seeded
 
 
 def test_cli_rotate_master_with_environment_key_prints_it_alone_on_stdout(data_dir, owner):

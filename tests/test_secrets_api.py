@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 import pytest
 
 import support
-from phase_lite import audit, phase_crypto
+from phase_lite import phase_crypto
 from phase_lite.store import accounts as account_store
 
 FIELDS = ["id", "key", "value", "comment", "tags", "override", "type", "lifecycle", "path",
@@ -884,9 +884,9 @@ def test_delete_is_soft(sa, db):
     assert row["version"] == 1
 
 
-def test_update_records_one_audit_event_with_the_secret(sa, db):
+def test_update_records_one_audit_event_with_the_secret(sa, db, services):
     (item,) = sa.create({"key": "AUDITED", "value": "v"})
-    audit.read_log(db).flush()
+    services.read_log.flush()
     before = db.scalar("SELECT MAX(id) FROM audit_events")
     sa.put([{"id": item["id"], "value": "v2"}])
     rows = db.all("SELECT * FROM audit_events WHERE id > ?", (before,))

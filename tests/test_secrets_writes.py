@@ -7,8 +7,7 @@ import secrets as random
 
 import pytest
 
-from phase_lite import audit, secrets
-from phase_lite.secrets import snapshots
+from phase_lite import secrets
 from phase_lite.app import create_app
 from phase_lite.audit import RequestMeta
 from phase_lite.config import load_config
@@ -132,15 +131,15 @@ def test_every_write_keeps_an_encrypted_version(client, url, sa_headers, db, ser
 # -- audit -----------------------------------------------------------------------------------
 
 
-def audit_rows(db):
-    audit.read_log(db).flush()  # read events are written in batches
-    return db.all("SELECT * FROM audit_events ORDER BY created_at, id")
+def audit_rows(services):
+    services.read_log.flush()  # read events are written in batches
+    return services.db.all("SELECT * FROM audit_events ORDER BY created_at, id")
 
 
 def test_writes_and_reads_are_audited_one_event_per_request(client, url, sa_headers, sa_token,
-                                                            db, demo):
+                                                            services, demo):
     headers = dict(sa_headers, **{"User-Agent": "audit-test/1.0"})
-    start = len(audit_rows(db))
+    start = len(audit_rows(services))
     created = client.post(url, headers=headers, data=json.dumps(
         {"secrets": [{"key": "A", "value": "1"}, {"key": "B", "value": "2"}]})).json
     ids = [item["id"] for item in created]
@@ -148,7 +147,7 @@ def test_writes_and_reads_are_audited_one_event_per_request(client, url, sa_head
     client.get(url + "&key=NOTHING", headers=headers)
     client.put(url, headers=headers, data=json.dumps({"secrets": [{"id": ids[0]}]}))
     client.delete(url, headers=headers, data=json.dumps({"secrets": ids}))
-    rows = audit_rows(db)[start:]
+    rows = audit_rows(services)[start:]
     assert [row["action"] for row in rows] == [
         "secrets.create", "secrets.read", "secrets.read", "secrets.update", "secrets.delete"]
     details = [json.loads(row["details"]) for row in rows]
@@ -159,7 +158,7 @@ def test_writes_and_reads_are_audited_one_event_per_request(client, url, sa_head
         {"secrets": [{"id": ids[0], "version": 2}]},
         {"secrets": [{"id": ids[0], "version": 2}, {"id": ids[1], "version": 1}]},
     ]
-    sa_id = db.scalar("SELECT service_account_id FROM tokens WHERE id = ?", (sa_token.id,))
+    sa_id = services.db.scalar("SELECT service_account_id FROM tokens WHERE id = ?", (sa_token.id,))
     for row in rows:
         assert (row["actor_type"], row["actor_id"], row["token_id"]) == (
             "service", sa_id, sa_token.id)
@@ -168,14 +167,14 @@ def test_writes_and_reads_are_audited_one_event_per_request(client, url, sa_head
         assert (row["ip_address"], row["user_agent"]) == ("127.0.0.1", "audit-test/1.0")
 
 
-def test_failed_requests_are_not_audited(client, url, sa_headers, db):
-    start = len(audit_rows(db))
+def test_failed_requests_are_not_audited(services, client, url, sa_headers, db):
+    start = len(audit_rows(services))
     client.post(url, headers=sa_headers, data=json.dumps({"secrets": [{"key": ""}]}))
     client.put(url, headers=sa_headers, data=json.dumps({"secrets": [{"id": "nope"}]}))
-    assert len(audit_rows(db)) == start
+    assert len(audit_rows(services)) == start
 
 
-def test_client_address_from_a_trusted_proxy(owner, data_dir, demo, sa_headers, db):
+def test_client_address_from_a_trusted_proxy(services, owner, data_dir, demo, sa_headers, db):
     config = load_config({"PHASE_LITE_DATA_DIR": str(data_dir),
                           "PHASE_LITE_TRUSTED_PROXIES": "127.0.0.1"}, testing=True)
     proxied = create_app(config)
@@ -190,7 +189,7 @@ def test_client_address_from_a_trusted_proxy(owner, data_dir, demo, sa_headers, 
         ]:
             client.post(url, headers=dict(sa_headers, **headers),
                         data=json.dumps({"secrets": [{"key": random.token_hex(4), "value": "v"}]}))
-            assert audit_rows(db)[-1]["ip_address"] == expected
+            assert audit_rows(services)[-1]["ip_address"] == expected
     finally:
         proxied.extensions["phase_lite"].close()
 
@@ -199,7 +198,7 @@ def test_client_address_from_a_trusted_proxy(owner, data_dir, demo, sa_headers, 
 
 
 def test_no_secret_material_in_logs_audit_or_files(client, url, owner_headers, owner, db,
-                                                   data_dir, caplog):
+                                                   services, data_dir, caplog):
     key, value, comment = (f"KEY_{random.token_hex(8).upper()}", f"value-{random.token_hex(8)}",
                            f"comment-{random.token_hex(8)}")
     override, value2 = f"override-{random.token_hex(8)}", f"value2-{random.token_hex(8)}"
@@ -219,7 +218,7 @@ def test_no_secret_material_in_logs_audit_or_files(client, url, owner_headers, o
     needles = [key, value, comment, override, value2, bearer]
     for needle in needles:
         assert needle not in caplog.text
-    for row in audit_rows(db):
+    for row in audit_rows(services):
         assert not any(needle in str(field) for field in tuple(row) for needle in needles)
     db.close()  # checkpoint nothing away: read the files as they are, WAL included
     for path in data_dir.iterdir():
@@ -249,7 +248,7 @@ def test_cached_snapshot_always_equals_the_database(client, url, sa_headers, ser
     env_row = demo[1]["Development"]
 
     def fresh():
-        snapshots._snapshot_caches.forget(services.db)
+        services.snapshots.clear()
         row = app_store.get_environment(services.db, demo[0]["organisation_id"], env_row["id"])
         return secrets.list_secrets(services, row)
 

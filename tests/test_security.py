@@ -30,7 +30,6 @@ from phase_lite.config import load_config
 from phase_lite.secrets import NewSecret, Override
 from phase_lite.store import apps as app_store
 from phase_lite.store import format_time
-from seed import principal_of
 
 INTERNAL = {"error": "Internal server error."}
 REFUSED = (401, 403, 404)
@@ -129,7 +128,7 @@ def test_unauthenticated_rate_limit_key_uses_the_client_ip(ip_probe, config):
 def two_apps(services, owner):
     """alpha (Development, Production) and beta (Development), each with a secret carrying a
     comment and an Owner override; return rows and every plaintext written."""
-    principal = principal_of(services, owner)
+    principal = support.principal_of(services, owner)
     made, plaintexts = {}, []
     for name, env_names in (("alpha", ["Development", "Production"]), ("beta", ["Development"])):
         app_row, env_rows = support.make_app(services, name, env_names)
@@ -488,7 +487,7 @@ def fuzz_target(tmp_path_factory):
     services = flask_app.extensions["phase_lite"]
     app_row, envs = support.make_app(services, "fuzz")
     app_id, env = app_row["id"], envs["Development"]
-    created = secret_domain.create_secrets(services, principal_of(services, owner), env, [
+    created = secret_domain.create_secrets(services, support.principal_of(services, owner), env, [
         NewSecret(key="BASE", value="base"), NewSecret(key="REF", value="${BASE}-${Production.X}")])
     yield {"app": flask_app, "owner": owner, "app_id": app_id, "env_id": env["id"],
            "secret_id": created[0].id}

@@ -6,18 +6,17 @@ import json
 
 import pytest
 
+from support import SECRETS_URL, Session, opened, wire_rows
 from phase_lite import migrations, phase_crypto
 from phase_lite.backup import BackupError, create_backup, verify_backup
 from phase_lite.rotation import rotate_app_key
-from tests.test_client_protocol import (SECRETS_URL, Session, fetch_keys, opened,
-                                        unwrap_environments, wire_rows)
 
 INTERNAL = {"error": "Internal server error."}
 
 
 @pytest.fixture
 def client_session(client, sa_token):
-    return Session(sa_token, unwrap_environments(sa_token, fetch_keys(client, sa_token)))
+    return Session.open(client, sa_token)
 
 
 @pytest.fixture
@@ -55,16 +54,19 @@ def test_a_wire_value_moved_from_another_row_is_never_served(client, client_sess
 
 
 def test_a_tampered_stored_value_fails_on_both_routes(client, client_session, db, demo,
-                                                      written, sa_headers):
-    wire_rows(client, client_session)  # the client route has read (and cached) it once
+                                                      written, sa_headers, app_with):
+    wire_rows(client, client_session)  # the client route has read it once: wire forms stored
     blob = bytearray(written["value_enc"])
     blob[-1] ^= 1
     forge(db, "value_enc", bytes(blob), written["id"])
-    rest = client.get(f"/v1/secrets/?app_id={demo[0]['id']}&env=Development",
-                      headers=sa_headers)
-    assert (rest.status_code, rest.get_json()) == (500, INTERNAL)
-    wire = client.get(SECRETS_URL, headers=client_session.headers())
+    # A server that has not read the environment since (a restart; both routes read one
+    # decrypted snapshot per environment version, opened from the stored fields).
+    fresh = app_with().test_client()
+    wire = fresh.get(SECRETS_URL, headers=client_session.headers())
     assert (wire.status_code, wire.get_json()) == (500, INTERNAL)
+    rest = fresh.get(f"/v1/secrets/?app_id={demo[0]['id']}&env=Development",
+                     headers=sa_headers)
+    assert (rest.status_code, rest.get_json()) == (500, INTERNAL)
 
 
 def test_backups_with_a_forged_wire_value_fail_verification(client, db, services, written,

@@ -7,7 +7,7 @@ They live beside the public API (``PrefixMiddleware`` strips ``/service``), neve
 from flask import Response, abort, request
 from flask.views import MethodView
 
-from .. import schemas
+from .. import contract, schemas
 from .. import secrets as secret_rules
 from . import PUBLIC_FLAG, PhaseBlueprint, encoded_json_response, json_response
 from .context import generation, request_meta, services, throttle
@@ -45,20 +45,91 @@ _ENTRY = {
 }
 
 
+_TIME = {"type": "string", "format": "date-time"}
+_WIRE_OVERRIDE = {"id": {"type": "string"}, "value": _CIPHERTEXT, "is_active": {"type": "boolean"},
+                  "created_at": _TIME, "updated_at": _TIME}
+_WIRE_SECRET = {
+    "id": {"type": "string"}, "environment": {"type": "string"},
+    "folder": {"type": "string", "nullable": True}, "path": {"type": "string"},
+    "key": _CIPHERTEXT, "key_digest": {"type": "string"}, "value": _CIPHERTEXT,
+    "version": {"type": "integer"}, "tags": {"type": "array", "items": {"type": "string"}},
+    "comment": {"type": "string", "description": "ph:v1 ciphertext, or empty"},
+    "type": {"type": "string", "enum": list(contract.SECRET_TYPES)},
+    "created_at": _TIME, "updated_at": _TIME, "override": None, "lifecycle": {"type": "string"},
+}
+
+
+def _camel(name):
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _wire_object(properties, camel):
+    """A closed object of these properties (all required), in snake_case or camelCase."""
+    properties = {_camel(name) if camel else name: value for name, value in properties.items()}
+    return {"type": "object", "required": list(properties), "properties": properties,
+            "additionalProperties": False}
+
+
+def _wire_secret(camel):
+    override = {**_wire_object(_WIRE_OVERRIDE, camel), "nullable": True}
+    return _wire_object({**_WIRE_SECRET, "override": override}, camel)
+
+
+_WIRE_SECRETS = {"type": "array", "items": {
+    "oneOf": [_wire_secret(camel=False), _wire_secret(camel=True)],
+    "description": "snake_case, or camelCase when X-Use-Camel-Case is true"}}
+_NULLABLE_STRING = {"type": "string", "nullable": True}
+_ENVIRONMENT_KEY = _wire_object({
+    "id": {"type": "string"},
+    "environment": _wire_object({"id": {"type": "string"}, "name": {"type": "string"},
+                                 "env_type": {"type": "string"}, "index": {"type": "integer"},
+                                 "created_at": _TIME, "updated_at": _TIME}, camel=False),
+    "paths": {"type": "string", "nullable": True}, "identity_key": {"type": "string"},
+    "wrapped_seed": _CIPHERTEXT, "wrapped_salt": _CIPHERTEXT,
+    "created_at": _TIME, "updated_at": _TIME, "deleted_at": _NULLABLE_STRING,
+    "user": _NULLABLE_STRING, "service_account": _NULLABLE_STRING,
+}, camel=False)
+_NAMED = {"type": "object", "required": ["id", "name"],
+          "properties": {"id": {"type": "string"}, "name": {"type": "string"}}}
+_TOKEN_KEYS = {
+    "type": "object",
+    "required": ["wrapped_key_share", "offline_enabled", "apps", "organisation"],
+    "properties": {
+        "wrapped_key_share": {"type": "string"},
+        "user_id": {"type": "string", "description": "For a personal token"},
+        "account_id": {"type": "string", "description": "For a service account token"},
+        "offline_enabled": {"type": "boolean"},
+        "apps": {"type": "array", "items": {
+            "type": "object", "required": ["id", "name", "encryption", "environment_keys"],
+            "properties": {
+                "id": {"type": "string"}, "name": {"type": "string"},
+                "encryption": {"type": "string", "enum": ["SSE"]},
+                "environment_keys": {"type": "array", "items": _ENVIRONMENT_KEY},
+            }}},
+        "organisation": _NAMED,
+    },
+}
+
+
 def _json_body(entry):
     schema = {"type": "object", "required": ["secrets"],
               "properties": {"secrets": {"type": "array", "items": entry}}}
     return {"required": True, "content": {"application/json": {"schema": schema}}}
 
 
-def _doc(parameters, body=None, *errors):
-    """Document an operation: its headers, body, empty 200 and ``{"error": ...}`` answers."""
+def _doc(parameters, body=None, *errors, answer=None):
+    """Document an operation: its headers, body, 200 (``answer``, else empty) and
+    ``{"error": ...}`` answers."""
     def decorate(view):
         for status in errors:
             view = blp.alt_response(status, schema=schemas.Error,
                                     description=ERROR_MEANINGS[status])(view)
+        ok = {"description": "Written (empty body)"}
+        if answer is not None:
+            ok = {"description": "OK", "content": {"application/json": {"schema": answer}}}
         extra = {"requestBody": body} if body else {}
-        return blp.doc(parameters=parameters, **DOC, **extra)(view)
+        return blp.doc(parameters=parameters, responses={"200": ok}, **DOC, **extra)(view)
     return decorate
 
 
@@ -83,7 +154,7 @@ def _not_under_public():
 
 @blp.route("/secrets/tokens/")
 class TokenKeys(MethodView):
-    @_doc([], None, 403)
+    @_doc([], None, 403, answer=_TOKEN_KEYS)
     def get(self):
         """Return the token's wrapped key share and the environment keys it may use"""
         client = protocol(request.environ)
@@ -114,7 +185,7 @@ class Secrets(MethodView):
         caller, env_row = client_secrets_request(request.environ, request.method)
         return getattr(self, request.method.lower())(caller, env_row)
 
-    @_doc(_READ_HEADERS, None, 401, 403)
+    @_doc(_READ_HEADERS, None, 401, 403, answer=_WIRE_SECRETS)
     def get(self, caller, env):
         """List an environment's secrets as ph:v1 ciphertexts"""
         return encoded_json_response(_read(caller, env, request.environ))

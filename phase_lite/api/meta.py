@@ -2,7 +2,7 @@
 
 from flask.views import MethodView
 
-from .. import __version__
+from .. import __version__, schemas
 from . import PhaseBlueprint, json_response
 
 blp = PhaseBlueprint("meta", __name__, description="Liveness of the API")
@@ -16,6 +16,7 @@ ROOT_MESSAGE = (
 @blp.route("/")
 class Root(MethodView):
     @blp.doc(security=[])
+    @blp.alt_response(200, schema=schemas.Alive, description="The API is alive", success=True)
     def get(self):
         """Say that the API is alive"""
         return json_response({"message": ROOT_MESSAGE, "status": "ok"})
@@ -24,6 +25,8 @@ class Root(MethodView):
 @blp.route("/health/")
 class Health(MethodView):
     @blp.doc(security=[])
+    @blp.alt_response(200, schema=schemas.Health, description="Liveness and version",
+                      success=True)
     def get(self):
         """Report liveness and the server version"""
         return json_response({"status": "alive", "version": __version__})

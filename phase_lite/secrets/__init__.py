@@ -50,10 +50,10 @@ from .model import (ACTIONS, DUPLICATE, ENVIRONMENT_REQUIRED, SEALED, NewSecret,
                     secret_body)
 from .parsing import (check_dynamic_arguments, parse_body, parse_new_secrets,
                       parse_secret_changes, parse_secret_ids, tag_names)
-from .rendering import (ReferenceLookups, encode_secrets, new_body_cache, read_cache,
+from .rendering import (ReferenceLookups, encode_secrets, new_body_cache,
                         read_secrets, render_secrets)
 from .snapshots import (Snapshot, SnapshotCache, environment_snapshot, list_secrets,
-                        personal_overrides, snapshot_cache)
+                        personal_overrides, select)
 from .writes import create_secrets, delete_secrets, update_secrets
 
 __all__ = [
@@ -62,6 +62,6 @@ __all__ = [
     "SnapshotCache", "Wire", "check_dynamic_arguments", "create_secrets", "delete_secrets",
     "encode_secrets", "environment_snapshot", "list_secrets", "new_body_cache",
     "parse_body", "parse_new_secrets", "parse_secret_changes", "parse_secret_ids",
-    "personal_overrides", "read_cache", "read_secrets", "render_secrets", "require_permission",
-    "secret_body", "snapshot_cache", "tag_names", "update_secrets",
+    "personal_overrides", "read_secrets", "render_secrets", "require_permission",
+    "secret_body", "select", "tag_names", "update_secrets",
 ]

@@ -4,7 +4,7 @@ attached."""
 import orjson
 
 from .. import audit, conditional, phase_crypto, references
-from ..caches import GenerationCache, PerDatabase
+from ..caches import GenerationCache
 from ..paths import normalize_path
 from ..store import render_time
 from ..store import apps as app_store
@@ -33,7 +33,7 @@ def read_secrets(services, principal, env_row, *, key=None, path=None, tags=None
     """
     if generation is None:
         generation = services.db.generation()
-    cache = read_cache(services)
+    cache = services.answers
     slot = (env_row["id"], env_row["version"], principal.token_id, key, path, tags)
     found = cache.get(generation, slot)
     if found is None:
@@ -50,16 +50,8 @@ def read_secrets(services, principal, env_row, *, key=None, path=None, tags=None
                  conditional.entity_tag(env_row["id"], snapshot.version, env_keys.salt, body))
         cache.put(generation, slot, found)
     body, details, tag = found
-    audit.record_read(services.db, principal, env_row, details, meta)
+    audit.record_read(services.read_log, principal, env_row, details, meta)
     return body, tag
-
-
-_read_caches = PerDatabase(lambda db: new_body_cache())
-
-
-def read_cache(services) -> GenerationCache:
-    """Encoded GET answers of a database (one per open ``Database``)."""
-    return _read_caches(services.db)
 
 
 def new_body_cache() -> GenerationCache:

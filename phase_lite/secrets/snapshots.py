@@ -5,7 +5,7 @@ from collections import OrderedDict
 
 import orjson
 
-from ..caches import PerDatabase, kept_bytes
+from ..caches import kept_bytes
 from ..store import apps as app_store
 from ..store import secrets as secret_store
 from .model import PersonalOverride, Secret, secret_body
@@ -17,12 +17,17 @@ CACHE_ENVIRONMENTS = 256
 
 
 class Snapshot:
-    """An environment's live secrets at one version, decrypted, with lookup indexes."""
+    """An environment's live secrets at one version, decrypted, with lookup indexes.
 
-    __slots__ = ("version", "secrets", "by_digest", "by_position", "_encoded")
+    ``wire`` maps a secret id to the ``ph:v1`` ciphertexts the clients are served,
+    (version, key, value, comment), filled by the client protocol as it serves them.
+    """
 
-    def __init__(self, version, secrets):
+    __slots__ = ("version", "secrets", "by_digest", "by_position", "wire", "_encoded")
+
+    def __init__(self, version, secrets, wire=None):
         self.version = version
+        self.wire = dict(wire or ())
         self.secrets = tuple(secrets)
         self.by_digest = {}
         self.by_position = {}
@@ -67,6 +72,10 @@ class SnapshotCache:
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
 
+    def clear(self):
+        with self._lock:
+            self._items.clear()
+
     def advance(self, env_id, from_version, to_version, written):
         """Apply a committed write (the secrets' new states) to a cached snapshot that was
         exactly ``from_version``."""
@@ -78,20 +87,12 @@ class SnapshotCache:
         kept = [secret for secret in current.secrets if secret.id not in gone]
         kept.extend(secret for secret in _latest(written) if secret.deleted_at is None)
         kept.sort(key=lambda secret: secret.order)
-        self.put(env_id, Snapshot(to_version, kept))
-
-
-_snapshot_caches = PerDatabase(lambda db: SnapshotCache())
-
-
-def snapshot_cache(services) -> SnapshotCache:
-    """The snapshot cache of a database (one per open ``Database``)."""
-    return _snapshot_caches(services.db)
+        self.put(env_id, Snapshot(to_version, kept, current.wire))
 
 
 def environment_snapshot(services, env_row) -> Snapshot:
     """The environment's live secrets at ``env_row``'s version or later."""
-    cache = snapshot_cache(services)
+    cache = services.snapshots
     env_id = env_row["id"]
     found = cache.get(env_id, env_row["version"])
     if found is not None:

@@ -11,7 +11,7 @@ from ..store import apps as app_store
 from ..store import secrets as secret_store
 from .model import DUPLICATE, SEALED, NewSecret, Override, Secret, SecretChange, Wire
 from .parsing import tag_names
-from .snapshots import decrypt_row, snapshot_cache
+from .snapshots import decrypt_row
 
 
 # -- writes ----------------------------------------------------------------------------------
@@ -279,7 +279,7 @@ class Writer:
 
     def publish(self, written):
         """After commit: move the cached snapshot on to the new version."""
-        snapshot_cache(self.services).advance(
+        self.services.snapshots.advance(
             self.env_id, self.version_before, self.version_before + 1, written
         )
 

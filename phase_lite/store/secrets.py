@@ -31,20 +31,12 @@ def _chunks(values):
 # -- reading ---------------------------------------------------------------------------------
 
 
-def live_secrets(db, env_id, key_digest=None, path=None):
-    """The live secrets of an environment (optionally of one digest and/or one path): one
-    query, no per-row work."""
-    clauses, params = ["s.environment_id = ?", "s.deleted_at IS NULL"], [env_id]
-    if key_digest is not None:
-        clauses.append("s.key_digest = ?")
-        params.append(key_digest)
-    if path is not None:
-        clauses.append("s.path = ?")
-        params.append(path)
+def live_secrets(db, env_id):
+    """The live secrets of an environment: one query, no per-row work."""
     return db.all(
-        f"SELECT {SECRET_COLUMNS} FROM secrets s WHERE {' AND '.join(clauses)}"
-        " ORDER BY s.updated_at, s.rowid",
-        params,
+        f"SELECT {SECRET_COLUMNS} FROM secrets s"
+        " WHERE s.environment_id = ? AND s.deleted_at IS NULL ORDER BY s.updated_at, s.rowid",
+        (env_id,),
     )
 
 
