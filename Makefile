@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast clients system-tools bench clean
+.PHONY: run test test-fast clients system-tools browser bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,12 +29,19 @@ system-tools:
 		echo "systemd-analyze is missing: installing Debian's systemd package"; \
 		apt-get update -qq && apt-get install -y -qq --no-install-recommends systemd >/dev/null; }
 
-## The whole suite, the real Phase clients included.
-test: $(STAMP) clients system-tools
+## Debian's Chromium for the web console's browser tests (Playwright drives it by path).
+CHROMIUM ?= /usr/lib/chromium/chromium
+browser:
+	@test -x $(CHROMIUM) || { \
+		echo "chromium is missing: installing Debian's chromium package"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+## The whole suite: the real Phase clients and the web console's browser tests included.
+test: $(STAMP) clients system-tools browser
 	$(PY) -m pytest
 
 ## Everything but the real-client and slow process tests.
-test-fast: $(STAMP) system-tools
+test-fast: $(STAMP) system-tools browser
 	$(PY) -m pytest -m "not clients and not slow"
 
 ## phase_lite against a bare Flask + waitress baseline, one table of ratios.

@@ -34,6 +34,7 @@ from pathlib import Path
 import orjson
 from phase_lite.config import load_config
 
+import console
 import seed
 from load import Load, LoadGenerator, find_wrk
 from servers import (baseline_server, phase_lite_server, pin_cpus, request,
@@ -136,6 +137,7 @@ class Bench:
             else:
                 self.rows["large"] = Row("GET 100 secrets, 1,000,000 in other environments",
                                          missing="skipped (BENCH_LARGE=0)")
+        self.guarded("console", CONSOLE_CASE, self.case_console)
 
     def guarded(self, slot, name, step, *args):
         """Run one case; an exception makes its row say so instead of stopping the bench."""
@@ -405,6 +407,14 @@ class Bench:
 
     # -- the same GET with 1,000,000 secrets in other environments -----------------------
 
+    def case_console(self):
+        """Server time of the console's app overview (in-process: no sockets, one thread)."""
+        found = console.measure_overview(self.workdir)
+        row = Row(CONSOLE_CASE, rps=1000 / found["mean_ms"], p50_ms=found["p50_ms"],
+                  p99_ms=found["p99_ms"], ratio_shown=False)
+        row.notes.append(f"server time in-process, one thread; page {fmt_bytes(found['bytes'])}")
+        self.rows["console"] = row
+
     def run_large(self):
         total = self.settings.large_secrets
         started = time.perf_counter()
@@ -480,7 +490,9 @@ def wire_ciphertexts(items):
 # -- the report ------------------------------------------------------------------------------
 
 ORDER = ("baseline", "key", "get100", "notmodified", "cli100", "get10k", "large", "post1000",
-         "writers")
+         "writers", "console")
+CONSOLE_CASE = "Console: app overview, 3 environments x 100 secrets"
+CONSOLE_TARGET_MS = 10
 
 
 def targets(rows):
@@ -548,6 +560,14 @@ def targets(rows):
     if writers and writers.measured:
         checks.append(("PASS" if writers.errors == 0 else "FAIL",
                        f"{label}: {writers.errors} errors in {writers.requests:,} requests"))
+    else:
+        checks.append(("n/a", label))
+
+    page = rows.get("console")
+    label = f"Console app overview (3 x 100) median server time under {CONSOLE_TARGET_MS} ms"
+    if page and page.measured:
+        checks.append(("PASS" if page.p50_ms < CONSOLE_TARGET_MS else "FAIL",
+                       f"{label}: {page.p50_ms:.1f} ms (p99 {page.p99_ms:.1f} ms)"))
     else:
         checks.append(("n/a", label))
 

@@ -175,10 +175,59 @@ def create_user(services, principal, fields, meta):
         raise InvalidRequest(f"A user with email '{email}' already exists.")
 
 
+# The order of the default roles, highest first: a member may give or change only roles and
+# members at or below their own.
+ROLE_RANK = {"Owner": 0, "Admin": 1, "Manager": 2, "Developer": 3, "Service": 4}
+
+
+def assignable_roles(services, principal):
+    """The roles the caller may give a user: none above its own, never Service."""
+    mine = ROLE_RANK.get(principal.role_name, len(ROLE_RANK))
+    return [role for role in list_roles(services, principal)
+            if role["name"] != "Service" and ROLE_RANK.get(role["name"], 0) >= mine]
+
+
+def check_assignable_role(services, principal, role_id):
+    role = get_role(services, principal, role_id)
+    if role["id"] not in {row["id"] for row in assignable_roles(services, principal)}:
+        raise PermissionDenied(f"You cannot give the '{role['name']}' role.")
+    return role
+
+
+def get_user(services, principal, user_id):
+    try:
+        return account_store.get_user(services.db, principal.organisation_id, user_id)
+    except NotFound:
+        raise DoesNotExist("User not found.") from None
+
+
+def _check_may_manage(services, principal, user):
+    if principal.kind == "user" and user["id"] == principal.account_id:
+        raise InvalidRequest("You cannot change or remove your own membership.")
+    role = get_role(services, principal, user["role_id"])
+    if ROLE_RANK.get(role["name"], 0) < ROLE_RANK.get(principal.role_name, len(ROLE_RANK)):
+        raise PermissionDenied("You cannot change a member whose role is above yours.")
+
+
+def change_user_role(services, principal, user, fields, meta):
+    """Give a user another role (``role_id``); return the updated row."""
+    require(principal, "Members", "update", "members")
+    _check_may_manage(services, principal, user)
+    role = check_assignable_role(services, principal, fields.get("role_id"))
+    db = services.db
+    with db.transaction():
+        account_store.set_user_role(db, user["id"], role["id"])
+        audit.record(db, principal, meta, "update", "user", user["id"],
+                     details={"role": role["name"]})
+    return get_user(services, principal, user["id"])
+
+
 def delete_user(services, principal, user, meta):
     """Delete a user: their tokens stop working at once, their grants and personal overrides
-    go. The organisation's last Owner cannot be deleted."""
+    go, their console sessions and sign-in links end. The organisation's last Owner cannot be
+    deleted; a user may not delete themselves or a member whose role is above theirs."""
     require(principal, "Members", "delete", "members")
+    _check_may_manage(services, principal, user)
     db = services.db
     with db.transaction():
         role = account_store.get_role(db, principal.organisation_id, user["role_id"])
@@ -556,7 +605,9 @@ def revoke_token(services, principal, token_id, meta):
     db = services.db
     with db.transaction():
         token = _live_token(db, principal.organisation_id, token_id)
-        if token["kind"] == "user":
+        if token["kind"] == "user" and not (principal.kind == "user"
+                                            and token["user_id"] == principal.account_id):
+            # one's own token needs no permission over other members
             require(principal, "MemberPersonalAccessTokens", "delete",
                     "member personal access tokens")
         else:

@@ -128,7 +128,9 @@ def create_app(config: Config | None = None) -> Flask:
     app.extensions["phase_lite"] = services
 
     from .api import register_api
+    from .console.web import register_console
 
+    register_console(app, services)  # first: the API's middleware wraps the console's
     register_api(app, services)
     wrap_observed(app, config, services)
     return app

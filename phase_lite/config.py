@@ -24,6 +24,8 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("text", "json")
 SWITCH_VALUES = {"1": True, "true": True, "yes": True, "on": True,
                  "0": False, "false": False, "no": False, "off": False}
+DEFAULT_SESSION_IDLE_MINUTES = 60
+DEFAULT_SESSION_MAX_HOURS = 12
 RATE_PATTERN = re.compile(r"^\s*(\d+)\s*/\s*([smhd])\w*\s*$", re.IGNORECASE)
 RATE_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -46,6 +48,8 @@ class Config:
     metrics: bool = True
     metrics_token: str | None = field(default=None, repr=False)
     stop_timeout: int = DEFAULT_STOP_TIMEOUT
+    session_idle_minutes: int = DEFAULT_SESSION_IDLE_MINUTES  # console sign-in
+    session_max_hours: int = DEFAULT_SESSION_MAX_HOURS
     testing: bool = False
 
     @property
@@ -158,6 +162,9 @@ def load_config(environ=None, **overrides) -> Config:
         metrics=_switch(env, "PHASE_LITE_METRICS", True),
         metrics_token=(env.get("PHASE_LITE_METRICS_TOKEN") or "").strip() or None,
         stop_timeout=_int(env, "PHASE_LITE_STOP_TIMEOUT", DEFAULT_STOP_TIMEOUT, minimum=0),
+        session_idle_minutes=_int(env, "PHASE_LITE_SESSION_IDLE_MINUTES",
+                                  DEFAULT_SESSION_IDLE_MINUTES),
+        session_max_hours=_int(env, "PHASE_LITE_SESSION_MAX_HOURS", DEFAULT_SESSION_MAX_HOURS),
     )
     for name, value in overrides.items():
         setattr(config, name, value)

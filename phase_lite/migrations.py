@@ -252,6 +252,46 @@ def m003_seal_wire_ciphertexts(db):
     )
 
 
+@migrations()
+def m004_console_sessions(db):
+    _run_script(
+        db,
+        """
+        -- Console sign-in: an Argon2id hash per user (PyNaCl's $argon2id$ string).
+        CREATE TABLE user_passwords (
+            user_id TEXT PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+            password_hash TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+
+        -- Console sessions: only a SHA-256 of the cookie's random id is stored.
+        CREATE TABLE console_sessions (
+            id TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            session_hash TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL,
+            last_seen_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            ended_at TEXT,
+            ip_address TEXT,
+            user_agent TEXT
+        );
+        CREATE INDEX console_sessions_by_user ON console_sessions (user_id);
+
+        -- One-time links to choose a password: the owner's first sign-in and invitations.
+        CREATE TABLE console_links (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('setup', 'invite')),
+            user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            link_hash TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            used_at TEXT
+        );
+        """
+    )
+
+
 def _run_script(db, script):
     # executescript() would COMMIT the migration's transaction; run statement by statement.
     statement = ""
@@ -268,7 +308,7 @@ def apply(db):
 
 
 @migrations()
-def m003_secret_version_events(db):
+def m005_secret_version_events(db):
     """Give each secret version its event in full (``restore`` added) and its actor.
 
     SQLite cannot change a CHECK constraint, so the table is rebuilt with the same row ids

@@ -237,3 +237,28 @@ def app_with(config, owner):
     yield make
     for flask_app in made:
         flask_app.extensions["phase_lite"].close()
+
+
+# -- the browser (web console tests) ---------------------------------------------------------
+
+CHROMIUM = Path(os.environ.get("PHASE_LITE_TEST_CHROMIUM", "/usr/lib/chromium/chromium"))
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+    # Nothing but the page under test goes on the network.
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-default-apps", "--no-first-run", "--disable-domain-reliability",
+    "--disable-features=Translate,MediaRouter,OptimizationHints,AutofillServerCommunication",
+]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium driven by Playwright, one per test session (``make browser``)."""
+    from playwright.sync_api import sync_playwright
+
+    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: run 'make browser' (installs chromium)"
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                              args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()

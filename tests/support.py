@@ -317,3 +317,15 @@ def prefix_middleware(flask_app):
 def without_fast_path(flask_app):
     """Send every request through Flask's view (the fast path's answers, for comparison)."""
     prefix_middleware(flask_app).direct_gets.clear()
+
+
+def set_console_password(services, email, password, role=None):
+    """Give a user (made with ``role`` when given) a console password; return the user row."""
+    from phase_lite.console import sessions
+
+    if role is not None:
+        make_user(services, email, role)
+    by = operator(services)
+    user = accounts.user_by_email(services, by, email)
+    sessions.set_password(services.db, user["id"], password, actor=by, meta=TEST_META)
+    return user

@@ -16,7 +16,8 @@ from phase_lite.store import Database
 
 def test_init_prints_a_phase_token_once(run, data_dir):
     payload = run_json(run, "init", "--owner-email", "me@example.com")
-    assert set(payload) == {"ownerEmail", "token", "bearerToken"}
+    assert set(payload) == {"ownerEmail", "token", "bearerToken", "consoleSetupLink"}
+    assert "/console/welcome?token=" in payload["consoleSetupLink"]
     assert payload["ownerEmail"] == "me@example.com"
     assert TOKEN_PATTERN.match(payload["token"])
     bearer = payload["token"].split(":")[2]

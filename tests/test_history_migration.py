@@ -1,4 +1,4 @@
-"""m003_secret_version_events on a database written before it: rows kept byte for byte, actors
+"""m005_secret_version_events on a database written before it: rows kept byte for byte, actors
 taken from the audit log where it still has them, the new event allowed."""
 
 import json
@@ -16,7 +16,7 @@ def old_db(tmp_path):
     """A database at m001 holding three versions of one secret and one of another, with audit
     events for the create (a user) and the update (a service account) only."""
     db = Database(tmp_path / "old.sqlite3")
-    migrations.migrations.apply(db.utils(), stop_before="m003_secret_version_events")
+    migrations.migrations.apply(db.utils(), stop_before="m005_secret_version_events")
     stamp = "2026-01-01T00:00:00.000000Z"
     with db.transaction():
         db.execute("INSERT INTO organisations VALUES ('org', 'o', ?, ?)", (stamp, stamp))

@@ -39,8 +39,10 @@ def init(owner_email, token_file, as_json):
     issued = init_data_dir(config, owner_email)
     if issued is None:
         emit(as_json, {"initialised": False, "dataDir": str(config.data_dir)},
-             f"phase_lite is already initialised in {config.data_dir}; no new token was made.")
+             f"phase_lite is already initialised in {config.data_dir}; no new token was made.\n"
+             "A one-time web console sign-in link: phase-lite users setup-link EMAIL")
         return
+    link = _first_sign_in_link(config, owner_email)
     if token_file is not None:
         write_private_file(token_file, issued.token + "\n")
         emit(as_json, {"ownerEmail": owner_email, "tokenFile": str(token_file),
@@ -48,10 +50,12 @@ def init(owner_email, token_file, as_json):
              f"Initialised phase_lite in {config.data_dir}. The Owner ({owner_email}) token is "
              f"in {token_file} (mode 0600). For the REST API: "
              f"Authorization: Bearer User $(cut -d: -f3 {token_file})")
+        if not as_json:
+            click.echo(_first_sign_in_text(link, owner_email))
         return
     if as_json:
         click.echo(json.dumps({"ownerEmail": owner_email, "token": issued.token,
-                               "bearerToken": issued.bearer_token}))
+                               "bearerToken": issued.bearer_token, "consoleSetupLink": link}))
         return
     click.echo(
         f"Initialised phase_lite in {config.data_dir}.\n\n"
@@ -60,6 +64,23 @@ def init(owner_email, token_file, as_json):
         f"For the Phase CLI/SDKs:  export PHASE_HOST=http://{config.listen}\n"
         f"For the REST API:        Authorization: Bearer {issued.bearer_token}\n"
     )
+    click.echo(_first_sign_in_text(link, owner_email))
+
+
+def _first_sign_in_text(link, owner_email):
+    return (f"\nWeb console: open this one-time link (valid for a day) to choose your password:"
+            f"\n\n    {link}\n\nor run:  phase-lite users set-password {owner_email}\n")
+
+
+def _first_sign_in_link(config, owner_email):
+    from ..app import open_services
+    from ..console.commands import setup_link_for
+
+    services = open_services(config)
+    try:
+        return setup_link_for(config, services, owner_email)
+    finally:
+        services.close()
 
 
 def write_private_file(path, text):
@@ -86,5 +107,9 @@ def serve():
 
 # Importing the group modules registers their commands.
 from . import accounts, apps, audit, maintenance, secrets  # noqa: E402,F401
+from ..console import commands as _console  # noqa: E402  (console sign-in commands)
+
+accounts.users.add_command(_console.set_password)
+accounts.users.add_command(_console.setup_link)
 
 __all__ = ["main"]

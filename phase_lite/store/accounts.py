@@ -1,6 +1,6 @@
 """Organisation, roles, users, service accounts, tokens and environment access grants."""
 
-from . import new_id, now
+from . import new_id, now, sessions
 
 # -- organisation and roles ------------------------------------------------------------------
 
@@ -84,8 +84,8 @@ def count_users_with_role(db, organisation_id, role_id):
 
 
 def delete_user(db, user_id):
-    """Soft-delete the user (the row names them in the audit log), revoke their tokens and
-    drop their grants and personal overrides."""
+    """Soft-delete the user (the row names them in the audit log), revoke their tokens, drop
+    their grants and personal overrides, and end their console sessions and sign-in links."""
     stamp = now()
     db.execute("UPDATE users SET deleted_at = ?, updated_at = ? WHERE id = ?",
                (stamp, stamp, user_id))
@@ -93,6 +93,8 @@ def delete_user(db, user_id):
                (stamp, user_id))
     db.execute("DELETE FROM environment_access WHERE user_id = ?", (user_id,))
     db.execute("DELETE FROM personal_secrets WHERE user_id = ?", (user_id,))
+    sessions.end_user_sessions(db, user_id)
+    sessions.use_user_links(db, user_id)
 
 
 def list_users(db, organisation_id):
@@ -117,6 +119,11 @@ def get_user(db, organisation_id, user_id):
         (organisation_id, user_id),
         "user",
     )
+
+
+def set_user_role(db, user_id, role_id):
+    db.execute("UPDATE users SET role_id = ?, updated_at = ? WHERE id = ?",
+               (role_id, now(), user_id))
 
 
 # -- service accounts ------------------------------------------------------------------------

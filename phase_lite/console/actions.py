@@ -1,0 +1,486 @@
+"""What the console may do, as the signed-in user: every call into the domain layer is here.
+
+Each function takes a ``Caller`` (services, the session's principal, the request's meta) and
+applies the same checks as the API's views before calling the same domain function, so the
+console has the API's roles, grants, validation, messages and audit events. Keeping these
+call sites in one module keeps the console's pages free of domain rules.
+"""
+
+import json
+from dataclasses import dataclass
+
+from .. import accounts, apps, audit, secrets
+from ..accounts import Grantee
+from ..errors import DoesNotExist, Duplicate
+from ..store import now
+from ..store import accounts as account_store
+from ..store import console as console_store
+from ..store import secrets as secret_store
+from . import sessions
+
+
+@dataclass(frozen=True)
+class Caller:
+    services: object
+    principal: object
+    meta: object
+    session_id: str | None = None
+
+
+def _require(caller, resource, action, noun, *, app_level=False):
+    apps.require(caller.principal, resource, action, noun, app_level=app_level)
+
+
+# -- apps and environments -------------------------------------------------------------------
+
+
+def visible_apps(caller):
+    _require(caller, "Apps", "read", "apps")
+    return apps.visible_apps(caller.services, caller.principal)
+
+
+def create_app(caller, name, description):
+    app_row, _ = apps.create_app(caller.services, caller.principal,
+                                 {"name": name, "description": description or None},
+                                 caller.meta)
+    return app_row
+
+
+def app(caller, app_id):
+    _require(caller, "Apps", "read", "apps")
+    return apps.app_in_scope(caller.services, caller.principal, app_id)
+
+
+def environments(caller, app_row):
+    return apps.visible_environments(caller.services, caller.principal, app_row)
+
+
+def environment(caller, app_id, env_id):
+    """(app, environment) the URL names, with the API's access checks."""
+    app_row, env = apps.environment_in_scope(caller.services, caller.principal, env_id)
+    if app_row["id"] != app_id:
+        raise DoesNotExist("Environment not found")
+    apps.check_environment_access(caller.services, caller.principal, env)
+    return app_row, env
+
+
+def fresh_environment(caller, env):
+    """The environment row as stored now (its ``version`` moves with every write)."""
+    return apps.environment_in_scope(caller.services, caller.principal, env["id"])[1]
+
+
+# -- secrets ---------------------------------------------------------------------------------
+
+
+def list_secrets(caller, env, path=None):
+    secrets.require_permission(caller.principal, env, "GET")
+    return secrets.list_secrets(caller.services, env, path=path)
+
+
+def get_secret(caller, env, secret_id):
+    for secret in list_secrets(caller, env):
+        if secret.id == secret_id:
+            return secret
+    raise DoesNotExist(f"Secret not found: {secret_id}")
+
+
+def reveal(caller, env, secret_ids):
+    """{secret id: REST object} (references resolved, the caller's override attached) of the
+    named live secrets; recorded as one read, as an API read is."""
+    wanted = set(secret_ids)
+    chosen = [secret for secret in list_secrets(caller, env) if secret.id in wanted]
+    rendered = secrets.render_secrets(caller.services, caller.principal, env, chosen)
+    audit.record_read(caller.services.read_log, caller.principal, env,
+                      audit.read_details(secret.id for secret in chosen), caller.meta)
+    return {item["id"]: item for item in rendered}
+
+
+def create_secrets(caller, env, entries):
+    secrets.require_permission(caller.principal, env, "POST")
+    return secrets.create_secrets(caller.services, caller.principal, env, entries, caller.meta)
+
+
+def update_secrets(caller, env, changes):
+    secrets.require_permission(caller.principal, env, "PUT")
+    return secrets.update_secrets(caller.services, caller.principal, env, changes, caller.meta)
+
+
+def delete_secrets(caller, env, secret_ids):
+    secrets.require_permission(caller.principal, env, "DELETE")
+    return secrets.delete_secrets(caller.services, caller.principal, env, secret_ids,
+                                  caller.meta)
+
+
+def secret_versions(caller, env, secret_id):
+    """The stored versions of a secret of the environment, oldest first, decrypted.
+
+    A read of ``secret_versions`` until the history domain functions exist; the history page
+    only needs (version, event, created_at, key, value, comment, path, type, tags, actor).
+    """
+    secrets.require_permission(caller.principal, env, "GET")
+    db, vault = caller.services.db, caller.services.vault
+    if not secret_store.secrets_by_id(db, env["id"], [secret_id], live_only=False):
+        raise DoesNotExist(f"Secret not found: {secret_id}")
+    rows = secret_store.list_versions(db, secret_id)
+    data_key = vault.data_key(env["app_id"]) if rows else None
+    actors = _version_actors(caller, env, secret_id)
+    versions = []
+    for row in rows:
+        versions.append({
+            "version": row["version"], "event": row["event"], "created_at": row["created_at"],
+            "key": vault.decrypt(data_key, "secret_versions", row["id"], "key", row["key_enc"]),
+            "value": vault.decrypt(data_key, "secret_versions", row["id"], "value",
+                                   row["value_enc"]),
+            "comment": vault.decrypt(data_key, "secret_versions", row["id"], "comment",
+                                     row["comment_enc"]),
+            "path": row["path"], "type": row["type"], "tags": row["tags"],
+            "actor": actors.get(row["version"]),
+        })
+    audit.record_read(caller.services.read_log, caller.principal, env,
+                      audit.read_details([secret_id]), caller.meta)
+    return versions
+
+
+def deleted_secrets(caller, env):
+    """[{id, key, path, type, deleted_at}] of the environment's deleted secrets."""
+    secrets.require_permission(caller.principal, env, "GET")
+    db, vault = caller.services.db, caller.services.vault
+    rows = console_store.deleted_secrets(db, env["id"])
+    data_key = vault.data_key(env["app_id"]) if rows else None
+    return [{"id": row["id"], "path": row["path"], "type": row["type"],
+             "deleted_at": row["deleted_at"],
+             "key": vault.decrypt(data_key, "secrets", row["id"], "key", row["key_enc"])}
+            for row in rows]
+
+
+def restore_deleted(caller, env, secret_id):
+    """Bring a deleted secret back as a new secret with its last version's fields (a create,
+    refused as a duplicate when a live secret took its key and path)."""
+    last = next((version for version in reversed(secret_versions(caller, env, secret_id))
+                 if version["event"] != "delete"), None)
+    if last is None or not any(row["id"] == secret_id for row in
+                               console_store.deleted_secrets(caller.services.db, env["id"])):
+        raise DoesNotExist(f"Secret not found: {secret_id}")
+    entry = secrets.NewSecret(key=last["key"], value=last["value"], comment=last["comment"],
+                              path=last["path"], tags=tuple(json.loads(last["tags"])),
+                              type=last["type"])
+    return create_secrets(caller, env, [entry])[0]
+
+
+def _version_actors(caller, env, secret_id):
+    """{version: actor name} from the write events that name the secret."""
+    db = caller.services.db
+    names = console_store.audit_names(db, caller.principal.organisation_id)
+    actors = {}
+    for event in console_store.secret_write_events(db, env["id"], secret_id):
+        for item in event["details"].get("secrets", ()):
+            if item.get("id") == secret_id:
+                actors[item.get("version")] = actor_name(names, event)
+    return actors
+
+
+def actor_name(names, event):
+    if event["actor_type"] in ("operator", "cli"):
+        return f"{event['actor_id'] or 'operator'} (phase-lite command)"
+    return names.get(event["actor_type"], {}).get(event["actor_id"]) or event["actor_id"]
+
+
+# -- service accounts ------------------------------------------------------------------------
+
+
+def service_accounts(caller):
+    _require(caller, "ServiceAccounts", "read", "service accounts")
+    return accounts.list_service_accounts(caller.services, caller.principal)
+
+
+def _service_account(caller, sa_id):
+    _require(caller, "ServiceAccounts", "read", "service accounts")
+    return accounts.get_service_account(caller.services, caller.principal, sa_id)
+
+
+def service_account(caller, sa_id):
+    sa = _service_account(caller, sa_id)
+    tokens, granted = accounts.service_account_detail(caller.services, caller.principal, sa)
+    return sa, tokens, granted
+
+
+def create_service_account(caller, name, role_id):
+    return accounts.create_service_account(
+        caller.services, caller.principal, {"name": name, "role_id": role_id}, caller.meta)
+
+
+def change_service_account_role(caller, sa_id, role_id):
+    accounts.update_service_account(caller.services, caller.principal,
+                                    _service_account(caller, sa_id), {"role_id": role_id},
+                                    caller.meta)
+
+
+def delete_service_account(caller, sa_id):
+    accounts.delete_service_account(caller.services, caller.principal,
+                                    _service_account(caller, sa_id), caller.meta)
+
+
+def set_service_account_access(caller, sa_id, env_ids):
+    """Grant exactly ``env_ids`` (environments of any apps the caller holds)."""
+    sa = _service_account(caller, sa_id)
+    by_app = {}
+    for env in granted_environment_choices(caller):
+        if env["id"] in env_ids:
+            by_app.setdefault(env["app_id"], []).append(env["id"])
+    fields = {"apps": [{"id": app_id, "environments": ids} for app_id, ids in by_app.items()]}
+    accounts.set_service_account_access(caller.services, caller.principal, sa, fields,
+                                        caller.meta)
+
+
+def granted_environment_choices(caller):
+    """Every environment the caller may grant, with its app's name, apps newest first."""
+    rows = []
+    for app_row in apps.visible_apps(caller.services, caller.principal):
+        for env in apps.visible_environments(caller.services, caller.principal, app_row):
+            rows.append({"id": env["id"], "name": env["name"], "app_id": app_row["id"],
+                         "app_name": app_row["name"]})
+    return rows
+
+
+def issue_service_token(caller, sa_id, name, expires_in=None):
+    fields = {"name": name}
+    if expires_in:
+        fields["expires_in"] = expires_in
+    return accounts.issue_service_account_token(
+        caller.services, caller.principal, _service_account(caller, sa_id), fields, caller.meta)
+
+
+def revoke_service_token(caller, sa_id, token_id):
+    accounts.revoke_service_account_token(caller.services, caller.principal,
+                                          _service_account(caller, sa_id), token_id,
+                                          caller.meta)
+
+
+def roles(caller):
+    return accounts.list_roles(caller.services, caller.principal)
+
+
+# -- members ---------------------------------------------------------------------------------
+
+
+def members(caller):
+    """The organisation's users with their invitation state and environment grants."""
+    db, org_id = caller.services.db, caller.principal.organisation_id
+    users = accounts.list_users(caller.services, caller.principal)
+    pending = {row["user_id"] for row in console_store.pending_invitations(db, org_id, now())}
+    grants = console_store.user_grants(db, org_id)
+    return [dict(user, invited=user["id"] in pending, grants=grants.get(user["id"], []))
+            for user in users]
+
+
+def assignable_roles(caller):
+    return accounts.assignable_roles(caller.services, caller.principal)
+
+
+def invite_member(caller, email, role_id):
+    """Add a user with a role and return a one-time link token to choose a password."""
+    accounts.check_assignable_role(caller.services, caller.principal, role_id)
+    db = caller.services.db
+    with db.transaction():
+        user = accounts.create_user(caller.services, caller.principal,
+                                    {"email": email, "role_id": role_id}, caller.meta)
+        token = sessions.issue_link(db, "invite", user["id"])
+        audit.record(db, caller.principal, caller.meta, "invite", "user", user["id"])
+    return token
+
+
+def _member(caller, user_id):
+    return accounts.get_user(caller.services, caller.principal, user_id)
+
+
+def change_member_role(caller, user_id, role_id):
+    accounts.change_user_role(caller.services, caller.principal, _member(caller, user_id),
+                              {"role_id": role_id}, caller.meta)
+
+
+def set_member_access(caller, user_id, env_ids):
+    """Grant exactly ``env_ids`` among the environments the caller may grant, app by app,
+    in one transaction."""
+    user = _member(caller, user_id)
+    grantee = Grantee.of_user(user)
+    current = _granted_ids(caller, user)
+    db = caller.services.db
+    with db.transaction():
+        for app_id, envs in _by_app(granted_environment_choices(caller)).items():
+            app_row = apps.app_in_scope(caller.services, caller.principal, app_id)
+            wanted = [env for env in envs if env["id"] in env_ids and env["id"] not in current]
+            gone = [env for env in envs if env["id"] not in env_ids and env["id"] in current]
+            if wanted:
+                accounts.grant_environments(caller.services, caller.principal, grantee,
+                                            app_row, wanted, caller.meta)
+            if gone:
+                accounts.revoke_environments(caller.services, caller.principal, grantee,
+                                             app_row, gone, caller.meta)
+
+
+def _granted_ids(caller, user):
+    return account_store.granted_environment_ids(caller.services.db, user_id=user["id"])
+
+
+def _by_app(envs):
+    grouped = {}
+    for env in envs:
+        grouped.setdefault(env["app_id"], []).append(env)
+    return grouped
+
+
+def remove_member(caller, user_id):
+    """Remove a user: tokens revoked, grants dropped, every session ended."""
+    accounts.delete_user(caller.services, caller.principal, _member(caller, user_id),
+                         caller.meta)
+
+
+# -- personal access tokens ------------------------------------------------------------------
+
+
+def personal_tokens(caller):
+    return account_store.list_tokens(caller.services.db, user_id=caller.principal.account_id)
+
+
+def issue_personal_token(caller, name, expires_in=None):
+    fields = {"name": name}
+    if expires_in:
+        fields["expires_in"] = expires_in
+    me = _member(caller, caller.principal.account_id)
+    return accounts.issue_user_token(caller.services, caller.principal, me, fields, caller.meta)
+
+
+def revoke_personal_token(caller, token_id):
+    if token_id not in {row["id"] for row in personal_tokens(caller)}:
+        raise DoesNotExist("Token not found.")
+    accounts.revoke_token(caller.services, caller.principal, token_id, caller.meta)
+
+
+# -- audit log -------------------------------------------------------------------------------
+
+
+AUDIT_PAGE = 50
+
+
+def audit_events(caller, filters, page):
+    """(events with names, has_more) of the organisation, newest first, filtered."""
+    _require(caller, "Logs", "read", "logs")
+    db = caller.services.db
+    visible_envs = None
+    if not caller.principal.sees_everything:
+        visible_envs = caller.services.auth.accessible_environment_ids(caller.principal)
+    rows = console_store.search_events(
+        db, caller.principal.organisation_id, visible_environment_ids=visible_envs,
+        limit=AUDIT_PAGE + 1, offset=page * AUDIT_PAGE, **filters)
+    names = console_store.audit_names(db, caller.principal.organisation_id)
+    more, rows = len(rows) > AUDIT_PAGE, rows[:AUDIT_PAGE]
+    names["secret"] = _secret_key_names(caller, rows)
+    return rows, more, names
+
+
+def _secret_key_names(caller, events):
+    """{secret id: key name} for the events' secrets in environments the caller may read."""
+    if not caller.principal.may("Secrets", "read", app_level=True):
+        return {}
+    db, vault = caller.services.db, caller.services.vault
+    wanted = {}  # environment id: secret ids
+    for event in events:
+        ids = [item["id"] if isinstance(item, dict) else item
+               for item in event["details"].get("secrets", ())]
+        if ids and event["environment_id"] and event["app_id"]:
+            wanted.setdefault((event["app_id"], event["environment_id"]), set()).update(ids)
+    names = {}
+    for (app_id, env_id), ids in wanted.items():
+        if not caller.services.auth.can_access_environment(caller.principal, env_id):
+            continue
+        rows = console_store.latest_versions(db, ids)
+        if rows:
+            data_key = vault.data_key(app_id)
+            for secret_id, row in rows.items():
+                names[secret_id] = vault.decrypt(data_key, "secret_versions", row["id"], "key",
+                                                 row["key_enc"])
+    return names
+
+
+def audit_event_names(caller):
+    return console_store.event_actions(caller.services.db, caller.principal.organisation_id)
+
+
+# -- bulk edit and import --------------------------------------------------------------------
+
+
+CHANGED_SINCE = ("This environment changed since you opened this page; nothing was saved. "
+                 "Reload it to see the current secrets, then make your changes again.")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What applying ``KEY=value`` pairs to a folder would do (key names only, no values)."""
+    created: list
+    updated: list
+    unchanged: list
+    deleted: list
+
+    @property
+    def empty(self):
+        return not (self.created or self.updated or self.deleted)
+
+
+def plan_changes(current, pairs, *, delete_missing):
+    """The Plan of ``pairs`` over ``current`` (the folder's secrets); sealed secrets are never
+    touched."""
+    by_key = {secret.key: secret for secret in current}
+    created, updated, unchanged = [], [], []
+    for key, value in pairs:
+        secret = by_key.get(key)
+        if secret is None:
+            created.append(key)
+        elif secret.type == "sealed" or secret.value == value:
+            unchanged.append(key)
+        else:
+            updated.append(key)
+    wanted = {key for key, _ in pairs}
+    deleted = [secret.key for secret in current
+               if delete_missing and secret.key not in wanted and secret.type != "sealed"]
+    return Plan(created, updated, unchanged, deleted)
+
+
+def apply_pairs(caller, env, path, pairs, expected_version, *, delete_missing):
+    """Apply ``KEY=value`` pairs to a folder in one transaction (creates, updates and, for a
+    bulk edit, deletes), refused with Duplicate(CHANGED_SINCE) when the environment's version
+    is no longer ``expected_version``. Return the Plan applied."""
+    for method in ("POST", "PUT", "DELETE") if delete_missing else ("POST", "PUT"):
+        secrets.require_permission(caller.principal, env, method)
+    db = caller.services.db
+    try:
+        with db.transaction():
+            env = fresh_environment(caller, env)
+            if env["version"] != expected_version:
+                raise Duplicate(CHANGED_SINCE)
+            current = [secret for secret in secrets.list_secrets(caller.services, env)
+                       if secret.path == path]
+            plan = plan_changes(current, pairs, delete_missing=delete_missing)
+            values, by_key = dict(pairs), {secret.key: secret for secret in current}
+            if plan.created:
+                secrets.create_secrets(caller.services, caller.principal, env, [
+                    secrets.NewSecret(key=key, value=values[key], path=path)
+                    for key in plan.created], caller.meta)
+                env = fresh_environment(caller, env)
+            if plan.updated:
+                secrets.update_secrets(caller.services, caller.principal, env, [
+                    secrets.SecretChange(id=by_key[key].id, value=values[key])
+                    for key in plan.updated], caller.meta)
+                env = fresh_environment(caller, env)
+            if plan.deleted:
+                secrets.delete_secrets(caller.services, caller.principal, env,
+                                       [by_key[key].id for key in plan.deleted], caller.meta)
+    except BaseException:
+        # The domain functions moved the in-memory snapshot on as each step wrote; the steps
+        # were rolled back together, so that snapshot must not be served.
+        _forget_snapshot(caller, env)
+        raise
+    return plan
+
+
+def _forget_snapshot(caller, env):
+    caller.services.snapshots.clear()  # rare (a refused bulk edit): every snapshot is re-read

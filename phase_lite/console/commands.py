@@ -1,0 +1,46 @@
+"""Admin commands for console sign-in: set a password, print a one-time setup link."""
+
+import sys
+
+import click
+
+from .. import accounts
+from ..cli.command import pass_ctx
+from . import sessions
+
+
+def setup_link_url(config, token: str) -> str:
+    host, port = config.host, config.port
+    if host in ("0.0.0.0", "::", "[::]", ""):
+        host = "localhost"
+    return f"http://{host}:{port}/console/welcome?token={token}"
+
+
+def setup_link_for(config, services, email: str) -> str:
+    """A one-time link (valid a day) with which the user ``email`` chooses a password."""
+    user = accounts.user_by_email(services, accounts.operator(services), email)
+    return setup_link_url(config, sessions.issue_link(services.db, "setup", user["id"]))
+
+
+@click.command("set-password")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True,
+              help="Read the password from the first line of standard input (for scripts).")
+@pass_ctx
+def set_password(ctx, email, password_stdin):
+    """Set a user's console password (ends the user's console sessions)."""
+    user = accounts.user_by_email(ctx.services, ctx.operator, email)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    sessions.set_password(ctx.db, user["id"], password, actor=ctx.operator, meta=ctx.meta)
+    click.echo(f"Password set for {email}; their console sessions were ended.")
+
+
+@click.command("setup-link")
+@click.argument("email")
+@pass_ctx
+def setup_link(ctx, email):
+    """Print a one-time link (valid for a day) with which a user chooses a password."""
+    click.echo(setup_link_for(ctx.config, ctx.services, email))

@@ -1,0 +1,440 @@
+"""Apps, the app overview, environments and their secrets: list, reveal, edit, history, export."""
+
+import json
+
+from flask import Response, abort, g, request, url_for
+
+from .. import secrets
+from ..errors import InvalidRequest, PhaseError
+from ..paths import ROOT, normalize_path
+from . import actions, dotenv
+from .web import PREFIX, back, bp, caller, refused, render, signed_in
+
+MASK = "\u2022" * 8
+ENV_PAGE = "console.environment"
+
+
+# -- apps ------------------------------------------------------------------------------------
+
+
+@bp.route(PREFIX + "/apps/")
+@signed_in
+def apps():
+    query = request.args.get("q", "").strip()
+    rows = actions.visible_apps(caller())
+    if query:
+        rows = [row for row in rows if query.lower() in row["name"].lower()
+                or query.lower() in (row["description"] or "").lower()]
+    return render("apps.html", apps=rows, query=query)
+
+
+@bp.route(PREFIX + "/apps/new", methods=["GET", "POST"])
+@signed_in
+def new_app():
+    if request.method == "GET":
+        return render("new_app.html", form={})
+    try:
+        app_row = actions.create_app(caller(), request.form.get("name"),
+                                     request.form.get("description"))
+    except PhaseError as exc:
+        return refused("new_app.html", exc, form=request.form)
+    return back("console.app_overview", "app_created", app_id=app_row["id"])
+
+
+@bp.route(PREFIX + "/apps/<app_id>/")
+@signed_in
+def app_overview(app_id):
+    who = caller()
+    app_row = actions.app(who, app_id)
+    envs = actions.environments(who, app_row)
+    listed = {env["id"]: actions.list_secrets(who, env) for env in envs}
+    rows = compare_environments(envs, listed)
+    # One url_for per environment, not per row: the page has a link per key.
+    bases = {env["id"]: url_for(ENV_PAGE, app_id=app_id, env_id=env["id"]) for env in envs}
+    for row in rows:
+        env, secret, _ = next(cell for cell in row["cells"] if cell[1] is not None)
+        row["values_url"] = f"{bases[env['id']]}secrets/{secret.id}/across"
+    tags = sorted({tag for found in listed.values() for secret in found for tag in secret.tags})
+    filters = {"tag": request.args.get("tag", ""), "type": request.args.get("type", "")}
+    return render("app.html", app=app_row, envs=envs, rows=filter_rows(rows, **filters),
+                  total=len(rows), tags=tags, filters=filters,
+                  counts={env_id: len(found) for env_id, found in listed.items()})
+
+
+@bp.route(PREFIX + "/apps/<app_id>/environments/<env_id>/secrets/<secret_id>/across")
+@signed_in
+def key_values(app_id, env_id, secret_id):
+    """One key across the app's environments: reveal, edit, delete, or add where missing.
+
+    Named by one of its secrets (ids in URLs; key names never are)."""
+    who, app_row, env = _environment(app_id, env_id)
+    named = actions.get_secret(who, env, secret_id)
+    cells = []
+    for other in actions.environments(who, app_row):
+        found = [secret for secret in actions.list_secrets(who, other, named.path)
+                 if secret.key == named.key]
+        cells.append((other, found[0] if found else None))
+    return render("key.html", app=app_row, key=named.key, path=named.path, cells=cells,
+                  named=named, named_env=env, mask=MASK)
+
+
+def filter_rows(rows, tag="", type=""):  # noqa: A002 - the form's field name
+    """The overview's rows that have, in some environment, a secret with the tag and of the
+    type asked for. (The key search runs in the page: key names stay out of URLs.)"""
+    def wanted(row):
+        secrets_ = [secret for _, secret, _ in row["cells"] if secret is not None]
+        return ((not tag or any(tag in secret.tags for secret in secrets_))
+                and (not type or any(secret.type == type for secret in secrets_)))
+    return [row for row in rows if wanted(row)]
+
+
+def compare_environments(envs, listed):
+    """One row per (path, key), folders first: per environment, the secret or None, and a
+    state: "missing", "empty", "same" (as Production) or "present"."""
+    production = next((env["id"] for env in envs if env["name"].lower() == "production"), None)
+    by_position = {}
+    for env in envs:
+        for secret in listed[env["id"]]:
+            by_position.setdefault((secret.path, secret.key), {})[env["id"]] = secret
+    rows = []
+    for (path, key), cells in sorted(by_position.items(),
+                                     key=lambda item: (item[0][0] == ROOT, item[0])):
+        reference = cells.get(production)
+        states = []
+        for env in envs:
+            secret = cells.get(env["id"])
+            if secret is None:
+                state = "missing"
+            elif secret.value == "":
+                state = "empty"
+            elif (reference is not None and env["id"] != production
+                  and secret.value == reference.value):
+                state = "same"
+            else:
+                state = "present"
+            states.append((env, secret, state))
+        rows.append({"path": path, "key": key, "cells": states})
+    return rows
+
+
+# -- an environment --------------------------------------------------------------------------
+
+
+def _environment(app_id, env_id):
+    who = caller()
+    app_row, env = actions.environment(who, app_id, env_id)
+    return who, app_row, env
+
+
+@bp.route(PREFIX + "/apps/<app_id>/environments/<env_id>/")
+@signed_in
+def environment(app_id, env_id, revealed=None, status=200, error=None):
+    who, app_row, env = _environment(app_id, env_id)
+    path = normalize_path(request.args.get("path") or ROOT)
+    every = actions.list_secrets(who, env)
+    here = [secret for secret in every if secret.path == path]
+    prefix = path.rstrip("/") + "/"
+    folders = sorted({secret.path[len(prefix):].split("/")[0] for secret in every
+                      if secret.path.startswith(prefix) and secret.path != path})
+    overrides = secrets.personal_overrides(who.services, who.principal, env,
+                                           [secret.id for secret in here])
+    return render("environment.html", status, app=app_row, env=env, path=path,
+                  folder_crumbs=_crumbs(path), folders=folders, secrets=here,
+                  revealed=revealed or {}, overrides=overrides, mask=MASK, error=error,
+                  envs=actions.environments(who, app_row))
+
+
+def _crumbs(path):
+    crumbs, here = [("/", ROOT)], ""
+    for name in path.strip("/").split("/"):
+        if name:
+            here += "/" + name
+            crumbs.append((name, here))
+    return crumbs
+
+
+@bp.route(PREFIX + "/apps/<app_id>/environments/<env_id>/reveal", methods=["POST"])
+@signed_in
+def reveal(app_id, env_id):
+    """Reveal values: JSON for the page's script, else the page with those values shown."""
+    who, _, env = _environment(app_id, env_id)
+    ids = request.form.getlist("secret")
+    if request.form.get("all"):
+        ids = [secret.id for secret in actions.list_secrets(who, env)
+               if secret.type != "sealed"]
+    sealed = {secret.id for secret in actions.list_secrets(who, env) if secret.type == "sealed"}
+    found = actions.reveal(who, env, [secret_id for secret_id in ids if secret_id not in sealed])
+    revealed = {secret_id: revealed_value(item) for secret_id, item in found.items()}
+    if request.accept_mimetypes.best == "application/json":
+        return Response(json.dumps(revealed), mimetype="application/json")
+    return environment(app_id=app_id, env_id=env_id, revealed=revealed)
+
+
+def revealed_value(item):
+    """What a reveal shows: the value as resolved, whether a reference stayed unresolved, and
+    the caller's active override."""
+    override = item.get("override")
+    return {
+        "value": item["value"],
+        "unresolved": "${" in item["value"],
+        "override": override["value"] if override and override["isActive"] else None,
+    }
+
+
+@bp.route(PREFIX + "/apps/<app_id>/environments/<env_id>/secrets/new",
+          methods=["GET", "POST"])
+@signed_in
+def new_secret(app_id, env_id):
+    who, app_row, env = _environment(app_id, env_id)
+    path = normalize_path(request.values.get("path") or ROOT)
+    if request.method == "GET":
+        form = {"path": path}
+        if request.args.get("like"):  # "add value": the key of a secret of another environment
+            _, like_env = actions.environment(who, app_id, request.args.get("like_env"))
+            like = actions.get_secret(who, like_env, request.args["like"])
+            form.update(key=like.key, path=like.path)
+        return render("secret_form.html", app=app_row, env=env, secret=None, form=form,
+                      override=None)
+    entry = {"key": request.form.get("key", ""), "value": request.form.get("value", ""),
+             "comment": request.form.get("comment", ""), "path": path,
+             "tags": _tags(request.form.get("tags")), "type": request.form.get("type") or None}
+    try:
+        actions.create_secrets(who, env, secrets.parse_new_secrets({"secrets": [entry]}))
+    except PhaseError as exc:
+        return refused("secret_form.html", exc, app=app_row, env=env, secret=None,
+                       form=request.form, override=None)
+    return back(ENV_PAGE, "secret_created", app_id=app_id, env_id=env_id,
+                path=path if path != ROOT else None)
+
+
+def _tags(text):
+    return [name.strip() for name in (text or "").split(",") if name.strip()]
+
+
+@bp.route(PREFIX + "/apps/<app_id>/environments/<env_id>/secrets/<secret_id>/edit",
+          methods=["GET", "POST"])
+@signed_in
+def edit_secret(app_id, env_id, secret_id):
+    who, app_row, env = _environment(app_id, env_id)
+    secret = actions.get_secret(who, env, secret_id)
+    override = secrets.personal_overrides(who.services, who.principal, env,
+                                          [secret.id]).get(secret.id)
+    if request.method == "GET":
+        form = {"key": secret.key, "comment": secret.comment, "path": secret.path,
+                "tags": ", ".join(secret.tags), "type": secret.type}
+        if secret.type != "sealed":  # opening the editor reveals the value, as a read
+            actions.reveal(who, env, [secret.id])
+            form["value"] = secret.value
+        return render("secret_form.html", app=app_row, env=env, secret=secret, form=form,
+                      override=override)
+    change = {"id": secret.id, "key": request.form.get("key") or secret.key,
+              "comment": request.form.get("comment", ""),
+              "path": request.form.get("path") or secret.path,
+              "tags": _tags(request.form.get("tags")),
+              "type": request.form.get("type") or secret.type}
+    if secret.type != "sealed" or request.form.get("value"):
+        change["value"] = request.form.get("value", "")
+    override_value = request.form.get("override_value", "")
+    if override_value or override is not None:
+        change["override"] = {"value": override_value,
+                              "isActive": bool(request.form.get("override_active"))
+                              and bool(override_value)}
+    try:
+        actions.update_secrets(who, env, secrets.parse_secret_changes({"secrets": [change]}))
+    except PhaseError as exc:
+        return refused("secret_form.html", exc, app=app_row, env=env, secret=secret,
+                       form=request.form, override=override)
+    return back(ENV_PAGE, "secret_saved", app_id=app_id, env_id=env_id,
+                path=normalize_path(change["path"]) if change["path"] != ROOT else None)
+
+
+@bp.route(PREFIX + "/apps/<app_id>/environments/<env_id>/secrets/<secret_id>/delete",
+          methods=["POST"])
+@signed_in
+def delete_secret(app_id, env_id, secret_id):
+    who, _, env = _environment(app_id, env_id)
+    secret = actions.get_secret(who, env, secret_id)
+    actions.delete_secrets(who, env, [secret.id])
+    if request.form.get("from") == "overview":
+        return back("console.app_overview", "secret_deleted", app_id=app_id)
+    return back(ENV_PAGE, "secret_deleted", app_id=app_id, env_id=env_id,
+                path=secret.path if secret.path != ROOT else None)
+
+
+@bp.route(PREFIX + "/apps/<app_id>/environments/<env_id>/secrets/<secret_id>/history",
+          methods=["GET", "POST"])
+@signed_in
+def secret_history(app_id, env_id, secret_id):
+    """Every version with its changes; a POST reveals the values of one version's change."""
+    who, app_row, env = _environment(app_id, env_id)
+    versions = actions.secret_versions(who, env, secret_id)
+    shown = request.form.get("version", type=int) if request.method == "POST" else None
+    live = any(secret.id == secret_id for secret in actions.list_secrets(who, env))
+    return render("history.html", app=app_row, env=env, secret_id=secret_id, live=live,
+                  versions=history_rows(versions), shown=shown)
+
+
+@bp.route(PREFIX + "/apps/<app_id>/environments/<env_id>/deleted")
+@signed_in
+def deleted_secrets(app_id, env_id):
+    who, app_row, env = _environment(app_id, env_id)
+    return render("deleted.html", app=app_row, env=env,
+                  deleted=actions.deleted_secrets(who, env))
+
+
+@bp.route(PREFIX + "/apps/<app_id>/environments/<env_id>/deleted/<secret_id>/restore",
+          methods=["POST"])
+@signed_in
+def restore_deleted(app_id, env_id, secret_id):
+    who, app_row, env = _environment(app_id, env_id)
+    try:
+        restored = actions.restore_deleted(who, env, secret_id)
+    except PhaseError as exc:
+        return refused("deleted.html", exc, app=app_row, env=env,
+                       deleted=actions.deleted_secrets(who, env))
+    return back(ENV_PAGE, "secret_restored", app_id=app_id, env_id=env_id,
+                path=restored.path if restored.path != ROOT else None)
+
+
+@bp.route(PREFIX + "/apps/<app_id>/environments/<env_id>/secrets/<secret_id>/restore",
+          methods=["POST"])
+@signed_in
+def restore_secret(app_id, env_id, secret_id):
+    """Make an older version current again (a new version, through the update rules)."""
+    who, _, env = _environment(app_id, env_id)
+    wanted = request.form.get("version", type=int)
+    versions = {version["version"]: version for version in
+                actions.secret_versions(who, env, secret_id)}
+    if wanted not in versions:
+        abort(404)
+    old = versions[wanted]
+    change = {"id": secret_id, "key": old["key"], "comment": old["comment"],
+              "path": old["path"], "tags": json.loads(old["tags"]), "type": old["type"]}
+    if old["type"] != "sealed":
+        change["value"] = old["value"]
+    actions.update_secrets(who, env, secrets.parse_secret_changes({"secrets": [change]}))
+    return back("console.secret_history", "version_restored", {"version": wanted}, app_id=app_id,
+                env_id=env_id, secret_id=secret_id)
+
+
+HISTORY_FIELDS = ("key", "value", "comment", "tags", "path", "type")
+
+
+def history_rows(versions):
+    """Versions newest first, each with the fields that differ from the version before it."""
+    rows, before = [], None
+    for version in versions:
+        if isinstance(version["tags"], str):
+            version = dict(version, tags=", ".join(json.loads(version["tags"])))
+        changes = [(field, None if before is None else before[field], version[field])
+                   for field in HISTORY_FIELDS
+                   if before is None or before[field] != version[field]]
+        if version["type"] == "sealed":
+            changes = [(field, old, new) if field != "value" else (field, None, None)
+                       for field, old, new in changes]
+        rows.append(dict(version, changes=changes))
+        before = version
+    return list(reversed(rows))
+
+
+# -- export ----------------------------------------------------------------------------------
+
+
+@bp.route(PREFIX + "/apps/<app_id>/environments/<env_id>/export.<kind>")
+@signed_in
+def export(app_id, env_id, kind):
+    if kind not in ("env", "json"):
+        abort(404)
+    who, app_row, env = _environment(app_id, env_id)
+    chosen = [secret for secret in actions.list_secrets(who, env) if secret.type != "sealed"]
+    found = actions.reveal(who, env, [secret.id for secret in chosen])
+    values = [(secret, found[secret.id]["value"]) for secret in chosen if secret.id in found]
+    if kind == "env":
+        body, mimetype = dotenv.render(values), "text/plain"
+    else:
+        body = json.dumps({secret.key: value for secret, value in values}, indent=2) + "\n"
+        mimetype = "application/json"
+    name = f"{app_row['name']}-{env['name']}".replace('"', "")
+    return Response(body, mimetype=mimetype, headers={
+        "Content-Disposition": f'attachment; filename="{name}.{kind}"'})
+
+
+@bp.app_template_global()
+def env_url(endpoint, env, **values):
+    return url_for(endpoint, app_id=env["app_id"], env_id=env["id"], **values)
+
+
+@bp.app_template_global()
+def me_may(resource, action, app_level=False):
+    return g.signed_in is not None and g.signed_in.principal.may(resource, action,
+                                                                 app_level=app_level)
+
+
+# -- bulk edit and .env import ---------------------------------------------------------------
+
+
+@bp.route(PREFIX + "/apps/<app_id>/environments/<env_id>/bulk-edit", methods=["GET", "POST"])
+@signed_in
+def bulk_edit(app_id, env_id):
+    """The folder's secrets as one .env text, saved at once (removed lines delete)."""
+    who, app_row, env = _environment(app_id, env_id)
+    path = normalize_path(request.values.get("path") or ROOT)
+    if request.method == "GET":
+        current = [secret for secret in actions.list_secrets(who, env, path)
+                   if secret.type != "sealed"]
+        found = actions.reveal(who, env, [secret.id for secret in current])
+        text = dotenv.render([(secret, secret.value) for secret in current
+                              if secret.id in found])
+        return render("bulk_edit.html", app=app_row, env=env, path=path, text=text,
+                      version=env["version"])
+    text = request.form.get("text", "")
+    version = request.form.get("version", type=int)
+    try:
+        pairs = _pairs(text)
+        plan = actions.apply_pairs(who, env, path, pairs, version, delete_missing=True)
+    except PhaseError as exc:
+        return refused("bulk_edit.html", exc, app=app_row, env=env, path=path, text=text,
+                       version=version)
+    return back(ENV_PAGE, "bulk_saved", _counts(plan), app_id=app_id, env_id=env_id,
+                path=path if path != ROOT else None)
+
+
+def _pairs(text):
+    try:
+        return dotenv.parse(text)
+    except dotenv.DotenvError as exc:
+        raise InvalidRequest(str(exc)) from None
+
+
+def _counts(plan):
+    return {"created": len(plan.created), "updated": len(plan.updated),
+            "deleted": len(plan.deleted), "unchanged": len(plan.unchanged)}
+
+
+@bp.route(PREFIX + "/apps/<app_id>/environments/<env_id>/import", methods=["GET", "POST"])
+@signed_in
+def import_env(app_id, env_id):
+    """Paste or upload a .env: first a preview (created / updated / unchanged), then apply."""
+    who, app_row, env = _environment(app_id, env_id)
+    path = normalize_path(request.values.get("path") or ROOT)
+    page = {"app": app_row, "env": env, "path": path}
+    if request.method == "GET":
+        return render("import.html", **page, plan=None, text="", version=env["version"])
+    upload = request.files.get("file")
+    text = request.form.get("text", "")
+    if upload is not None and upload.filename:
+        text = upload.read().decode("utf-8", errors="replace")
+    version = request.form.get("version", type=int)
+    try:
+        pairs = _pairs(text)
+        if not pairs:
+            raise InvalidRequest("The file holds no KEY=value line.")
+        if request.form.get("step") != "apply":
+            current = actions.list_secrets(who, env, path)
+            plan = actions.plan_changes(current, pairs, delete_missing=False)
+            return render("import.html", **page, plan=plan, text=text, version=env["version"])
+        plan = actions.apply_pairs(who, env, path, pairs, version, delete_missing=False)
+    except PhaseError as exc:
+        return refused("import.html", exc, **page, plan=None, text=text, version=version)
+    return back(ENV_PAGE, "bulk_saved", _counts(plan), app_id=app_id, env_id=env_id,
+                path=path if path != ROOT else None)

@@ -1,0 +1,278 @@
+"""The console's HTTP plumbing: blueprint, session cookie, CSRF, security headers, errors.
+
+Pages live under ``/console/`` (no API path starts so), static files under ``/static/console/``; a
+browser asking ``/`` for HTML is shown the console (``ConsoleRootMiddleware``) while every
+other client keeps the API root's JSON. Every POST carries a CSRF token: the signed-in pages'
+token is derived from the session cookie (``sessions.csrf_token_of``), the anonymous forms
+(sign-in, one-time links) use a double-submit cookie. A refused POST changes nothing.
+"""
+
+import dataclasses
+import functools
+import hmac
+import re
+import secrets as random_tokens
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from flask import Blueprint, abort, current_app, g, redirect, render_template, request, url_for
+from werkzeug.exceptions import HTTPException
+
+from ..api.context import _PRINCIPAL, _is_trusted_proxy, client_ip, request_meta
+from ..errors import PhaseError, status_of
+from . import sessions
+from .actions import Caller
+
+bp = Blueprint("console", __name__, template_folder="templates", static_folder="static",
+               static_url_path="/static/console")
+
+PREFIX = "/console"
+SESSION_COOKIE = "phase_lite_session"
+ANON_CSRF_COOKIE = "phase_lite_csrf"
+THEME_COOKIE = "phase_lite_theme"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_REFUSED = ("This form expired or did not come from this site. Reload the page and try "
+                "again.")
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; base-uri 'none'; object-src 'none'; "
+    "frame-ancestors 'none'"
+)
+HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+ANONYMOUS_ENDPOINTS = {"console.sign_in", "console.use_link", "console.static"}
+
+
+class ConsoleRootMiddleware:
+    """Show the console to a browser opening ``/``: a GET of exactly ``/`` as the client sent
+    it (``REQUEST_URI``, which waitress and werkzeug set; ``PATH_INFO`` has lost any
+    ``/service`` or ``/public`` prefix by now) whose Accept names ``text/html``. Phase's
+    clients never ask for HTML, so they keep the API root's JSON, as do ``/service/`` and
+    ``/service/public/``. Sits inside ``api.PrefixMiddleware``."""
+
+    def __init__(self, wsgi_app):
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ, start_response):
+        if (environ.get("PATH_INFO") == "/" and environ.get("REQUEST_METHOD") in ("GET", "HEAD")
+                and "text/html" in environ.get("HTTP_ACCEPT", "")
+                and urlsplit(environ.get("REQUEST_URI", "")).path == "/"):
+            environ["PATH_INFO"] = PREFIX + "/"
+        return self.wsgi_app(environ, start_response)
+
+
+def services():
+    return current_app.extensions["phase_lite"]
+
+
+def session_settings() -> sessions.SessionSettings:
+    config = services().config
+    return sessions.SessionSettings(idle=timedelta(minutes=config.session_idle_minutes),
+                                    absolute=timedelta(hours=config.session_max_hours))
+
+
+def throttle() -> sessions.SignInThrottle:
+    return current_app.extensions["phase_lite_console_throttle"]
+
+
+def is_https() -> bool:
+    """Served over HTTPS: known from the request, or from a trusted proxy's header."""
+    if request.scheme == "https":
+        return True
+    proxies = services().config.trusted_proxies
+    return bool(proxies) and _is_trusted_proxy(request.remote_addr, proxies) and \
+        request.headers.get("X-Forwarded-Proto", "").lower() == "https"
+
+
+def console_meta():
+    """Where the request came from, as the audit log names it: the console channel."""
+    return dataclasses.replace(request_meta(request.environ), channel="console")
+
+
+def visitor_ip():
+    return client_ip(request.environ)
+
+
+def caller() -> Caller:
+    signed_in = g.signed_in
+    return Caller(services(), signed_in.principal, console_meta(), signed_in.session_id)
+
+
+# -- every console request -------------------------------------------------------------------
+
+
+@bp.before_request
+def load_session():
+    g.signed_in = sessions.authenticate(services().db, session_settings(),
+                                        request.cookies.get(SESSION_COOKIE))
+    if g.signed_in is not None:  # the access log names the caller's account, as for the API
+        request.environ[_PRINCIPAL] = g.signed_in.principal
+    g.anon_csrf = request.cookies.get(ANON_CSRF_COOKIE) or None
+    if request.method == "POST":
+        check_csrf()
+
+
+def check_csrf():
+    sent = request.form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER) or ""
+    if request.endpoint in ANONYMOUS_ENDPOINTS:
+        expected = g.anon_csrf
+    elif g.signed_in is not None:
+        expected = g.signed_in.csrf_token
+    else:
+        return  # the view sends the visitor to the sign-in page; nothing is done
+    if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
+        abort(403, CSRF_REFUSED)
+
+
+@bp.after_request
+def secure_headers(response):
+    for name, value in HEADERS.items():
+        response.headers.setdefault(name, value)
+    if request.endpoint in ANONYMOUS_ENDPOINTS and g.get("anon_csrf_new"):
+        response.set_cookie(ANON_CSRF_COOKIE, g.anon_csrf_new, httponly=True, samesite="Lax",
+                            secure=is_https(), path=PREFIX + "/")
+    return response
+
+
+def anonymous_csrf_token() -> str:
+    """The double-submit token of an anonymous form (a cookie set with the page)."""
+    if g.get("anon_csrf") is None:
+        g.anon_csrf = g.anon_csrf_new = random_tokens.token_urlsafe(32)
+    return g.anon_csrf
+
+
+@bp.app_template_global()
+def csrf_token() -> str:
+    if g.get("signed_in") is not None:
+        return g.signed_in.csrf_token
+    return anonymous_csrf_token()
+
+
+def set_session_cookie(response, cookie_value):
+    config = services().config
+    response.set_cookie(SESSION_COOKIE, cookie_value, httponly=True, samesite="Lax",
+                        secure=is_https(), path="/",
+                        max_age=config.session_max_hours * 3600)
+    return response
+
+
+def clear_session_cookie(response):
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="Lax",
+                           secure=is_https())
+    return response
+
+
+def signed_in(view):
+    """Send visitors without a live session to the sign-in page (back here afterwards)."""
+    @functools.wraps(view)
+    def guarded(**kwargs):
+        if g.signed_in is None:
+            target = request.full_path if request.method == "GET" else None
+            return redirect(url_for("console.sign_in", next=safe_next(target)), 303)
+        return view(**kwargs)
+    return guarded
+
+
+def safe_next(target) -> str | None:
+    """A local console path to return to, or None (never another site)."""
+    if not target:
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith(PREFIX + "/"):
+        return None
+    return target.rstrip("?")
+
+
+def render(template, status=200, **context):
+    theme = request.cookies.get(THEME_COOKIE)
+    context.setdefault("theme", theme if theme in ("light", "dark") else None)
+    context.setdefault("me", g.signed_in.principal if g.get("signed_in") else None)
+    context.setdefault("notice", notice_text())
+    return render_template(template, **context), status
+
+
+def refused(template, error, **context):
+    """The form again with the domain's message, under the status the API would answer."""
+    return render(template, status_of(error), error=error.message, **context)
+
+
+# What a page says after a change (post/redirect/get): the redirect names a notice and its
+# numbers only, so no text of the visitor's (or an attacker's) choosing, and no key name,
+# travels in the URL.
+NOTICES = {
+    "app_created": "App created.",
+    "secret_created": "Secret created.",
+    "secret_saved": "Secret saved.",
+    "secret_deleted": "Secret deleted.",
+    "secret_restored": "Secret restored.",
+    "version_restored": "Version {version} restored.",
+    "bulk_saved": ("Saved: {created} created, {updated} updated, {deleted} deleted, "
+                   "{unchanged} unchanged."),
+    "role_changed": "Role changed.",
+    "token_revoked": "Token revoked.",
+    "access_saved": "Access saved.",
+    "service_account_deleted": "Service account deleted.",
+    "member_removed": "Member removed.",
+    "password_changed": "Password changed. Your other sessions were signed out.",
+    "signed_out_others": "Signed out {ended} other session(s).",
+    "welcome": "Your password is set. Welcome!",
+}
+
+
+def back(endpoint, notice=None, counts=None, **values):
+    """Post/redirect/get: see the page again, with a notice (``NOTICES``) when given;
+    ``counts`` fills its numbers."""
+    if notice:
+        values["notice"] = notice
+        values.update({name: int(number) for name, number in (counts or {}).items()})
+    return redirect(url_for(endpoint, **values), 303)
+
+
+def notice_text():
+    """The notice a redirect asked for, or None."""
+    template = NOTICES.get(request.args.get("notice", ""))
+    if template is None:
+        return None
+    numbers = {}
+    for name in re.findall(r"{(\w+)}", template):
+        value = request.args.get(name, "")
+        if not value.isdigit():
+            return None
+        numbers[name] = int(value)
+    return template.format(**numbers)
+
+
+# -- errors ----------------------------------------------------------------------------------
+
+
+@bp.errorhandler(PhaseError)
+def domain_error(error):
+    status = status_of(error)
+    return render("error.html", status, status_code=status, message=error.message)
+
+
+@bp.errorhandler(HTTPException)
+def http_error(error):
+    status = error.code or 500
+    message = error.description if status in (400, 403) else error.name
+    return render("error.html", status, status_code=status, message=message)
+
+
+def register_console(app, services_):
+    """Wire the console into the app: blueprint, middleware for ``/``, sign-in throttle.
+
+    Called before ``api.register_api``: the API's middleware then wraps this one, and counts
+    the blueprint's request hooks among the app's own (they only run for console pages)."""
+    from . import access_pages, secrets_pages, sign_in  # noqa: F401 - routes attach to bp
+
+    app.register_blueprint(bp)
+    app.extensions["phase_lite_console_throttle"] = sessions.SignInThrottle()
+    # Form bodies follow the body limit (Flask's own default, 500 KB, would refuse an
+    # .env upload that the API accepts).
+    app.config["MAX_FORM_MEMORY_SIZE"] = services_.config.max_body_bytes
+    app.wsgi_app = ConsoleRootMiddleware(app.wsgi_app)

@@ -1,0 +1,125 @@
+"""The console's reads and member changes: audit search with names, members and their grants."""
+
+import orjson
+
+
+# -- members ---------------------------------------------------------------------------------
+
+
+def users_with_password(db, organisation_id):
+    return {row[0] for row in db.all(
+        "SELECT p.user_id FROM user_passwords p JOIN users u ON u.id = p.user_id"
+        " WHERE u.organisation_id = ?", (organisation_id,))}
+
+
+def pending_invitations(db, organisation_id, stamp):
+    return db.all(
+        "SELECT l.id, l.user_id, l.expires_at FROM console_links l"
+        " JOIN users u ON u.id = l.user_id WHERE l.kind = 'invite' AND l.used_at IS NULL"
+        " AND l.expires_at > ? AND u.organisation_id = ? AND u.deleted_at IS NULL",
+        (stamp, organisation_id),
+    )
+
+
+def user_grants(db, organisation_id):
+    """{user id: [(app name, environment name, environment id)]} in app and index order."""
+    grants = {}
+    for row in db.all(
+        "SELECT ea.user_id, a.name AS app_name, e.name AS env_name, e.id AS env_id"
+        " FROM environment_access ea JOIN environments e ON e.id = ea.environment_id"
+        " JOIN apps a ON a.id = e.app_id WHERE ea.user_id IS NOT NULL"
+        " AND a.organisation_id = ? ORDER BY a.name, e.sort_index",
+        (organisation_id,),
+    ):
+        grants.setdefault(row["user_id"], []).append(
+            (row["app_name"], row["env_name"], row["env_id"]))
+    return grants
+
+
+# -- audit -----------------------------------------------------------------------------------
+
+
+def search_events(db, organisation_id, *, app_id=None, environment_id=None, actor_id=None,
+                  action=None, since=None, until=None, visible_environment_ids=None,
+                  limit=50, offset=0):
+    """Events of the organisation, newest first. ``visible_environment_ids`` (a set, or None
+    for every event) limits environment events to those environments."""
+    clauses, params = ["(organisation_id = ? OR organisation_id IS NULL)"], [organisation_id]
+    for column, value in (("app_id", app_id), ("environment_id", environment_id),
+                          ("actor_id", actor_id), ("action", action)):
+        if value:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    if since:
+        clauses.append("created_at >= ?")
+        params.append(since)
+    if until:
+        clauses.append("created_at < ?")
+        params.append(until)
+    if visible_environment_ids is not None:
+        ids = sorted(visible_environment_ids)
+        marks = ", ".join("?" * len(ids))
+        clauses.append(f"(environment_id IS NULL OR environment_id IN ({marks or 'NULL'}))")
+        params.extend(ids)
+    return [dict(row, details=orjson.loads(row["details"])) for row in db.all(
+        f"SELECT * FROM audit_events WHERE {' AND '.join(clauses)}"
+        " ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+        (*params, limit, offset),
+    )]
+
+
+def event_actions(db, organisation_id):
+    return [row[0] for row in db.all(
+        "SELECT DISTINCT action FROM audit_events WHERE organisation_id = ? ORDER BY action",
+        (organisation_id,))]
+
+
+def audit_names(db, organisation_id):
+    """{"user": {id: email}, "service": {id: name}, "app": {...}, "environment": {...}}, removed
+    accounts included (the log outlives them)."""
+    def mapping(sql):
+        return {row[0]: row[1] for row in db.all(sql, (organisation_id,))}
+
+    return {
+        "user": mapping("SELECT id, email FROM users WHERE organisation_id = ?"),
+        "service": mapping("SELECT id, name FROM service_accounts WHERE organisation_id = ?"),
+        "app": mapping("SELECT id, name FROM apps WHERE organisation_id = ?"),
+        "environment": mapping(
+            "SELECT e.id, e.name FROM environments e JOIN apps a ON a.id = e.app_id"
+            " WHERE a.organisation_id = ?"),
+    }
+
+
+def secret_write_events(db, environment_id, secret_id):
+    """The write events of an environment that name a secret (its history's actors)."""
+    return [dict(row, details=orjson.loads(row["details"])) for row in db.all(
+        "SELECT actor_type, actor_id, details, created_at FROM audit_events"
+        " WHERE environment_id = ? AND action IN"
+        " ('secrets.create', 'secrets.update', 'secrets.delete') AND instr(details, ?) > 0",
+        (environment_id, secret_id),
+    )]
+
+
+def latest_versions(db, secret_ids):
+    """{secret id: its newest ``secret_versions`` row} (deleted secrets keep theirs)."""
+    found = {}
+    ids = list(secret_ids)
+    for start in range(0, len(ids), 500):
+        part = ids[start:start + 500]
+        for row in db.all(
+            "SELECT v.* FROM secret_versions v WHERE v.secret_id IN"
+            f" ({', '.join('?' * len(part))}) ORDER BY v.version",
+            part,
+        ):
+            found[row["secret_id"]] = row
+    return found
+
+
+def deleted_secrets(db, env_id, limit=200):
+    """The environment's deleted secrets, most recently deleted first."""
+    return db.all(
+        "SELECT id, path, key_enc, type, deleted_at FROM secrets"
+        " WHERE environment_id = ? AND deleted_at IS NOT NULL"
+        " ORDER BY deleted_at DESC, rowid DESC LIMIT ?",
+        (env_id, limit),
+    )
