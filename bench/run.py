@@ -55,6 +55,7 @@ MISSING = "n/a (endpoint missing)"
 MAIN_ENVIRONMENTS = ("Development", "Staging", "Large", "Writers")
 PG_GET100 = "PostgreSQL: GET 100 secrets (5 with references)"
 PG_POST1000 = "PostgreSQL: POST 1,000 secrets in one request"
+NOT_MODIFIED = "GET 100 secrets with If-None-Match: 304"
 
 
 @dataclass
@@ -103,6 +104,7 @@ class Row:
     missing: str | None = None
     ratio_shown: bool = True
     companion_rps: float | None = None  # the reference case measured in the same rounds
+    fresh: tuple | None = None  # (case, reference) req/s with a new connection per request
 
     def ratio(self, baseline_row) -> float | None:
         if not (self.measured and baseline_row and baseline_row.measured):
@@ -172,6 +174,7 @@ class Bench:
             if ready is not True:
                 for slot, name in (("key", "GET one secret by key (environment of 100)"),
                                    ("get100", "GET 100 secrets (5 with references)"),
+                                   ("notmodified", NOT_MODIFIED),
                                    ("get10k", "GET 10,000 secrets"),
                                    ("cli100", "CLI path: GET 100 secrets (`phase secrets export`)"),
                                    ("post1000", "POST 1,000 secrets in one request"),
@@ -184,6 +187,7 @@ class Bench:
                          self.case_key, server, layout)
             self.guarded("get100", "GET 100 secrets (5 with references)",
                          self.case_get100, server, layout)
+            self.guarded("notmodified", NOT_MODIFIED, self.case_not_modified, server, layout)
             self.guarded("cli100", "CLI path: GET 100 secrets (`phase secrets export`)",
                          self.case_cli100, server, layout)
             self.guarded("get10k", "GET 10,000 secrets", self.case_get10k, server, layout)
@@ -341,6 +345,39 @@ class Bench:
         self.rows[slot] = self.measure_get(server, name, rest_path(layout, "Development"),
                                            rest_headers(layout), 100, check=references_resolved)
 
+    def case_not_modified(self, server, layout):
+        """The GET 100 of a client that has it already: 304, no body (still authenticated,
+        scoped, counted and audited), next to the full answer in the same rounds."""
+        path, headers = rest_path(layout, "Development"), rest_headers(layout)
+        status, _, answer_headers = request(server.url, "GET", path, headers, with_headers=True)
+        tag = answer_headers.get("ETag")
+        if status != 200 or not tag:
+            self.rows["notmodified"] = Row(NOT_MODIFIED, missing="n/a (no ETag on the GET)")
+            return
+        conditional = dict(headers, **{"If-None-Match": tag})
+        status, body = request(server.url, "GET", path, conditional)
+        if status != 304 or body:
+            self.rows["notmodified"] = Row(
+                NOT_MODIFIED, missing=f"n/a (answered {status} with {len(body)} bytes)")
+            return
+        full = Load(server.url + path, headers)
+        row = self.measure_paired(server, NOT_MODIFIED, Load(server.url + path, conditional),
+                                  companion=(server, full))
+        # waitress closes the connection after every 304 (it closes any HTTP/1.1 answer
+        # without a Content-Length, and a 304 has none), so a keep-alive client reconnects
+        # each time; the answers themselves compare on a new connection per request each.
+        close = {"Connection": "close"}
+        fresh = self.measure_paired(server, NOT_MODIFIED, Load(server.url + path,
+                                                               dict(conditional, **close)),
+                                    companion=(server, Load(server.url + path,
+                                                            dict(headers, **close))))
+        row.fresh = (fresh.rps, fresh.companion_rps)
+        row.notes[:0] = [f"no body; the full answer in the same rounds: "
+                         f"{fmt_rps(row.companion_rps)} req/s; waitress closes the connection "
+                         f"after a 304: with a new connection per request for both, "
+                         f"{fmt_rps(fresh.rps)} vs {fmt_rps(fresh.companion_rps)} req/s"]
+        self.rows["notmodified"] = row
+
     def case_cli100(self, server, layout):
         self.rows["cli100"] = self.measure_get(
             server, "CLI path: GET 100 secrets (`phase secrets export`)", CLIENT,
@@ -490,8 +527,8 @@ def wire_ciphertexts(items):
 
 # -- the report ------------------------------------------------------------------------------
 
-ORDER = ("baseline", "key", "get100", "cli100", "get10k", "large", "post1000", "writers",
-         "pg_get100", "pg_post1000", "console")
+ORDER = ("baseline", "key", "get100", "notmodified", "cli100", "get10k", "large", "post1000",
+         "writers", "pg_get100", "pg_post1000", "console")
 CONSOLE_CASE = "Console: app overview, 3 environments x 100 secrets"
 CONSOLE_TARGET_MS = 10
 
@@ -513,6 +550,17 @@ def targets(rows):
     ratio_target("get100", 0.5, "GET 100 secrets")
     ratio_target("key", 0.8, "GET one key")
     ratio_target("cli100", 0.3, "CLI-path GET 100")
+
+    cached = rows.get("notmodified")
+    label = ("A GET answered 304 costs less than the full answer (each on a new connection, "
+             "as waitress closes it after a 304)")
+    if cached and cached.measured and cached.fresh:
+        checks.append(("PASS" if cached.fresh[0] > cached.fresh[1] and not cached.errors
+                       else "FAIL",
+                       f"{label}: {cached.fresh[0]:,.0f} vs {cached.fresh[1]:,.0f} req/s "
+                       "(measured in the same rounds)"))
+    else:
+        checks.append(("n/a", label))
 
     # Both comparisons use the reference case measured in the same rounds (seconds apart),
     # not the row measured minutes earlier; time per request at equal concurrency is 1/req/s.

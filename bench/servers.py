@@ -140,14 +140,17 @@ def baseline_server(threads, log_dir, cpus=None) -> Server:
                   server_environment(), port, "/", Path(log_dir) / f"baseline-{port}.log", cpus)
 
 
-def request(base_url, method, path, headers=None, body=None, timeout=120):
-    """One HTTP request; return (status, body bytes)."""
+def request(base_url, method, path, headers=None, body=None, timeout=120, with_headers=False):
+    """One HTTP request; return (status, body bytes), and the response headers after them
+    with ``with_headers``."""
     host_port = base_url.split("://", 1)[1]
     host, port = host_port.rsplit(":", 1)
     conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
     try:
         conn.request(method, path, body=body, headers=headers or {})
         response = conn.getresponse()
+        if with_headers:
+            return response.status, response.read(), response.headers
         return response.status, response.read()
     finally:
         conn.close()

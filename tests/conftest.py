@@ -31,6 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 # the command line.
 BOTH_BACKENDS = {
     "test_client_protocol",
+    "test_conditional_api",
+    "test_history_api",
     "test_management_api",
     "test_management_flow",
     "test_metrics",
@@ -219,6 +221,17 @@ def make_app(services):
 def demo(make_app):
     """An app "demo" with Development, Staging and Production."""
     return make_app("demo")
+
+
+@pytest.fixture
+def app_id(demo):
+    return demo[0]["id"]
+
+
+@pytest.fixture
+def envs(demo):
+    """{name: environment row} of "demo"."""
+    return demo[1]
 
 
 @pytest.fixture

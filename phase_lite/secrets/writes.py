@@ -1,9 +1,9 @@
 """Writes: create, update and delete secrets, each request one transaction with its audit
-event."""
+event. ``Writer`` is also how ``history`` writes a restore."""
 
 import dataclasses
 
-from .. import audit
+from .. import audit, conditional
 from ..errors import DoesNotExist, Duplicate, InvalidRequest
 from ..paths import ROOT, folder_chain, normalize_path
 from ..store import new_id, now
@@ -17,11 +17,13 @@ from .snapshots import decrypt_row
 # -- writes ----------------------------------------------------------------------------------
 
 
-def create_secrets(services, principal, env_row, entries, meta=None) -> list[Secret]:
+def create_secrets(services, principal, env_row, entries, meta=None, *,
+                   expected_version=None) -> list[Secret]:
     """Create secrets in one transaction; return them in entry order.
 
     409 ``Duplicate secret found`` when an entry's (path, key) is taken by a live secret or by
-    another entry of the batch; tags are checked after that, as Phase does.
+    another entry of the batch; tags are checked after that, as Phase does. With
+    ``expected_version`` (an ``If-Match``), 412 unless the environment is still at it.
     """
     db, vault = services.db, services.vault
     env_id = env_row["id"]
@@ -32,24 +34,27 @@ def create_secrets(services, principal, env_row, entries, meta=None) -> list[Sec
     if len(set(positions)) != len(positions):
         raise Duplicate(DUPLICATE)
     with db.transaction():
+        _require_version(db, env_id, expected_version)
         taken = {(row["path"], row["key_digest"])
                  for row in secret_store.live_positions(db, env_id, digests)}
         if taken.intersection(positions):
             raise Duplicate(DUPLICATE)
         names = [tag_names(entry.tags) for entry in entries]
-        writer = _Writer(services, principal, env_row)
+        writer = Writer(services, principal, env_row)
         created = writer.insert(list(zip(entries, digests, names)))
         writer.finish("create", created, meta)
     writer.publish(created)
     return created
 
 
-def update_secrets(services, principal, env_row, changes, meta=None) -> list[Secret]:
+def update_secrets(services, principal, env_row, changes, meta=None, *,
+                   expected_version=None) -> list[Secret]:
     """Apply partial updates in one transaction; return the secrets in change order.
 
     Addressed by id within the environment (404 ``Secret not found: <id>``); ``version`` goes up
     by one per change; a sealed secret keeps its value and type; the duplicate check uses the
     secret's own path when the change gives none, and looks at the batch as a whole.
+    ``expected_version`` as for ``create_secrets``.
     """
     db, vault = services.db, services.vault
     env_id = env_row["id"]
@@ -58,6 +63,7 @@ def update_secrets(services, principal, env_row, changes, meta=None) -> list[Sec
                else dataclasses.replace(change, path=normalize_path(change.path))
                for change in changes]
     with db.transaction():
+        _require_version(db, env_id, expected_version)
         rows = secret_store.secrets_by_id(db, env_id, [c.id for c in changes])
         data_key = vault.data_key(env_row["app_id"]) if rows else None
         tags = secret_store.tag_names_of(db, rows)
@@ -67,7 +73,7 @@ def update_secrets(services, principal, env_row, changes, meta=None) -> list[Sec
         }
         targets = _planned_updates(changes, states, env_keys)
         _check_update_duplicates(db, env_id, changes, states, targets)
-        writer = _Writer(services, principal, env_row, data_key)
+        writer = Writer(services, principal, env_row, data_key)
         updated = []
         for change in changes:
             current = states.get(change.id)
@@ -83,14 +89,17 @@ def update_secrets(services, principal, env_row, changes, meta=None) -> list[Sec
     return updated
 
 
-def delete_secrets(services, principal, env_row, ids, meta=None) -> int:
+def delete_secrets(services, principal, env_row, ids, meta=None, *,
+                   expected_version=None) -> int:
     """Soft-delete secrets of the environment in one transaction; return how many.
 
     Any id that is not a live secret of this environment gives 404 and deletes nothing.
+    ``expected_version`` as for ``create_secrets``.
     """
     db, vault = services.db, services.vault
     env_id = env_row["id"]
     with db.transaction():
+        _require_version(db, env_id, expected_version)
         rows = secret_store.secrets_by_id(db, env_id, ids)
         missing = [secret_id for secret_id in ids if secret_id not in rows]
         if missing:
@@ -99,7 +108,7 @@ def delete_secrets(services, principal, env_row, ids, meta=None) -> int:
             )
         data_key = vault.data_key(env_row["app_id"])
         tags = secret_store.tag_names_of(db, rows)
-        writer = _Writer(services, principal, env_row, data_key)
+        writer = Writer(services, principal, env_row, data_key)
         deleted = [
             writer.delete(decrypt_row(vault, data_key, rows[secret_id], tags.get(secret_id, ())))
             for secret_id in dict.fromkeys(ids)
@@ -107,6 +116,13 @@ def delete_secrets(services, principal, env_row, ids, meta=None) -> int:
         writer.finish("delete", deleted, meta)
     writer.publish(deleted)
     return len(deleted)
+
+
+def _require_version(db, env_id, expected_version):
+    """An ``If-Match`` checked under the write lock: no write can slip in between."""
+    if expected_version is not None:
+        conditional.require_version(
+            app_store.environment_versions(db, [env_id])[env_id], expected_version)
 
 
 def _planned_updates(changes, states, env_keys):
@@ -141,7 +157,7 @@ def _check_update_duplicates(db, env_id, changes, states, targets):
         raise Duplicate(DUPLICATE)
 
 
-class _Writer:
+class Writer:
     """The writes of one request, inside its transaction: rows, folders, tags, overrides,
     version snapshots; then one environment bump and one audit event."""
 
@@ -205,7 +221,9 @@ class _Writer:
             "updated_at": stamp,
         }
 
-    def update(self, current: Secret, change: SecretChange, names) -> Secret:
+    def update(self, current: Secret, change: SecretChange, names, *,
+               restored_from=None) -> Secret:
+        """Apply ``change``; with ``restored_from`` (a version number), it is a restore."""
         stamp = now()
         wire = change.wire or Wire()
         fields = {"version": current.version + 1, "updated_at": stamp}
@@ -246,7 +264,8 @@ class _Writer:
             environment_id=self.env_id, folder_id=folder_id, deleted_at=current.deleted_at,
             order=(stamp, current.order[1]),
         )
-        self._keep_version(secret, "update")
+        self._keep_version(secret, "update" if restored_from is None else "restore",
+                           restored_from)
         return secret
 
     def delete(self, current: Secret) -> Secret:
@@ -314,13 +333,17 @@ class _Writer:
             "is_active": int(is_active), "created_at": stamp, "updated_at": stamp,
         })
 
-    def _keep_version(self, secret: Secret, event: str):
+    def _keep_version(self, secret: Secret, event: str, restored_from=None):
         version_id = new_id()
+        actor_type, actor_id = audit.actor(self.principal)
         self._versions.append({
             "id": version_id,
             "secret_id": secret.id,
             "version": secret.version,
             "event": event,
+            "restored_from": restored_from,
+            "actor_type": actor_type,
+            "actor_id": actor_id,
             "path": secret.path,
             "key_digest": secret.key_digest,
             "key_enc": self._encrypt("secret_versions", version_id, "key", secret.key),

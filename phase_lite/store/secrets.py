@@ -186,14 +186,19 @@ def replace_secret_tags(db, secret_id, tag_ids):
 # -- versions --------------------------------------------------------------------------------
 
 
+_VERSION_DEFAULTS = {"restored_from": None, "actor_type": None, "actor_id": None}
+
+
 def insert_versions(db, rows):
-    """Insert version snapshots (dicts with the secret_versions columns; tags as a list)."""
+    """Insert version snapshots (dicts with the secret_versions columns; tags as a list;
+    ``restored_from`` and the actor default to NULL)."""
     db.executemany(
-        "INSERT INTO secret_versions (id, secret_id, version, event, path, key_digest, key_enc,"
-        " value_enc, comment_enc, type, tags, created_at) VALUES (:id, :secret_id, :version,"
-        " :event, :path, :key_digest, :key_enc, :value_enc, :comment_enc, :type, :tags,"
-        " :created_at)",
-        [dict(row, tags=json.dumps(list(row["tags"]), separators=(",", ":"))) for row in rows],
+        "INSERT INTO secret_versions (id, secret_id, version, event, restored_from, actor_type,"
+        " actor_id, path, key_digest, key_enc, value_enc, comment_enc, type, tags, created_at)"
+        " VALUES (:id, :secret_id, :version, :event, :restored_from, :actor_type, :actor_id,"
+        " :path, :key_digest, :key_enc, :value_enc, :comment_enc, :type, :tags, :created_at)",
+        [{**_VERSION_DEFAULTS, **row,
+          "tags": json.dumps(list(row["tags"]), separators=(",", ":"))} for row in rows],
     )
 
 
