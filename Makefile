@@ -23,11 +23,17 @@ run: $(STAMP)
 clients: $(STAMP)
 	bash tests/clients/install.sh
 
-## Debian tools the tests use (systemd-analyze checks deploy/phase-lite.service), when missing.
+## Debian tools the tests use, when missing: systemd-analyze (checks deploy/phase-lite.service)
+## and PostgreSQL's server binaries (the session starts its own throwaway server for the tests
+## that also run on PostgreSQL).
 system-tools:
 	@command -v systemd-analyze >/dev/null 2>&1 || { \
 		echo "systemd-analyze is missing: installing Debian's systemd package"; \
 		apt-get update -qq && apt-get install -y -qq --no-install-recommends systemd >/dev/null; }
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+		echo "PostgreSQL is missing: installing Debian's postgresql package"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends postgresql >/dev/null; }
 
 ## Debian's Chromium for the web console's browser tests (Playwright drives it by path).
 CHROMIUM ?= /usr/lib/chromium/chromium

@@ -7,6 +7,11 @@ load generator when wrk cannot be had) and prints a markdown table of req/s, p50
 ratio to the baseline and the server's peak RSS per case, then PASS/FAIL per target. The table
 is also written to ``bench/results/latest.md``. Exit status 1 when a target fails.
 
+The PostgreSQL cases (GET 100 and POST 1,000 again, with PHASE_LITE_DATABASE_URL) run against
+a PostgreSQL server the bench starts from the system's binaries (``tests/postgres_server.py``)
+with its durable defaults (fsync, synchronous commit), as SQLite runs with ``synchronous=FULL``.
+BENCH_POSTGRES=0 skips them.
+
 Each GET case is a warm-up, then BENCH_ROUNDS (3) rounds of a baseline run and a case run of
 BENCH_DURATION (3) seconds each; the best run of each side is kept (other processes only ever
 slow a run down) and ratios divide by the best baseline figure of the run. Other settings
@@ -37,6 +42,8 @@ from phase_lite.config import load_config
 import console
 import seed
 from load import Load, LoadGenerator, find_wrk
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # postgres_server
 from servers import (baseline_server, phase_lite_server, pin_cpus, request,
                      server_environment)
 
@@ -46,6 +53,9 @@ CLIENT = "/service/secrets/"
 KEY = seed.key_name(31)  # DB_PASSWORD
 MISSING = "n/a (endpoint missing)"
 MAIN_ENVIRONMENTS = ("Development", "Staging", "Large", "Writers")
+PG_GET100 = "PostgreSQL: GET 100 secrets (5 with references)"
+PG_POST1000 = "PostgreSQL: POST 1,000 secrets in one request"
+NOT_MODIFIED = "GET 100 secrets with If-None-Match: 304"
 
 
 @dataclass
@@ -59,6 +69,7 @@ class Settings:
     large: bool = True
     large_secrets: int = 1_000_000
     pin: bool = True
+    postgres: bool = True
 
     @classmethod
     def from_env(cls, env=os.environ):
@@ -75,6 +86,7 @@ class Settings:
             large=(env.get("BENCH_LARGE") or "1") not in ("0", "false", "no", "off"),
             large_secrets=number("BENCH_LARGE_SECRETS", cls.large_secrets),
             pin=(env.get("BENCH_PIN") or "1") not in ("0", "false", "no", "off"),
+            postgres=(env.get("BENCH_POSTGRES") or "1") not in ("0", "false", "no", "off"),
         )
 
 
@@ -92,6 +104,7 @@ class Row:
     missing: str | None = None
     ratio_shown: bool = True
     companion_rps: float | None = None  # the reference case measured in the same rounds
+    fresh: tuple | None = None  # (case, reference) req/s with a new connection per request
 
     def ratio(self, baseline_row) -> float | None:
         if not (self.measured and baseline_row and baseline_row.measured):
@@ -129,6 +142,8 @@ class Bench:
             self.baseline = baseline
             self.probe_single_connection()
             self.run_main()
+            if self.settings.postgres:
+                self.guarded("pg_get100", PG_GET100, self.run_postgres)
             if self.settings.large:
                 self.guarded("large", "GET 100 secrets, 1,000,000 in other environments",
                              self.run_large)
@@ -159,6 +174,7 @@ class Bench:
             if ready is not True:
                 for slot, name in (("key", "GET one secret by key (environment of 100)"),
                                    ("get100", "GET 100 secrets (5 with references)"),
+                                   ("notmodified", NOT_MODIFIED),
                                    ("get10k", "GET 10,000 secrets"),
                                    ("cli100", "CLI path: GET 100 secrets (`phase secrets export`)"),
                                    ("post1000", "POST 1,000 secrets in one request"),
@@ -171,6 +187,7 @@ class Bench:
                          self.case_key, server, layout)
             self.guarded("get100", "GET 100 secrets (5 with references)",
                          self.case_get100, server, layout)
+            self.guarded("notmodified", NOT_MODIFIED, self.case_not_modified, server, layout)
             self.guarded("cli100", "CLI path: GET 100 secrets (`phase secrets export`)",
                          self.case_cli100, server, layout)
             self.guarded("get10k", "GET 10,000 secrets", self.case_get10k, server, layout)
@@ -178,6 +195,30 @@ class Bench:
                          self.case_post1000, server, layout)
             self.guarded("writers", "8 concurrent writers, one secret per POST",
                          self.case_writers, server, layout)
+
+    # -- the same cases on PostgreSQL ----------------------------------------------------------
+
+    def run_postgres(self):
+        from postgres_server import PostgresServer
+
+        postgres = PostgresServer(durable=True).start()
+        try:
+            settings = {"PHASE_LITE_DATABASE_URL": postgres.create_database("bench")}
+            data_dir = self.workdir / "postgres"
+            seed.init_data_dir(data_dir, settings)
+            envs = (*MAIN_ENVIRONMENTS, *(f"Import{n}" for n in range(self.settings.posts)))
+            layout = seed.create_bench_app(data_dir, envs, settings)
+            with phase_lite_server(data_dir, self.workdir, self.server_cpus, settings) as server:
+                log(f"phase_lite on PostgreSQL on {server.url}")
+                ready = self.seed_measured(server, layout)
+                if ready is not True:
+                    raise RuntimeError(ready)
+                self.guarded("pg_get100", PG_GET100, self.case_get100, server, layout,
+                             "pg_get100", PG_GET100)
+                self.guarded("pg_post1000", PG_POST1000, self.case_post1000, server, layout,
+                             "pg_post1000", PG_POST1000)
+        finally:
+            postgres.stop()
 
     def run_client_only(self, server, layout):
         """Nothing can be seeded without the REST API; still say whether the CLI path exists."""
@@ -304,6 +345,39 @@ class Bench:
         self.rows[slot] = self.measure_get(server, name, rest_path(layout, "Development"),
                                            rest_headers(layout), 100, check=references_resolved)
 
+    def case_not_modified(self, server, layout):
+        """The GET 100 of a client that has it already: 304, no body (still authenticated,
+        scoped, counted and audited), next to the full answer in the same rounds."""
+        path, headers = rest_path(layout, "Development"), rest_headers(layout)
+        status, _, answer_headers = request(server.url, "GET", path, headers, with_headers=True)
+        tag = answer_headers.get("ETag")
+        if status != 200 or not tag:
+            self.rows["notmodified"] = Row(NOT_MODIFIED, missing="n/a (no ETag on the GET)")
+            return
+        conditional = dict(headers, **{"If-None-Match": tag})
+        status, body = request(server.url, "GET", path, conditional)
+        if status != 304 or body:
+            self.rows["notmodified"] = Row(
+                NOT_MODIFIED, missing=f"n/a (answered {status} with {len(body)} bytes)")
+            return
+        full = Load(server.url + path, headers)
+        row = self.measure_paired(server, NOT_MODIFIED, Load(server.url + path, conditional),
+                                  companion=(server, full))
+        # waitress closes the connection after every 304 (it closes any HTTP/1.1 answer
+        # without a Content-Length, and a 304 has none), so a keep-alive client reconnects
+        # each time; the answers themselves compare on a new connection per request each.
+        close = {"Connection": "close"}
+        fresh = self.measure_paired(server, NOT_MODIFIED, Load(server.url + path,
+                                                               dict(conditional, **close)),
+                                    companion=(server, Load(server.url + path,
+                                                            dict(headers, **close))))
+        row.fresh = (fresh.rps, fresh.companion_rps)
+        row.notes[:0] = [f"no body; the full answer in the same rounds: "
+                         f"{fmt_rps(row.companion_rps)} req/s; waitress closes the connection "
+                         f"after a 304: with a new connection per request for both, "
+                         f"{fmt_rps(fresh.rps)} vs {fmt_rps(fresh.companion_rps)} req/s"]
+        self.rows["notmodified"] = row
+
     def case_cli100(self, server, layout):
         self.rows["cli100"] = self.measure_get(
             server, "CLI path: GET 100 secrets (`phase secrets export`)", CLIENT,
@@ -333,7 +407,8 @@ class Bench:
                                                rest_path(layout, "Large"), rest_headers(layout),
                                                10_000, companion=(server, get100))
 
-    def case_post1000(self, server, layout):
+    def case_post1000(self, server, layout, slot="post1000",
+                      name="POST 1,000 secrets in one request"):
         times = []
         server.reset_peak_rss()
         for n in range(self.settings.posts):
@@ -346,17 +421,17 @@ class Bench:
                                      headers, body)
             times.append(time.perf_counter() - started)
             if endpoint_missing(status, answer):
-                self.rows["post1000"] = Row("POST 1,000 secrets in one request", missing=MISSING)
+                self.rows[slot] = Row(name, missing=MISSING)
                 return
             if status != 200 or len(orjson.loads(answer)) != 1000:
                 raise RuntimeError(f"POST of 1,000 answered {status}: {answer[:80]!r}")
-        row = Row("POST 1,000 secrets in one request", rps=len(times) / sum(times),
+        row = Row(name, rps=len(times) / sum(times),
                   p50_ms=statistics.median(times) * 1000, p99_ms=max(times) * 1000,
                   rss_mb=server.peak_rss_mb(), ratio_shown=False)
         row.notes.append(f"{len(times)} sequential request{'s' if len(times) > 1 else ''}, "
                          f"each into an empty environment; p99 column = slowest")
-        log(f"  POST 1,000: {', '.join(f'{t:.2f}' for t in times)} s")
-        self.rows["post1000"] = row
+        log(f"  {name}: {', '.join(f'{t:.2f}' for t in times)} s")
+        self.rows[slot] = row
 
     def case_writers(self, server, layout):
         headers = dict(rest_headers(layout), **{"Content-Type": "application/json"})
@@ -452,8 +527,8 @@ def wire_ciphertexts(items):
 
 # -- the report ------------------------------------------------------------------------------
 
-ORDER = ("baseline", "key", "get100", "cli100", "get10k", "large", "post1000", "writers",
-         "console")
+ORDER = ("baseline", "key", "get100", "notmodified", "cli100", "get10k", "large", "post1000",
+         "writers", "pg_get100", "pg_post1000", "console")
 CONSOLE_CASE = "Console: app overview, 3 environments x 100 secrets"
 CONSOLE_TARGET_MS = 10
 
@@ -475,6 +550,17 @@ def targets(rows):
     ratio_target("get100", 0.5, "GET 100 secrets")
     ratio_target("key", 0.8, "GET one key")
     ratio_target("cli100", 0.3, "CLI-path GET 100")
+
+    cached = rows.get("notmodified")
+    label = ("A GET answered 304 costs less than the full answer (each on a new connection, "
+             "as waitress closes it after a 304)")
+    if cached and cached.measured and cached.fresh:
+        checks.append(("PASS" if cached.fresh[0] > cached.fresh[1] and not cached.errors
+                       else "FAIL",
+                       f"{label}: {cached.fresh[0]:,.0f} vs {cached.fresh[1]:,.0f} req/s "
+                       "(measured in the same rounds)"))
+    else:
+        checks.append(("n/a", label))
 
     # Both comparisons use the reference case measured in the same rounds (seconds apart),
     # not the row measured minutes earlier; time per request at equal concurrency is 1/req/s.
@@ -498,14 +584,26 @@ def targets(rows):
     else:
         checks.append(("n/a", label))
 
-    posts = rows.get("post1000")
-    label = "POST of 1,000 secrets under 2 s"
-    if posts and posts.measured:
-        checks.append(("PASS" if posts.p99_ms < 2000 else "FAIL",
+    def post_target(slot, seconds, label):
+        posts = rows.get(slot)
+        if not (posts and posts.measured):
+            return checks.append(("n/a", label))
+        checks.append(("PASS" if posts.p99_ms < seconds * 1000 else "FAIL",
                        f"{label}: slowest {posts.p99_ms / 1000:.2f} s, "
                        f"median {posts.p50_ms / 1000:.2f} s"))
+
+    post_target("post1000", 2, "POST of 1,000 secrets under 2 s")
+
+    sqlite, postgres = rows.get("get100"), rows.get("pg_get100")
+    label = "PostgreSQL GET 100 >= 0.5 x the SQLite GET 100 of this run"
+    if sqlite and sqlite.measured and postgres and postgres.measured:
+        share = postgres.rps / sqlite.rps
+        checks.append(("PASS" if share >= 0.5 and not postgres.errors else "FAIL",
+                       f"{label}: {share:.2f} x ({postgres.rps:,.0f} vs {sqlite.rps:,.0f} req/s)"))
     else:
         checks.append(("n/a", label))
+
+    post_target("pg_post1000", 1, "PostgreSQL POST of 1,000 secrets under 1 s")
 
     writers = rows.get("writers")
     label = "8 concurrent writers see no errors"

@@ -39,11 +39,12 @@ STAGING = {"DB_HOST": "staging-db.internal", "API_URL": "https://staging.example
 # -- data directories and the bench account --------------------------------------------------
 
 
-def init_data_dir(data_dir: Path) -> dict:
-    """``phase-lite init --json`` on a new data directory; return its JSON answer."""
+def init_data_dir(data_dir: Path, settings=None) -> dict:
+    """``phase-lite init --json`` on a new data directory (and ``settings``, such as a
+    PHASE_LITE_DATABASE_URL); return its JSON answer."""
     env = {name: value for name, value in os.environ.items()
            if not name.startswith("PHASE_LITE_")}
-    env["PHASE_LITE_DATA_DIR"] = str(data_dir)
+    env.update(settings or {}, PHASE_LITE_DATA_DIR=str(data_dir))
     completed = subprocess.run([sys.executable, "-m", "phase_lite.cli", "init", "--json"],
                                env=env, cwd=REPO, capture_output=True, text=True, check=False)
     if completed.returncode != 0:
@@ -51,11 +52,11 @@ def init_data_dir(data_dir: Path) -> dict:
     return json.loads(completed.stdout)
 
 
-def open_services(data_dir: Path):
+def open_services(data_dir: Path, settings=None):
     from phase_lite.app import open_services as open_phase_lite
     from phase_lite.config import load_config
 
-    return open_phase_lite(load_config({"PHASE_LITE_DATA_DIR": str(data_dir)}))
+    return open_phase_lite(load_config({**(settings or {}), "PHASE_LITE_DATA_DIR": str(data_dir)}))
 
 
 @dataclass
@@ -70,13 +71,13 @@ class Layout:
         return f"Bearer {self.bearer}"
 
 
-def create_bench_app(data_dir: Path, env_names) -> Layout:
+def create_bench_app(data_dir: Path, env_names, settings=None) -> Layout:
     """The app ``bench`` with these environments and a service account granted all of them."""
     from phase_lite import accounts, apps
     from phase_lite.accounts import Grantee
     from phase_lite.audit import CLI_META
 
-    services = open_services(data_dir)
+    services = open_services(data_dir, settings)
     try:
         operator = accounts.operator(services, "bench")
         app, env_rows = apps.create_app(services, operator,

@@ -124,10 +124,11 @@ def pin_cpus():
     return {allowed[-1]}, set(allowed[:-1])
 
 
-def phase_lite_server(data_dir, log_dir, cpus=None) -> Server:
-    """``python -m phase_lite.cli serve`` on its data directory, with default settings."""
+def phase_lite_server(data_dir, log_dir, cpus=None, settings=None) -> Server:
+    """``python -m phase_lite.cli serve`` on its data directory, with default settings (plus
+    ``settings``, such as a PHASE_LITE_DATABASE_URL)."""
     port = free_port()
-    env = server_environment({"PHASE_LITE_DATA_DIR": str(data_dir),
+    env = server_environment({**(settings or {}), "PHASE_LITE_DATA_DIR": str(data_dir),
                               "PHASE_LITE_LISTEN": f"127.0.0.1:{port}"})
     return Server("phase_lite", [sys.executable, "-m", "phase_lite.cli", "serve"], env, port,
                   "/health/", Path(log_dir) / f"phase_lite-{port}.log", cpus)
@@ -139,14 +140,17 @@ def baseline_server(threads, log_dir, cpus=None) -> Server:
                   server_environment(), port, "/", Path(log_dir) / f"baseline-{port}.log", cpus)
 
 
-def request(base_url, method, path, headers=None, body=None, timeout=120):
-    """One HTTP request; return (status, body bytes)."""
+def request(base_url, method, path, headers=None, body=None, timeout=120, with_headers=False):
+    """One HTTP request; return (status, body bytes), and the response headers after them
+    with ``with_headers``."""
     host_port = base_url.split("://", 1)[1]
     host, port = host_port.rsplit(":", 1)
     conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
     try:
         conn.request(method, path, body=body, headers=headers or {})
         response = conn.getresponse()
+        if with_headers:
+            return response.status, response.read(), response.headers
         return response.status, response.read()
     finally:
         conn.close()

@@ -13,9 +13,9 @@ from .auth import Authenticator
 from .caches import cache_statistics
 from .client_protocol import ClientProtocol
 from .config import Config, ConfigError, load_config
-from .ratelimit import RateLimiter
+from .ratelimit import make_limiter
 from .secrets import SnapshotCache, new_body_cache
-from .store import Database, StoreError
+from .store import Database, StoreError, open_database as open_store
 from .store import meta as meta_store
 from .vault import Vault
 
@@ -33,26 +33,33 @@ def open_keyring(config: Config) -> keyring.Keyring:
 
 def open_database(config: Config, ring: keyring.Keyring) -> Database:
     """Open and migrate the database and check that the master key belongs to it."""
-    if not config.database.exists():
+    setting = "PHASE_LITE_DATABASE_URL" if config.database_url else "PHASE_LITE_DATABASE"
+    if not config.database_url and not config.database.exists():
         raise ConfigError(
             f"PHASE_LITE_DATABASE: no database at {config.database} (run 'phase-lite init')"
         )
-    db = Database(config.database)
+    db = open_store(config.database_location)
     try:
         if not db.integrity_check():
-            raise ConfigError(f"PHASE_LITE_DATABASE: {config.database} failed its integrity check")
+            raise ConfigError(f"{setting}: {config.database_name} failed its integrity check")
         db.migrate()
         check = meta_store.get_blob(db, "master_key_check")
     except StoreError as exc:
-        raise ConfigError(f"PHASE_LITE_DATABASE: {exc}") from None
+        db.close()
+        raise ConfigError(f"{setting}: {exc}") from None
+    except ConfigError:
+        db.close()
+        raise
     if check is None:
+        db.close()
         raise ConfigError(
-            f"PHASE_LITE_DATABASE: {config.database} is not initialised (run 'phase-lite init')"
+            f"{setting}: {config.database_name} is not initialised (run 'phase-lite init')"
         )
     if not ring.verify_check_blob(check):
+        db.close()
         raise ConfigError(
             f"{config.master_key_source()}: this master key does not match the database "
-            f"{config.database} (wrong key?)"
+            f"{config.database_name} (wrong key?)"
         )
     return db
 
@@ -65,19 +72,20 @@ def init_data_dir(config: Config, owner_email: str):
     """
     config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     if not config.master_key_env and not config.master_key_file.exists():
-        if config.database.exists():
+        if _holds_data(config):
             raise ConfigError(
                 f"PHASE_LITE_MASTER_KEY_FILE: {config.master_key_file} is missing but the "
-                f"database {config.database} exists; restore the key instead of making a new one"
+                f"database {config.database_name} exists; restore the key instead of making a "
+                "new one"
             )
         _create_private_file(
             config.master_key_file,
             (keyring.encode_master_key(keyring.generate_master_key()) + "\n").encode(),
         )
     ring = open_keyring(config)
-    if not config.database.exists():
+    if config.database_url is None and not config.database.exists():
         _create_private_file(config.database, b"")
-    db = Database(config.database)
+    db = open_store(config.database_location)
     try:
         db.migrate()
         with db.transaction():
@@ -89,6 +97,21 @@ def init_data_dir(config: Config, owner_email: str):
                     f"{config.master_key_source()}: this master key does not match the database"
                 )
             return accounts.initialise(db, owner_email)
+    finally:
+        db.close()
+
+
+def _holds_data(config: Config) -> bool:
+    """Whether the database exists (SQLite) or is initialised (PostgreSQL: the server and
+    database exist whatever they hold)."""
+    if config.database_url is None:
+        return config.database.exists()
+    db = open_store(config.database_url)
+    try:
+        db.migrate()
+        return meta_store.get_blob(db, "master_key_check") is not None
+    except StoreError as exc:
+        raise ConfigError(f"PHASE_LITE_DATABASE_URL: {exc}") from None
     finally:
         db.close()
 
@@ -184,7 +207,7 @@ class Services:
         self.keyring = ring
         self.vault = Vault(db, ring)
         self.auth = Authenticator(db)
-        self.limiter = RateLimiter(config.rate_limit)
+        self.limiter = make_limiter(config, db)
         self.snapshots = SnapshotCache()  # decrypted environments, for every secrets read
         self.answers = new_body_cache()  # encoded GET /v1/secrets/ answers
         self.wire_answers = new_body_cache()  # encoded GET /service/secrets/ answers

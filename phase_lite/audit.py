@@ -41,16 +41,25 @@ def operator_name() -> str:
         return "unknown"
 
 
+def actor(principal) -> tuple[str, str]:
+    """(actor type, actor id) of a caller as events name it: ``user``, ``service`` or
+    ``operator`` (``principal`` None: the local operator, by login)."""
+    if principal is None:
+        return "operator", operator_name()
+    return principal.kind, principal.account_id
+
+
 def event(principal, action, resource_type, *, resource_id=None, app_id=None,
           environment_id=None, details=None, meta: RequestMeta | None = None) -> dict:
     """Build an audit event row. ``principal`` None means the local operator (the admin
     command before an organisation exists, or a key rotation, restore or prune)."""
     meta = meta or CLI_META
+    actor_type, actor_id = actor(principal)
     return {
         "created_at": now(),
         "organisation_id": principal.organisation_id if principal else None,
-        "actor_type": principal.kind if principal else "operator",
-        "actor_id": principal.account_id if principal else operator_name(),
+        "actor_type": actor_type,
+        "actor_id": actor_id,
         "token_id": principal.token_id if principal else None,
         "channel": meta.channel,
         "action": action,
@@ -76,7 +85,9 @@ def prune(db, older_than_days: int, *, record_prune=True) -> int:
     The prune itself is recorded (unless ``record_prune`` is false), so the log shows it.
     """
     cutoff = format_time(datetime.now(timezone.utc) - timedelta(days=older_than_days))
-    with db.transaction():
+    with db.transaction(bookkeeping=True):  # no cached answer holds audit events
+        if not db.take_turn("audit retention"):
+            return 0  # another node is pruning now
         deleted = audit_store.delete_events_before(db, cutoff)
         if record_prune:
             record(db, None, CLI_META, "prune", "audit_log",

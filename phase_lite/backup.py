@@ -16,18 +16,25 @@ SIGKILL, so it is never stale. ``restore`` and the ``keys rotate-*`` commands ta
 lock without waiting: a held shared lock means a server is running (``restore --force`` goes on
 anyway, and the server must be restarted so it drops its caches), and a server does not start
 while one of them holds it.
+
+On PostgreSQL the same lock is a session advisory lock (shared by every serving node, exclusive
+for a restore or a rotation), the backup is written from one consistent snapshot into a new
+SQLite file (``store.backups.export_to_sqlite``) and checked like any other, and a restore loads
+a backup file into the database in one transaction.
 """
 
 import contextlib
 import fcntl
 import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import audit, keyring, rotation
 from .config import Config, ConfigError
-from .store import Database, StoreError
+from .store import Database, StoreError, open_database
 from .store import apps as app_store
 from .store import backups as backup_store
 from .store import meta as meta_store
@@ -63,10 +70,20 @@ def lock_path(config: Config) -> Path:
 
 
 def hold_serving_lock(config: Config):
-    """Take the shared serving lock for this process's lifetime; return the open lock file.
+    """Take the shared serving lock for this process's lifetime; return it (``close()``).
 
     Raise ConfigError when a restore or a master-key rotation holds the exclusive lock.
     """
+    if config.database_url:
+        from .store.postgres import SERVING_LOCK, AdvisoryLock
+
+        lock = _advisory(config, lambda: AdvisoryLock.try_take(
+            config.database_url, SERVING_LOCK, shared=True))
+        if lock is None:
+            raise ConfigError(
+                "PHASE_LITE_DATABASE_URL: a restore or key rotation is running on the "
+                "PostgreSQL database; start the server when it has finished")
+        return lock
     handle = _open_lock(config)
     try:
         fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -86,22 +103,39 @@ def exclusive_lock(config: Config, *, force: bool = False, action: str = "restor
     Raise BackupError when a server holds the serving lock, unless ``force``: then the block
     runs anyway and gets True (the database is in use).
     """
-    handle = _open_lock(config)
-    try:
+    if config.database_url:
+        from .store.postgres import SERVING_LOCK, AdvisoryLock
+
+        handle = _advisory(config, lambda: AdvisoryLock.try_take(
+            config.database_url, SERVING_LOCK, shared=False))
+        holder = "a node holds its serving lock"
+    else:
+        handle = _open_lock(config)
+        holder = f"it holds {lock_path(config)}"
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            in_use = False
         except BlockingIOError:
-            if not force:
-                raise BackupError(
-                    f"{config.database} is in use by a running phase-lite server (it holds "
-                    f"{lock_path(config)}); stop it before the {action}"
-                    + (", or pass --force" if action == "restore" else "")
-                ) from None
-            in_use = True
+            handle.close()
+            handle = None
+    try:
+        in_use = handle is None
+        if in_use and not force:
+            raise BackupError(
+                f"{config.database_name} is in use by a running phase-lite server ({holder}); "
+                f"stop it before the {action}"
+                + (", or pass --force" if action == "restore" else "")
+            )
         yield in_use
     finally:
-        handle.close()
+        if handle is not None:
+            handle.close()
+
+
+def _advisory(config: Config, take):
+    try:
+        return take()
+    except StoreError as exc:
+        raise ConfigError(f"PHASE_LITE_DATABASE_URL: {exc}") from None
 
 
 def _open_lock(config: Config):
@@ -125,7 +159,10 @@ def create_backup(db: Database, ring: keyring.Keyring, target) -> BackupSummary:
     # VACUUM INTO accepts an existing empty file: create it private first.
     os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     try:
-        backup_store.vacuum_into(db, partial)
+        if db.backend == "sqlite":
+            backup_store.vacuum_into(db, partial)
+        else:
+            backup_store.export_to_sqlite(db, partial)
         _fsync_file(partial)
         summary = verify_backup(partial, ring)
         os.link(partial, target)  # fails rather than replace a file made meanwhile
@@ -137,7 +174,8 @@ def create_backup(db: Database, ring: keyring.Keyring, target) -> BackupSummary:
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()
     _fsync_dir(target.parent)
-    with db.transaction():  # after the copy: a backup is a read of the database it records in
+    # After the copy: a backup is a read of the database it records in (no cached read changes).
+    with db.transaction(bookkeeping=True):
         audit.record(db, None, audit.CLI_META, "backup", "database",
                      details={"target": target.name, **_counts(summary)})
     return BackupSummary(str(target), summary.apps, summary.environments, summary.secrets,
@@ -197,6 +235,8 @@ def restore_backup(config: Config, ring: keyring.Keyring, source, *,
 
     Nothing is touched when the check fails, or when a server is running and not ``force``.
     """
+    if config.database_url:
+        return _restore_into_postgres(config, ring, source, force=force)
     if Path(source).resolve() == config.database.resolve():
         raise BackupError(f"{source} is the database itself; give a backup file")
     try:
@@ -259,6 +299,64 @@ def _keep_replaced(database: Path) -> Path | None:
         raise BackupError(f"cannot keep a copy of {database} before the restore: {exc}") from None
     finally:
         db.close()
+    _fsync_file(kept)
+    return kept
+
+
+def _restore_into_postgres(config: Config, ring: keyring.Keyring, source, *,
+                           force: bool) -> RestoreResult:
+    """Load a checked backup file into PostgreSQL in one transaction (the generation moves,
+    so every node's caches are dropped on its next request)."""
+    summary = verify_backup(source, ring)
+    with exclusive_lock(config, force=force) as in_use:
+        config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        handle, work = tempfile.mkstemp(prefix=".restore-", suffix=".sqlite3",
+                                        dir=config.data_dir)  # private: mode 0600
+        os.close(handle)
+        work = Path(work)
+        db = open_database(config.database_url)
+        try:
+            shutil.copyfile(source, work)
+            staged = Database(work)
+            try:
+                staged.migrate()  # a backup made by an older version: bring it up to date
+            finally:
+                staged.close()
+            db.migrate()
+            kept = _keep_replaced_postgres(config, db)
+            with db.transaction():
+                backup_store.import_into_postgres(work, db)
+                if not ring.verify_check_blob(meta_store.get_blob(db, "master_key_check")):
+                    raise BackupError("the restored database does not open with this key")
+                audit.record(db, None, audit.CLI_META, "restore", "database",
+                             details={"source": Path(source).name, **_counts(summary)})
+        except StoreError as exc:
+            raise BackupError(f"cannot restore into {config.database_name}: {exc}") from None
+        finally:
+            db.close()
+            with contextlib.suppress(FileNotFoundError):
+                work.unlink()
+    return RestoreResult(summary, in_use, None, kept)
+
+
+def _keep_replaced_postgres(config: Config, db) -> Path | None:
+    """Write the PostgreSQL content about to be replaced to ``<data dir>/replaced-<UTC time>
+    .sqlite3`` (0600; a backup file like any other), unless it holds nothing yet."""
+    if meta_store.get_blob(db, "master_key_check") is None:
+        return None
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    kept = config.data_dir / f"replaced-{stamp}.sqlite3"
+    suffix = 1
+    while kept.exists():
+        suffix += 1
+        kept = config.data_dir / f"replaced-{stamp}-{suffix}.sqlite3"
+    os.close(os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    try:
+        backup_store.export_to_sqlite(db, kept)
+    except StoreError as exc:
+        kept.unlink()
+        raise BackupError(f"cannot keep a copy of {config.database_name} before the restore: "
+                          f"{exc}") from None
     _fsync_file(kept)
     return kept
 

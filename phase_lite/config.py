@@ -6,8 +6,10 @@ comes from ``PHASE_LITE_MASTER_KEY`` or from the file named by ``PHASE_LITE_MAST
 malformed key stops start-up with one line that names the setting.
 """
 
+import importlib.util
 import os
 import re
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,10 +38,12 @@ class Config:
     database: Path
     master_key_file: Path
     master_key_env: str | None = field(default=None, repr=False)
+    database_url: str | None = field(default=None, repr=False)  # PostgreSQL; may hold a password
     listen: str = DEFAULT_LISTEN
     threads: int = DEFAULT_THREADS
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     rate_limit: tuple[int, int] | None = None  # (requests, period seconds)
+    rate_limit_scope: str = "node"  # or "cluster": one window across nodes (PostgreSQL)
     trusted_proxies: tuple[str, ...] = ()
     audit_retention_days: int | None = None
     log_level: str = "INFO"
@@ -59,6 +63,23 @@ class Config:
     @property
     def port(self) -> int:
         return int(self.listen.rsplit(":", 1)[1])
+
+    @property
+    def database_location(self):
+        """What ``store.open_database`` opens: the PostgreSQL URL, else the SQLite file."""
+        return self.database_url or self.database
+
+    @property
+    def database_name(self) -> str:
+        """How messages name the database: the file, or the URL without user and password."""
+        if not self.database_url:
+            return str(self.database)
+        parts = urllib.parse.urlsplit(self.database_url)
+        try:
+            port = f":{parts.port}" if parts.port else ""
+        except ValueError:
+            port = ""
+        return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
 
     def master_key_source(self) -> str:
         return "PHASE_LITE_MASTER_KEY" if self.master_key_env else "PHASE_LITE_MASTER_KEY_FILE"
@@ -130,6 +151,17 @@ def parse_rate(text: str) -> tuple[int, int]:
     return int(match.group(1)), RATE_PERIODS[match.group(2).lower()]
 
 
+def parse_database_url(url: str) -> str:
+    """Check a ``PHASE_LITE_DATABASE_URL``: PostgreSQL only, and its driver installed."""
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError("PHASE_LITE_DATABASE_URL: expected a postgresql:// URL")
+    if importlib.util.find_spec("psycopg") is None:
+        raise ConfigError(
+            "PHASE_LITE_DATABASE_URL: PostgreSQL needs psycopg: pip install 'phase_lite[postgres]'"
+        )
+    return url
+
+
 def load_config(environ=None, **overrides) -> Config:
     """Build a Config from the environment (``os.environ`` by default) plus overrides."""
     env = os.environ if environ is None else environ
@@ -143,15 +175,24 @@ def load_config(environ=None, **overrides) -> Config:
         p.strip() for p in (env.get("PHASE_LITE_TRUSTED_PROXIES") or "").split(",") if p.strip()
     )
     retention = env.get("PHASE_LITE_AUDIT_RETENTION_DAYS")
+    database_url = env.get("PHASE_LITE_DATABASE_URL")
+    rate_scope = (env.get("PHASE_LITE_RATE_LIMIT_SCOPE") or "node").lower()
+    if rate_scope not in ("node", "cluster"):
+        raise ConfigError("PHASE_LITE_RATE_LIMIT_SCOPE: expected node or cluster")
+    if rate_scope == "cluster" and not database_url:
+        raise ConfigError("PHASE_LITE_RATE_LIMIT_SCOPE: cluster needs PHASE_LITE_DATABASE_URL "
+                          "(one SQLite server is one node)")
     config = Config(
         data_dir=data_dir,
         database=Path(env.get("PHASE_LITE_DATABASE") or data_dir / "phase_lite.sqlite3"),
         master_key_file=Path(env.get("PHASE_LITE_MASTER_KEY_FILE") or data_dir / "master.key"),
         master_key_env=env.get("PHASE_LITE_MASTER_KEY") or None,
+        database_url=parse_database_url(database_url) if database_url else None,
         listen=listen,
         threads=_int(env, "PHASE_LITE_THREADS", DEFAULT_THREADS),
         max_body_bytes=_int(env, "PHASE_LITE_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
         rate_limit=parse_rate(rate) if rate else None,
+        rate_limit_scope=rate_scope,
         trusted_proxies=proxies,
         audit_retention_days=_int(env, "PHASE_LITE_AUDIT_RETENTION_DAYS", None)
         if retention

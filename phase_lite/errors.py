@@ -35,6 +35,10 @@ class Duplicate(PhaseError):
     """The write would create a second object where one is allowed."""
 
 
+class PreconditionFailed(PhaseError):
+    """An ``If-Match`` condition does not hold: the environment changed since (extension)."""
+
+
 class UnsupportedMediaType(PhaseError):
     """A body of a type the route does not read (Django REST framework's text)."""
 
@@ -57,6 +61,7 @@ STATUS = {
     PermissionDenied: 403,
     DoesNotExist: 404,
     Duplicate: 409,
+    PreconditionFailed: 412,
     UnsupportedMediaType: 415,
     Throttled: 429,
 }

@@ -7,6 +7,10 @@ ciphertexts to the environment's public key (what the Phase CLI/SDKs read), neve
 themselves sealed like the ``*_enc`` columns (m003) so that they cannot be forged: stored as the
 client sent them, or made on the first client read after a REST write (NULL until then, so REST
 writes and imports pay no public-key encryption).
+
+Migrations are SQL run through ``db.execute`` (no sqlite-utils table methods), in the dialect
+both backends accept: ``store.postgres`` translates column types for PostgreSQL. Case-insensitive
+uniqueness is an index on ``lower(column)``, not a column collation.
 """
 
 import sqlite3
@@ -292,6 +296,30 @@ def m004_console_sessions(db):
     )
 
 
+@migrations()
+def m005_explicit_case_folding(db):
+    # Names that differ only in ASCII case are one name. SQLite's NOCASE columns said so
+    # implicitly; these indexes say it on every backend (lookups use lower(column) = ?).
+    _run_script(
+        db,
+        """
+        CREATE UNIQUE INDEX users_by_folded_email ON users (organisation_id, lower(email));
+        CREATE UNIQUE INDEX environments_by_folded_name ON environments (app_id, lower(name));
+        """
+    )
+
+
+@migrations()
+def m006_wire_columns_hold_bytes(db):
+    # The sealed wire ciphertexts (m003) are bytes: SQLite keeps them in the TEXT columns as
+    # they are, PostgreSQL needs the columns to say so (m003 left them all NULL).
+    if getattr(db, "backend", "sqlite") != "postgresql":
+        return
+    for table, column in (("secrets", "wire_key"), ("secrets", "wire_value"),
+                          ("secrets", "wire_comment"), ("personal_secrets", "wire_value")):
+        db.execute(f"ALTER TABLE {table} ALTER COLUMN {column} TYPE BLOB USING NULL")
+
+
 def _run_script(db, script):
     # executescript() would COMMIT the migration's transaction; run statement by statement.
     statement = ""
@@ -305,3 +333,85 @@ def _run_script(db, script):
 def apply(db):
     """Apply every pending migration (harmless when there are none)."""
     migrations.apply(db)
+
+
+@migrations()
+def m007_secret_version_events(db):
+    """Give each secret version its event in full (``restore`` added) and its actor.
+
+    SQLite cannot change a CHECK constraint, so the table is rebuilt with the same row ids
+    (the keyring binds each ciphertext to its row id). Existing versions take their actor from
+    the audit event that wrote them, where the audit log still holds it; otherwise the actor
+    stays NULL (not known). PostgreSQL changes the constraint in place and reads the audit
+    details as jsonb.
+    """
+    if getattr(db, "backend", "sqlite") == "postgresql":
+        _run_script(db, _VERSION_EVENTS_POSTGRES)
+        return
+    _run_script(
+        db,
+        """
+        -- actor_type is the audit log's: 'user', 'service' (service account) or 'cli' (the
+        -- local admin command); restored_from is the version a 'restore' copied.
+        CREATE TABLE secret_versions_new (
+            id TEXT PRIMARY KEY,
+            secret_id TEXT NOT NULL REFERENCES secrets(id) ON DELETE CASCADE,
+            version INTEGER NOT NULL,
+            event TEXT NOT NULL CHECK (event IN ('create', 'update', 'delete', 'restore')),
+            restored_from INTEGER,
+            actor_type TEXT,
+            actor_id TEXT,
+            path TEXT NOT NULL,
+            key_digest TEXT NOT NULL,
+            key_enc BLOB NOT NULL,
+            value_enc BLOB NOT NULL,
+            comment_enc BLOB NOT NULL,
+            type TEXT NOT NULL,
+            tags TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+
+        INSERT INTO secret_versions_new (id, secret_id, version, event, path, key_digest,
+            key_enc, value_enc, comment_enc, type, tags, created_at)
+        SELECT id, secret_id, version, event, path, key_digest, key_enc, value_enc,
+            comment_enc, type, tags, created_at
+        FROM secret_versions ORDER BY rowid;
+
+        WITH writes AS (
+            SELECT e.action, e.actor_type, e.actor_id,
+                json_extract(j.value, '$.id') AS secret_id,
+                json_extract(j.value, '$.version') AS version
+            FROM audit_events e, json_each(e.details, '$.secrets') j
+            WHERE e.action IN ('secrets.create', 'secrets.update', 'secrets.delete')
+                AND json_type(j.value) = 'object'
+        )
+        UPDATE secret_versions_new SET actor_type = w.actor_type, actor_id = w.actor_id
+        FROM writes w
+        WHERE w.secret_id = secret_versions_new.secret_id
+            AND w.version = secret_versions_new.version
+            AND w.action = 'secrets.' || secret_versions_new.event;
+
+        DROP TABLE secret_versions;
+        ALTER TABLE secret_versions_new RENAME TO secret_versions;
+        CREATE INDEX secret_versions_by_secret ON secret_versions (secret_id, version);
+        """
+    )
+
+
+_VERSION_EVENTS_POSTGRES = """
+ALTER TABLE secret_versions DROP CONSTRAINT IF EXISTS secret_versions_event_check;
+ALTER TABLE secret_versions ADD CONSTRAINT secret_versions_event_check
+    CHECK (event IN ('create', 'update', 'delete', 'restore'));
+ALTER TABLE secret_versions ADD COLUMN restored_from INTEGER;
+ALTER TABLE secret_versions ADD COLUMN actor_type TEXT;
+ALTER TABLE secret_versions ADD COLUMN actor_id TEXT;
+UPDATE secret_versions SET actor_type = e.actor_type, actor_id = e.actor_id
+FROM audit_events e, jsonb_array_elements(CASE
+        WHEN jsonb_typeof(CAST(e.details AS jsonb) -> 'secrets') = 'array'
+        THEN CAST(e.details AS jsonb) -> 'secrets' ELSE CAST('[]' AS jsonb) END) j
+WHERE e.action IN ('secrets.create', 'secrets.update', 'secrets.delete')
+    AND jsonb_typeof(j) = 'object'
+    AND j ->> 'id' = secret_versions.secret_id
+    AND CAST(j ->> 'version' AS INTEGER) = secret_versions.version
+    AND e.action = 'secrets.' || secret_versions.event;
+"""

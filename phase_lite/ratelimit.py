@@ -5,7 +5,9 @@ window holding the times of the account's accepted requests. A request is refuse
 window already holds N of them; refused requests are not counted. The wait announced is the
 time until the oldest accepted request leaves the window, rounded up to whole seconds. One
 counter per account (``user_<id>``, ``sa_<id>``; ``anon_<ip>`` for a caller without one),
-shared by every endpoint. In memory, so per process: phase_lite is one process.
+shared by every endpoint. In memory, so per process (per node behind a load balancer), unless
+``PHASE_LITE_RATE_LIMIT_SCOPE=cluster`` asks for one window per account across every node on
+PostgreSQL (``SharedRateLimiter``: one statement per request, on the database's clock).
 """
 
 import math
@@ -60,3 +62,37 @@ class RateLimiter:
         self._since_sweep = 0
         for key in [k for k, h in self._history.items() if not h or h[-1] <= horizon]:
             del self._history[key]
+
+
+class SharedRateLimiter:
+    """``RateLimiter``'s windows kept in PostgreSQL: exact across every node."""
+
+    def __init__(self, db, rate: tuple[int, int]):
+        self.rate = rate
+        self._db = db
+        self._lock = threading.Lock()
+        self._since_sweep = 0
+
+    def check(self, key: str) -> None:
+        limit, duration = self.rate
+        refused, history, moment = self._db.count_request(key, limit, duration)
+        with self._lock:
+            self._since_sweep += 1
+            sweep = self._since_sweep >= _SWEEP_EVERY
+            if sweep:
+                self._since_sweep = 0
+        if sweep:
+            self._db.forget_idle_requests(duration)
+        if refused:
+            wait = duration - (moment - history[0])
+            available = limit - len(history) + 1
+            if available > 0:
+                wait /= available
+            raise Throttled(max(1, math.ceil(wait)))
+
+
+def make_limiter(config, db):
+    """The limiter ``config`` asks for: per node in memory, or shared through the database."""
+    if config.rate_limit is not None and config.rate_limit_scope == "cluster":
+        return SharedRateLimiter(db, config.rate_limit)
+    return RateLimiter(config.rate_limit)

@@ -7,6 +7,7 @@ Content-Type), so these schemas document the contract; they do not validate requ
 from marshmallow import Schema, fields, validate
 
 from . import contract
+from .history import EVENTS
 
 
 class Error(Schema):
@@ -271,3 +272,60 @@ class NewToken(Schema):
                                          "description": "ISO-8601 with timezone, future."})
     expires_in = fields.Integer(validate=validate.Range(min=1),
                                 metadata={"description": "Lifetime in seconds."})
+
+
+# -- phase_lite extensions: secret history, restore, deleted secrets --------------------------
+
+class Actor(Schema):
+    """Who wrote a version (null when it was written before actors were recorded)."""
+    type = fields.String(required=True,
+                         validate=validate.OneOf(("user", "service", "operator", "cli")),
+                         metadata={"description": "`user`, `service` (service account) or "
+                                                  "`operator` (the admin command; `cli` before "
+                                                  "operators were named)."})
+    id = fields.String(required=True, allow_none=True)
+    name = fields.String(required=True, allow_none=True,
+                         metadata={"description": "The user's email, the service account's "
+                                                  "name or the operator's login."})
+
+
+class SecretVersion(Schema):
+    """One version of a secret, as it was stored (references not resolved)."""
+    version = fields.Integer(required=True)
+    event = fields.String(required=True, validate=validate.OneOf(tuple(EVENTS.values())),
+                          metadata={"description": "A deletion keeps the version it deleted."})
+    key = fields.String(required=True)
+    value = fields.String(required=True)
+    comment = fields.String(required=True)
+    tags = fields.List(fields.String(), required=True)
+    path = fields.String(required=True)
+    type = fields.String(required=True, validate=validate.OneOf(contract.SECRET_TYPES))
+    restoredFrom = fields.Integer(required=True, allow_none=True,
+                                  metadata={"description": "The version a restore copied."})
+    actor = fields.Nested(Actor, required=True, allow_none=True)
+    createdAt = fields.String(required=True, metadata={"format": "date-time"})
+
+
+class SecretHistory(Schema):
+    data = fields.List(fields.Nested(SecretVersion), required=True,
+                       metadata={"description": "Newest first."})
+
+
+class DeletedSecret(Schema):
+    id = fields.String(required=True)
+    key = fields.String(required=True)
+    path = fields.String(required=True)
+    type = fields.String(required=True, validate=validate.OneOf(contract.SECRET_TYPES))
+    version = fields.Integer(required=True)
+    deletedAt = fields.String(required=True, metadata={"format": "date-time"})
+    deletedBy = fields.Nested(Actor, required=True, allow_none=True)
+
+
+class DeletedSecrets(Schema):
+    data = fields.List(fields.Nested(DeletedSecret), required=True,
+                       metadata={"description": "Most recently deleted first."})
+
+
+class Restore(Schema):
+    version = fields.Integer(required=True, validate=validate.Range(min=1),
+                             metadata={"description": "The version whose content to restore."})

@@ -68,7 +68,13 @@ def start(config: Config | None = None) -> "Serving":
 
 
 def check_data_dir(config: Config) -> None:
-    """The data directory must exist and be writable (the database's journal lives there)."""
+    """The data directory must exist and be writable (the database's journal lives there).
+
+    On PostgreSQL nothing of the database lives there: a node whose key comes from
+    PHASE_LITE_MASTER_KEY needs no data directory at all.
+    """
+    if config.database_url:
+        return
     for setting, directory in (("PHASE_LITE_DATA_DIR", config.data_dir),
                                ("PHASE_LITE_DATABASE", config.database.parent)):
         if not directory.is_dir():

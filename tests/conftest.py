@@ -1,4 +1,9 @@
-"""Shared fixtures: a fresh data directory, app and database per test, tokens, a live server."""
+"""Shared fixtures: a fresh data directory, app and database per test, tokens, a live server.
+
+The modules named in ``BOTH_BACKENDS`` run every test that uses a database twice: on SQLite and
+on a PostgreSQL server the session starts itself (``postgres_server.PostgresServer``), emptied
+before each test. The others run on SQLite only.
+"""
 
 import dataclasses
 import json
@@ -22,6 +27,80 @@ from phase_lite.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 
+# The store, domain and HTTP contract tests; not the ones about SQLite files, processes or
+# the command line.
+BOTH_BACKENDS = {
+    "test_client_protocol",
+    "test_conditional_api",
+    "test_history_api",
+    "test_management_api",
+    "test_management_flow",
+    "test_metrics",
+    "test_pipeline",
+    "test_read_caches",
+    "test_references",
+    "test_secrets_api",
+    "test_secrets_store",
+    "test_secrets_writes",
+    "test_security",
+    "test_store",
+}
+
+
+def pytest_generate_tests(metafunc):
+    if ("backend" in metafunc.fixturenames
+            and metafunc.module.__name__.rsplit(".", 1)[-1] in BOTH_BACKENDS
+            and metafunc.definition.get_closest_marker("sqlite_only") is None):
+        metafunc.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
+
+
+@pytest.fixture
+def backend(request):
+    """The database backend of this test: "sqlite", or "postgresql" in ``BOTH_BACKENDS``."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    from postgres_server import PostgresServer
+
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_database(postgres_server):
+    """(URL, an admin connection, the tables to empty) of one migrated test database."""
+    import psycopg
+
+    from phase_lite.store.postgres import GENERATION_TABLE, MIGRATIONS_TABLE, PostgresDatabase
+
+    url = postgres_server.create_database("phase_lite_test")
+    db = PostgresDatabase(url)
+    db.migrate()
+    db.close()
+    conn = psycopg.connect(url, autocommit=True)
+    conn.execute("SET lock_timeout = '10s'")  # a test that left a transaction open fails loudly
+    # Emptied with DELETE (TRUNCATE makes new files: ten times slower on tables this small),
+    # foreign-key triggers off so that any order will do (the server's superuser may).
+    conn.execute("SET session_replication_role = replica")
+    tables = [name for (name,) in conn.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+    ) if name not in (GENERATION_TABLE, MIGRATIONS_TABLE)]
+    yield url, conn, tables
+    conn.close()
+
+
+@pytest.fixture
+def database_url(backend, request):
+    """None on SQLite; on PostgreSQL the URL of the (emptied) test database."""
+    if backend == "sqlite":
+        return None
+    url, conn, tables = request.getfixturevalue("postgres_database")
+    conn.execute("; ".join(f"DELETE FROM {table}" for table in tables))
+    return url
+
 
 @pytest.fixture
 def data_dir(tmp_path):
@@ -31,8 +110,11 @@ def data_dir(tmp_path):
 
 
 @pytest.fixture
-def config(data_dir):
-    return load_config({"PHASE_LITE_DATA_DIR": str(data_dir)}, testing=True)
+def config(data_dir, database_url):
+    env = {"PHASE_LITE_DATA_DIR": str(data_dir)}
+    if database_url:
+        env["PHASE_LITE_DATABASE_URL"] = database_url
+    return load_config(env, testing=True)
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +131,9 @@ def initialised_data_dir(tmp_path_factory):
 @pytest.fixture
 def owner(config, initialised_data_dir):
     """The Owner's IssuedToken of a freshly initialised data directory (a copy of the
-    session's, with the same token)."""
+    session's, with the same token; on PostgreSQL, initialised in the emptied database)."""
+    if config.database_url:
+        return init_data_dir(config, "owner@example.com")
     source, issued = initialised_data_dir
     for item in source.iterdir():
         shutil.copy2(item, config.data_dir / item.name)  # keeps the 0600 modes
@@ -78,6 +162,14 @@ def client(app):
     return app.test_client()
 
 
+def database_env(config) -> dict:
+    """The environment a child process (server, admin command) needs for ``config``'s data."""
+    env = {"PHASE_LITE_DATA_DIR": str(config.data_dir)}
+    if config.database_url:
+        env["PHASE_LITE_DATABASE_URL"] = config.database_url
+    return env
+
+
 @pytest.fixture(scope="module")
 def installed_clients():
     """The real Phase clients, installed on first use."""
@@ -90,13 +182,13 @@ def installed_clients():
 
 
 @pytest.fixture
-def run(data_dir):
+def run(config):
     """``run(*args, ok=True)``: the ``phase-lite`` command on this test's data directory, in
     process; with ``ok`` it must exit 0."""
     runner = CliRunner()
 
     def invoke(*args, ok=True):
-        result = runner.invoke(cli_main, list(args), env={"PHASE_LITE_DATA_DIR": str(data_dir)},
+        result = runner.invoke(cli_main, list(args), env=database_env(config),
                                catch_exceptions=False)
         if ok:
             assert result.exit_code == 0, result.output
@@ -129,6 +221,17 @@ def make_app(services):
 def demo(make_app):
     """An app "demo" with Development, Staging and Production."""
     return make_app("demo")
+
+
+@pytest.fixture
+def app_id(demo):
+    return demo[0]["id"]
+
+
+@pytest.fixture
+def envs(demo):
+    """{name: environment row} of "demo"."""
+    return demo[1]
 
 
 @pytest.fixture
@@ -166,8 +269,8 @@ class LiveServer:
         self.data_dir = Path(data_dir)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = dict(os.environ, PHASE_LITE_DATA_DIR=str(data_dir),
-                        PHASE_LITE_LISTEN=f"127.0.0.1:{self.port}", **(extra_env or {}))
+        self.env = {**os.environ, "PHASE_LITE_DATA_DIR": str(data_dir),
+                    "PHASE_LITE_LISTEN": f"127.0.0.1:{self.port}", **(extra_env or {})}
         self.process = None
         self.log_path = self.data_dir.parent / f"server-{self.port}.log"
 
@@ -206,7 +309,7 @@ class LiveServer:
 @pytest.fixture
 def live_server(config, owner):
     """A served phase_lite on the test's data directory (initialised, Owner token in .owner)."""
-    server = LiveServer(config.data_dir)
+    server = LiveServer(config.data_dir, database_env(config))
     server.owner = owner
     server.start()
     yield server

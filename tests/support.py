@@ -306,6 +306,19 @@ def opened(session, rows, env_name="Development"):
             for row in rows}
 
 
+def prefix_middleware(flask_app):
+    """The layer that answers GETs before Flask (under the access log and metrics wrappers)."""
+    layer = flask_app.wsgi_app
+    while not hasattr(layer, "direct_gets"):
+        layer = layer.wsgi_app
+    return layer
+
+
+def without_fast_path(flask_app):
+    """Send every request through Flask's view (the fast path's answers, for comparison)."""
+    prefix_middleware(flask_app).direct_gets.clear()
+
+
 def set_console_password(services, email, password, role=None):
     """Give a user (made with ``role`` when given) a console password; return the user row."""
     from phase_lite.console import sessions

@@ -74,3 +74,10 @@ def test_master_key_lines_name_the_setting_and_not_the_key(tmp_path):
                        "PHASE_LITE_MASTER_KEY": " QUJDREVGR0g= \n"})
     assert env.read_master_key_lines() == ("PHASE_LITE_MASTER_KEY", ["QUJDREVGR0g="])
     assert "QUJDREVGR0g" not in repr(env)
+
+
+def test_a_database_url_is_named_without_its_password(tmp_path):
+    config = load_config({"PHASE_LITE_DATA_DIR": str(tmp_path),
+                          "PHASE_LITE_DATABASE_URL": "postgresql://phase:s3cret@db:5433/phase"})
+    assert config.database_name == "postgresql://db:5433/phase"
+    assert "s3cret" not in repr(config)

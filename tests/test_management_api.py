@@ -592,7 +592,8 @@ def test_initial_token_name_defaults_to_default(sa_account):
 def test_create_service_account_validation(client, owner_headers, role_ids, db, org_id, body,
                                            status, message):
     if "role" in body:
-        body = dict(body, role_id=role_ids[body.pop("role")])
+        body = dict(body)  # a copy: the parameter serves the other backend's run too
+        body["role_id"] = role_ids[body.pop("role")]
     response = client.post("/v1/service-accounts/", headers=owner_headers, json=body)
     assert (response.status_code, response.get_json()) == (status, {"error": message})
     assert account_store.list_service_accounts(db, org_id) == []
@@ -661,7 +662,8 @@ def test_update_service_account(client, owner_headers, sa_account, role_ids):
 def test_update_service_account_validation(client, owner_headers, sa_account, role_ids, db,
                                            org_id, body, status, message):
     if "role" in body:
-        body = dict(body, role_id=role_ids[body.pop("role")])
+        body = dict(body)  # a copy: the parameter serves the other backend's run too
+        body["role_id"] = role_ids[body.pop("role")]
     response = client.put(f"/v1/service-accounts/{sa_account['id']}/", headers=owner_headers,
                           json=body)
     assert (response.status_code, response.get_json()) == (status, {"error": message})

@@ -4,7 +4,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import LiveServer, bearer_headers
+from conftest import LiveServer, bearer_headers, database_env
 from phase_lite.config import load_config
 
 
@@ -128,7 +128,7 @@ def test_only_get_and_head(client):
 @pytest.mark.slow
 def test_a_served_process_counts_its_fast_path_reads(config, owner, demo):
     app_row, _ = demo
-    server = LiveServer(config.data_dir).start()
+    server = LiveServer(config.data_dir, database_env(config)).start()
     try:
         url = f"{server.url}/service/public/v1/secrets/?app_id={app_row['id']}&env=Staging"
         for _ in range(2):

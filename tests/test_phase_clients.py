@@ -48,15 +48,20 @@ class World:
         return response.json()
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory, installed_clients):
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def world(request, tmp_path_factory, installed_clients):
+    """A served phase_lite on SQLite, then on PostgreSQL."""
     base = tmp_path_factory.mktemp("phase-clients")
     data_dir = base / "data"
     data_dir.mkdir(mode=0o700)
-    config = load_config({"PHASE_LITE_DATA_DIR": str(data_dir)}, testing=True)
+    env = {"PHASE_LITE_DATA_DIR": str(data_dir)}
+    if request.param == "postgresql":
+        postgres = request.getfixturevalue("postgres_server")
+        env["PHASE_LITE_DATABASE_URL"] = postgres.create_database("phase_clients")
+    config = load_config(env, testing=True)
     owner = init_data_dir(config, "owner@example.com")
     services = open_services(config)
-    server = LiveServer(data_dir).start()
+    server = LiveServer(data_dir, env).start()
     try:
         yield World(server.url, services, support.organisation_id(services), owner,
                     base)

@@ -12,25 +12,13 @@ from phase_lite.app import create_app
 from phase_lite.store import accounts as account_store
 
 
-def prefix_middleware(flask_app):
-    """The layer that answers GETs before Flask (under the access log and metrics wrappers)."""
-    layer = flask_app.wsgi_app
-    while not hasattr(layer, "direct_gets"):
-        layer = layer.wsgi_app
-    return layer
-
-
-def without_fast_path(flask_app):
-    prefix_middleware(flask_app).direct_gets.clear()
-
-
 @pytest.fixture
 def apps_pair(config, owner):
     """Two apps on one data directory: ``fast`` as served, ``view`` with the fast path off."""
     made = {}
     for name in ("fast", "view"):
         made[name] = create_app(config)
-    without_fast_path(made["view"])
+    support.without_fast_path(made["view"])
     yield made
     for flask_app in made.values():
         flask_app.extensions["phase_lite"].close()
@@ -38,7 +26,7 @@ def apps_pair(config, owner):
 
 def through_flask_counter(flask_app):
     """Count the requests that reach Flask (past the fast path)."""
-    middleware = prefix_middleware(flask_app)
+    middleware = support.prefix_middleware(flask_app)
     inner, seen = middleware.wsgi_app, []
 
     def counted(environ, start_response):
@@ -174,7 +162,7 @@ def test_throttling_is_the_same_and_counted_once(config, owner, demo):
     for name in ("fast", "view"):
         flask_app = create_app(config)
         if name == "view":
-            without_fast_path(flask_app)
+            support.without_fast_path(flask_app)
         client = flask_app.test_client()
         answers[name] = [answer(client.get(secrets_url(app_row), headers=bearer_headers(owner)))
                          for _ in range(3)]

@@ -17,9 +17,9 @@ from phase_lite.accounts import Grantee
 from phase_lite import secrets as secret_rules
 from phase_lite.app import open_services
 from phase_lite.caches import GenerationCache
-from phase_lite.store import Database, format_time
+from phase_lite.store import format_time, open_database
 from phase_lite.store import accounts as account_store
-from conftest import REPO
+from conftest import REPO, database_env
 from support import (SECRETS_URL, bearer_headers, fetch_keys, limited_app, make_user_token,
                      unwrap_environments)
 
@@ -75,7 +75,7 @@ def test_generation_moves_on_every_commit_from_anywhere(db, config):
     after_own = db.generation()
     assert after_own > first
 
-    other = Database(config.database)
+    other = open_database(config.database_location)
     try:
         with other.transaction():
             other.execute("UPDATE organisations SET name = name || '.'")
@@ -114,7 +114,7 @@ def revoke_with_admin_command(config, token_id):
     completed = subprocess.run(
         [sys.executable, "-m", "phase_lite.cli", "service-accounts", "tokens", "revoke",
          token_id], cwd=REPO, capture_output=True, text=True, timeout=60,
-        env={"PATH": "/usr/bin:/bin", "PHASE_LITE_DATA_DIR": str(config.data_dir)})
+        env={"PATH": "/usr/bin:/bin", **database_env(config)})
     assert completed.returncode == 0, completed.stderr
 
 

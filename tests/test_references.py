@@ -291,7 +291,7 @@ def test_lower_case_reference_does_not_find_upper_case_key(demo, post, get_value
 
 
 def test_a_response_is_resolved_without_a_query_per_reference(demo, post, services, client,
-                                                              sa_headers):
+                                                              sa_headers, monkeypatch):
     app_id = demo[0]["id"]
     post(app_id, "Staging", [{"key": f"S{i}", "value": str(i)} for i in range(20)])
     post(app_id, "Development",
@@ -299,11 +299,11 @@ def test_a_response_is_resolved_without_a_query_per_reference(demo, post, servic
           for i in range(20)])
     client.get(f"/v1/secrets/?app_id={app_id}&env=Staging", headers=sa_headers)
     statements = []
-    services.db.conn.set_trace_callback(statements.append)
-    try:
-        response = client.get(f"/v1/secrets/?app_id={app_id}&env=Development", headers=sa_headers)
-    finally:
-        services.db.conn.set_trace_callback(None)
+    execute = services.db.execute
+    monkeypatch.setattr(services.db, "execute",
+                        lambda sql, *args: statements.append(sql) or execute(sql, *args))
+    response = client.get(f"/v1/secrets/?app_id={app_id}&env=Development", headers=sa_headers)
+    monkeypatch.undo()
     assert response.json[-1]["value"] == "".join(str(i) for i in range(19, -1, -1))
     assert len(statements) < 25, statements
 

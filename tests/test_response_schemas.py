@@ -48,6 +48,17 @@ class World:
         assert response.status_code == 200, response.json
         return self.call("GET", self.secrets_url(), self.sa_headers).json[0]["id"]
 
+    def extension_url(self, tail, env="Development"):
+        return f"/v1/secrets/{tail}?app_id={self.app['id']}&env={env}"
+
+    def etag(self, changed=False):
+        """The ETag of a GET of Development (the environment written since, with
+        ``changed``)."""
+        tag = self.call("GET", self.secrets_url(), self.sa_headers).headers["ETag"]
+        if changed:
+            self.rest_secret()
+        return tag
+
     def wire_secret(self):
         response = send(self.client, "POST", self.session,
                         {"secrets": [self.session.entry("WIRE", "1")]})
@@ -108,6 +119,31 @@ CASES = {
         "DELETE", w.secrets_url(), w.sa_headers, json={"secrets": [w.rest_secret()]}),
     ("DELETE /v1/secrets/", "bad body"): lambda w: w.call(
         "DELETE", w.secrets_url(), w.sa_headers, json={"secrets": "x"}),
+
+    ("GET /v1/secrets/", "ok not modified"): lambda w: w.call(
+        "GET", w.secrets_url(), {**w.sa_headers, "If-None-Match": w.etag()}),
+    ("PUT /v1/secrets/", "changed since"): lambda w: w.call(
+        "PUT", w.secrets_url(), {**w.sa_headers, "If-Match": w.etag(changed=True)},
+        json={"secrets": [{"id": MISSING, "value": "3"}]}),
+
+    ("GET /v1/secrets/{secret_id}/history/", "ok"): lambda w: w.call(
+        "GET", w.extension_url(f"{w.rest_secret()}/history/"), w.sa_headers),
+    ("GET /v1/secrets/{secret_id}/history/", "unknown"): lambda w: w.call(
+        "GET", w.extension_url(f"{MISSING}/history/"), w.sa_headers),
+    ("POST /v1/secrets/{secret_id}/restore/", "ok"): lambda w: w.call(
+        "POST", w.extension_url(f"{w.rest_secret()}/restore/"), w.sa_headers,
+        json={"version": 1}),
+    ("POST /v1/secrets/{secret_id}/restore/", "unknown version"): lambda w: w.call(
+        "POST", w.extension_url(f"{w.rest_secret()}/restore/"), w.sa_headers,
+        json={"version": 9}),
+    ("POST /v1/secrets/{secret_id}/restore/", "bad body"): lambda w: w.call(
+        "POST", w.extension_url(f"{w.rest_secret()}/restore/"), w.sa_headers,
+        json={"version": "1"}),
+    ("GET /v1/secrets/deleted/", "ok"): lambda w: (w.call(
+        "DELETE", w.secrets_url(), w.sa_headers, json={"secrets": [w.rest_secret()]}), w.call(
+        "GET", w.extension_url("deleted/"), w.sa_headers))[1],
+    ("GET /v1/secrets/deleted/", "no token"): lambda w: w.call(
+        "GET", w.extension_url("deleted/"), NO_TOKEN),
 
     ("GET /v1/apps/", "ok"): lambda w: w.call("GET", "/v1/apps/"),
     ("GET /v1/apps/", "bad token"): lambda w: w.call("GET", "/v1/apps/", BAD_TOKEN),

@@ -26,7 +26,7 @@ def insert(db, env_id, key_digest="d", path="/", stamp=None, **overrides):
            "version": 1, "created_at": stamp, "updated_at": stamp}
     row.update(overrides)
     with db.transaction():
-        store.insert_secret(db, row)
+        store.insert_secrets(db, [row])
     return row["id"]
 
 
@@ -134,9 +134,9 @@ def test_personal_secrets(db, env_id, owner):
         store.insert_personal_secret(db, {
             "id": personal_id, "secret_id": secret_id, "user_id": user_id, "value_enc": b"o",
             "wire_value": None, "is_active": 1, "created_at": now(), "updated_at": now()})
-        store.update_personal_secret(db, personal_id, b"p", "ph:v1:x", False, now())
+        store.update_personal_secret(db, personal_id, b"p", b"sealed ph:v1", False, now())
     row = store.personal_secrets(db, user_id, [secret_id, other])[secret_id]
-    assert (row["value_enc"], row["wire_value"], row["is_active"]) == (b"p", "ph:v1:x", 0)
+    assert (row["value_enc"], row["wire_value"], row["is_active"]) == (b"p", b"sealed ph:v1", 0)
     assert set(store.environment_personal_secrets(db, user_id, env_id)) == {secret_id}
     with db.transaction():
         store.soft_delete_secrets(db, [secret_id], now())
@@ -150,3 +150,16 @@ def test_personal_secrets(db, env_id, owner):
 def test_organisation_of_environment(db, env_id, org_id):
     assert store.organisation_of_environment(db, env_id) == org_id
     assert store.organisation_of_environment(db, "missing") is None
+
+
+def test_a_batch_of_secrets_returns_rowids_in_insertion_order(db, env_id):
+    rows = [{"id": new_id(), "environment_id": env_id, "folder_id": None, "path": "/",
+             "key_digest": f"d{n}", "key_enc": b"k", "value_enc": b"v", "comment_enc": b"c",
+             "wire_key": None, "wire_value": None, "wire_comment": None, "type": "secret",
+             "version": 1, "created_at": "2024-01-01T00:00:00.000000Z",
+             "updated_at": "2024-01-01T00:00:00.000000Z"} for n in range(5)]
+    with db.transaction():
+        rowids = store.insert_secrets(db, rows)
+    assert rowids == sorted(rowids) and len(set(rowids)) == 5
+    assert [(row["id"], row["row_order"]) for row in store.live_secrets(db, env_id)] == \
+        list(zip([row["id"] for row in rows], rowids))

@@ -1,6 +1,7 @@
 """Writes to secrets: all or nothing, versions, audit events, no plaintext in logs or on disk,
 the snapshot cache, and the domain interface other callers use."""
 
+import dataclasses
 import json
 import logging
 import secrets as random
@@ -10,7 +11,6 @@ import pytest
 from phase_lite import secrets
 from phase_lite.app import create_app
 from phase_lite.audit import RequestMeta
-from phase_lite.config import load_config
 from phase_lite.errors import Duplicate, InvalidRequest
 from phase_lite.store import StoreError
 from phase_lite.store import apps as app_store
@@ -174,10 +174,8 @@ def test_failed_requests_are_not_audited(services, client, url, sa_headers, db):
     assert len(audit_rows(services)) == start
 
 
-def test_client_address_from_a_trusted_proxy(services, owner, data_dir, demo, sa_headers, db):
-    config = load_config({"PHASE_LITE_DATA_DIR": str(data_dir),
-                          "PHASE_LITE_TRUSTED_PROXIES": "127.0.0.1"}, testing=True)
-    proxied = create_app(config)
+def test_client_address_from_a_trusted_proxy(services, owner, config, demo, sa_headers, db):
+    proxied = create_app(dataclasses.replace(config, trusted_proxies=("127.0.0.1",)))
     try:
         client = proxied.test_client()
         url = f"/v1/secrets/?app_id={demo[0]['id']}&env=Development"

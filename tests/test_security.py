@@ -29,7 +29,7 @@ from phase_lite.cli import main
 from phase_lite.config import load_config
 from phase_lite.secrets import NewSecret, Override
 from phase_lite.store import apps as app_store
-from phase_lite.store import format_time
+from phase_lite.store import format_time, open_database
 
 INTERNAL = {"error": "Internal server error."}
 REFUSED = (401, 403, 404)
@@ -148,16 +148,15 @@ def two_apps(services, owner):
     return made, plaintexts
 
 
-def flip_byte(database, table, column, row_id):
-    conn = sqlite3.connect(database)
+def flip_byte(config, table, column, row_id):
+    db = open_database(config.database_location)  # another connection, as a disk fault would
     try:
-        blob = conn.execute(f"SELECT {column} FROM {table} WHERE id = ?", (row_id,)).fetchone()[0]
-        damaged = bytearray(blob)
+        damaged = bytearray(db.scalar(f"SELECT {column} FROM {table} WHERE id = ?", (row_id,)))
         damaged[len(damaged) // 2] ^= 0x20
-        conn.execute(f"UPDATE {table} SET {column} = ? WHERE id = ?", (bytes(damaged), row_id))
-        conn.commit()
+        with db.transaction():
+            db.execute(f"UPDATE {table} SET {column} = ? WHERE id = ?", (bytes(damaged), row_id))
     finally:
-        conn.close()
+        db.close()
 
 
 TAMPER_CASES = [
@@ -186,7 +185,7 @@ def test_a_flipped_byte_fails_that_read_with_a_logged_500(config, services, two_
         "app": made["alpha"]["id"],
     }[row]
     services.close()
-    flip_byte(config.database, table, column, row_id)
+    flip_byte(config, table, column, row_id)
     flask_app = create_app(config)  # a new process's view: nothing cached
     client = flask_app.test_client()
     headers = bearer_headers(owner)
@@ -394,6 +393,7 @@ def data_files(data_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.sqlite_only  # reads the SQLite files
 def test_a_full_crud_run_leaks_nothing_into_logs_or_files(config, owner, services, demo,
                                                           sa_token, tmp_path):
     app_row, envs = demo

@@ -77,6 +77,27 @@ def test_time_format_matches_phase():
     assert now().endswith("Z") and len(now()) == 27
 
 
+def test_case_insensitive_names_fold_ascii_letters_only_on_every_backend(db, make_app):
+    from phase_lite.store import apps as app_store
+    from phase_lite.store import new_id
+
+    app_row, _ = make_app("cases", ["Dev"])
+
+    def add(name):
+        with db.transaction():
+            app_store.insert_environment(db, new_id(), app_row["id"], name, "custom", 9,
+                                         b"seed", b"salt", "pk")
+
+    add("Ärger")
+    assert [app_store.find_environment(db, app_row["id"], name)["name"]
+            for name in ("dev", "DEV", "Ärger", "ÄRGER")] == ["Dev", "Dev", "Ärger", "Ärger"]
+    assert app_store.find_environment(db, app_row["id"], "ärger") is None
+    with pytest.raises(Conflict):
+        add("dEV")
+    add("ärger")  # another name: Ä and ä are not ASCII letters
+    assert app_store.find_environment(db, app_row["id"], "ärger")["name"] == "ärger"
+
+
 def test_bookkeeping_commits_leave_the_generation_and_others_move_it(tmp_path):
     """Read caches survive read-audit flushes and last-use stamps, from this thread, another
     thread or another connection (process); every other commit moves the generation for all."""

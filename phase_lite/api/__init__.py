@@ -41,14 +41,14 @@ class PrefixMiddleware:
     declared body over ``MAX_CONTENT_LENGTH`` with 413, add ``SECURITY_HEADERS`` to every
     answer that does not set them, and offer a GET to the ``direct_gets`` of its path first.
 
-    A direct GET (``{path: answer(environ) -> bytes}``, from the blueprint modules'
+    A direct GET (``{path: answer(environ) -> (body, headers)}``, from the blueprint modules'
     ``DIRECT_GETS``) runs the view's own steps (``pipeline``) and read on the WSGI environ and
-    returns the JSON body of a successful answer; anything it raises sends the request to
-    Flask, which runs the same steps from the start and answers with its handlers. Flask's
-    request machinery costs as much as answering a cached read, and every deploy and
-    ``phase run`` is one. While any request hook is registered beyond the app's own (a
-    ``before_request`` added after ``create_app``, say), every request goes through Flask, so
-    no hook is ever skipped.
+    returns the JSON body of a successful answer with its extra headers (a body of None: 304
+    Not Modified); anything it raises sends the request to Flask, which runs the same steps
+    from the start and answers with its handlers. Flask's request machinery costs as much as
+    answering a cached read, and every deploy and ``phase run`` is one. While any request hook
+    is registered beyond the app's own (a ``before_request`` added after ``create_app``, say),
+    every request goes through Flask, so no hook is ever skipped.
     """
 
     def __init__(self, wsgi_app, app, services):
@@ -90,11 +90,11 @@ class PrefixMiddleware:
         direct = self.direct_gets.get(path) if environ.get("REQUEST_METHOD") == "GET" else None
         if direct is not None and self._hooks() == self._own_hooks:
             try:
-                body = direct(environ)
+                body, headers = direct(environ)
             except Exception:  # noqa: BLE001 - Flask runs the same steps and answers it
                 pass
             else:
-                return _json_body(environ, start_secured, body)
+                return _json_body(environ, start_secured, body, headers)
         return self.wsgi_app(environ, start_secured)
 
 
@@ -105,10 +105,14 @@ def _count(hooks: dict) -> int:
 STREAM_FROM = 1 << 20  # bytes: a larger body is handed to the server as a file, not copied
 
 
-def _json_body(environ, start_response, body: bytes):
-    """Answer 200 with an encoded JSON body, as ``encoded_json_response`` would."""
+def _json_body(environ, start_response, body: bytes | None, headers=()):
+    """Answer 200 with an encoded JSON body, as ``encoded_json_response`` would (a body of
+    None: 304 Not Modified, as ``not_modified``)."""
+    if body is None:
+        start_response("304 Not Modified", list(headers))
+        return []
     start_response("200 OK", [("Content-Type", "application/json"),
-                              ("Content-Length", str(len(body)))])
+                              ("Content-Length", str(len(body))), *headers])
     if len(body) >= STREAM_FROM and "wsgi.file_wrapper" in environ:
         # waitress would copy the whole body into a buffer per connection; a file wrapper
         # over the cached bytes (BytesIO shares them) is sent piece by piece instead.
@@ -124,9 +128,16 @@ def json_response(payload, status=200, headers=None) -> Response:
     return response
 
 
-def encoded_json_response(body: bytes) -> Response:
+def encoded_json_response(body: bytes, headers=None) -> Response:
     """A 200 answer whose JSON body is already encoded."""
-    return Response(body, content_type="application/json")
+    return Response(body, content_type="application/json", headers=headers)
+
+
+def not_modified(headers) -> Response:
+    """A 304 answer: no body, no Content-Type."""
+    response = Response(status=304, headers=headers)
+    del response.headers["Content-Type"]
+    return response
 
 
 def error_response(message, status, headers=None) -> Response:
@@ -163,7 +174,7 @@ def _annotate_only(decorator):
 
 def register_api(app: Flask, services) -> None:
     # The blueprint modules import helpers from this package, so they are imported here.
-    from . import client_protocol, management, meta, secrets
+    from . import client_protocol, history, management, meta, secrets
 
     api = PhaseApi(
         app,
@@ -183,7 +194,7 @@ def register_api(app: Flask, services) -> None:
         },
     )
     app.config.setdefault("OPENAPI_URL_PREFIX", "/")
-    for module in (meta, secrets, management, client_protocol):
+    for module in (meta, secrets, history, management, client_protocol):
         api.register_blueprint(module.blp)
     app.extensions["phase_lite_api"] = api
 

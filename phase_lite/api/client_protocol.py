@@ -221,12 +221,13 @@ def _read(caller, env, environ) -> bytes:
     )
 
 
-def read_directly(environ) -> bytes:
-    """A GET answered before Flask (``PrefixMiddleware``), as ``/v1/secrets/`` reads are."""
+def read_directly(environ) -> tuple[bytes, tuple]:
+    """A GET answered before Flask (``PrefixMiddleware``), as ``/v1/secrets/`` reads are: the
+    body, no extra headers."""
     if environ.get(PUBLIC_FLAG):
         abort(404)
     caller, env = client_secrets_request(environ, "GET")
-    return _read(caller, env, environ)
+    return _read(caller, env, environ), ()
 
 
 DIRECT_GETS = {"/secrets/": read_directly}

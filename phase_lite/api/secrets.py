@@ -12,8 +12,8 @@ first offered to ``read_directly``, the same steps and read before Flask (``Pref
 from flask import request
 from flask.views import MethodView
 
-from .. import schemas, secrets
-from . import PhaseBlueprint, encoded_json_response, json_response
+from .. import conditional, schemas, secrets
+from . import PhaseBlueprint, encoded_json_response, json_response, not_modified
 from .context import generation, query_args, request_meta, services
 from .pipeline import secrets_request
 
@@ -27,6 +27,22 @@ _ENVIRONMENT_HEADERS = [
     {"in": "header", "name": "Environment", "schema": {"type": "string"},
      "description": "Environment id (instead of `app_id` and `env`)."},
 ]
+# Conditional requests are a phase_lite extension (Phase's clients never send them).
+_IF_NONE_MATCH = {
+    "in": "header", "name": "If-None-Match", "schema": {"type": "string"},
+    "x-phase-lite-extension": True,
+    "description": "phase_lite extension: an `ETag` of an earlier answer; 304 without a body "
+                   "when the answer is still the same (the read is still authenticated, "
+                   "counted and audited).",
+}
+_IF_MATCH = {
+    "in": "header", "name": "If-Match", "schema": {"type": "string"},
+    "x-phase-lite-extension": True,
+    "description": "phase_lite extension: an `ETag` from a GET of this environment; 412 and "
+                   "nothing written if the environment has changed since.",
+}
+_ETAG = {"ETag": {"schema": {"type": "string"}, "x-phase-lite-extension": True,
+                  "description": "phase_lite extension: changes whenever this answer could."}}
 
 
 def _errors(*statuses):
@@ -37,6 +53,7 @@ def _errors(*statuses):
         403: "No access to the environment, no environment named, or role without permission",
         404: "Unknown app, environment or secret",
         409: "Duplicate secret found",
+        412: "phase_lite extension: If-Match names an earlier state of the environment",
         429: "Rate limit exceeded",
     }
 
@@ -62,66 +79,86 @@ class Secrets(MethodView):
         return getattr(self, request.method.lower())(caller, env_row)
 
     @blp.doc(parameters=[{"in": "query", "schema": schemas.SecretsFilter},
-                         *_ENVIRONMENT_HEADERS])
-    @blp.alt_response(200, schema=schemas.Secret(many=True), success=True,
+                         *_ENVIRONMENT_HEADERS, _IF_NONE_MATCH])
+    @blp.alt_response(200, schema=schemas.Secret(many=True), success=True, headers=_ETAG,
                       description="The matching secrets (an empty array when none match)")
+    @blp.alt_response(304, headers=_ETAG, description=(
+        "phase_lite extension: If-None-Match names this answer's ETag; no body"))
     @_errors(400, 401, 403, 404, 429)
     def get(self, caller, env_row):
         """List an environment's secrets, by key, path or tags"""
-        return encoded_json_response(_read(caller, env_row, request.environ))
+        body, headers = _answer(caller, env_row, request.environ)
+        if body is None:
+            return not_modified(headers)
+        return encoded_json_response(body, headers)
 
-    @blp.doc(parameters=[*_SCOPE, *_ENVIRONMENT_HEADERS],
+    @blp.doc(parameters=[*_SCOPE, *_ENVIRONMENT_HEADERS, _IF_MATCH],
              requestBody=_body(schemas.CreateSecrets))
     @blp.alt_response(200, schema=schemas.Secret(many=True), success=True,
                       description="The created secrets")
-    @_errors(400, 401, 403, 404, 409, 429)
+    @_errors(400, 401, 403, 404, 409, 412, 429)
     def post(self, caller, env_row):
         """Create secrets: all of them or none"""
+        expected = _expected_version(env_row)
         entries = secrets.parse_new_secrets(secrets.parse_body(request.get_data()))
         created = secrets.create_secrets(services(request.environ), caller, env_row, entries,
-                                         request_meta(request.environ))
+                                         request_meta(request.environ),
+                                         expected_version=expected)
         return json_response(secrets.render_secrets(services(request.environ), caller, env_row,
                                                     created))
 
-    @blp.doc(parameters=[*_SCOPE, *_ENVIRONMENT_HEADERS],
+    @blp.doc(parameters=[*_SCOPE, *_ENVIRONMENT_HEADERS, _IF_MATCH],
              requestBody=_body(schemas.UpdateSecrets))
     @blp.alt_response(200, schema=schemas.Secret(many=True), success=True,
                       description="The updated secrets")
-    @_errors(400, 401, 403, 404, 409, 429)
+    @_errors(400, 401, 403, 404, 409, 412, 429)
     def put(self, caller, env_row):
         """Update secrets by id: all of them or none"""
+        expected = _expected_version(env_row)
         changes = secrets.parse_secret_changes(secrets.parse_body(request.get_data()))
         updated = secrets.update_secrets(services(request.environ), caller, env_row, changes,
-                                         request_meta(request.environ))
+                                         request_meta(request.environ),
+                                         expected_version=expected)
         return json_response(secrets.render_secrets(services(request.environ), caller, env_row,
                                                     updated))
 
-    @blp.doc(parameters=[*_SCOPE, *_ENVIRONMENT_HEADERS],
+    @blp.doc(parameters=[*_SCOPE, *_ENVIRONMENT_HEADERS, _IF_MATCH],
              requestBody=_body(schemas.DeleteSecrets))
     @blp.alt_response(200, schema=schemas.Message, success=True,
                       description="`Deleted N secret(s)`")
-    @_errors(400, 401, 403, 404, 429)
+    @_errors(400, 401, 403, 404, 412, 429)
     def delete(self, caller, env_row):
         """Delete secrets by id: all of them or none"""
+        expected = _expected_version(env_row)
         ids = secrets.parse_secret_ids(secrets.parse_body(request.get_data()))
         count = secrets.delete_secrets(services(request.environ), caller, env_row, ids,
-                                       request_meta(request.environ))
+                                       request_meta(request.environ), expected_version=expected)
         return json_response({"message": f"Deleted {count} secret{'' if count == 1 else 's'}"})
 
 
-def _read(caller, env_row, environ) -> bytes:
+def _answer(caller, env_row, environ) -> tuple[bytes | None, list]:
+    """The GET's body and headers: its ETag, and no body (304) when the request's
+    If-None-Match names it. Either way the read is done and audited."""
     args = query_args(environ)
     secrets.check_dynamic_arguments(args)
-    return secrets.read_secrets(
+    body, tag = secrets.read_secrets(
         services(environ), caller, env_row, key=args.get("key"), path=args.get("path"),
         tags=args.get("tags"), meta=request_meta(environ), generation=generation(environ),
     )
+    if conditional.none_match(environ.get("HTTP_IF_NONE_MATCH"), tag):
+        body = None
+    return body, [("ETag", tag)]
 
 
-def read_directly(environ) -> bytes:
-    """A GET answered before Flask (``PrefixMiddleware``): the view's steps and read."""
+def _expected_version(env_row) -> int | None:
+    """The environment version a write's If-Match requires (412 at once if it is gone)."""
+    return conditional.expected_version(request.environ.get("HTTP_IF_MATCH"), env_row)
+
+
+def read_directly(environ) -> tuple[bytes | None, list]:
+    """A GET answered before Flask (``PrefixMiddleware``): the view's steps and answer."""
     caller, env_row = secrets_request(environ, "GET")
-    return _read(caller, env_row, environ)
+    return _answer(caller, env_row, environ)
 
 
 DIRECT_GETS = {"/v1/secrets/": read_directly}

@@ -1,8 +1,8 @@
 """The ``phase-lite`` admin command: one module per command group.
 
 ``command`` holds what every command shares (the root group, settings, output, errors);
-``accounts``, ``apps``, ``maintenance`` and ``audit`` add their groups to it; ``init`` and
-``serve`` live here.
+``accounts``, ``apps``, ``maintenance``, ``audit`` and ``secrets`` add their groups to it;
+``init`` and ``serve`` live here.
 """
 
 import json
@@ -105,7 +105,8 @@ def serve():
     serve_main()
 
 
-from . import accounts, apps, audit, maintenance  # noqa: E402,F401  (register the commands)
+# Importing the group modules registers their commands.
+from . import accounts, apps, audit, maintenance, secrets  # noqa: E402,F401
 from ..console import commands as _console  # noqa: E402  (console sign-in commands)
 
 accounts.users.add_command(_console.set_password)

@@ -64,13 +64,13 @@ def restore_command(path, force, yes, as_json):
             raise click.ClickException(
                 "restore replaces the database and there is no terminal to confirm on; "
                 "add --yes")
-        click.confirm(f"Replace {config.database} with {path}? The current database is kept "
+        click.confirm(f"Replace {config.database_name} with {path}? The current database is kept "
                       "as a copy beside it.", abort=True)
     with one_line_errors():
         result = restore_backup(config, open_keyring(config), path, force=force)
     summary = result.summary
     line = (f"Restored {summary.apps} apps, {summary.environments} environments and "
-            f"{summary.secrets} secrets from {path} into {config.database}.")
+            f"{summary.secrets} secrets from {path} into {config.database_name}.")
     if result.set_aside:
         line += f" The damaged database was moved to {result.set_aside}."
     if result.kept:
@@ -78,7 +78,7 @@ def restore_command(path, force, yes, as_json):
     if result.was_in_use:
         line += " A server was running: restart it now so it drops its caches."
     emit(as_json, _summary_payload(summary) | {
-        "database": str(config.database), "serverWasRunning": result.was_in_use,
+        "database": config.database_name, "serverWasRunning": result.was_in_use,
         "damagedDatabaseMovedTo": str(result.set_aside) if result.set_aside else None,
         "replacedDatabaseKeptAs": str(result.kept) if result.kept else None}, line)
 

@@ -21,11 +21,13 @@ Errors are ``errors.PhaseError`` subclasses carrying Phase's exact messages.
 - ``update_secrets(services, principal, env_row, changes: list[SecretChange], meta)``
   -> ``list[Secret]`` in change order.
 - ``delete_secrets(services, principal, env_row, ids: list[str], meta)`` -> number deleted.
+  The three writes take ``expected_version`` (an ``If-Match``, see ``conditional``): 412 and
+  nothing written unless the environment is still at that version.
 - ``personal_overrides(services, principal, env_row, secret_ids)``
   -> ``{secret_id: PersonalOverride}`` (always empty for service accounts).
 - ``render_secrets(services, principal, env_row, secrets)`` -> the REST JSON objects
   (references resolved, the caller's override attached); ``read_secrets`` is the REST GET
-  (its encoded body, remembered for a database generation).
+  (its encoded body and ETag, remembered for a database generation).
 - ``require_permission(principal, env_row, method)``: Phase's view checks (unsupported method,
   environment required, the role's ``Secrets`` permission), 403 each.
 - ``parse_body``, ``parse_new_secrets``, ``parse_secret_changes``, ``parse_secret_ids``: the

@@ -3,7 +3,7 @@ attached."""
 
 import orjson
 
-from .. import audit, phase_crypto, references
+from .. import audit, conditional, phase_crypto, references
 from ..caches import GenerationCache
 from ..paths import normalize_path
 from ..store import render_time
@@ -21,9 +21,10 @@ BODY_CACHE_MAX_BODY = 8 * 1024 * 1024  # a larger answer (~17,000 secrets) is re
 
 
 def read_secrets(services, principal, env_row, *, key=None, path=None, tags=None,
-                 meta=None, generation=None) -> bytes:
+                 meta=None, generation=None) -> tuple[bytes, str]:
     """Phase's GET: filter by ``key`` (any case), ``path``, comma-separated ``tags``; return the
-    JSON body of the REST objects and record one read event naming them.
+    JSON body of the REST objects with its ETag (``conditional.entity_tag``) and record one
+    read event naming them.
 
     The body is remembered for the database ``generation`` (``db.generation()`` taken before
     the request read anything; taken here when None), per token (overrides and the access
@@ -37,22 +38,25 @@ def read_secrets(services, principal, env_row, *, key=None, path=None, tags=None
     found = cache.get(generation, slot)
     if found is None:
         snapshot = environment_snapshot(services, env_row)
+        env_keys = services.vault.environment_keys(env_row)
         selected = select(
             snapshot,
-            services.vault.environment_keys(env_row).digest(key) if key else None,
+            env_keys.digest(key) if key else None,
             normalize_path(path) if path else None,
             tags.split(",") if tags else None,
         )
-        found = (encode_secrets(services, principal, env_row, selected, snapshot),
-                 audit.read_details(secret.id for secret in selected))
+        body = encode_secrets(services, principal, env_row, selected, snapshot)
+        found = (body, audit.read_details(secret.id for secret in selected),
+                 conditional.entity_tag(env_row["id"], snapshot.version, env_keys.salt, body))
         cache.put(generation, slot, found)
-    body, details = found
+    body, details, tag = found
     audit.record_read(services.read_log, principal, env_row, details, meta)
-    return body
+    return body, tag
 
 
 def new_body_cache() -> GenerationCache:
-    """A cache of encoded answers, (body, read-event details), bounded in count and bytes."""
+    """A cache of encoded answers, tuples of (body, read-event details, ...), bounded in count
+    and bytes."""
     return GenerationCache(BODY_CACHE_ENTRIES, BODY_CACHE_BYTES, BODY_CACHE_MAX_BODY,
                            size=lambda entry: len(entry[0]) + 64 * len(entry[1]["secrets"]),
                            name="answers")

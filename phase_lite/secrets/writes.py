@@ -1,9 +1,9 @@
 """Writes: create, update and delete secrets, each request one transaction with its audit
-event."""
+event. ``Writer`` is also how ``history`` writes a restore."""
 
 import dataclasses
 
-from .. import audit
+from .. import audit, conditional
 from ..errors import DoesNotExist, Duplicate, InvalidRequest
 from ..paths import ROOT, folder_chain, normalize_path
 from ..store import new_id, now
@@ -17,11 +17,13 @@ from .snapshots import decrypt_row
 # -- writes ----------------------------------------------------------------------------------
 
 
-def create_secrets(services, principal, env_row, entries, meta=None) -> list[Secret]:
+def create_secrets(services, principal, env_row, entries, meta=None, *,
+                   expected_version=None) -> list[Secret]:
     """Create secrets in one transaction; return them in entry order.
 
     409 ``Duplicate secret found`` when an entry's (path, key) is taken by a live secret or by
-    another entry of the batch; tags are checked after that, as Phase does.
+    another entry of the batch; tags are checked after that, as Phase does. With
+    ``expected_version`` (an ``If-Match``), 412 unless the environment is still at it.
     """
     db, vault = services.db, services.vault
     env_id = env_row["id"]
@@ -32,27 +34,27 @@ def create_secrets(services, principal, env_row, entries, meta=None) -> list[Sec
     if len(set(positions)) != len(positions):
         raise Duplicate(DUPLICATE)
     with db.transaction():
+        _require_version(db, env_id, expected_version)
         taken = {(row["path"], row["key_digest"])
                  for row in secret_store.live_positions(db, env_id, digests)}
         if taken.intersection(positions):
             raise Duplicate(DUPLICATE)
         names = [tag_names(entry.tags) for entry in entries]
-        writer = _Writer(services, principal, env_row)
-        created = [
-            writer.insert(entry, digest, entry_tags)
-            for entry, digest, entry_tags in zip(entries, digests, names)
-        ]
+        writer = Writer(services, principal, env_row)
+        created = writer.insert(list(zip(entries, digests, names)))
         writer.finish("create", created, meta)
     writer.publish(created)
     return created
 
 
-def update_secrets(services, principal, env_row, changes, meta=None) -> list[Secret]:
+def update_secrets(services, principal, env_row, changes, meta=None, *,
+                   expected_version=None) -> list[Secret]:
     """Apply partial updates in one transaction; return the secrets in change order.
 
     Addressed by id within the environment (404 ``Secret not found: <id>``); ``version`` goes up
     by one per change; a sealed secret keeps its value and type; the duplicate check uses the
     secret's own path when the change gives none, and looks at the batch as a whole.
+    ``expected_version`` as for ``create_secrets``.
     """
     db, vault = services.db, services.vault
     env_id = env_row["id"]
@@ -61,6 +63,7 @@ def update_secrets(services, principal, env_row, changes, meta=None) -> list[Sec
                else dataclasses.replace(change, path=normalize_path(change.path))
                for change in changes]
     with db.transaction():
+        _require_version(db, env_id, expected_version)
         rows = secret_store.secrets_by_id(db, env_id, [c.id for c in changes])
         data_key = vault.data_key(env_row["app_id"]) if rows else None
         tags = secret_store.tag_names_of(db, rows)
@@ -70,7 +73,7 @@ def update_secrets(services, principal, env_row, changes, meta=None) -> list[Sec
         }
         targets = _planned_updates(changes, states, env_keys)
         _check_update_duplicates(db, env_id, changes, states, targets)
-        writer = _Writer(services, principal, env_row, data_key)
+        writer = Writer(services, principal, env_row, data_key)
         updated = []
         for change in changes:
             current = states.get(change.id)
@@ -86,14 +89,17 @@ def update_secrets(services, principal, env_row, changes, meta=None) -> list[Sec
     return updated
 
 
-def delete_secrets(services, principal, env_row, ids, meta=None) -> int:
+def delete_secrets(services, principal, env_row, ids, meta=None, *,
+                   expected_version=None) -> int:
     """Soft-delete secrets of the environment in one transaction; return how many.
 
     Any id that is not a live secret of this environment gives 404 and deletes nothing.
+    ``expected_version`` as for ``create_secrets``.
     """
     db, vault = services.db, services.vault
     env_id = env_row["id"]
     with db.transaction():
+        _require_version(db, env_id, expected_version)
         rows = secret_store.secrets_by_id(db, env_id, ids)
         missing = [secret_id for secret_id in ids if secret_id not in rows]
         if missing:
@@ -102,7 +108,7 @@ def delete_secrets(services, principal, env_row, ids, meta=None) -> int:
             )
         data_key = vault.data_key(env_row["app_id"])
         tags = secret_store.tag_names_of(db, rows)
-        writer = _Writer(services, principal, env_row, data_key)
+        writer = Writer(services, principal, env_row, data_key)
         deleted = [
             writer.delete(decrypt_row(vault, data_key, rows[secret_id], tags.get(secret_id, ())))
             for secret_id in dict.fromkeys(ids)
@@ -110,6 +116,13 @@ def delete_secrets(services, principal, env_row, ids, meta=None) -> int:
         writer.finish("delete", deleted, meta)
     writer.publish(deleted)
     return len(deleted)
+
+
+def _require_version(db, env_id, expected_version):
+    """An ``If-Match`` checked under the write lock: no write can slip in between."""
+    if expected_version is not None:
+        conditional.require_version(
+            app_store.environment_versions(db, [env_id])[env_id], expected_version)
 
 
 def _planned_updates(changes, states, env_keys):
@@ -144,7 +157,7 @@ def _check_update_duplicates(db, env_id, changes, states, targets):
         raise Duplicate(DUPLICATE)
 
 
-class _Writer:
+class Writer:
     """The writes of one request, inside its transaction: rows, folders, tags, overrides,
     version snapshots; then one environment bump and one audit event."""
 
@@ -161,14 +174,38 @@ class _Writer:
         self._folders = {ROOT: None}
         self._tags = {}  # name: (tag id, listing order)
 
-    def insert(self, entry: NewSecret, digest: str, names: tuple) -> Secret:
+    def insert(self, items) -> list[Secret]:
+        """Insert new secrets, ``items`` being (NewSecret, key digest, tag names): the rows and
+        their tags each in one batch (one round trip on PostgreSQL)."""
+        rows = [self._new_row(entry, digest) for entry, digest, _ in items]
+        rowids = secret_store.insert_secrets(self.db, rows)
+        created, tagged = [], []
+        for (entry, digest, names), row, rowid in zip(items, rows, rowids):
+            secret_id, stamp = row["id"], row["created_at"]
+            if names:
+                names = self._ordered(names)
+                tagged.extend((secret_id, tag_id) for tag_id in self._ids(names))
+            if entry.override is not None:
+                # Phase validates isActive on create but always stores an active override.
+                self._set_override(secret_id, entry.override, True, stamp)
+            secret = Secret(
+                id=secret_id, key=entry.key, value=entry.value, comment=entry.comment,
+                tags=names, type=entry.type, path=entry.path, key_digest=digest, version=1,
+                created_at=stamp, updated_at=stamp, environment_id=self.env_id,
+                folder_id=row["folder_id"], order=(stamp, rowid),
+            )
+            self._keep_version(secret, "create")
+            created.append(secret)
+        secret_store.insert_secret_tags(self.db, tagged)
+        return created
+
+    def _new_row(self, entry: NewSecret, digest: str) -> dict:
         secret_id, stamp = new_id(), now()
-        folder_id = self._folder(entry.path)
         wire = entry.wire or Wire()
-        rowid = secret_store.insert_secret(self.db, {
+        return {
             "id": secret_id,
             "environment_id": self.env_id,
-            "folder_id": folder_id,
+            "folder_id": self._folder(entry.path),
             "path": entry.path,
             "key_digest": digest,
             "key_enc": self._encrypt("secrets", secret_id, "key", entry.key),
@@ -182,23 +219,11 @@ class _Writer:
             "version": 1,
             "created_at": stamp,
             "updated_at": stamp,
-        })
-        if names:
-            names = self._ordered(names)
-            secret_store.replace_secret_tags(self.db, secret_id, self._ids(names))
-        if entry.override is not None:
-            # Phase validates isActive on create but always stores an active override.
-            self._set_override(secret_id, entry.override, True, stamp)
-        secret = Secret(
-            id=secret_id, key=entry.key, value=entry.value, comment=entry.comment, tags=names,
-            type=entry.type, path=entry.path, key_digest=digest, version=1, created_at=stamp,
-            updated_at=stamp, environment_id=self.env_id, folder_id=folder_id,
-            order=(stamp, rowid),
-        )
-        self._keep_version(secret, "create")
-        return secret
+        }
 
-    def update(self, current: Secret, change: SecretChange, names) -> Secret:
+    def update(self, current: Secret, change: SecretChange, names, *,
+               restored_from=None) -> Secret:
+        """Apply ``change``; with ``restored_from`` (a version number), it is a restore."""
         stamp = now()
         wire = change.wire or Wire()
         fields = {"version": current.version + 1, "updated_at": stamp}
@@ -239,7 +264,8 @@ class _Writer:
             environment_id=self.env_id, folder_id=folder_id, deleted_at=current.deleted_at,
             order=(stamp, current.order[1]),
         )
-        self._keep_version(secret, "update")
+        self._keep_version(secret, "update" if restored_from is None else "restore",
+                           restored_from)
         return secret
 
     def delete(self, current: Secret) -> Secret:
@@ -307,13 +333,17 @@ class _Writer:
             "is_active": int(is_active), "created_at": stamp, "updated_at": stamp,
         })
 
-    def _keep_version(self, secret: Secret, event: str):
+    def _keep_version(self, secret: Secret, event: str, restored_from=None):
         version_id = new_id()
+        actor_type, actor_id = audit.actor(self.principal)
         self._versions.append({
             "id": version_id,
             "secret_id": secret.id,
             "version": secret.version,
             "event": event,
+            "restored_from": restored_from,
+            "actor_type": actor_type,
+            "actor_id": actor_id,
             "path": secret.path,
             "key_digest": secret.key_digest,
             "key_enc": self._encrypt("secret_versions", version_id, "key", secret.key),

@@ -1,10 +1,15 @@
-"""SQLite access: connections, transactions and the store's exceptions.
+"""Database access: connections, transactions and the store's exceptions.
 
-Every SQL statement of phase_lite lives in this package (one module per group of tables).
-Each thread has its own connection (waitress serves a request on one thread), opened with WAL,
-``synchronous=FULL`` (an acknowledged write survives power loss), a busy timeout and foreign keys.
-Write transactions start with ``BEGIN IMMEDIATE`` so concurrent writers queue on the lock
-instead of failing half-way. ``sqlite3`` exceptions never leave this package.
+Every SQL statement of phase_lite lives in this package (one module per group of tables), written
+once in the subset SQLite and PostgreSQL both accept; ``postgres`` holds the thin layer that
+runs them on PostgreSQL. Case-insensitive matches are spelt out: ``lower(column) = ?`` with the
+argument passed through ``fold_case``, which both backends fold identically (ASCII letters only).
+
+On SQLite (the default), each thread has its own connection (waitress serves a request on one
+thread), opened with WAL, ``synchronous=FULL`` (an acknowledged write survives power loss), a
+busy timeout and foreign keys. Write transactions start with ``BEGIN IMMEDIATE`` so concurrent
+writers queue on the lock instead of failing half-way. ``sqlite3`` exceptions never leave this
+package.
 """
 
 import contextlib
@@ -25,6 +30,24 @@ BUSY_TIMEOUT_MS = 30_000
 _REOPEN_AFTER = {
     sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_FULL,
 }
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def fold_case(text: str) -> str:
+    """``text`` with ASCII letters in lower case: what ``lower()`` does on SQLite and on
+    PostgreSQL's ``"C"`` collation, so a case-insensitive match is the same on both."""
+    return text.translate(_ASCII_LOWER)
+
+
+def open_database(location):
+    """The database at ``location``: a ``postgresql://`` URL, else a SQLite file path."""
+    if str(location).startswith(("postgresql://", "postgres://")):
+        from .postgres import PostgresDatabase  # psycopg is an optional dependency
+
+        return PostgresDatabase(str(location))
+    return Database(location)
 
 
 class StoreError(Exception):
@@ -75,8 +98,31 @@ def render_time(stored: str | None) -> str | None:
 CONTENT_VERSION_WRAP = 1 << 31  # PRAGMA user_version is a signed 32-bit integer
 
 
-class Database:
+class Statements:
+    """The reading helpers both backends share, over their own ``execute``."""
+
+    def one(self, sql, params=()):
+        return self.execute(sql, params).fetchone()
+
+    def all(self, sql, params=()):
+        return self.execute(sql, params).fetchall()
+
+    def one_or_missing(self, sql, params, what):
+        """The one row the query finds; NotFound(what) when there is none."""
+        row = self.one(sql, params)
+        if row is None:
+            raise NotFound(what)
+        return row
+
+    def scalar(self, sql, params=()):
+        row = self.one(sql, params)
+        return None if row is None else row[0]
+
+
+class Database(Statements):
     """A SQLite file with one connection per thread."""
+
+    backend = "sqlite"
 
     def __init__(self, path):
         self.path = str(path)
@@ -177,22 +223,9 @@ class Database:
         except sqlite3.Error as exc:
             raise self._failed(exc) from None
 
-    def one(self, sql, params=()):
-        return self.execute(sql, params).fetchone()
-
-    def all(self, sql, params=()):
-        return self.execute(sql, params).fetchall()
-
-    def one_or_missing(self, sql, params, what):
-        """The one row the query finds; NotFound(what) when there is none."""
-        row = self.one(sql, params)
-        if row is None:
-            raise NotFound(what)
-        return row
-
-    def scalar(self, sql, params=()):
-        row = self.one(sql, params)
-        return None if row is None else row[0]
+    def insert_returning(self, sql, rows) -> list:
+        """Run an ``INSERT ... RETURNING <one column>`` for each row; return the values."""
+        return [self.execute(sql, row).fetchone()[0] for row in rows]
 
     @contextlib.contextmanager
     def transaction(self, bookkeeping=False):
@@ -236,6 +269,20 @@ class Database:
         self._advance_generation()
         if self.observe_transaction is not None:
             self.observe_transaction(time.perf_counter() - started)
+
+    def take_turn(self, task: str) -> bool:
+        """Claim ``task`` (one node at a time) for the current transaction: here always, since
+        one SQLite file has one writer."""
+        return True
+
+    @contextlib.contextmanager
+    def lock_wait(self, milliseconds: int):
+        """Give up on the write lock after ``milliseconds`` inside the block."""
+        self.execute(f"PRAGMA busy_timeout = {int(milliseconds)}")
+        try:
+            yield
+        finally:
+            self.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
     def migrate(self):
         """Apply pending schema migrations (harmless when there are none)."""

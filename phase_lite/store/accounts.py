@@ -1,6 +1,6 @@
 """Organisation, roles, users, service accounts, tokens and environment access grants."""
 
-from . import new_id, now, sessions
+from . import fold_case, new_id, now, sessions
 
 # -- organisation and roles ------------------------------------------------------------------
 
@@ -50,8 +50,8 @@ def get_role(db, organisation_id, role_id):
 
 def get_role_by_name(db, organisation_id, name):
     return db.one_or_missing(
-        "SELECT * FROM roles WHERE organisation_id = ? AND name = ? COLLATE NOCASE",
-        (organisation_id, name),
+        "SELECT * FROM roles WHERE organisation_id = ? AND lower(name) = ?",
+        (organisation_id, fold_case(name)),
         "role",
     )
 
@@ -107,8 +107,9 @@ def list_users(db, organisation_id):
 
 def get_user_by_email(db, organisation_id, email):
     return db.one_or_missing(
-        "SELECT * FROM users WHERE organisation_id = ? AND email = ? AND deleted_at IS NULL",
-        (organisation_id, email),
+        "SELECT * FROM users WHERE organisation_id = ? AND lower(email) = ?"
+        " AND deleted_at IS NULL",
+        (organisation_id, fold_case(email)),
         "user",
     )
 
@@ -253,8 +254,9 @@ def touch_token(db, token_id, stamp):
 
 def grant_environment(db, environment_id, *, user_id=None, service_account_id=None):
     db.execute(
-        "INSERT OR IGNORE INTO environment_access"
-        " (id, environment_id, user_id, service_account_id, created_at) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO environment_access"
+        " (id, environment_id, user_id, service_account_id, created_at) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT DO NOTHING",
         (new_id(), environment_id, user_id, service_account_id, now()),
     )
 

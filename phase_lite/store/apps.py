@@ -1,6 +1,6 @@
 """Apps and their environments."""
 
-from . import now
+from . import fold_case, now
 
 ENV_COLUMNS = (
     "e.id, e.app_id, e.name, e.env_type, e.sort_index, e.seed_enc, e.salt_enc, e.public_key,"
@@ -38,8 +38,8 @@ def get_app(db, organisation_id, app_id):
 def find_apps_by_name(db, organisation_id, name):
     """Apps whose name matches case-insensitively (Phase resolves cross-app references so)."""
     return db.all(
-        "SELECT * FROM apps WHERE organisation_id = ? AND name = ? COLLATE NOCASE",
-        (organisation_id, name),
+        "SELECT * FROM apps WHERE organisation_id = ? AND lower(name) = ?",
+        (organisation_id, fold_case(name)),
     )
 
 
@@ -114,8 +114,8 @@ def get_environment(db, organisation_id, env_id):
 def find_environment(db, app_id, name):
     """The app's environment with this name (case-insensitive), or None."""
     return db.one(
-        f"SELECT {ENV_COLUMNS} FROM environments e WHERE e.app_id = ? AND e.name = ?",
-        (app_id, name),
+        f"SELECT {ENV_COLUMNS} FROM environments e WHERE e.app_id = ? AND lower(e.name) = ?",
+        (app_id, fold_case(name)),
     )
 
 

@@ -1,4 +1,10 @@
-"""Whole database files: online snapshots, copies into a live database, read-only inspection."""
+"""Whole databases: online snapshots, copies into a live database, read-only inspection.
+
+A backup is always a SQLite file, whichever backend made it. From PostgreSQL, ``export_to_sqlite``
+copies every table into a new file migrated to the same schema, reading one ``REPEATABLE READ``
+snapshot, row by row in ``rowid`` order with the same ``rowid``; ``import_into_postgres`` is the
+way back. So a deployment moves between the backends with ``backup`` and ``restore``.
+"""
 
 import sqlite3
 from pathlib import Path
@@ -65,3 +71,70 @@ def count_rows(db: Database) -> dict:
         "environments": db.scalar("SELECT count(*) FROM environments"),
         "secrets": db.scalar("SELECT count(*) FROM secrets WHERE deleted_at IS NULL"),
     }
+
+
+# -- between the backends ----------------------------------------------------------------------
+
+
+def _tables(sqlite_db: Database) -> list:
+    """[(table, columns, rowid column or None)] of the schema, parents before children."""
+    names = [row[0] for row in sqlite_db.all(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%'"
+        " AND substr(name, 1, 1) <> '_' ORDER BY name")]  # not the migration record
+    parents = {name: {row["table"] for row in sqlite_db.all(
+        f"SELECT * FROM pragma_foreign_key_list('{name}')")} - {name} for name in names}
+    ordered = []
+    while len(ordered) < len(names):
+        for name in names:
+            if name not in ordered and parents[name] <= set(ordered):
+                ordered.append(name)
+    tables = []
+    for name in ordered:
+        info = sqlite_db.all(f"SELECT name, type, pk FROM pragma_table_info('{name}')")
+        without_rowid = sqlite_db.scalar(
+            "SELECT wr FROM pragma_table_list WHERE name = ? AND schema = 'main'", (name,))
+        keys = [row for row in info if row["pk"]]
+        aliased = len(keys) == 1 and keys[0]["type"].upper() == "INTEGER"
+        rowid = None if without_rowid or aliased else "rowid"
+        tables.append((name, [row["name"] for row in info], rowid))
+    return tables
+
+
+def _order(columns, rowid):
+    return rowid or ", ".join(columns)
+
+
+def export_to_sqlite(source, path) -> None:
+    """Copy a PostgreSQL database into the new, empty SQLite file at ``path``."""
+    target = Database(path)
+    try:
+        target.migrate()
+        with source.snapshot(), target.transaction():
+            target.execute("PRAGMA defer_foreign_keys = ON")
+            for table, columns, rowid in _tables(target):
+                selected = ([rowid] if rowid else []) + columns
+                rows = source.stream(f"SELECT {', '.join(selected)} FROM {table}"
+                                     f" ORDER BY {_order(columns, rowid)}")
+                target.executemany(
+                    f"INSERT INTO {table} ({', '.join(selected)})"
+                    f" VALUES ({', '.join('?' * len(selected))})", rows)
+        checkpoint(target)
+    finally:
+        target.close()
+
+
+def import_into_postgres(path, target) -> None:
+    """Replace the content of a PostgreSQL database with the SQLite database at ``path``
+    (already migrated to the current schema), in the caller's transaction on ``target``."""
+    source = ReadOnlyDatabase(path)
+    try:
+        tables = _tables(source)
+        target.execute(f"TRUNCATE {', '.join(table for table, _, _ in tables)}")
+        for table, columns, rowid in tables:
+            selected = ([rowid] if rowid else []) + columns
+            rows = source.execute(f"SELECT {', '.join(selected)} FROM {table}"
+                                  f" ORDER BY {_order(columns, rowid)}")  # read as copied
+            target.copy_rows(table, selected, rows)
+            target.continue_identities(table)
+    finally:
+        source.close()

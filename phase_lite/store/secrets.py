@@ -5,10 +5,9 @@
 Live secrets are listed in Phase's observed order: least recently written first.
 """
 
-import contextlib
 import json
 
-from . import BUSY_TIMEOUT_MS, StoreError, new_id, now
+from . import StoreError, new_id, now
 
 # A ciphertext fill gives up quickly rather than queue behind a long write: the answer is made.
 FILL_BUSY_TIMEOUT_MS = 200
@@ -92,17 +91,16 @@ def live_positions(db, env_id, digests):
 # -- writing ---------------------------------------------------------------------------------
 
 
-def insert_secret(db, row):
-    """Insert a secret (a dict with every column but rowid); return its rowid."""
-    cursor = db.execute(
+def insert_secrets(db, rows):
+    """Insert secrets (dicts with every column but rowid); return their rowids in order."""
+    return db.insert_returning(
         "INSERT INTO secrets (id, environment_id, folder_id, path, key_digest, key_enc,"
         " value_enc, comment_enc, wire_key, wire_value, wire_comment, type, version,"
         " created_at, updated_at, deleted_at) VALUES (:id, :environment_id, :folder_id, :path,"
         " :key_digest, :key_enc, :value_enc, :comment_enc, :wire_key, :wire_value,"
-        " :wire_comment, :type, :version, :created_at, :updated_at, NULL)",
-        row,
+        " :wire_comment, :type, :version, :created_at, :updated_at, NULL) RETURNING rowid",
+        rows,
     )
-    return cursor.lastrowid
 
 
 _UPDATABLE = frozenset({
@@ -156,8 +154,8 @@ def ensure_tags(db, organisation_id, names):
         return {}
     stamp = now()
     db.executemany(
-        "INSERT OR IGNORE INTO tags (id, organisation_id, name, color, created_at)"
-        " VALUES (?, ?, ?, '', ?)",
+        "INSERT INTO tags (id, organisation_id, name, color, created_at)"
+        " VALUES (?, ?, ?, '', ?) ON CONFLICT DO NOTHING",
         [(new_id(), organisation_id, name, stamp) for name in names],
     )
     ids = {}
@@ -171,10 +169,16 @@ def ensure_tags(db, organisation_id, names):
     return ids
 
 
+def insert_secret_tags(db, pairs):
+    """Tag new secrets: ``pairs`` is [(secret id, tag id)]."""
+    db.executemany("INSERT INTO secret_tags (secret_id, tag_id) VALUES (?, ?)"
+                   " ON CONFLICT DO NOTHING", pairs)
+
+
 def replace_secret_tags(db, secret_id, tag_ids):
     db.execute("DELETE FROM secret_tags WHERE secret_id = ?", (secret_id,))
     db.executemany(
-        "INSERT OR IGNORE INTO secret_tags (secret_id, tag_id) VALUES (?, ?)",
+        "INSERT INTO secret_tags (secret_id, tag_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
         [(secret_id, tag_id) for tag_id in tag_ids],
     )
 
@@ -182,14 +186,19 @@ def replace_secret_tags(db, secret_id, tag_ids):
 # -- versions --------------------------------------------------------------------------------
 
 
+_VERSION_DEFAULTS = {"restored_from": None, "actor_type": None, "actor_id": None}
+
+
 def insert_versions(db, rows):
-    """Insert version snapshots (dicts with the secret_versions columns; tags as a list)."""
+    """Insert version snapshots (dicts with the secret_versions columns; tags as a list;
+    ``restored_from`` and the actor default to NULL)."""
     db.executemany(
-        "INSERT INTO secret_versions (id, secret_id, version, event, path, key_digest, key_enc,"
-        " value_enc, comment_enc, type, tags, created_at) VALUES (:id, :secret_id, :version,"
-        " :event, :path, :key_digest, :key_enc, :value_enc, :comment_enc, :type, :tags,"
-        " :created_at)",
-        [dict(row, tags=json.dumps(list(row["tags"]), separators=(",", ":"))) for row in rows],
+        "INSERT INTO secret_versions (id, secret_id, version, event, restored_from, actor_type,"
+        " actor_id, path, key_digest, key_enc, value_enc, comment_enc, type, tags, created_at)"
+        " VALUES (:id, :secret_id, :version, :event, :restored_from, :actor_type, :actor_id,"
+        " :path, :key_digest, :key_enc, :value_enc, :comment_enc, :type, :tags, :created_at)",
+        [{**_VERSION_DEFAULTS, **row,
+          "tags": json.dumps(list(row["tags"]), separators=(",", ":"))} for row in rows],
     )
 
 
@@ -264,7 +273,7 @@ def fill_secret_wire(db, fills, override_fills=()):
     since it was read keeps its columns (its own writer set them).
     """
     try:
-        with _short_busy_timeout(db), db.transaction():
+        with db.lock_wait(FILL_BUSY_TIMEOUT_MS), db.transaction():
             db.executemany(
                 "UPDATE secrets SET wire_key = COALESCE(wire_key, ?),"
                 " wire_value = COALESCE(wire_value, ?), wire_comment = COALESCE(wire_comment, ?)"
@@ -280,12 +289,3 @@ def fill_secret_wire(db, fills, override_fills=()):
     except StoreError:
         return False
     return True
-
-
-@contextlib.contextmanager
-def _short_busy_timeout(db):
-    db.execute(f"PRAGMA busy_timeout = {FILL_BUSY_TIMEOUT_MS}")
-    try:
-        yield
-    finally:
-        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")

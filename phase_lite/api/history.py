@@ -1,0 +1,100 @@
+"""Secret history, restore and deleted secrets: phase_lite extensions, not part of Phase's API.
+
+``/v1/secrets/<secret_id>/history/``, ``/v1/secrets/<secret_id>/restore/`` and
+``/v1/secrets/deleted/`` (under the same four prefixes as ``/v1/secrets/``) run the steps of
+``/v1/secrets/`` (``pipeline.secrets_request``: 406, 401, scope 404/401/403, 429, the role's
+``Secrets`` permission 403), reading for history and the deleted list, updating for a restore.
+Phase's clients never call them.
+"""
+
+from flask import request
+from flask.views import MethodView
+
+from .. import history, schemas, secrets
+from . import PhaseBlueprint, json_response
+from .context import request_meta, services
+from .pipeline import secrets_request
+
+blp = PhaseBlueprint(
+    "phase_lite_extensions", __name__,
+    description="phase_lite extensions, not part of Phase's API (Phase's clients never call "
+                "them): secret history, restore and deleted secrets.",
+)
+
+_SCOPE = [
+    {"in": "query", "schema": schemas.SecretsQuery},
+    {"in": "header", "name": "Environment", "schema": {"type": "string"},
+     "description": "Environment id (instead of `app_id` and `env`)."},
+]
+_ERRORS = {
+    400: "Invalid body",
+    401: "Missing, malformed, unknown or expired token; service account without access",
+    403: "No access to the environment, no environment named, or role without permission",
+    404: "Unknown app, environment, secret (or a secret of another environment) or version",
+    409: "The restored key and path belong to another live secret",
+    429: "Rate limit exceeded",
+}
+
+
+def extension(status, schema, description, *statuses, body=None):
+    """Document an extension operation (marked ``x-phase-lite-extension``)."""
+
+    def decorate(view):
+        doc = {"parameters": _SCOPE, "x-phase-lite-extension": True}
+        if body is not None:
+            doc["requestBody"] = {"required": True,
+                                  "content": {"application/json": {"schema": body}}}
+        view = blp.doc(**doc)(view)
+        for code in reversed((401, 403, 404, *statuses, 429)):
+            view = blp.alt_response(code, schema=schemas.Error, description=_ERRORS[code])(view)
+        return blp.alt_response(status, schema=schema, success=True,
+                                description=description)(view)
+
+    return decorate
+
+
+class ScopedView(MethodView):
+    """A route with the steps of ``/v1/secrets/`` for the permission of ``as_method`` (a
+    restore is an update); its handlers get the caller and the environment row."""
+
+    init_every_request = False
+    as_method = "GET"
+
+    def dispatch_request(self, **kwargs):
+        caller, env_row = secrets_request(request.environ, self.as_method)
+        return getattr(self, request.method.lower())(caller, env_row, **kwargs)
+
+
+@blp.route("/v1/secrets/<secret_id>/history/")
+class SecretHistory(ScopedView):
+    @extension(200, schemas.SecretHistory, "Every version, newest first")
+    def get(self, caller, env_row, secret_id):
+        """List every version of a secret, live or deleted"""
+        versions = history.secret_history(services(request.environ), caller, env_row,
+                                          secret_id, request_meta(request.environ))
+        return json_response({"data": [history.version_body(v) for v in versions]})
+
+
+@blp.route("/v1/secrets/<secret_id>/restore/", methods=["POST"])
+class RestoreSecret(ScopedView):
+    as_method = "PUT"
+
+    @extension(200, schemas.Secret, "The secret at its new version", 400, 409,
+               body=schemas.Restore)
+    def post(self, caller, env_row, secret_id):
+        """Restore a version of a secret as a new version (undeleting it)"""
+        version = history.parse_restore(secrets.parse_body(request.get_data()))
+        found = services(request.environ)
+        restored = history.restore_secret(found, caller, env_row, secret_id, version,
+                                          request_meta(request.environ))
+        return json_response(secrets.render_secrets(found, caller, env_row, [restored])[0])
+
+
+@blp.route("/v1/secrets/deleted/")
+class DeletedSecrets(ScopedView):
+    @extension(200, schemas.DeletedSecrets, "Deleted secrets, most recently deleted first")
+    def get(self, caller, env_row):
+        """List an environment's deleted secrets"""
+        deleted = history.deleted_secrets(services(request.environ), caller, env_row,
+                                          request_meta(request.environ))
+        return json_response({"data": [history.deleted_body(d) for d in deleted]})
