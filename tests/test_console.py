@@ -446,8 +446,11 @@ def test_bulk_edit_is_atomic_and_refuses_a_stale_page(db, demo, owner_client):
         saved.location).get_data(as_text=True)
     stale = owner_client.post(url + "bulk-edit", data={
         "text": 'A="lost"\n', "version": version, "csrf_token": owner_client.csrf})
-    assert stale.status_code == 409
+    assert stale.status_code == 412  # the API's If-Match rule
     assert "changed since you opened this page" in stale.get_data(as_text=True)
+    unversioned = owner_client.post(url + "bulk-edit", data={
+        "text": 'A="lost"\n', "csrf_token": owner_client.csrf})
+    assert unversioned.status_code == 412
     assert owner_client.get(url + "export.json").get_json() == {"A": "changed", "C": "new"}
     current = re.search(r'name="version" value="(\d+)"',
                         owner_client.get(url + "bulk-edit").get_data(as_text=True)).group(1)
@@ -749,8 +752,20 @@ def test_deleted_secrets_can_be_found_and_restored(db, demo, owner_client):
     assert owner_client.get(url + "export.json").get_json() == {"GONE": "was here"}
     again = owner_client.post(url + f"deleted/{secret_id}/restore",
                               data={"csrf_token": owner_client.csrf})
-    assert again.status_code == 409
-    assert "Duplicate secret found" in again.get_data(as_text=True)
+    assert again.status_code == 404
+    assert "This secret is not deleted." in again.get_data(as_text=True)
+    page = owner_client.get(url).get_data(as_text=True)  # the same secret, undeleted
+    assert f'<tr id="secret-{secret_id}">' in page and ">c</td>" in page and ">t1<" in page
+    history = owner_client.get(url + f"secrets/{secret_id}/history").get_data(as_text=True)
+    assert "restored from version 1" in history
+    owner_client.post(url + f"secrets/{secret_id}/delete", data=CONFIRMED | {
+        "csrf_token": owner_client.csrf})
+    owner_client.post(url + "secrets/new", data={"key": "GONE", "value": "new one",
+                                                 "csrf_token": owner_client.csrf})
+    taken = owner_client.post(url + f"deleted/{secret_id}/restore",
+                              data={"csrf_token": owner_client.csrf})
+    assert taken.status_code == 409
+    assert "Duplicate secret found" in taken.get_data(as_text=True)
 
 
 def test_session_timeouts_are_settings():

@@ -6,12 +6,11 @@ console has the API's roles, grants, validation, messages and audit events. Keep
 call sites in one module keeps the console's pages free of domain rules.
 """
 
-import json
 from dataclasses import dataclass
 
-from .. import accounts, apps, audit, secrets
+from .. import accounts, apps, audit, conditional, history, secrets
 from ..accounts import Grantee
-from ..errors import DoesNotExist, Duplicate
+from ..errors import DoesNotExist, PreconditionFailed
 from ..store import now
 from ..store import accounts as account_store
 from ..store import console as console_store
@@ -112,71 +111,31 @@ def delete_secrets(caller, env, secret_ids):
 
 
 def secret_versions(caller, env, secret_id):
-    """The stored versions of a secret of the environment, oldest first, decrypted.
-
-    A read of ``secret_versions`` until the history domain functions exist; the history page
-    only needs (version, event, created_at, key, value, comment, path, type, tags, actor).
-    """
-    secrets.require_permission(caller.principal, env, "GET")
-    db, vault = caller.services.db, caller.services.vault
-    if not secret_store.secrets_by_id(db, env["id"], [secret_id], live_only=False):
-        raise DoesNotExist(f"Secret not found: {secret_id}")
-    rows = secret_store.list_versions(db, secret_id)
-    data_key = vault.data_key(env["app_id"]) if rows else None
-    actors = _version_actors(caller, env, secret_id)
-    versions = []
-    for row in rows:
-        versions.append({
-            "version": row["version"], "event": row["event"], "created_at": row["created_at"],
-            "key": vault.decrypt(data_key, "secret_versions", row["id"], "key", row["key_enc"]),
-            "value": vault.decrypt(data_key, "secret_versions", row["id"], "value",
-                                   row["value_enc"]),
-            "comment": vault.decrypt(data_key, "secret_versions", row["id"], "comment",
-                                     row["comment_enc"]),
-            "path": row["path"], "type": row["type"], "tags": row["tags"],
-            "actor": actors.get(row["version"]),
-        })
-    audit.record_read(caller.services.read_log, caller.principal, env,
-                      audit.read_details([secret_id]), caller.meta)
-    return versions
+    """The versions of a secret of the environment (live or deleted), oldest first."""
+    return list(reversed(history.secret_history(caller.services, caller.principal, env,
+                                                secret_id, caller.meta)))
 
 
 def deleted_secrets(caller, env):
-    """[{id, key, path, type, deleted_at}] of the environment's deleted secrets."""
-    secrets.require_permission(caller.principal, env, "GET")
-    db, vault = caller.services.db, caller.services.vault
-    rows = console_store.deleted_secrets(db, env["id"])
-    data_key = vault.data_key(env["app_id"]) if rows else None
-    return [{"id": row["id"], "path": row["path"], "type": row["type"],
-             "deleted_at": row["deleted_at"],
-             "key": vault.decrypt(data_key, "secrets", row["id"], "key", row["key_enc"])}
-            for row in rows]
+    """The environment's deleted secrets (``history.DeletedSecret``), most recent first."""
+    return history.deleted_secrets(caller.services, caller.principal, env, caller.meta)
+
+
+def restore_secret(caller, env, secret_id, version):
+    """Make ``version`` current again, as a new version (a deleted secret is undeleted)."""
+    return history.restore_secret(caller.services, caller.principal, env, secret_id, version,
+                                  caller.meta)
 
 
 def restore_deleted(caller, env, secret_id):
-    """Bring a deleted secret back as a new secret with its last version's fields (a create,
-    refused as a duplicate when a live secret took its key and path)."""
+    """Undelete a deleted secret with the content it had before its deletion."""
+    if secret_store.secrets_by_id(caller.services.db, env["id"], [secret_id]):
+        raise DoesNotExist("This secret is not deleted.")
     last = next((version for version in reversed(secret_versions(caller, env, secret_id))
-                 if version["event"] != "delete"), None)
-    if last is None or not any(row["id"] == secret_id for row in
-                               console_store.deleted_secrets(caller.services.db, env["id"])):
+                 if version.event != "deleted"), None)
+    if last is None:
         raise DoesNotExist(f"Secret not found: {secret_id}")
-    entry = secrets.NewSecret(key=last["key"], value=last["value"], comment=last["comment"],
-                              path=last["path"], tags=tuple(json.loads(last["tags"])),
-                              type=last["type"])
-    return create_secrets(caller, env, [entry])[0]
-
-
-def _version_actors(caller, env, secret_id):
-    """{version: actor name} from the write events that name the secret."""
-    db = caller.services.db
-    names = console_store.audit_names(db, caller.principal.organisation_id)
-    actors = {}
-    for event in console_store.secret_write_events(db, env["id"], secret_id):
-        for item in event["details"].get("secrets", ()):
-            if item.get("id") == secret_id:
-                actors[item.get("version")] = actor_name(names, event)
-    return actors
+    return restore_secret(caller, env, secret_id, last.version)
 
 
 def actor_name(names, event):
@@ -447,16 +406,20 @@ def plan_changes(current, pairs, *, delete_missing):
 
 def apply_pairs(caller, env, path, pairs, expected_version, *, delete_missing):
     """Apply ``KEY=value`` pairs to a folder in one transaction (creates, updates and, for a
-    bulk edit, deletes), refused with Duplicate(CHANGED_SINCE) when the environment's version
-    is no longer ``expected_version``. Return the Plan applied."""
+    bulk edit, deletes), refused with PreconditionFailed(CHANGED_SINCE) when the environment's
+    version is no longer ``expected_version`` (``If-Match``). Return the Plan applied."""
     for method in ("POST", "PUT", "DELETE") if delete_missing else ("POST", "PUT"):
         secrets.require_permission(caller.principal, env, method)
     db = caller.services.db
     try:
         with db.transaction():
             env = fresh_environment(caller, env)
-            if env["version"] != expected_version:
-                raise Duplicate(CHANGED_SINCE)
+            if expected_version is None:  # every page sends the version it showed
+                raise PreconditionFailed(CHANGED_SINCE)
+            try:  # the If-Match rule of the API's writes, said for a page
+                conditional.require_version(env["version"], expected_version)
+            except PreconditionFailed:
+                raise PreconditionFailed(CHANGED_SINCE) from None
             current = [secret for secret in secrets.list_secrets(caller.services, env)
                        if secret.path == path]
             plan = plan_changes(current, pairs, delete_missing=delete_missing)

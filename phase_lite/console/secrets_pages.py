@@ -313,19 +313,12 @@ def restore_deleted(app_id, env_id, secret_id):
           methods=["POST"])
 @signed_in
 def restore_secret(app_id, env_id, secret_id):
-    """Make an older version current again (a new version, through the update rules)."""
+    """Make an older version current again: a new version, through the history's restore."""
     who, _, env = _environment(app_id, env_id)
     wanted = request.form.get("version", type=int)
-    versions = {version["version"]: version for version in
-                actions.secret_versions(who, env, secret_id)}
-    if wanted not in versions:
+    if wanted is None:
         abort(404)
-    old = versions[wanted]
-    change = {"id": secret_id, "key": old["key"], "comment": old["comment"],
-              "path": old["path"], "tags": json.loads(old["tags"]), "type": old["type"]}
-    if old["type"] != "sealed":
-        change["value"] = old["value"]
-    actions.update_secrets(who, env, secrets.parse_secret_changes({"secrets": [change]}))
+    actions.restore_secret(who, env, secret_id, wanted)
     return back("console.secret_history", "version_restored", {"version": wanted}, app_id=app_id,
                 env_id=env_id, secret_id=secret_id)
 
@@ -334,19 +327,22 @@ HISTORY_FIELDS = ("key", "value", "comment", "tags", "path", "type")
 
 
 def history_rows(versions):
-    """Versions newest first, each with the fields that differ from the version before it."""
+    """Versions (``history.SecretVersion``, oldest first) newest first, each with the fields
+    that differ from the version before it (a sealed value's change is named, not shown)."""
     rows, before = [], None
     for version in versions:
-        if isinstance(version["tags"], str):
-            version = dict(version, tags=", ".join(json.loads(version["tags"])))
-        changes = [(field, None if before is None else before[field], version[field])
-                   for field in HISTORY_FIELDS
-                   if before is None or before[field] != version[field]]
-        if version["type"] == "sealed":
-            changes = [(field, old, new) if field != "value" else (field, None, None)
-                       for field, old, new in changes]
-        rows.append(dict(version, changes=changes))
-        before = version
+        fields = {"key": version.key, "value": version.value, "comment": version.comment,
+                  "tags": ", ".join(version.tags), "path": version.path, "type": version.type}
+        changes = [(name, None if before is None else before[name], fields[name])
+                   for name in HISTORY_FIELDS if before is None or before[name] != fields[name]]
+        if version.type == "sealed":
+            changes = [(name, old, new) if name != "value" else (name, None, None)
+                       for name, old, new in changes]
+        rows.append({"version": version.version, "event": version.event, "key": version.key,
+                     "type": version.type, "created_at": version.created_at,
+                     "restored_from": version.restored_from, "changes": changes,
+                     "actor": version.actor.name if version.actor else None})
+        before = fields
     return list(reversed(rows))
 
 

@@ -90,16 +90,6 @@ def audit_names(db, organisation_id):
     }
 
 
-def secret_write_events(db, environment_id, secret_id):
-    """The write events of an environment that name a secret (its history's actors)."""
-    return [dict(row, details=orjson.loads(row["details"])) for row in db.all(
-        "SELECT actor_type, actor_id, details, created_at FROM audit_events"
-        " WHERE environment_id = ? AND action IN"
-        " ('secrets.create', 'secrets.update', 'secrets.delete') AND instr(details, ?) > 0",
-        (environment_id, secret_id),
-    )]
-
-
 def latest_versions(db, secret_ids):
     """{secret id: its newest ``secret_versions`` row} (deleted secrets keep theirs)."""
     found = {}
@@ -113,13 +103,3 @@ def latest_versions(db, secret_ids):
         ):
             found[row["secret_id"]] = row
     return found
-
-
-def deleted_secrets(db, env_id, limit=200):
-    """The environment's deleted secrets, most recently deleted first."""
-    return db.all(
-        "SELECT id, path, key_enc, type, deleted_at FROM secrets"
-        " WHERE environment_id = ? AND deleted_at IS NOT NULL"
-        " ORDER BY deleted_at DESC, rowid DESC LIMIT ?",
-        (env_id, limit),
-    )
