@@ -12,7 +12,7 @@ from pathlib import Path
 
 from flask import request
 
-from phase_lite import accounts, apps, phase_crypto
+from phase_lite import accounts, apps, phase_crypto, service_accounts, tokens
 from phase_lite import secrets as secret_domain
 from phase_lite.api import json_response
 from phase_lite.api.context import principal, throttle
@@ -67,8 +67,8 @@ def user_token(services, user, name="token", expires_at=None):
     """Another personal token of ``user`` (a row or an email); ``expires_at`` may be past."""
     if isinstance(user, str):
         user = accounts.user_by_email(services, operator(services), user)
-    issued = accounts.issue_user_token(services, operator(services), user, {"name": name},
-                                       TEST_META)
+    issued = tokens.issue_user_token(services, operator(services), user, {"name": name},
+                                     TEST_META)
     return _expire(services, issued, expires_at)
 
 
@@ -76,14 +76,14 @@ def make_service_account(services, name="ci", role="Service", env_rows=(), expir
     """A service account with the role and environments; return (row, IssuedToken)."""
     by = operator(services)
     role_row = accounts.role_by_name(services, by, role)
-    sa, issued = accounts.create_service_account(
+    sa, issued = service_accounts.create_service_account(
         services, by, {"name": name, "role_id": role_row["id"]}, TEST_META)
     grant(services, Grantee.of_service_account(sa), env_rows)
     return sa, _expire(services, issued, expires_at)
 
 
 def revoke(services, token_id):
-    accounts.revoke_token(services, operator(services), token_id, TEST_META)
+    tokens.revoke_token(services, operator(services), token_id, TEST_META)
 
 
 def _expire(services, issued, expires_at):
