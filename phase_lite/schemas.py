@@ -117,27 +117,38 @@ class SecretsFilter(SecretsQuery):
 # -- management API: apps, environments, roles, service accounts, tokens ----------------------
 
 
-class Environment(Schema):
+def _time(**kwargs):
+    """A required ISO-8601 timestamp."""
+    return fields.String(required=True, metadata={"format": "date-time"}, **kwargs)
+
+
+class Named(Schema):
+    """An object's id and name: every management object starts with them."""
     id = fields.String(required=True)
     name = fields.String(required=True)
+
+
+class RoleRef(Named):
+    """A role, as a service account names it."""
+
+
+class Environment(Named):
     envType = fields.String(required=True,
                             validate=validate.OneOf(("dev", "staging", "prod", "custom")))
     index = fields.Integer(required=True)
-    createdAt = fields.String(required=True, metadata={"format": "date-time"})
-    updatedAt = fields.String(required=True, metadata={"format": "date-time"})
+    createdAt = _time()
+    updatedAt = _time()
 
 
 class EnvironmentList(Schema):
     data = fields.List(fields.Nested(Environment), required=True)
 
 
-class App(Schema):
-    id = fields.String(required=True)
-    name = fields.String(required=True)
+class App(Named):
     description = fields.String(required=True, allow_none=True)
     sseEnabled = fields.Boolean(required=True)
-    createdAt = fields.String(required=True, metadata={"format": "date-time"})
-    updatedAt = fields.String(required=True, metadata={"format": "date-time"})
+    createdAt = _time()
+    updatedAt = _time()
 
 
 class AppWithEnvironments(App):
@@ -148,13 +159,11 @@ class AppList(Schema):
     data = fields.List(fields.Nested(App), required=True)
 
 
-class Role(Schema):
-    id = fields.String(required=True)
-    name = fields.String(required=True)
+class Role(Named):
     description = fields.String(required=True)
     color = fields.String(required=True)
     isDefault = fields.Boolean(required=True)
-    createdAt = fields.String(required=True, metadata={"format": "date-time"})
+    createdAt = _time()
 
 
 class RoleDetail(Role):
@@ -173,28 +182,19 @@ class RoleChange(Schema):
     permissions = fields.Dict()
 
 
-class RoleRef(Schema):
-    id = fields.String(required=True)
-    name = fields.String(required=True)
-
-
-class ServiceAccount(Schema):
-    id = fields.String(required=True)
-    name = fields.String(required=True)
+class ServiceAccount(Named):
     role = fields.Nested(RoleRef, required=True)
-    createdAt = fields.String(required=True, metadata={"format": "date-time"})
-    updatedAt = fields.String(required=True, metadata={"format": "date-time"})
+    createdAt = _time()
+    updatedAt = _time()
 
 
 class ServiceAccountList(Schema):
     data = fields.List(fields.Nested(ServiceAccount), required=True)
 
 
-class TokenInfo(Schema):
-    id = fields.String(required=True)
-    name = fields.String(required=True)
-    createdAt = fields.String(required=True, metadata={"format": "date-time"})
-    expiresAt = fields.String(required=True, allow_none=True, metadata={"format": "date-time"})
+class TokenInfo(Named):
+    createdAt = _time()
+    expiresAt = _time(allow_none=True)
 
 
 class IssuedToken(TokenInfo):
@@ -207,15 +207,11 @@ class ServiceAccountCreated(ServiceAccount):
     initialToken = fields.Nested(IssuedToken, required=True)
 
 
-class GrantedEnvironment(Schema):
-    id = fields.String(required=True)
-    name = fields.String(required=True)
+class GrantedEnvironment(Named):
     envType = fields.String(required=True)
 
 
-class GrantedApp(Schema):
-    id = fields.String(required=True)
-    name = fields.String(required=True)
+class GrantedApp(Named):
     environments = fields.List(fields.Nested(GrantedEnvironment), required=True)
 
 
@@ -303,7 +299,7 @@ class SecretVersion(Schema):
     restoredFrom = fields.Integer(required=True, allow_none=True,
                                   metadata={"description": "The version a restore copied."})
     actor = fields.Nested(Actor, required=True, allow_none=True)
-    createdAt = fields.String(required=True, metadata={"format": "date-time"})
+    createdAt = _time()
 
 
 class SecretHistory(Schema):
@@ -317,7 +313,7 @@ class DeletedSecret(Schema):
     path = fields.String(required=True)
     type = fields.String(required=True, validate=validate.OneOf(contract.SECRET_TYPES))
     version = fields.Integer(required=True)
-    deletedAt = fields.String(required=True, metadata={"format": "date-time"})
+    deletedAt = _time()
     deletedBy = fields.Nested(Actor, required=True, allow_none=True)
 
 
