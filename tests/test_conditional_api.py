@@ -9,6 +9,7 @@ import pytest
 
 import support
 from conftest import bearer_headers
+from phase_lite import history
 from phase_lite import secrets as secret_domain
 from phase_lite.app import create_app
 from phase_lite.errors import PreconditionFailed
@@ -34,6 +35,12 @@ class Env:
     def send(self, method, entries, headers=None):
         return self.client.open(self.url(), method=method, data=json.dumps({"secrets": entries}),
                                 headers={**self.headers, **(headers or {})})
+
+    def restore(self, secret_id, version, headers=None, data=None):
+        return self.client.post(
+            f"{self.prefix}/v1/secrets/{secret_id}/restore/?{urlencode(self.query)}",
+            data=data or json.dumps({"version": version}),
+            headers={**self.headers, **(headers or {})})
 
     def tag(self, **params):
         response = self.get(**params)
@@ -66,7 +73,8 @@ def rows(db):
 
 def write_events(db):
     return db.scalar("SELECT count(*) FROM audit_events WHERE action IN"
-                     " ('secrets.create', 'secrets.update', 'secrets.delete')")
+                     " ('secrets.create', 'secrets.update', 'secrets.delete',"
+                     " 'secrets.restore')")
 
 
 # -- ETag and If-None-Match ------------------------------------------------------------------
@@ -217,6 +225,25 @@ def test_every_write_honours_if_match(pat, db, seeded, method, entry):
     assert pat.send(method, [entry(seeded)], {"If-Match": f'"x", {filtered}'}).status_code == 200
 
 
+def test_restore_honours_if_match(pat, db, seeded):
+    """A restore is a write of the environment: a stale, weak or unknown tag is 412 (before the
+    body is read) and changes nothing; a tag of the current version, or ``*``, restores."""
+    assert pat.send("PUT", [{"id": seeded["A"], "value": "changed"}]).status_code == 200
+    stale = pat.tag()
+    pat.send("POST", [{"key": "OTHER", "value": "o"}])
+    before, events = rows(db), write_events(db)
+    for header in (stale, "W/" + pat.tag(), '"garbage"'):
+        refused = pat.restore(seeded["A"], 1, {"If-Match": header})
+        assert (refused.status_code, refused.json) == (412, {"error": CHANGED})
+        refused = pat.restore(seeded["A"], 1, {"If-Match": header}, data="{")
+        assert (refused.status_code, refused.json) == (412, {"error": CHANGED})
+    assert (rows(db), write_events(db)) == (before, events)
+    restored = pat.restore(seeded["A"], 1, {"If-Match": f'"x", {pat.tag(key="OTHER")}'})
+    assert (restored.status_code, restored.json["value"]) == (200, "1")
+    again = pat.restore(seeded["A"], 2, {"If-Match": "*"})
+    assert (again.status_code, again.json["value"]) == (200, "changed")
+
+
 def test_if_match_star_and_no_header_change_nothing(pat, seeded):
     assert pat.send("PUT", [{"id": seeded["A"], "value": "x"}],
                     {"If-Match": "*"}).status_code == 200
@@ -252,6 +279,18 @@ def test_the_write_checks_the_version_again_under_its_lock(services, owner, db, 
     assert rows(db) == before
 
 
+def test_a_restore_checks_the_version_again_under_its_lock(services, owner, db, demo, seeded):
+    principal = services.auth.authenticate(bearer_headers(owner)["Authorization"])
+    env = app_store.find_environment(db, demo[0]["id"], "Development")
+    secret_domain.update_secrets(services, principal, env, [SecretChange(id=seeded["A"],
+                                                                         value="between")])
+    before = rows(db)
+    with pytest.raises(PreconditionFailed):
+        history.restore_secret(services, principal, env, seeded["A"], 1,
+                               expected_version=env["version"])
+    assert rows(db) == before
+
+
 # -- nothing changes for Phase's clients -----------------------------------------------------
 
 
@@ -270,8 +309,9 @@ def test_the_openapi_document_marks_the_headers_as_extensions(client):
     assert if_none_match["x-phase-lite-extension"] is True
     assert get["responses"]["200"]["headers"]["ETag"]["x-phase-lite-extension"] is True
     assert "304" in get["responses"]
-    for method in ("post", "put", "delete"):
-        (if_match,) = [p for p in item[method]["parameters"] if p["name"] == "If-Match"]
+    restore = client.get("/openapi.json").json["paths"]["/v1/secrets/{secret_id}/restore/"]
+    for operation in (item["post"], item["put"], item["delete"], restore["post"]):
+        (if_match,) = [p for p in operation["parameters"] if p["name"] == "If-Match"]
         assert if_match["x-phase-lite-extension"] is True
-        assert item[method]["responses"]["412"]["content"]["application/json"]["schema"] == {
+        assert operation["responses"]["412"]["content"]["application/json"]["schema"] == {
             "$ref": "#/components/schemas/Error"}

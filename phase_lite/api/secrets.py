@@ -35,7 +35,7 @@ _IF_NONE_MATCH = {
                    "when the answer is still the same (the read is still authenticated, "
                    "counted and audited).",
 }
-_IF_MATCH = {
+IF_MATCH = {
     "in": "header", "name": "If-Match", "schema": {"type": "string"},
     "x-phase-lite-extension": True,
     "description": "phase_lite extension: an `ETag` from a GET of this environment; 412 and "
@@ -77,7 +77,7 @@ def _write(body_schema, answer_schema, description, *conflict):
         view = _errors(400, 401, 403, 404, *conflict, 412, 429)(view)
         view = blp.alt_response(200, schema=answer_schema, success=True,
                                 description=description)(view)
-        return blp.doc(parameters=[*_SCOPE, *_ENVIRONMENT_HEADERS, _IF_MATCH],
+        return blp.doc(parameters=[*_SCOPE, *_ENVIRONMENT_HEADERS, IF_MATCH],
                        requestBody=_body(body_schema))(view)
 
     return decorate
@@ -119,7 +119,7 @@ class Secrets(MethodView):
     @_write(schemas.DeleteSecrets, schemas.Message, "`Deleted N secret(s)`")
     def delete(self, caller, env_row):
         """Delete secrets by id: all of them or none"""
-        expected = _expected_version(env_row)
+        expected = expected_version(env_row)
         ids = secrets.parse_secret_ids(secrets.parse_body(request.get_data()))
         count = secrets.delete_secrets(services(request.environ), caller, env_row, ids,
                                        request_meta(request.environ), expected_version=expected)
@@ -129,7 +129,7 @@ class Secrets(MethodView):
 def _write_secrets(caller, env_row, parse, write):
     """A POST or PUT: all of the body's secrets written or none (under If-Match), and the
     written secrets answered."""
-    expected = _expected_version(env_row)
+    expected = expected_version(env_row)
     parsed = parse(secrets.parse_body(request.get_data()))
     rows = write(services(request.environ), caller, env_row, parsed,
                  request_meta(request.environ), expected_version=expected)
@@ -150,7 +150,7 @@ def _answer(caller, env_row, environ) -> tuple[bytes | None, list]:
     return body, [("ETag", tag)]
 
 
-def _expected_version(env_row) -> int | None:
+def expected_version(env_row) -> int | None:
     """The environment version a write's If-Match requires (412 at once if it is gone)."""
     return conditional.expected_version(request.environ.get("HTTP_IF_MATCH"), env_row)
 
