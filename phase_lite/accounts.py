@@ -15,7 +15,7 @@ from . import audit, tokens
 from .apps import require
 from .auth import local_operator
 from .errors import DoesNotExist, InvalidRequest, PermissionDenied
-from .store import NotFound
+from .store import NotFound, missing_as
 from .store import accounts as account_store
 
 DEFAULT_ORGANISATION = "phase_lite"
@@ -105,10 +105,8 @@ def list_roles(services, principal):
 def get_role(services, principal, role_id):
     if not isinstance(role_id, str):
         raise DoesNotExist("Role not found.")
-    try:
+    with missing_as(DoesNotExist("Role not found.")):
         return account_store.get_role(services.db, principal.organisation_id, role_id)
-    except NotFound:
-        raise DoesNotExist("Role not found.") from None
 
 
 def role_by_name(services, principal, name):
@@ -135,10 +133,8 @@ def list_users(services, principal):
 
 
 def user_by_email(services, principal, email):
-    try:
+    with missing_as(DoesNotExist(f"No user with email '{email}'.")):
         return account_store.get_user_by_email(services.db, principal.organisation_id, email)
-    except NotFound:
-        raise DoesNotExist(f"No user with email '{email}'.") from None
 
 
 def create_user(services, principal, fields, meta):
@@ -180,10 +176,8 @@ def check_assignable_role(services, principal, role_id):
 
 
 def get_user(services, principal, user_id):
-    try:
+    with missing_as(DoesNotExist("User not found.")):
         return account_store.get_user(services.db, principal.organisation_id, user_id)
-    except NotFound:
-        raise DoesNotExist("User not found.") from None
 
 
 def _check_may_manage(services, principal, user):

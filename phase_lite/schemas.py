@@ -122,6 +122,12 @@ def _time(**kwargs):
     return fields.String(required=True, metadata={"format": "date-time"}, **kwargs)
 
 
+def data_list(item):
+    """The schema of a list answer, ``{"data": [item, ...]}``, named ``<item>List``."""
+    return Schema.from_dict({"data": fields.List(fields.Nested(item), required=True)},
+                            name=f"{item.__name__}List")
+
+
 class Named(Schema):
     """An object's id and name: every management object starts with them."""
     id = fields.String(required=True)
@@ -140,8 +146,7 @@ class Environment(Named):
     updatedAt = _time()
 
 
-class EnvironmentList(Schema):
-    data = fields.List(fields.Nested(Environment), required=True)
+EnvironmentList = data_list(Environment)
 
 
 class App(Named):
@@ -155,8 +160,7 @@ class AppWithEnvironments(App):
     environments = fields.List(fields.Nested(Environment), required=True)
 
 
-class AppList(Schema):
-    data = fields.List(fields.Nested(App), required=True)
+AppList = data_list(App)
 
 
 class Role(Named):
@@ -171,8 +175,7 @@ class RoleDetail(Role):
         "description": "`{permissions: {...}, appPermissions: {...}, globalAccess: bool}`"})
 
 
-class RoleList(Schema):
-    data = fields.List(fields.Nested(Role), required=True)
+RoleList = data_list(Role)
 
 
 class RoleChange(Schema):
@@ -188,8 +191,7 @@ class ServiceAccount(Named):
     updatedAt = _time()
 
 
-class ServiceAccountList(Schema):
-    data = fields.List(fields.Nested(ServiceAccount), required=True)
+ServiceAccountList = data_list(ServiceAccount)
 
 
 class TokenInfo(Named):

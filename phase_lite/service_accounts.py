@@ -8,7 +8,7 @@ from . import audit, contract, tokens
 from .accounts import check_may_grant, get_role
 from .apps import require
 from .errors import DoesNotExist, InvalidRequest, PermissionDenied
-from .store import NotFound
+from .store import NotFound, missing_as
 from .store import accounts as account_store
 from .store import apps as app_store
 from .textfields import validate_text_field as clean_text
@@ -22,10 +22,8 @@ def list_service_accounts(services, principal):
 
 
 def get_service_account(services, principal, sa_id):
-    try:
+    with missing_as(DoesNotExist("Service account not found.")):
         return account_store.get_service_account(services.db, principal.organisation_id, sa_id)
-    except NotFound:
-        raise DoesNotExist("Service account not found.") from None
 
 
 def service_account_by_id_or_name(services, principal, id_or_name):
@@ -173,12 +171,8 @@ def _access_entry(services, principal, entry):
     app_id = entry.get("id")
     if not app_id:
         raise InvalidRequest("Each app entry must have an 'id' field.")
-    try:
-        if not isinstance(app_id, str):
-            raise NotFound("app")
+    with missing_as(DoesNotExist(f"App not found: {app_id}")):
         app = app_store.get_app(services.db, principal.organisation_id, app_id)
-    except NotFound:
-        raise DoesNotExist(f"App not found: {app_id}") from None
     if not principal.sees_everything and not services.auth.can_access_app(principal, app["id"]):
         raise PermissionDenied(f"You don't have access to app '{app['name']}'.")
     env_ids = entry.get("environments")

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 from . import audit, contract, phase_crypto
 from .apps import require
 from .errors import DoesNotExist, InvalidRequest
-from .store import NotFound, format_time
+from .store import NotFound, format_time, missing_as
 from .store import accounts as account_store
 from .textfields import validate_text_field as clean_text
 
@@ -136,10 +136,8 @@ def revoke_service_account_token(services, principal, sa, token_id, meta):
     check_may_manage_tokens(principal, sa)
     db = services.db
     with db.transaction():
-        try:
+        with missing_as(DoesNotExist("Token not found.")):
             token = account_store.get_service_account_token(db, sa["id"], token_id)
-        except NotFound:
-            raise DoesNotExist("Token not found.") from None
         _revoke(db, principal, meta, token)
 
 
@@ -160,7 +158,7 @@ def revoke_token(services, principal, token_id, meta):
 
 
 def _live_token(db, org_id, token_id):
-    try:
+    with missing_as(DoesNotExist(f"No active token with id '{token_id}'.")):
         token = account_store.get_token(db, token_id)
         if token["revoked_at"] is not None:
             raise NotFound("token")
@@ -168,8 +166,6 @@ def _live_token(db, org_id, token_id):
             account_store.get_user(db, org_id, token["user_id"])
         else:
             account_store.get_service_account(db, org_id, token["service_account_id"])
-    except NotFound:
-        raise DoesNotExist(f"No active token with id '{token_id}'.") from None
     return token
 
 

@@ -58,6 +58,15 @@ class NotFound(Exception):
     """A row the caller named does not exist (or is not visible to it)."""
 
 
+@contextlib.contextmanager
+def missing_as(error):
+    """Raise ``error`` (the domain's error, with Phase's text) for a NotFound in the block."""
+    try:
+        yield
+    except NotFound:
+        raise error from None
+
+
 class Conflict(Exception):
     """A write would break a uniqueness rule."""
 
