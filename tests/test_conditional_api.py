@@ -3,7 +3,6 @@
 and nothing written for a stale If-Match, nothing different without the headers."""
 
 import json
-from urllib.parse import urlencode
 
 import pytest
 
@@ -21,41 +20,7 @@ CHANGED = ("The environment has changed since the ETag given in If-Match was iss
            "read it again and retry.")
 
 
-class Env:
-    def __init__(self, client, app_id, headers, env="Development", prefix=""):
-        self.client, self.headers, self.prefix = client, headers, prefix
-        self.query = {"app_id": app_id, "env": env}
-
-    def url(self, **params):
-        return f"{self.prefix}/v1/secrets/?{urlencode(dict(self.query, **params))}"
-
-    def get(self, headers=None, **params):
-        return self.client.get(self.url(**params), headers={**self.headers, **(headers or {})})
-
-    def send(self, method, entries, headers=None):
-        return self.client.open(self.url(), method=method, data=json.dumps({"secrets": entries}),
-                                headers={**self.headers, **(headers or {})})
-
-    def restore(self, secret_id, version, headers=None, data=None):
-        return self.client.post(
-            f"{self.prefix}/v1/secrets/{secret_id}/restore/?{urlencode(self.query)}",
-            data=data or json.dumps({"version": version}),
-            headers={**self.headers, **(headers or {})})
-
-    def tag(self, **params):
-        response = self.get(**params)
-        assert response.status_code == 200
-        return response.headers["ETag"]
-
-
-@pytest.fixture
-def pat(client, app_id, owner_headers):
-    return Env(client, app_id, owner_headers)
-
-
-@pytest.fixture
-def sa(client, app_id, sa_headers):
-    return Env(client, app_id, sa_headers)
+Env = support.SecretsRoutes
 
 
 @pytest.fixture
@@ -233,14 +198,16 @@ def test_restore_honours_if_match(pat, db, seeded):
     pat.send("POST", [{"key": "OTHER", "value": "o"}])
     before, events = rows(db), write_events(db)
     for header in (stale, "W/" + pat.tag(), '"garbage"'):
-        refused = pat.restore(seeded["A"], 1, {"If-Match": header})
+        condition = {**pat.headers, "If-Match": header}
+        refused = pat.restore(seeded["A"], 1, headers=condition)
         assert (refused.status_code, refused.json) == (412, {"error": CHANGED})
-        refused = pat.restore(seeded["A"], 1, {"If-Match": header}, data="{")
+        refused = pat.restore(seeded["A"], raw="{", headers=condition)
         assert (refused.status_code, refused.json) == (412, {"error": CHANGED})
     assert (rows(db), write_events(db)) == (before, events)
-    restored = pat.restore(seeded["A"], 1, {"If-Match": f'"x", {pat.tag(key="OTHER")}'})
+    restored = pat.restore(seeded["A"], 1, headers={
+        **pat.headers, "If-Match": f'"x", {pat.tag(key="OTHER")}'})
     assert (restored.status_code, restored.json["value"]) == (200, "1")
-    again = pat.restore(seeded["A"], 2, {"If-Match": "*"})
+    again = pat.restore(seeded["A"], 2, headers={**pat.headers, "If-Match": "*"})
     assert (again.status_code, again.json["value"]) == (200, "changed")
 
 
@@ -264,7 +231,14 @@ def test_an_etag_of_another_environment_does_not_match(client, app_id, owner_hea
     assert response.status_code == 412
 
 
-def test_the_write_checks_the_version_again_under_its_lock(services, owner, db, demo, seeded):
+@pytest.mark.parametrize("late_write", [
+    lambda services, principal, env, ids, **condition: secret_domain.update_secrets(
+        services, principal, env, [SecretChange(id=ids["A"], value="late")], **condition),
+    lambda services, principal, env, ids, **condition: history.restore_secret(
+        services, principal, env, ids["A"], 1, **condition),
+], ids=["update", "restore"])
+def test_the_write_checks_the_version_again_under_its_lock(services, owner, db, demo, seeded,
+                                                           late_write):
     """A write committed between the request's read of the environment and its own
     transaction is caught inside the transaction."""
     principal = services.auth.authenticate(bearer_headers(owner)["Authorization"])
@@ -273,21 +247,7 @@ def test_the_write_checks_the_version_again_under_its_lock(services, owner, db, 
                                                                          value="between")])
     before = rows(db)
     with pytest.raises(PreconditionFailed):
-        secret_domain.update_secrets(services, principal, env,
-                                     [SecretChange(id=seeded["A"], value="late")],
-                                     expected_version=env["version"])
-    assert rows(db) == before
-
-
-def test_a_restore_checks_the_version_again_under_its_lock(services, owner, db, demo, seeded):
-    principal = services.auth.authenticate(bearer_headers(owner)["Authorization"])
-    env = app_store.find_environment(db, demo[0]["id"], "Development")
-    secret_domain.update_secrets(services, principal, env, [SecretChange(id=seeded["A"],
-                                                                         value="between")])
-    before = rows(db)
-    with pytest.raises(PreconditionFailed):
-        history.restore_secret(services, principal, env, seeded["A"], 1,
-                               expected_version=env["version"])
+        late_write(services, principal, env, seeded, expected_version=env["version"])
     assert rows(db) == before
 
 
