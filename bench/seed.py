@@ -73,7 +73,7 @@ class Layout:
 
 def create_bench_app(data_dir: Path, env_names, settings=None) -> Layout:
     """The app ``bench`` with these environments and a service account granted all of them."""
-    from phase_lite import accounts, apps
+    from phase_lite import accounts, apps, service_accounts
     from phase_lite.accounts import Grantee
     from phase_lite.audit import CLI_META
 
@@ -84,7 +84,7 @@ def create_bench_app(data_dir: Path, env_names, settings=None) -> Layout:
                                         {"name": "bench", "environments": list(env_names)},
                                         CLI_META)
         role = accounts.role_by_name(services, operator, "Service")
-        account, issued = accounts.create_service_account(
+        account, issued = service_accounts.create_service_account(
             services, operator, {"name": "bench", "role_id": role["id"]}, CLI_META)
         accounts.grant_environments(services, operator, Grantee.of_service_account(account),
                                     app, env_rows, CLI_META)

@@ -18,7 +18,7 @@ rows).
 
 from . import audit, contract
 from .errors import DoesNotExist, Duplicate, InvalidRequest, PermissionDenied
-from .store import NotFound, new_id
+from .store import missing_as, new_id
 from .store import accounts as account_store
 from .store import apps as app_store
 from .textfields import validate_text_field as clean_text
@@ -47,12 +47,8 @@ def creator_grant(principal) -> dict:
 
 def app_in_scope(services, principal, app_id):
     """The app an id names, checked as Phase's authentication class checks it."""
-    try:
-        if not isinstance(app_id, str):
-            raise NotFound("app")
+    with missing_as(DoesNotExist(f"App with ID {app_id} not found")):
         app = app_store.get_app(services.db, principal.organisation_id, app_id)
-    except NotFound:
-        raise DoesNotExist(f"App with ID {app_id} not found") from None
     services.auth.check_app_access(principal, app)
     return app
 
@@ -75,10 +71,8 @@ def app_by_id_or_name(services, principal, id_or_name):
 def environment_in_scope(services, principal, env_id):
     """The environment an id names and its app (access to the app is checked here, access
     to the environment by ``check_environment_access``)."""
-    try:
+    with missing_as(DoesNotExist("Environment not found")):
         env = app_store.get_environment(services.db, principal.organisation_id, env_id)
-    except NotFound:
-        raise DoesNotExist("Environment not found") from None
     app = app_store.get_app(services.db, principal.organisation_id, env["app_id"])
     services.auth.check_app_access(principal, app)
     return app, env

@@ -250,11 +250,8 @@ class Authenticator:
         return account_store.granted_environment_ids(self.db, **principal.account_filter())
 
     def check_environment_access(self, principal: Principal, env):
-        if self.can_access_environment(principal, env["id"]):
-            return
-        if principal.is_user:
-            raise PermissionDenied("User cannot access this environment")
-        raise AuthenticationFailed("Service account cannot access this environment")
+        if not self.can_access_environment(principal, env["id"]):
+            _refuse_access(principal, "environment")
 
     def can_access_app(self, principal: Principal, app_id: str) -> bool:
         if principal.sees_everything:
@@ -263,8 +260,13 @@ class Authenticator:
         return bool(env_ids & self.accessible_environment_ids(principal))
 
     def check_app_access(self, principal: Principal, app):
-        if self.can_access_app(principal, app["id"]):
-            return
-        if principal.is_user:
-            raise PermissionDenied("User cannot access this app")
-        raise AuthenticationFailed("Service account cannot access this app")
+        if not self.can_access_app(principal, app["id"]):
+            _refuse_access(principal, "app")
+
+
+def _refuse_access(principal: Principal, what: str):
+    """Phase's refusal of an app or environment the caller does not hold: 403 for a user,
+    401 for a service account."""
+    if principal.is_user:
+        raise PermissionDenied(f"User cannot access this {what}")
+    raise AuthenticationFailed(f"Service account cannot access this {what}")

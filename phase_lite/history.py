@@ -29,7 +29,7 @@ from . import audit, secrets
 from .errors import DoesNotExist, Duplicate, InvalidRequest
 from .paths import ROOT, normalize_path
 from .secrets.snapshots import decrypt_row
-from .secrets.writes import Writer
+from .secrets.writes import Writer, require_environment_version
 from .store import render_time
 from .store import history as history_store
 from .store import secrets as secret_store
@@ -137,17 +137,21 @@ def parse_restore(body: dict) -> int:
     return version
 
 
-def restore_secret(services, principal, env_row, secret_id, version, meta=None) -> secrets.Secret:
+def restore_secret(services, principal, env_row, secret_id, version, meta=None, *,
+                   expected_version=None) -> secrets.Secret:
     """Write a new version of the secret with the content of ``version``, in one transaction.
 
     404 for a secret not in the environment or an unknown version; 409 ``Duplicate secret
     found`` when the restored (path, key) belongs to another live secret; a sealed secret
-    cannot be restored to a version that was not sealed (Phase's rule for PUT).
+    cannot be restored to a version that was not sealed (Phase's rule for PUT). With
+    ``expected_version`` (an ``If-Match``), 412 unless the environment is still at it, as for
+    the other writes of secrets.
     """
     _authorise(services, principal, env_row, "PUT")
     db, vault = services.db, services.vault
     env_id = env_row["id"]
     with db.transaction():
+        require_environment_version(db, env_id, expected_version)
         row = _secret_row(db, env_row, secret_id)
         target_row = history_store.secret_version(db, secret_id, version)
         if target_row is None:

@@ -117,44 +117,57 @@ class SecretsFilter(SecretsQuery):
 # -- management API: apps, environments, roles, service accounts, tokens ----------------------
 
 
-class Environment(Schema):
+def _time(**kwargs):
+    """A required ISO-8601 timestamp."""
+    return fields.String(required=True, metadata={"format": "date-time"}, **kwargs)
+
+
+def data_list(item):
+    """The schema of a list answer, ``{"data": [item, ...]}``, named ``<item>List``."""
+    return Schema.from_dict({"data": fields.List(fields.Nested(item), required=True)},
+                            name=f"{item.__name__}List")
+
+
+class Named(Schema):
+    """An object's id and name: every management object starts with them."""
     id = fields.String(required=True)
     name = fields.String(required=True)
+
+
+class RoleRef(Named):
+    """A role, as a service account names it."""
+
+
+class Environment(Named):
     envType = fields.String(required=True,
                             validate=validate.OneOf(("dev", "staging", "prod", "custom")))
     index = fields.Integer(required=True)
-    createdAt = fields.String(required=True, metadata={"format": "date-time"})
-    updatedAt = fields.String(required=True, metadata={"format": "date-time"})
+    createdAt = _time()
+    updatedAt = _time()
 
 
-class EnvironmentList(Schema):
-    data = fields.List(fields.Nested(Environment), required=True)
+EnvironmentList = data_list(Environment)
 
 
-class App(Schema):
-    id = fields.String(required=True)
-    name = fields.String(required=True)
+class App(Named):
     description = fields.String(required=True, allow_none=True)
     sseEnabled = fields.Boolean(required=True)
-    createdAt = fields.String(required=True, metadata={"format": "date-time"})
-    updatedAt = fields.String(required=True, metadata={"format": "date-time"})
+    createdAt = _time()
+    updatedAt = _time()
 
 
 class AppWithEnvironments(App):
     environments = fields.List(fields.Nested(Environment), required=True)
 
 
-class AppList(Schema):
-    data = fields.List(fields.Nested(App), required=True)
+AppList = data_list(App)
 
 
-class Role(Schema):
-    id = fields.String(required=True)
-    name = fields.String(required=True)
+class Role(Named):
     description = fields.String(required=True)
     color = fields.String(required=True)
     isDefault = fields.Boolean(required=True)
-    createdAt = fields.String(required=True, metadata={"format": "date-time"})
+    createdAt = _time()
 
 
 class RoleDetail(Role):
@@ -162,8 +175,7 @@ class RoleDetail(Role):
         "description": "`{permissions: {...}, appPermissions: {...}, globalAccess: bool}`"})
 
 
-class RoleList(Schema):
-    data = fields.List(fields.Nested(Role), required=True)
+RoleList = data_list(Role)
 
 
 class RoleChange(Schema):
@@ -173,28 +185,18 @@ class RoleChange(Schema):
     permissions = fields.Dict()
 
 
-class RoleRef(Schema):
-    id = fields.String(required=True)
-    name = fields.String(required=True)
-
-
-class ServiceAccount(Schema):
-    id = fields.String(required=True)
-    name = fields.String(required=True)
+class ServiceAccount(Named):
     role = fields.Nested(RoleRef, required=True)
-    createdAt = fields.String(required=True, metadata={"format": "date-time"})
-    updatedAt = fields.String(required=True, metadata={"format": "date-time"})
+    createdAt = _time()
+    updatedAt = _time()
 
 
-class ServiceAccountList(Schema):
-    data = fields.List(fields.Nested(ServiceAccount), required=True)
+ServiceAccountList = data_list(ServiceAccount)
 
 
-class TokenInfo(Schema):
-    id = fields.String(required=True)
-    name = fields.String(required=True)
-    createdAt = fields.String(required=True, metadata={"format": "date-time"})
-    expiresAt = fields.String(required=True, allow_none=True, metadata={"format": "date-time"})
+class TokenInfo(Named):
+    createdAt = _time()
+    expiresAt = _time(allow_none=True)
 
 
 class IssuedToken(TokenInfo):
@@ -207,15 +209,11 @@ class ServiceAccountCreated(ServiceAccount):
     initialToken = fields.Nested(IssuedToken, required=True)
 
 
-class GrantedEnvironment(Schema):
-    id = fields.String(required=True)
-    name = fields.String(required=True)
+class GrantedEnvironment(Named):
     envType = fields.String(required=True)
 
 
-class GrantedApp(Schema):
-    id = fields.String(required=True)
-    name = fields.String(required=True)
+class GrantedApp(Named):
     environments = fields.List(fields.Nested(GrantedEnvironment), required=True)
 
 
@@ -303,7 +301,7 @@ class SecretVersion(Schema):
     restoredFrom = fields.Integer(required=True, allow_none=True,
                                   metadata={"description": "The version a restore copied."})
     actor = fields.Nested(Actor, required=True, allow_none=True)
-    createdAt = fields.String(required=True, metadata={"format": "date-time"})
+    createdAt = _time()
 
 
 class SecretHistory(Schema):
@@ -317,7 +315,7 @@ class DeletedSecret(Schema):
     path = fields.String(required=True)
     type = fields.String(required=True, validate=validate.OneOf(contract.SECRET_TYPES))
     version = fields.Integer(required=True)
-    deletedAt = fields.String(required=True, metadata={"format": "date-time"})
+    deletedAt = _time()
     deletedBy = fields.Nested(Actor, required=True, allow_none=True)
 
 

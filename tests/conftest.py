@@ -256,6 +256,24 @@ def sa_headers(sa_token):
     return bearer_headers(sa_token)
 
 
+def secrets_routes(request, client, app_id, headers):
+    return getattr(request.module, "SECRETS_ROUTES", support.SecretsRoutes)(client, app_id,
+                                                                            headers)
+
+
+@pytest.fixture
+def pat(request, client, app_id, owner_headers):
+    """The Owner's calls to the demo app's Development secrets: ``support.SecretsRoutes``, or
+    the test module's own ``SECRETS_ROUTES`` class."""
+    return secrets_routes(request, client, app_id, owner_headers)
+
+
+@pytest.fixture
+def sa(request, client, app_id, sa_headers):
+    """The same calls as the service account "ci" (granted every environment of the demo app)."""
+    return secrets_routes(request, client, app_id, sa_headers)
+
+
 def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -2,17 +2,19 @@
 local operator (what the admin command does), so fixtures follow the same rules as the code;
 seeded secrets with a full decrypted read-back (backup, restore, rotation, tampering); an app
 with probe routes for the rate limit; Phase's crypto vectors; and the client side of the Phase
-client protocol, done as Phase's CLI and SDKs do it."""
+client protocol, done as Phase's CLI and SDKs do it; the /v1/secrets/ routes of one
+environment, as a script calls them."""
 
 import json
 import re
 import secrets as random
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlencode
 
 from flask import request
 
-from phase_lite import accounts, apps, phase_crypto
+from phase_lite import accounts, apps, phase_crypto, service_accounts, tokens
 from phase_lite import secrets as secret_domain
 from phase_lite.api import json_response
 from phase_lite.api.context import principal, throttle
@@ -24,6 +26,56 @@ from phase_lite.audit import RequestMeta
 from phase_lite.store import accounts as account_store
 
 TEST_META = RequestMeta(ip_address=None, user_agent="pytest", channel="cli")
+
+
+class SecretsRoutes:
+    """The /v1/secrets/ routes of one environment of an app, as a script calls them.
+
+    ``get``, ``send`` and ``tag`` add ``headers`` to the caller's; the history routes and
+    ``restore`` send ``headers`` instead of the caller's (to try other tokens or none)."""
+
+    def __init__(self, client, app_id, headers, env="Development", prefix=""):
+        self.client, self.headers, self.prefix = client, headers, prefix
+        self.query = {"app_id": app_id, "env": env}
+
+    def url(self, route="", query=None, **params):
+        query = self.query if query is None else query
+        return f"{self.prefix}/v1/secrets/{route}?{urlencode(dict(query, **params))}"
+
+    def get(self, headers=None, **params):
+        return self.client.get(self.url(**params), headers={**self.headers, **(headers or {})})
+
+    def send(self, method, entries, headers=None):
+        return self.client.open(self.url(), method=method, data=json.dumps({"secrets": entries}),
+                                headers={**self.headers, **(headers or {})})
+
+    def secrets(self, method, entries):
+        """Write, and return the answer's JSON (the write must succeed)."""
+        response = self.send(method, entries)
+        assert response.status_code == 200, response.json
+        return response.json
+
+    def listed(self):
+        response = self.get()
+        assert response.status_code == 200
+        return response.json
+
+    def tag(self, **params):
+        response = self.get(**params)
+        assert response.status_code == 200
+        return response.headers["ETag"]
+
+    def history(self, secret_id, headers=None, query=None):
+        return self.client.get(self.url(f"{secret_id}/history/", query),
+                               headers=headers or self.headers)
+
+    def restore(self, secret_id, version=None, raw=None, headers=None, query=None):
+        data = raw if raw is not None else json.dumps({"version": version})
+        return self.client.post(self.url(f"{secret_id}/restore/", query), data=data,
+                                headers=headers or self.headers)
+
+    def deleted(self, query=None, headers=None):
+        return self.client.get(self.url("deleted/", query), headers=headers or self.headers)
 
 
 def operator(services):
@@ -67,8 +119,8 @@ def user_token(services, user, name="token", expires_at=None):
     """Another personal token of ``user`` (a row or an email); ``expires_at`` may be past."""
     if isinstance(user, str):
         user = accounts.user_by_email(services, operator(services), user)
-    issued = accounts.issue_user_token(services, operator(services), user, {"name": name},
-                                       TEST_META)
+    issued = tokens.issue_user_token(services, operator(services), user, {"name": name},
+                                     TEST_META)
     return _expire(services, issued, expires_at)
 
 
@@ -76,14 +128,14 @@ def make_service_account(services, name="ci", role="Service", env_rows=(), expir
     """A service account with the role and environments; return (row, IssuedToken)."""
     by = operator(services)
     role_row = accounts.role_by_name(services, by, role)
-    sa, issued = accounts.create_service_account(
+    sa, issued = service_accounts.create_service_account(
         services, by, {"name": name, "role_id": role_row["id"]}, TEST_META)
     grant(services, Grantee.of_service_account(sa), env_rows)
     return sa, _expire(services, issued, expires_at)
 
 
 def revoke(services, token_id):
-    accounts.revoke_token(services, operator(services), token_id, TEST_META)
+    tokens.revoke_token(services, operator(services), token_id, TEST_META)
 
 
 def _expire(services, issued, expires_at):

@@ -3,12 +3,12 @@
 and nothing written for a stale If-Match, nothing different without the headers."""
 
 import json
-from urllib.parse import urlencode
 
 import pytest
 
 import support
 from conftest import bearer_headers
+from phase_lite import history
 from phase_lite import secrets as secret_domain
 from phase_lite.app import create_app
 from phase_lite.errors import PreconditionFailed
@@ -20,35 +20,7 @@ CHANGED = ("The environment has changed since the ETag given in If-Match was iss
            "read it again and retry.")
 
 
-class Env:
-    def __init__(self, client, app_id, headers, env="Development", prefix=""):
-        self.client, self.headers, self.prefix = client, headers, prefix
-        self.query = {"app_id": app_id, "env": env}
-
-    def url(self, **params):
-        return f"{self.prefix}/v1/secrets/?{urlencode(dict(self.query, **params))}"
-
-    def get(self, headers=None, **params):
-        return self.client.get(self.url(**params), headers={**self.headers, **(headers or {})})
-
-    def send(self, method, entries, headers=None):
-        return self.client.open(self.url(), method=method, data=json.dumps({"secrets": entries}),
-                                headers={**self.headers, **(headers or {})})
-
-    def tag(self, **params):
-        response = self.get(**params)
-        assert response.status_code == 200
-        return response.headers["ETag"]
-
-
-@pytest.fixture
-def pat(client, app_id, owner_headers):
-    return Env(client, app_id, owner_headers)
-
-
-@pytest.fixture
-def sa(client, app_id, sa_headers):
-    return Env(client, app_id, sa_headers)
+Env = support.SecretsRoutes
 
 
 @pytest.fixture
@@ -66,7 +38,8 @@ def rows(db):
 
 def write_events(db):
     return db.scalar("SELECT count(*) FROM audit_events WHERE action IN"
-                     " ('secrets.create', 'secrets.update', 'secrets.delete')")
+                     " ('secrets.create', 'secrets.update', 'secrets.delete',"
+                     " 'secrets.restore')")
 
 
 # -- ETag and If-None-Match ------------------------------------------------------------------
@@ -217,6 +190,27 @@ def test_every_write_honours_if_match(pat, db, seeded, method, entry):
     assert pat.send(method, [entry(seeded)], {"If-Match": f'"x", {filtered}'}).status_code == 200
 
 
+def test_restore_honours_if_match(pat, db, seeded):
+    """A restore is a write of the environment: a stale, weak or unknown tag is 412 (before the
+    body is read) and changes nothing; a tag of the current version, or ``*``, restores."""
+    assert pat.send("PUT", [{"id": seeded["A"], "value": "changed"}]).status_code == 200
+    stale = pat.tag()
+    pat.send("POST", [{"key": "OTHER", "value": "o"}])
+    before, events = rows(db), write_events(db)
+    for header in (stale, "W/" + pat.tag(), '"garbage"'):
+        condition = {**pat.headers, "If-Match": header}
+        refused = pat.restore(seeded["A"], 1, headers=condition)
+        assert (refused.status_code, refused.json) == (412, {"error": CHANGED})
+        refused = pat.restore(seeded["A"], raw="{", headers=condition)
+        assert (refused.status_code, refused.json) == (412, {"error": CHANGED})
+    assert (rows(db), write_events(db)) == (before, events)
+    restored = pat.restore(seeded["A"], 1, headers={
+        **pat.headers, "If-Match": f'"x", {pat.tag(key="OTHER")}'})
+    assert (restored.status_code, restored.json["value"]) == (200, "1")
+    again = pat.restore(seeded["A"], 2, headers={**pat.headers, "If-Match": "*"})
+    assert (again.status_code, again.json["value"]) == (200, "changed")
+
+
 def test_if_match_star_and_no_header_change_nothing(pat, seeded):
     assert pat.send("PUT", [{"id": seeded["A"], "value": "x"}],
                     {"If-Match": "*"}).status_code == 200
@@ -237,7 +231,14 @@ def test_an_etag_of_another_environment_does_not_match(client, app_id, owner_hea
     assert response.status_code == 412
 
 
-def test_the_write_checks_the_version_again_under_its_lock(services, owner, db, demo, seeded):
+@pytest.mark.parametrize("late_write", [
+    lambda services, principal, env, ids, **condition: secret_domain.update_secrets(
+        services, principal, env, [SecretChange(id=ids["A"], value="late")], **condition),
+    lambda services, principal, env, ids, **condition: history.restore_secret(
+        services, principal, env, ids["A"], 1, **condition),
+], ids=["update", "restore"])
+def test_the_write_checks_the_version_again_under_its_lock(services, owner, db, demo, seeded,
+                                                           late_write):
     """A write committed between the request's read of the environment and its own
     transaction is caught inside the transaction."""
     principal = services.auth.authenticate(bearer_headers(owner)["Authorization"])
@@ -246,9 +247,7 @@ def test_the_write_checks_the_version_again_under_its_lock(services, owner, db, 
                                                                          value="between")])
     before = rows(db)
     with pytest.raises(PreconditionFailed):
-        secret_domain.update_secrets(services, principal, env,
-                                     [SecretChange(id=seeded["A"], value="late")],
-                                     expected_version=env["version"])
+        late_write(services, principal, env, seeded, expected_version=env["version"])
     assert rows(db) == before
 
 
@@ -270,8 +269,9 @@ def test_the_openapi_document_marks_the_headers_as_extensions(client):
     assert if_none_match["x-phase-lite-extension"] is True
     assert get["responses"]["200"]["headers"]["ETag"]["x-phase-lite-extension"] is True
     assert "304" in get["responses"]
-    for method in ("post", "put", "delete"):
-        (if_match,) = [p for p in item[method]["parameters"] if p["name"] == "If-Match"]
+    restore = client.get("/openapi.json").json["paths"]["/v1/secrets/{secret_id}/restore/"]
+    for operation in (item["post"], item["put"], item["delete"], restore["post"]):
+        (if_match,) = [p for p in operation["parameters"] if p["name"] == "If-Match"]
         assert if_match["x-phase-lite-extension"] is True
-        assert item[method]["responses"]["412"]["content"]["application/json"]["schema"] == {
+        assert operation["responses"]["412"]["content"]["application/json"]["schema"] == {
             "$ref": "#/components/schemas/Error"}

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 import support
-from phase_lite import accounts
+from phase_lite import accounts, service_accounts
 from phase_lite.accounts import Grantee
 from phase_lite.store import apps as app_store
 from phase_lite.store import audit as audit_store
@@ -720,11 +720,12 @@ def test_a_service_accounts_role_can_change(db, owner_client, services):
                         for name in ("Service", "Manager"))
     owner_client.post("/console/service-accounts/new", data={
         "name": "bot", "role_id": service["id"], "csrf_token": owner_client.csrf})
-    sa = accounts.service_account_by_id_or_name(services, by, "bot")
+    sa = service_accounts.service_account_by_id_or_name(services, by, "bot")
     answer = owner_client.post(f"/console/service-accounts/{sa['id']}/role", data={
         "role_id": manager["id"], "csrf_token": owner_client.csrf})
     assert answer.status_code == 303
-    assert accounts.service_account_by_id_or_name(services, by, "bot")["role_name"] == "Manager"
+    sa = service_accounts.service_account_by_id_or_name(services, by, "bot")
+    assert sa["role_name"] == "Manager"
     owner_role = accounts.role_by_name(services, by, "Owner")
     refused = owner_client.post(f"/console/service-accounts/{sa['id']}/role", data={
         "role_id": owner_role["id"], "csrf_token": owner_client.csrf})
@@ -808,7 +809,7 @@ def _destructive(name, app, services, demo, owner_client):
                 lambda: owner_client.get(url + "export.json").get_json() == {"DOOMED": "v"})
     if name in ("delete service account", "revoke service token"):
         role = accounts.role_by_name(services, support.operator(services), "Service")
-        sa, _ = accounts.create_service_account(services, support.operator(services), {
+        sa, _ = service_accounts.create_service_account(services, support.operator(services), {
             "name": "deployer", "role_id": role["id"], "token_name": "ci"}, support.TEST_META)
         sa_url = f"/console/service-accounts/{sa['id']}/"
         page = owner_client.get(sa_url).get_data(as_text=True)

@@ -3,7 +3,6 @@ under every prefix, the scope, access and permission refusals of /v1/secrets/, r
 collisions, and the audit trail of a restore."""
 
 import json
-from urllib.parse import urlencode
 
 import pytest
 
@@ -20,54 +19,11 @@ VERSION_FIELDS = ["version", "event", "key", "value", "comment", "tags", "path",
 DELETED_FIELDS = ["id", "key", "path", "type", "version", "deletedAt", "deletedBy"]
 
 
-class Env:
-    """One environment of the demo app, as a script would call its routes."""
-
-    def __init__(self, client, app_id, headers, env="Development", prefix=""):
-        self.client, self.headers, self.prefix = client, headers, prefix
-        self.query = {"app_id": app_id, "env": env}
-
-    def url(self, route, query=None):
-        query = self.query if query is None else query
-        return f"{self.prefix}/v1/secrets/{route}?{urlencode(query)}"
-
-    def secrets(self, method, entries, **kwargs):
-        response = self.client.open(self.url(""), method=method,
-                                    data=json.dumps({"secrets": entries}), headers=self.headers,
-                                    **kwargs)
-        assert response.status_code == 200, response.json
-        return response.json
-
-    def listed(self):
-        response = self.client.get(self.url(""), headers=self.headers)
-        assert response.status_code == 200
-        return response.json
-
-    def history(self, secret_id, headers=None, query=None):
-        return self.client.get(self.url(f"{secret_id}/history/", query),
-                               headers=headers or self.headers)
-
-    def restore(self, secret_id, version=None, raw=None, headers=None, query=None):
-        data = raw if raw is not None else json.dumps({"version": version})
-        return self.client.post(self.url(f"{secret_id}/restore/", query), data=data,
-                                headers=headers or self.headers)
-
-    def deleted(self, query=None, headers=None):
-        return self.client.get(self.url("deleted/", query), headers=headers or self.headers)
+Env = support.SecretsRoutes
 
 
 def error(response):
     return response.status_code, response.json
-
-
-@pytest.fixture
-def pat(client, app_id, owner_headers):
-    return Env(client, app_id, owner_headers)
-
-
-@pytest.fixture
-def sa(client, app_id, sa_headers):
-    return Env(client, app_id, sa_headers)
 
 
 @pytest.fixture

@@ -671,14 +671,21 @@ def test_update_service_account_validation(client, owner_headers, sa_account, ro
     assert (row["name"], row["role_name"]) == ("deployer", "Service")
 
 
-def test_delete_service_account_stops_its_tokens(client, owner_headers, sa_account):
-    sa_headers = {"Authorization": f"Bearer {sa_account['initialToken']['bearerToken']}"}
-    assert client.get("/v1/apps/", headers=sa_headers).status_code == 200
-    url = f"/v1/service-accounts/{sa_account['id']}/"
+def assert_delete_stops_the_token(client, owner_headers, bearer_token, url):
+    """The token works; the Owner's DELETE of ``url`` answers 204 with no body; then the
+    token is refused at once."""
+    headers = {"Authorization": f"Bearer {bearer_token}"}
+    assert client.get("/v1/apps/", headers=headers).status_code == 200
     response = client.delete(url, headers=owner_headers)
     assert response.status_code == 204 and response.data == b""
-    assert client.get("/v1/apps/", headers=sa_headers).get_json() == {
+    assert client.get("/v1/apps/", headers=headers).get_json() == {
         "error": "Token expired or deleted"}
+
+
+def test_delete_service_account_stops_its_tokens(client, owner_headers, sa_account):
+    url = f"/v1/service-accounts/{sa_account['id']}/"
+    assert_delete_stops_the_token(client, owner_headers, sa_account["initialToken"]["bearerToken"],
+                                  url)
     assert client.get(url, headers=owner_headers).get_json() == {
         "error": "Service account not found."}
 
@@ -860,13 +867,8 @@ def test_revoked_token_stops_working_at_once(client, owner_headers, sa_account, 
     sa_id = sa_account["id"]
     minted = client.post(f"/v1/service-accounts/{sa_id}/tokens/", headers=owner_headers,
                          json={"name": "rotated"}).get_json()
-    headers = {"Authorization": f"Bearer {minted['bearerToken']}"}
-    assert client.get("/v1/apps/", headers=headers).status_code == 200
     url = f"/v1/service-accounts/{sa_id}/tokens/{minted['id']}/"
-    response = client.delete(url, headers=owner_headers)
-    assert response.status_code == 204 and response.data == b""
-    assert client.get("/v1/apps/", headers=headers).get_json() == {
-        "error": "Token expired or deleted"}
+    assert_delete_stops_the_token(client, owner_headers, minted["bearerToken"], url)
     detail = client.get(f"/v1/service-accounts/{sa_id}/", headers=owner_headers).get_json()
     assert [t["name"] for t in detail["tokens"]] == ["Default"]
     again = client.delete(url, headers=owner_headers)

@@ -8,16 +8,8 @@ import time
 
 import pytest
 
-from phase_lite import audit, migrations
+from phase_lite import audit, backup, migrations
 from phase_lite.app import create_app, init_data_dir
-from phase_lite.backup import (
-    BackupError,
-    create_backup,
-    exclusive_lock,
-    hold_serving_lock,
-    restore_backup,
-    verify_backup,
-)
 from phase_lite.config import ConfigError, load_config
 from phase_lite.store.postgres import MIGRATIONS_TABLE, PostgresDatabase
 from support import principal_of, read_with_fresh_app, seed_app
@@ -109,19 +101,19 @@ def test_writers_wait_for_each_other_across_connections(config, owner):
 
 
 def test_a_serving_node_keeps_restores_and_rotations_out(config, owner):
-    serving = [hold_serving_lock(config), hold_serving_lock(config)]  # two nodes
-    with pytest.raises(BackupError, match="in use by a running phase-lite server"):
-        with exclusive_lock(config, action="key rotation"):
+    serving = [backup.hold_serving_lock(config), backup.hold_serving_lock(config)]  # two nodes
+    with pytest.raises(backup.BackupError, match="in use by a running phase-lite server"):
+        with backup.exclusive_lock(config, action="key rotation"):
             pass
-    with exclusive_lock(config, force=True) as in_use:
+    with backup.exclusive_lock(config, force=True) as in_use:
         assert in_use
     for lock in serving:
         lock.close()
-    with exclusive_lock(config) as in_use:
+    with backup.exclusive_lock(config) as in_use:
         assert not in_use
         with pytest.raises(ConfigError, match="a restore or key rotation is running"):
-            hold_serving_lock(config)
-    hold_serving_lock(config).close()
+            backup.hold_serving_lock(config)
+    backup.hold_serving_lock(config).close()
 
 
 # -- moving between the backends ---------------------------------------------------------------
@@ -149,14 +141,14 @@ def test_a_backup_moves_a_deployment_to_sqlite_and_back(tmp_path, config, owner,
     principal = principal_of(services, owner)
     expected = seed_app(services, principal, "alpha") | seed_app(services, principal, "beta")
     on_postgres = listings(config, owner)
-    backup = tmp_path / "from-postgres.sqlite3"
-    summary = create_backup(services.db, services.keyring, backup)
+    backup_file = tmp_path / "from-postgres.sqlite3"
+    summary = backup.create_backup(services.db, services.keyring, backup_file)
     assert (summary.apps, summary.environments, summary.secrets) == (2, 4, 8)
-    assert backup.stat().st_mode & 0o777 == 0o600
+    assert backup_file.stat().st_mode & 0o777 == 0o600
 
     sqlite_config = load_config({"PHASE_LITE_DATA_DIR": str(config.data_dir),
                                  "PHASE_LITE_DATABASE": str(tmp_path / "moved.sqlite3")})
-    restore_backup(sqlite_config, services.keyring, backup)
+    backup.restore_backup(sqlite_config, services.keyring, backup_file)
     assert read_with_fresh_app(sqlite_config, owner) == expected
     assert listings(sqlite_config, owner) == on_postgres  # same ids, times, order
 
@@ -164,17 +156,17 @@ def test_a_backup_moves_a_deployment_to_sqlite_and_back(tmp_path, config, owner,
     flask_app = create_app(sqlite_config)
     try:
         sqlite_services = flask_app.extensions["phase_lite"]
-        create_backup(sqlite_services.db, sqlite_services.keyring, second_backup)
+        backup.create_backup(sqlite_services.db, sqlite_services.keyring, second_backup)
     finally:
         flask_app.extensions["phase_lite"].close()
     url = postgres_server.create_database("moved_back")
     back_config = load_config({"PHASE_LITE_DATA_DIR": str(config.data_dir),
                                "PHASE_LITE_DATABASE_URL": url})
-    assert restore_backup(back_config, services.keyring, second_backup).kept is None  # empty
+    assert backup.restore_backup(back_config, services.keyring, second_backup).kept is None  # empty
     assert read_with_fresh_app(back_config, owner) == expected
-    kept = restore_backup(back_config, services.keyring, second_backup).kept
+    kept = backup.restore_backup(back_config, services.keyring, second_backup).kept
     assert kept.stat().st_mode & 0o777 == 0o600
-    assert verify_backup(kept, services.keyring).secrets == 8  # what was replaced, checked
+    assert backup.verify_backup(kept, services.keyring).secrets == 8  # what was replaced, checked
     assert listings(back_config, owner) == on_postgres
 
     # The restored database goes on: new rows come after the restored ones.
@@ -194,16 +186,16 @@ def test_a_backup_moves_a_deployment_to_sqlite_and_back(tmp_path, config, owner,
 
 def test_a_restore_into_postgresql_checks_the_key_first(tmp_path, config, owner, services):
     seed_app(services, principal_of(services, owner), "alpha")
-    backup = tmp_path / "b.sqlite3"
-    create_backup(services.db, services.keyring, backup)
+    backup_file = tmp_path / "b.sqlite3"
+    backup.create_backup(services.db, services.keyring, backup_file)
     other = tmp_path / "other"
     other.mkdir()
     stranger = load_config({"PHASE_LITE_DATA_DIR": str(other)})
     init_data_dir(stranger, "someone@example.com")
     from phase_lite.app import open_keyring
 
-    with pytest.raises(BackupError, match="another master key"):
-        restore_backup(config, open_keyring(stranger), backup)
+    with pytest.raises(backup.BackupError, match="another master key"):
+        backup.restore_backup(config, open_keyring(stranger), backup_file)
     assert services.db.scalar("SELECT count(*) FROM apps") == 1
 
 

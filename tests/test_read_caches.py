@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 import support
-from phase_lite import accounts, auth
+from phase_lite import auth, service_accounts
 from phase_lite.accounts import Grantee
 from phase_lite import secrets as secret_rules
 from phase_lite.app import open_services
@@ -167,7 +167,7 @@ def test_grants_changed_elsewhere_take_effect_on_the_next_request(client, config
                                                                   make_service_token):
     app_row, envs = filled
     headers = bearer_headers(make_service_token([envs["Development"]], name="dev-only"))
-    sa = accounts.service_account_by_id_or_name(
+    sa = service_accounts.service_account_by_id_or_name(
         client.application.extensions["phase_lite"],
         support.operator(client.application.extensions["phase_lite"]), "dev-only")
     for _ in range(2):

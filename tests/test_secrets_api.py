@@ -53,24 +53,7 @@ class Secrets:
         return response.json
 
 
-@pytest.fixture
-def app_id(demo):
-    return demo[0]["id"]
-
-
-@pytest.fixture
-def envs(demo):
-    return demo[1]
-
-
-@pytest.fixture
-def sa(client, app_id, sa_headers):
-    return Secrets(client, app_id, sa_headers)
-
-
-@pytest.fixture
-def pat(client, app_id, owner_headers):
-    return Secrets(client, app_id, owner_headers)
+SECRETS_ROUTES = Secrets  # what the ``pat`` and ``sa`` fixtures call
 
 
 @pytest.fixture

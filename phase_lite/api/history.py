@@ -14,6 +14,7 @@ from .. import history, schemas, secrets
 from . import PhaseBlueprint, json_response
 from .context import request_meta, services
 from .pipeline import secrets_request
+from .secrets import IF_MATCH, expected_version
 
 blp = PhaseBlueprint(
     "phase_lite_extensions", __name__,
@@ -32,16 +33,19 @@ _ERRORS = {
     403: "No access to the environment, no environment named, or role without permission",
     404: "Unknown app, environment, secret (or a secret of another environment) or version",
     409: "The restored key and path belong to another live secret",
+    412: "If-Match names an earlier state of the environment",
     429: "Rate limit exceeded",
 }
 
 
 def extension(status, schema, description, *statuses, body=None):
-    """Document an extension operation (marked ``x-phase-lite-extension``)."""
+    """Document an extension operation (marked ``x-phase-lite-extension``); a write (one with a
+    ``body``) also takes ``If-Match``."""
 
     def decorate(view):
         doc = {"parameters": _SCOPE, "x-phase-lite-extension": True}
         if body is not None:
+            doc["parameters"] = [*_SCOPE, IF_MATCH]
             doc["requestBody"] = {"required": True,
                                   "content": {"application/json": {"schema": body}}}
         view = blp.doc(**doc)(view)
@@ -79,14 +83,16 @@ class SecretHistory(ScopedView):
 class RestoreSecret(ScopedView):
     as_method = "PUT"
 
-    @extension(200, schemas.Secret, "The secret at its new version", 400, 409,
+    @extension(200, schemas.Secret, "The secret at its new version", 400, 409, 412,
                body=schemas.Restore)
     def post(self, caller, env_row, secret_id):
         """Restore a version of a secret as a new version (undeleting it)"""
+        expected = expected_version(env_row)
         version = history.parse_restore(secrets.parse_body(request.get_data()))
         found = services(request.environ)
         restored = history.restore_secret(found, caller, env_row, secret_id, version,
-                                          request_meta(request.environ))
+                                          request_meta(request.environ),
+                                          expected_version=expected)
         return json_response(secrets.render_secrets(found, caller, env_row, [restored])[0])
 
 

@@ -25,7 +25,7 @@ from flask import Response, request
 from flask.views import MethodView
 from werkzeug.exceptions import MethodNotAllowed
 
-from .. import accounts, apps, schemas
+from .. import accounts, apps, schemas, service_accounts, tokens
 from ..errors import InvalidRequest, PermissionDenied, UnsupportedMediaType
 from ..store import render_time
 from . import PhaseBlueprint, context, json_response
@@ -210,12 +210,12 @@ def service_account_object(row) -> dict:
 
 
 def service_account_detail(services, principal, row) -> dict:
-    tokens, granted = accounts.service_account_detail(services, principal, row)
+    live_tokens, granted = service_accounts.service_account_detail(services, principal, row)
     return service_account_object(row) | {
         "tokens": [
             {"id": t["id"], "name": t["name"], "createdAt": render_time(t["created_at"]),
              "expiresAt": render_time(t["expires_at"])}
-            for t in tokens
+            for t in live_tokens
         ],
         "apps": [
             {"id": app_id, "name": name,
@@ -398,15 +398,15 @@ class ServiceAccounts(ManagementView):
     @operation(200, schemas.ServiceAccountList)
     def get(self):
         """List the organisation's service accounts, newest first"""
-        rows = accounts.list_service_accounts(self.services, self.principal)
+        rows = service_accounts.list_service_accounts(self.services, self.principal)
         return json_response({"data": [service_account_object(row) for row in rows]})
 
     @operation(201, schemas.ServiceAccountCreated, body=schemas.NewServiceAccount,
                errors=(400, 401, 403, 404))
     def post(self):
         """Create a service account with its first token (shown once)"""
-        sa, token = accounts.create_service_account(self.services, self.principal,
-                                                    json_body(), request_meta())
+        sa, token = service_accounts.create_service_account(self.services, self.principal,
+                                                            json_body(), request_meta())
         body = service_account_object(sa) | {"initialToken": issued_token_object(token)}
         return json_response(body, 201)
 
@@ -416,7 +416,7 @@ class ServiceAccountDetail(ManagementView):
     resource, noun = "ServiceAccounts", "service accounts"
 
     def account(self, sa_id):
-        return accounts.get_service_account(self.services, self.principal, sa_id)
+        return service_accounts.get_service_account(self.services, self.principal, sa_id)
 
     @operation(200, schemas.ServiceAccountDetail, errors=(401, 403, 404))
     def get(self, sa_id):
@@ -428,16 +428,16 @@ class ServiceAccountDetail(ManagementView):
                errors=(400, 401, 403, 404))
     def put(self, sa_id):
         """Rename a service account or give it another role"""
-        sa = accounts.update_service_account(self.services, self.principal,
-                                             self.account(sa_id), json_body(),
-                                             request_meta())
+        sa = service_accounts.update_service_account(self.services, self.principal,
+                                                     self.account(sa_id), json_body(),
+                                                     request_meta())
         return json_response(service_account_detail(self.services, self.principal, sa))
 
     @operation(204, errors=(401, 403, 404))
     def delete(self, sa_id):
         """Delete a service account; its tokens stop working at once"""
-        accounts.delete_service_account(self.services, self.principal, self.account(sa_id),
-                                        request_meta())
+        service_accounts.delete_service_account(self.services, self.principal,
+                                                self.account(sa_id), request_meta())
         return no_content()
 
 
@@ -449,9 +449,9 @@ class ServiceAccountAccess(ManagementView):
                errors=(400, 401, 403, 404))
     def put(self, sa_id):
         """Replace the apps and environments a service account may use"""
-        sa = accounts.get_service_account(self.services, self.principal, sa_id)
-        accounts.set_service_account_access(self.services, self.principal, sa, json_body(),
-                                            request_meta())
+        sa = service_accounts.get_service_account(self.services, self.principal, sa_id)
+        service_accounts.set_service_account_access(self.services, self.principal, sa,
+                                                    json_body(), request_meta())
         return json_response(service_account_detail(self.services, self.principal, sa))
 
 
@@ -462,9 +462,9 @@ class ServiceAccountTokens(ManagementView):
     @operation(201, schemas.IssuedToken, body=schemas.NewToken, errors=(400, 401, 403, 404))
     def post(self, sa_id):
         """Mint another token for a service account (shown once)"""
-        sa = accounts.get_service_account(self.services, self.principal, sa_id)
-        token = accounts.issue_service_account_token(self.services, self.principal, sa, json_body(),
-                                                     request_meta())
+        sa = service_accounts.get_service_account(self.services, self.principal, sa_id)
+        token = tokens.issue_service_account_token(self.services, self.principal, sa,
+                                                   json_body(), request_meta())
         return json_response(issued_token_object(token), 201)
 
 
@@ -475,7 +475,7 @@ class ServiceAccountToken(ManagementView):
     @operation(204, errors=(401, 403, 404))
     def delete(self, sa_id, token_id):
         """Revoke a service account's token; it stops working at once"""
-        sa = accounts.get_service_account(self.services, self.principal, sa_id)
-        accounts.revoke_service_account_token(self.services, self.principal, sa, token_id,
-                                              request_meta())
+        sa = service_accounts.get_service_account(self.services, self.principal, sa_id)
+        tokens.revoke_service_account_token(self.services, self.principal, sa, token_id,
+                                            request_meta())
         return no_content()

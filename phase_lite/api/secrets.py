@@ -35,7 +35,7 @@ _IF_NONE_MATCH = {
                    "when the answer is still the same (the read is still authenticated, "
                    "counted and audited).",
 }
-_IF_MATCH = {
+IF_MATCH = {
     "in": "header", "name": "If-Match", "schema": {"type": "string"},
     "x-phase-lite-extension": True,
     "description": "phase_lite extension: an `ETag` from a GET of this environment; 412 and "
@@ -70,6 +70,19 @@ def _body(schema):
     return {"required": True, "content": {"application/json": {"schema": schema}}}
 
 
+def _write(body_schema, answer_schema, description, *conflict):
+    """The document of a write: scope, If-Match and body in, ``answer_schema`` out, and its
+    errors (409 where it can conflict)."""
+    def decorate(view):
+        view = _errors(400, 401, 403, 404, *conflict, 412, 429)(view)
+        view = blp.alt_response(200, schema=answer_schema, success=True,
+                                description=description)(view)
+        return blp.doc(parameters=[*_SCOPE, *_ENVIRONMENT_HEADERS, IF_MATCH],
+                       requestBody=_body(body_schema))(view)
+
+    return decorate
+
+
 @blp.route("/v1/secrets/", methods=[*secrets.ACTIONS, *OTHER_METHODS])
 class Secrets(MethodView):
     init_every_request = False  # no per-request state on the view
@@ -92,48 +105,35 @@ class Secrets(MethodView):
             return not_modified(headers)
         return encoded_json_response(body, headers)
 
-    @blp.doc(parameters=[*_SCOPE, *_ENVIRONMENT_HEADERS, _IF_MATCH],
-             requestBody=_body(schemas.CreateSecrets))
-    @blp.alt_response(200, schema=schemas.Secret(many=True), success=True,
-                      description="The created secrets")
-    @_errors(400, 401, 403, 404, 409, 412, 429)
+    @_write(schemas.CreateSecrets, schemas.Secret(many=True), "The created secrets", 409)
     def post(self, caller, env_row):
         """Create secrets: all of them or none"""
-        expected = _expected_version(env_row)
-        entries = secrets.parse_new_secrets(secrets.parse_body(request.get_data()))
-        created = secrets.create_secrets(services(request.environ), caller, env_row, entries,
-                                         request_meta(request.environ),
-                                         expected_version=expected)
-        return json_response(secrets.render_secrets(services(request.environ), caller, env_row,
-                                                    created))
+        return _write_secrets(caller, env_row, secrets.parse_new_secrets, secrets.create_secrets)
 
-    @blp.doc(parameters=[*_SCOPE, *_ENVIRONMENT_HEADERS, _IF_MATCH],
-             requestBody=_body(schemas.UpdateSecrets))
-    @blp.alt_response(200, schema=schemas.Secret(many=True), success=True,
-                      description="The updated secrets")
-    @_errors(400, 401, 403, 404, 409, 412, 429)
+    @_write(schemas.UpdateSecrets, schemas.Secret(many=True), "The updated secrets", 409)
     def put(self, caller, env_row):
         """Update secrets by id: all of them or none"""
-        expected = _expected_version(env_row)
-        changes = secrets.parse_secret_changes(secrets.parse_body(request.get_data()))
-        updated = secrets.update_secrets(services(request.environ), caller, env_row, changes,
-                                         request_meta(request.environ),
-                                         expected_version=expected)
-        return json_response(secrets.render_secrets(services(request.environ), caller, env_row,
-                                                    updated))
+        return _write_secrets(caller, env_row, secrets.parse_secret_changes,
+                              secrets.update_secrets)
 
-    @blp.doc(parameters=[*_SCOPE, *_ENVIRONMENT_HEADERS, _IF_MATCH],
-             requestBody=_body(schemas.DeleteSecrets))
-    @blp.alt_response(200, schema=schemas.Message, success=True,
-                      description="`Deleted N secret(s)`")
-    @_errors(400, 401, 403, 404, 412, 429)
+    @_write(schemas.DeleteSecrets, schemas.Message, "`Deleted N secret(s)`")
     def delete(self, caller, env_row):
         """Delete secrets by id: all of them or none"""
-        expected = _expected_version(env_row)
+        expected = expected_version(env_row)
         ids = secrets.parse_secret_ids(secrets.parse_body(request.get_data()))
         count = secrets.delete_secrets(services(request.environ), caller, env_row, ids,
                                        request_meta(request.environ), expected_version=expected)
         return json_response({"message": f"Deleted {count} secret{'' if count == 1 else 's'}"})
+
+
+def _write_secrets(caller, env_row, parse, write):
+    """A POST or PUT: all of the body's secrets written or none (under If-Match), and the
+    written secrets answered."""
+    expected = expected_version(env_row)
+    parsed = parse(secrets.parse_body(request.get_data()))
+    rows = write(services(request.environ), caller, env_row, parsed,
+                 request_meta(request.environ), expected_version=expected)
+    return json_response(secrets.render_secrets(services(request.environ), caller, env_row, rows))
 
 
 def _answer(caller, env_row, environ) -> tuple[bytes | None, list]:
@@ -150,7 +150,7 @@ def _answer(caller, env_row, environ) -> tuple[bytes | None, list]:
     return body, [("ETag", tag)]
 
 
-def _expected_version(env_row) -> int | None:
+def expected_version(env_row) -> int | None:
     """The environment version a write's If-Match requires (412 at once if it is gone)."""
     return conditional.expected_version(request.environ.get("HTTP_IF_MATCH"), env_row)
 

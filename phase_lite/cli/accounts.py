@@ -1,13 +1,16 @@
 """``phase-lite users`` and ``phase-lite service-accounts``: accounts, their environment
 grants and their tokens."""
 
+from dataclasses import dataclass
+from typing import Callable
+
 import click
 
-from .. import accounts, apps
+from .. import accounts, apps, service_accounts, tokens
 from ..accounts import Grantee
 from ..store import accounts as account_store
 from .apps import find_app
-from .command import emit, json_option, main, pass_ctx
+from .command import emit, emit_rows, json_option, main, pass_ctx
 
 
 def token_payload(issued):
@@ -22,13 +25,77 @@ def token_row(row):
             "revokedAt": row["revoked_at"]}
 
 
-def find_user(ctx, email):
-    return Grantee.of_user(accounts.user_by_email(ctx.services, ctx.operator, email))
+def token_state(row):
+    return "revoked" if row["revokedAt"] else "active"
 
 
-def find_service_account(ctx, id_or_name):
-    sa = accounts.service_account_by_id_or_name(ctx.services, ctx.operator, id_or_name)
-    return Grantee.of_service_account(sa)
+@dataclass(frozen=True)
+class AccountKind:
+    """What the commands of one kind of account differ in."""
+    noun: str                 # in messages and help
+    argument: str             # the command argument naming one account
+    label: str                # the column that names an account: "email" or "name"
+    find: Callable            # (ctx, argument) -> the account's row
+    grantee: Callable         # row -> Grantee
+    list_rows: Callable       # (services, principal) -> rows
+    delete: Callable          # the domain function
+    delete_help: str
+    removed: str              # what a delete takes away besides the tokens
+    empty: str                # the text of an empty list
+
+
+def add_account_commands(group, kind, list_help, grant_noun):
+    """``list``, ``delete``, ``grant`` and ``revoke-access`` for one kind of account."""
+
+    @group.command("list", help=list_help)
+    @json_option
+    @pass_ctx
+    def list_accounts(ctx, as_json):
+        payload = [{"id": r["id"], kind.label: r[kind.label], "role": r["role_name"],
+                    "createdAt": r["created_at"]}
+                   for r in kind.list_rows(ctx.services, ctx.operator)]
+        emit_rows(as_json, payload, lambda r: f"{r['id']}  {r[kind.label]}  {r['role']}",
+                  kind.empty)
+
+    @group.command("delete", help=kind.delete_help)
+    @click.argument(kind.argument)
+    @json_option
+    @pass_ctx
+    def delete_account(ctx, as_json, **named):
+        row = kind.find(ctx, named[kind.argument])
+        live = account_store.list_tokens(ctx.db, **kind.grantee(row).account_filter())
+        kind.delete(ctx.services, ctx.operator, row, ctx.meta)
+        name = row[kind.label]
+        emit(as_json, {"id": row["id"], kind.label: name, "deleted": True,
+                       "tokensRevoked": len(live)},
+             f"Deleted {kind.noun} {name}: {len(live)} tokens revoked, {kind.removed}.")
+
+    add_access_command(group, kind, True, f"Let a {grant_noun} use environments of an app.")
+    add_access_command(group, kind, False,
+                       f"Take environments of an app away from a {grant_noun}.")
+
+
+def add_access_command(group, kind, grant, summary):
+    """``grant`` (or ``revoke-access``): one command per account kind and direction."""
+
+    @group.command("grant" if grant else "revoke-access", help=summary)
+    @click.argument(kind.argument)
+    @click.option("--app", "app", required=True)
+    @click.option("--env", "envs", multiple=True, help="Environment name (repeat); default: all.")
+    @json_option
+    @pass_ctx
+    def change_access(ctx, app, envs, as_json, **named):
+        grantee = kind.grantee(kind.find(ctx, named[kind.argument]))
+        app_row = find_app(ctx, app)
+        env_rows = apps.environments_by_name(ctx.services, ctx.operator, app_row, envs)
+        change = accounts.grant_environments if grant else accounts.revoke_environments
+        changed = change(ctx.services, ctx.operator, grantee, app_row, env_rows, ctx.meta)
+        done = [e["name"] for e in env_rows if e["id"] in changed]
+        untouched = [e["name"] for e in env_rows if e["id"] not in changed]
+        emit(as_json, {"id": grantee.id, "app": app_row["id"],
+                       "environments" if grant else "revoked": done,
+                       "alreadyHeld" if grant else "notHeld": untouched},
+             access_message(grant, grantee.label, app_row["name"], done, untouched))
 
 
 def access_message(grant, who, app, done, untouched):
@@ -46,35 +113,22 @@ def access_message(grant, who, app, done, untouched):
     return " ".join(parts)
 
 
-def add_access_commands(group, argument, find_grantee, noun):
-    """``grant`` and ``revoke-access`` for ``group``: one pair of commands per account kind."""
-
-    def command(name, grant, summary):
-        @group.command(name, help=summary)
-        @click.argument(argument)
-        @click.option("--app", "app", required=True)
-        @click.option("--env", "envs", multiple=True,
-                      help="Environment name (repeat); default: all.")
-        @json_option
-        @pass_ctx
-        def change_access(ctx, app, envs, as_json, **named):
-            grantee = find_grantee(ctx, named[argument])
-            app_row = find_app(ctx, app)
-            env_rows = apps.environments_by_name(ctx.services, ctx.operator, app_row, envs)
-            change = accounts.grant_environments if grant else accounts.revoke_environments
-            changed = change(ctx.services, ctx.operator, grantee, app_row, env_rows, ctx.meta)
-            done = [e["name"] for e in env_rows if e["id"] in changed]
-            untouched = [e["name"] for e in env_rows if e["id"] not in changed]
-            emit(as_json, {"id": grantee.id, "app": app_row["id"],
-                           "environments" if grant else "revoked": done,
-                           "alreadyHeld" if grant else "notHeld": untouched},
-                 access_message(grant, grantee.label, app_row["name"], done, untouched))
-
-    command("grant", True, f"Let a {noun} use environments of an app.")
-    command("revoke-access", False, f"Take environments of an app away from a {noun}.")
+def emit_issued_token(ctx, issue, row, name, expires_in, as_json):
+    """Mint a token with the domain function ``issue`` and print it (shown once)."""
+    issued = issue(ctx.services, ctx.operator, row, {"name": name, "expires_in": expires_in},
+                   ctx.meta)
+    emit(as_json, token_payload(issued), issued.token)
 
 
 # -- users -----------------------------------------------------------------------------------
+
+
+USERS = AccountKind(
+    noun="user", argument="email", label="email",
+    find=lambda ctx, email: accounts.user_by_email(ctx.services, ctx.operator, email),
+    grantee=Grantee.of_user, list_rows=accounts.list_users, delete=accounts.delete_user,
+    delete_help="Delete a user: their tokens stop working at once (the last Owner stays).",
+    removed="access and personal overrides removed", empty="No users.")
 
 
 @main.group()
@@ -97,34 +151,7 @@ def users_create(ctx, email, role, as_json):
          f"Created user {user['email']} ({role}) with id {user['id']}.")
 
 
-@users.command("list")
-@json_option
-@pass_ctx
-def users_list(ctx, as_json):
-    """List users."""
-    rows = accounts.list_users(ctx.services, ctx.operator)
-    payload = [{"id": r["id"], "email": r["email"], "role": r["role_name"],
-                "createdAt": r["created_at"]} for r in rows]
-    emit(as_json, payload, "\n".join(f"{r['id']}  {r['email']}  {r['role']}" for r in payload)
-         or "No users.")
-
-
-@users.command("delete")
-@click.argument("email")
-@json_option
-@pass_ctx
-def users_delete(ctx, email, as_json):
-    """Delete a user: their tokens stop working at once (the last Owner stays)."""
-    user = accounts.user_by_email(ctx.services, ctx.operator, email)
-    live = account_store.list_tokens(ctx.db, user_id=user["id"])
-    accounts.delete_user(ctx.services, ctx.operator, user, ctx.meta)
-    emit(as_json, {"id": user["id"], "email": user["email"], "deleted": True,
-                   "tokensRevoked": len(live)},
-         f"Deleted user {user['email']}: {len(live)} tokens revoked, access and personal "
-         "overrides removed.")
-
-
-add_access_commands(users, "email", find_user, "user (Manager, Developer)")
+add_account_commands(users, USERS, "List users.", "user (Manager, Developer)")
 
 
 @users.group("tokens")
@@ -140,10 +167,8 @@ def user_tokens():
 @pass_ctx
 def user_tokens_create(ctx, email, name, expires_in, as_json):
     """Mint a personal access token (shown once)."""
-    user = accounts.user_by_email(ctx.services, ctx.operator, email)
-    issued = accounts.issue_user_token(ctx.services, ctx.operator, user,
-                                       {"name": name, "expires_in": expires_in}, ctx.meta)
-    emit(as_json, token_payload(issued), f"{issued.token}")
+    emit_issued_token(ctx, tokens.issue_user_token, USERS.find(ctx, email), name, expires_in,
+                      as_json)
 
 
 @user_tokens.command("list")
@@ -152,10 +177,8 @@ def user_tokens_create(ctx, email, name, expires_in, as_json):
 def user_tokens_list(ctx, as_json):
     """List personal access tokens (never their secret part)."""
     rows = account_store.list_user_tokens(ctx.db, ctx.operator.organisation_id)
-    payload = [token_row(r) | {"email": r["email"]} for r in rows]
-    emit(as_json, payload, "\n".join(
-        f"{t['id']}  {t['email']}  {t['name']}  {'revoked' if t['revokedAt'] else 'active'}"
-        for t in payload) or "No tokens.")
+    emit_rows(as_json, [token_row(r) | {"email": r["email"]} for r in rows],
+              lambda t: f"{t['id']}  {t['email']}  {t['name']}  {token_state(t)}", "No tokens.")
 
 
 @user_tokens.command("revoke")
@@ -164,19 +187,29 @@ def user_tokens_list(ctx, as_json):
 @pass_ctx
 def tokens_revoke(ctx, token_id, as_json):
     """Revoke a token by id; it stops working at once."""
-    accounts.revoke_token(ctx.services, ctx.operator, token_id, ctx.meta)
+    tokens.revoke_token(ctx.services, ctx.operator, token_id, ctx.meta)
     emit(as_json, {"id": token_id, "revoked": True}, f"Revoked token {token_id}.")
 
 
 # -- service accounts ------------------------------------------------------------------------
 
 
+SERVICE_ACCOUNTS = AccountKind(
+    noun="service account", argument="account", label="name",
+    find=lambda ctx, account: service_accounts.service_account_by_id_or_name(
+        ctx.services, ctx.operator, account),
+    grantee=Grantee.of_service_account, list_rows=service_accounts.list_service_accounts,
+    delete=service_accounts.delete_service_account,
+    delete_help="Delete a service account: its tokens stop working at once.",
+    removed="access removed", empty="No accounts.")
+
+
 @main.group("service-accounts")
-def service_accounts():
+def service_accounts_group():
     """Service accounts, their access and their tokens."""
 
 
-@service_accounts.command("create")
+@service_accounts_group.command("create")
 @click.argument("name")
 @click.option("--role", default="Service", show_default=True)
 @click.option("--token-name", default="Default", show_default=True)
@@ -185,7 +218,7 @@ def service_accounts():
 def sa_create(ctx, name, role, token_name, as_json):
     """Create a service account and its first token (shown once)."""
     role_row = accounts.role_by_name(ctx.services, ctx.operator, role)
-    sa, issued = accounts.create_service_account(
+    sa, issued = service_accounts.create_service_account(
         ctx.services, ctx.operator,
         {"name": name, "role_id": role_row["id"], "token_name": token_name}, ctx.meta)
     emit(as_json, {"id": sa["id"], "name": sa["name"], "role": role_row["name"],
@@ -194,36 +227,11 @@ def sa_create(ctx, name, role, token_name, as_json):
          f"{issued.token}")
 
 
-@service_accounts.command("list")
-@json_option
-@pass_ctx
-def sa_list(ctx, as_json):
-    """List service accounts."""
-    rows = accounts.list_service_accounts(ctx.services, ctx.operator)
-    payload = [{"id": r["id"], "name": r["name"], "role": r["role_name"],
-                "createdAt": r["created_at"]} for r in rows]
-    emit(as_json, payload,
-         "\n".join(f"{r['id']}  {r['name']}  {r['role']}" for r in payload) or "No accounts.")
+add_account_commands(service_accounts_group, SERVICE_ACCOUNTS, "List service accounts.",
+                     "service account")
 
 
-@service_accounts.command("delete")
-@click.argument("account")
-@json_option
-@pass_ctx
-def sa_delete(ctx, account, as_json):
-    """Delete a service account: its tokens stop working at once."""
-    sa = accounts.service_account_by_id_or_name(ctx.services, ctx.operator, account)
-    live = account_store.list_tokens(ctx.db, service_account_id=sa["id"])
-    accounts.delete_service_account(ctx.services, ctx.operator, sa, ctx.meta)
-    emit(as_json, {"id": sa["id"], "name": sa["name"], "deleted": True,
-                   "tokensRevoked": len(live)},
-         f"Deleted service account {sa['name']}: {len(live)} tokens revoked, access removed.")
-
-
-add_access_commands(service_accounts, "account", find_service_account, "service account")
-
-
-@service_accounts.group("tokens")
+@service_accounts_group.group("tokens")
 def sa_tokens():
     """Service-account tokens."""
 
@@ -236,10 +244,8 @@ def sa_tokens():
 @pass_ctx
 def sa_tokens_create(ctx, account, name, expires_in, as_json):
     """Mint a service-account token (shown once)."""
-    sa = accounts.service_account_by_id_or_name(ctx.services, ctx.operator, account)
-    issued = accounts.issue_service_account_token(
-        ctx.services, ctx.operator, sa, {"name": name, "expires_in": expires_in}, ctx.meta)
-    emit(as_json, token_payload(issued), issued.token)
+    emit_issued_token(ctx, tokens.issue_service_account_token, SERVICE_ACCOUNTS.find(ctx, account),
+                      name, expires_in, as_json)
 
 
 @sa_tokens.command("list")
@@ -248,12 +254,10 @@ def sa_tokens_create(ctx, account, name, expires_in, as_json):
 @pass_ctx
 def sa_tokens_list(ctx, account, as_json):
     """List a service account's tokens (never their secret part)."""
-    sa = accounts.service_account_by_id_or_name(ctx.services, ctx.operator, account)
+    sa = SERVICE_ACCOUNTS.find(ctx, account)
     rows = account_store.list_tokens(ctx.db, service_account_id=sa["id"], include_revoked=True)
-    payload = [token_row(r) for r in rows]
-    emit(as_json, payload, "\n".join(
-        f"{t['id']}  {t['name']}  {'revoked' if t['revokedAt'] else 'active'}"
-        for t in payload) or "No tokens.")
+    emit_rows(as_json, [token_row(r) for r in rows],
+              lambda t: f"{t['id']}  {t['name']}  {token_state(t)}", "No tokens.")
 
 
 sa_tokens.add_command(tokens_revoke)  # one command: a token id names either kind

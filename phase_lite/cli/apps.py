@@ -3,7 +3,7 @@
 import click
 
 from .. import apps
-from .command import emit, json_option, main, pass_ctx
+from .command import emit, emit_rows, json_option, main, pass_ctx
 
 
 def env_payload(env):
@@ -53,9 +53,9 @@ def apps_list(ctx, as_json):
                           apps.visible_environments(ctx.services, ctx.operator, a)]}
         for a in apps.visible_apps(ctx.services, ctx.operator)
     ]
-    emit(as_json, payload, "\n".join(
-        f"{a['id']}  {a['name']}  ({', '.join(e['name'] for e in a['environments'])})"
-        for a in payload) or "No apps.")
+    emit_rows(as_json, payload, lambda a: (
+        f"{a['id']}  {a['name']}  ({', '.join(e['name'] for e in a['environments'])})"),
+        "No apps.")
 
 
 @apps_group.command("delete")
@@ -82,7 +82,7 @@ def envs_list(ctx, app, as_json):
     """List an app's environments in order."""
     envs = apps.visible_environments(ctx.services, ctx.operator, find_app(ctx, app))
     payload = [env_payload(e) for e in envs]
-    emit(as_json, payload, "\n".join(f"{e['id']}  {e['name']}  {e['envType']}" for e in payload))
+    emit_rows(as_json, payload, lambda e: f"{e['id']}  {e['name']}  {e['envType']}")
 
 
 @envs_group.command("create")

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import click
 
-from .. import accounts
+from .. import service_accounts
 from ..audit import names_in_events
 from ..errors import DoesNotExist
 from ..store import NotFound
@@ -43,7 +43,8 @@ def _actor_id(ctx, actor):
     except NotFound:
         pass
     try:  # an ambiguous service-account name is refused, never guessed
-        return accounts.service_account_by_id_or_name(ctx.services, ctx.operator, actor)["id"]
+        sa = service_accounts.service_account_by_id_or_name(ctx.services, ctx.operator, actor)
+        return sa["id"]
     except DoesNotExist:
         return actor  # an id of an account that may be gone since
 

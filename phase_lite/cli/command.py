@@ -58,6 +58,11 @@ def emit(as_json, payload, line):
     click.echo(json.dumps(payload, indent=2) if as_json else printable(line))
 
 
+def emit_rows(as_json, payload, line, empty=""):
+    """``emit`` a list: one text line per row (``line(row)``), or ``empty`` when it is empty."""
+    emit(as_json, payload, "\n".join(map(line, payload)) or empty)
+
+
 def json_option(fn):
     return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(fn)
 

@@ -8,7 +8,8 @@ call sites in one module keeps the console's pages free of domain rules.
 
 from dataclasses import dataclass
 
-from .. import accounts, apps, audit, conditional, history, secrets
+from .. import accounts, apps, audit, conditional, history, secrets, tokens
+from .. import service_accounts as sa_domain
 from ..accounts import Grantee
 from ..errors import DoesNotExist, PreconditionFailed
 from ..store import now
@@ -149,34 +150,34 @@ def actor_name(names, event):
 
 def service_accounts(caller):
     _require(caller, "ServiceAccounts", "read", "service accounts")
-    return accounts.list_service_accounts(caller.services, caller.principal)
+    return sa_domain.list_service_accounts(caller.services, caller.principal)
 
 
 def _service_account(caller, sa_id):
     _require(caller, "ServiceAccounts", "read", "service accounts")
-    return accounts.get_service_account(caller.services, caller.principal, sa_id)
+    return sa_domain.get_service_account(caller.services, caller.principal, sa_id)
 
 
 def service_account(caller, sa_id):
     sa = _service_account(caller, sa_id)
-    tokens, granted = accounts.service_account_detail(caller.services, caller.principal, sa)
+    tokens, granted = sa_domain.service_account_detail(caller.services, caller.principal, sa)
     return sa, tokens, granted
 
 
 def create_service_account(caller, name, role_id):
-    return accounts.create_service_account(
+    return sa_domain.create_service_account(
         caller.services, caller.principal, {"name": name, "role_id": role_id}, caller.meta)
 
 
 def change_service_account_role(caller, sa_id, role_id):
-    accounts.update_service_account(caller.services, caller.principal,
-                                    _service_account(caller, sa_id), {"role_id": role_id},
-                                    caller.meta)
+    sa_domain.update_service_account(caller.services, caller.principal,
+                                     _service_account(caller, sa_id), {"role_id": role_id},
+                                     caller.meta)
 
 
 def delete_service_account(caller, sa_id):
-    accounts.delete_service_account(caller.services, caller.principal,
-                                    _service_account(caller, sa_id), caller.meta)
+    sa_domain.delete_service_account(caller.services, caller.principal,
+                                     _service_account(caller, sa_id), caller.meta)
 
 
 def set_service_account_access(caller, sa_id, env_ids):
@@ -187,8 +188,8 @@ def set_service_account_access(caller, sa_id, env_ids):
         if env["id"] in env_ids:
             by_app.setdefault(env["app_id"], []).append(env["id"])
     fields = {"apps": [{"id": app_id, "environments": ids} for app_id, ids in by_app.items()]}
-    accounts.set_service_account_access(caller.services, caller.principal, sa, fields,
-                                        caller.meta)
+    sa_domain.set_service_account_access(caller.services, caller.principal, sa, fields,
+                                         caller.meta)
 
 
 def granted_environment_choices(caller):
@@ -205,14 +206,14 @@ def issue_service_token(caller, sa_id, name, expires_in=None):
     fields = {"name": name}
     if expires_in:
         fields["expires_in"] = expires_in
-    return accounts.issue_service_account_token(
+    return tokens.issue_service_account_token(
         caller.services, caller.principal, _service_account(caller, sa_id), fields, caller.meta)
 
 
 def revoke_service_token(caller, sa_id, token_id):
-    accounts.revoke_service_account_token(caller.services, caller.principal,
-                                          _service_account(caller, sa_id), token_id,
-                                          caller.meta)
+    tokens.revoke_service_account_token(caller.services, caller.principal,
+                                        _service_account(caller, sa_id), token_id,
+                                        caller.meta)
 
 
 def roles(caller):
@@ -306,13 +307,13 @@ def issue_personal_token(caller, name, expires_in=None):
     if expires_in:
         fields["expires_in"] = expires_in
     me = member(caller, caller.principal.account_id)
-    return accounts.issue_user_token(caller.services, caller.principal, me, fields, caller.meta)
+    return tokens.issue_user_token(caller.services, caller.principal, me, fields, caller.meta)
 
 
 def revoke_personal_token(caller, token_id):
     if token_id not in {row["id"] for row in personal_tokens(caller)}:
         raise DoesNotExist("Token not found.")
-    accounts.revoke_token(caller.services, caller.principal, token_id, caller.meta)
+    tokens.revoke_token(caller.services, caller.principal, token_id, caller.meta)
 
 
 # -- audit log -------------------------------------------------------------------------------

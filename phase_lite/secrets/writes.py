@@ -34,7 +34,7 @@ def create_secrets(services, principal, env_row, entries, meta=None, *,
     if len(set(positions)) != len(positions):
         raise Duplicate(DUPLICATE)
     with db.transaction():
-        _require_version(db, env_id, expected_version)
+        require_environment_version(db, env_id, expected_version)
         taken = {(row["path"], row["key_digest"])
                  for row in secret_store.live_positions(db, env_id, digests)}
         if taken.intersection(positions):
@@ -63,7 +63,7 @@ def update_secrets(services, principal, env_row, changes, meta=None, *,
                else dataclasses.replace(change, path=normalize_path(change.path))
                for change in changes]
     with db.transaction():
-        _require_version(db, env_id, expected_version)
+        require_environment_version(db, env_id, expected_version)
         rows = secret_store.secrets_by_id(db, env_id, [c.id for c in changes])
         data_key = vault.data_key(env_row["app_id"]) if rows else None
         tags = secret_store.tag_names_of(db, rows)
@@ -99,7 +99,7 @@ def delete_secrets(services, principal, env_row, ids, meta=None, *,
     db, vault = services.db, services.vault
     env_id = env_row["id"]
     with db.transaction():
-        _require_version(db, env_id, expected_version)
+        require_environment_version(db, env_id, expected_version)
         rows = secret_store.secrets_by_id(db, env_id, ids)
         missing = [secret_id for secret_id in ids if secret_id not in rows]
         if missing:
@@ -118,7 +118,7 @@ def delete_secrets(services, principal, env_row, ids, meta=None, *,
     return len(deleted)
 
 
-def _require_version(db, env_id, expected_version):
+def require_environment_version(db, env_id, expected_version):
     """An ``If-Match`` checked under the write lock: no write can slip in between."""
     if expected_version is not None:
         conditional.require_version(

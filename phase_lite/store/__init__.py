@@ -58,6 +58,15 @@ class NotFound(Exception):
     """A row the caller named does not exist (or is not visible to it)."""
 
 
+@contextlib.contextmanager
+def missing_as(error):
+    """Raise ``error`` (the domain's error, with Phase's text) for a NotFound in the block."""
+    try:
+        yield
+    except NotFound:
+        raise error from None
+
+
 class Conflict(Exception):
     """A write would break a uniqueness rule."""
 
@@ -99,7 +108,30 @@ CONTENT_VERSION_WRAP = 1 << 31  # PRAGMA user_version is a signed 32-bit integer
 
 
 class Statements:
-    """The reading helpers both backends share, over their own ``execute``."""
+    """What both backends share: the reading helpers over their own ``execute``, and the
+    connections they open, one per thread, all closed by ``close``."""
+
+    driver_error = Exception  # the base error of the backend's driver
+
+    def __init__(self):
+        self._local = threading.local()
+        self._all = []
+        self._all_lock = threading.Lock()
+
+    def _remember(self, conn):
+        """Keep a newly opened connection for ``close``; return it."""
+        with self._all_lock:
+            self._all.append(conn)
+        return conn
+
+    def close(self):
+        """Close every connection this object opened (all threads)."""
+        with self._all_lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            with contextlib.suppress(self.driver_error):
+                conn.close()
+        self._local = threading.local()
 
     def one(self, sql, params=()):
         return self.execute(sql, params).fetchone()
@@ -123,12 +155,11 @@ class Database(Statements):
     """A SQLite file with one connection per thread."""
 
     backend = "sqlite"
+    driver_error = sqlite3.Error
 
     def __init__(self, path):
+        super().__init__()
         self.path = str(path)
-        self._local = threading.local()
-        self._all = []
-        self._all_lock = threading.Lock()
         self._generation = 0
         self._generation_lock = threading.Lock()
         # Called with the seconds each committed write transaction took (metrics), or None.
@@ -146,9 +177,7 @@ class Database(Statements):
             conn.row_factory = sqlite3.Row
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the database: {exc.__class__.__name__}") from None
-        with self._all_lock:
-            self._all.append(conn)
-        return conn
+        return self._remember(conn)
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -293,16 +322,6 @@ class Database(Statements):
 
     def integrity_check(self) -> bool:
         return self.scalar("PRAGMA quick_check") == "ok"
-
-    def close(self):
-        """Close every connection this object opened (all threads)."""
-        with self._all_lock:
-            conns, self._all = self._all, []
-        for conn in conns:
-            with contextlib.suppress(sqlite3.Error):
-                conn.close()
-        self._local = threading.local()
-
 
 def _store_error(exc: sqlite3.Error) -> Exception:
     if isinstance(exc, sqlite3.IntegrityError):

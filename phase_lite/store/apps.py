@@ -1,6 +1,6 @@
 """Apps and their environments."""
 
-from . import fold_case, now
+from . import NotFound, fold_case, now
 
 ENV_COLUMNS = (
     "e.id, e.app_id, e.name, e.env_type, e.sort_index, e.seed_enc, e.salt_enc, e.public_key,"
@@ -29,6 +29,8 @@ def all_apps(db):
 
 
 def get_app(db, organisation_id, app_id):
+    if not isinstance(app_id, str):  # an id from a JSON body may be anything
+        raise NotFound("app")
     return db.one_or_missing(
         "SELECT * FROM apps WHERE organisation_id = ? AND id = ?", (organisation_id, app_id),
         "app",

@@ -32,16 +32,26 @@ def insert_events(db, events):
     )
 
 
-def list_events(db, *, app_id=None, environment_id=None, actor_id=None, since=None, limit=100):
+def event_filters(*, app_id=None, environment_id=None, actor_id=None, action=None, since=None,
+                  until=None):
+    """(WHERE clauses, parameters) selecting audit events: each given value must match, and
+    ``since`` and ``until`` bound ``created_at`` (from, inclusive; to, exclusive)."""
     clauses, params = [], []
     for column, value in (("app_id", app_id), ("environment_id", environment_id),
-                          ("actor_id", actor_id)):
+                          ("actor_id", actor_id), ("action", action)):
         if value:
             clauses.append(f"{column} = ?")
             params.append(value)
-    if since:
-        clauses.append("created_at >= ?")
-        params.append(since)
+    for clause, value in (("created_at >= ?", since), ("created_at < ?", until)):
+        if value:
+            clauses.append(clause)
+            params.append(value)
+    return clauses, params
+
+
+def list_events(db, *, app_id=None, environment_id=None, actor_id=None, since=None, limit=100):
+    clauses, params = event_filters(app_id=app_id, environment_id=environment_id,
+                                    actor_id=actor_id, since=since)
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     return db.all(
         f"SELECT * FROM audit_events {where} ORDER BY created_at DESC, id DESC LIMIT ?",

@@ -19,21 +19,19 @@ _PERSONAL_ROWS = (
     " JOIN environments e ON e.id = s.environment_id WHERE e.app_id = ?"
 )
 
-ENCRYPTED_COLUMNS = (
-    ("environments", "seed_enc", "seed", _ENV_ROWS),
-    ("environments", "salt_enc", "salt", _ENV_ROWS),
-    ("secrets", "key_enc", "key", _SECRET_ROWS),
-    ("secrets", "value_enc", "value", _SECRET_ROWS),
-    ("secrets", "comment_enc", "comment", _SECRET_ROWS),
-    ("secret_versions", "key_enc", "key", _VERSION_ROWS),
-    ("secret_versions", "value_enc", "value", _VERSION_ROWS),
-    ("secret_versions", "comment_enc", "comment", _VERSION_ROWS),
-    ("personal_secrets", "value_enc", "value", _PERSONAL_ROWS),
-    # The clients' ph:v1 ciphertexts, sealed so they cannot be forged; NULL until made.
-    ("secrets", "wire_key", "wire_key", _SECRET_ROWS),
-    ("secrets", "wire_value", "wire_value", _SECRET_ROWS),
-    ("secrets", "wire_comment", "wire_comment", _SECRET_ROWS),
-    ("personal_secrets", "wire_value", "wire_value", _PERSONAL_ROWS),
+# The AAD field of a column is its name without ``_enc``.
+ENCRYPTED_COLUMNS = tuple(
+    (table, column, column.removesuffix("_enc"), rows)
+    for table, rows, columns in (
+        ("environments", _ENV_ROWS, ("seed_enc", "salt_enc")),
+        ("secrets", _SECRET_ROWS, ("key_enc", "value_enc", "comment_enc")),
+        ("secret_versions", _VERSION_ROWS, ("key_enc", "value_enc", "comment_enc")),
+        ("personal_secrets", _PERSONAL_ROWS, ("value_enc",)),
+        # The clients' ph:v1 ciphertexts, sealed so they cannot be forged; NULL until made.
+        ("secrets", _SECRET_ROWS, ("wire_key", "wire_value", "wire_comment")),
+        ("personal_secrets", _PERSONAL_ROWS, ("wire_value",)),
+    )
+    for column in columns
 )
 OPTIONAL_COLUMNS = {(table, column) for table, column, _, _ in ENCRYPTED_COLUMNS
                     if column.startswith("wire_")}

@@ -2,6 +2,8 @@
 
 import orjson
 
+from .audit import event_filters
+
 
 # -- members ---------------------------------------------------------------------------------
 
@@ -44,18 +46,10 @@ def search_events(db, organisation_id, *, app_id=None, environment_id=None, acto
                   limit=50, offset=0):
     """Events of the organisation, newest first. ``visible_environment_ids`` (a set, or None
     for every event) limits environment events to those environments."""
-    clauses, params = ["(organisation_id = ? OR organisation_id IS NULL)"], [organisation_id]
-    for column, value in (("app_id", app_id), ("environment_id", environment_id),
-                          ("actor_id", actor_id), ("action", action)):
-        if value:
-            clauses.append(f"{column} = ?")
-            params.append(value)
-    if since:
-        clauses.append("created_at >= ?")
-        params.append(since)
-    if until:
-        clauses.append("created_at < ?")
-        params.append(until)
+    clauses, params = event_filters(app_id=app_id, environment_id=environment_id,
+                                    actor_id=actor_id, action=action, since=since, until=until)
+    clauses.insert(0, "(organisation_id = ? OR organisation_id IS NULL)")
+    params.insert(0, organisation_id)
     if visible_environment_ids is not None:
         ids = sorted(visible_environment_ids)
         marks = ", ".join("?" * len(ids))

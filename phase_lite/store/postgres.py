@@ -22,7 +22,6 @@ exceptions never leave this module.
 import contextlib
 import functools
 import re
-import threading
 import time
 
 import psycopg
@@ -143,11 +142,11 @@ class PostgresDatabase(Statements):
     backend = "postgresql"
     observe_transaction = None  # metrics: called with each write transaction's seconds
 
+    driver_error = psycopg.Error
+
     def __init__(self, url: str):
+        super().__init__()
         self.url = url
-        self._local = threading.local()
-        self._all = []
-        self._all_lock = threading.Lock()
 
     def __repr__(self):
         return "<PostgresDatabase>"  # the URL may hold a password
@@ -165,9 +164,7 @@ class PostgresDatabase(Statements):
             raise StoreError(f"cannot open the database: {exc.__class__.__name__}"
                              + (f": {reason}" if reason else "")) from None
         conn.adapters.register_dumper(bool, _BoolAsInteger)
-        with self._all_lock:
-            self._all.append(conn)
-        return conn
+        return self._remember(conn)
 
     @property
     def conn(self) -> psycopg.Connection:
@@ -412,15 +409,6 @@ class PostgresDatabase(Statements):
 
     def integrity_check(self) -> bool:
         return self.scalar("SELECT 1") == 1
-
-    def close(self):
-        """Close every connection this object opened (all threads)."""
-        with self._all_lock:
-            conns, self._all = self._all, []
-        for conn in conns:
-            with contextlib.suppress(psycopg.Error):
-                conn.close()
-        self._local = threading.local()
 
 
 class AdvisoryLock:
