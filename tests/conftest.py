@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 BOTH_BACKENDS = {
     "test_client_protocol",
     "test_conditional_api",
+    "test_environment_order",
     "test_history_api",
     "test_management_api",
     "test_management_flow",

@@ -125,6 +125,18 @@ def rename_environment(db, env_id, name):
     )
 
 
+def set_environment_order(db, app_id, env_ids):
+    """Number the app's environments 0, 1, ... in the order of ``env_ids`` (rows already at
+    their place are left alone)."""
+    stamp = now()
+    for index, env_id in enumerate(env_ids):
+        db.execute(
+            "UPDATE environments SET sort_index = ?, updated_at = ?"
+            " WHERE id = ? AND app_id = ? AND sort_index <> ?",
+            (index, stamp, env_id, app_id, index),
+        )
+
+
 def delete_environment(db, env_id):
     db.execute("DELETE FROM environments WHERE id = ?", (env_id,))
 
