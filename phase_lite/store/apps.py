@@ -51,8 +51,14 @@ def update_app(db, app_id, name=None, description=None):
     )
 
 
-def set_wrapped_data_key(db, app_id, wrapped):
-    db.execute("UPDATE apps SET wrapped_data_key = ? WHERE id = ?", (wrapped, app_id))
+def set_wrapped_data_key(db, app_id, wrapped, *, new_key=False):
+    """Store the app's wrapped data key: the same key wrapped again (a master-key rotation),
+    or with ``new_key`` a new data key, whose time is kept."""
+    if new_key:
+        db.execute("UPDATE apps SET wrapped_data_key = ?, data_key_rotated_at = ? WHERE id = ?",
+                   (wrapped, now(), app_id))
+    else:
+        db.execute("UPDATE apps SET wrapped_data_key = ? WHERE id = ?", (wrapped, app_id))
 
 
 def delete_app(db, app_id):
