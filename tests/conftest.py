@@ -163,6 +163,16 @@ def client(app):
     return app.test_client()
 
 
+@pytest.fixture
+def owner_client(app, services):
+    """A test client signed in to the console as the Owner; ``.csrf`` holds its form token."""
+    support.set_console_password(services, "owner@example.com", support.CONSOLE_PASSWORD)
+    signed_in = app.test_client()
+    assert support.console_sign_in(signed_in).status_code == 303
+    signed_in.csrf = support.csrf_of(signed_in.get("/console/apps/"))
+    return signed_in
+
+
 def database_env(config) -> dict:
     """The environment a child process (server, admin command) needs for ``config``'s data."""
     env = {"PHASE_LITE_DATA_DIR": str(config.data_dir)}

@@ -319,6 +319,22 @@ def without_fast_path(flask_app):
     prefix_middleware(flask_app).direct_gets.clear()
 
 
+CONSOLE_PASSWORD = "correct horse battery"
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_of(page) -> str:
+    """The CSRF token of a console page (a test client's response)."""
+    return CSRF.search(page.get_data(as_text=True)).group(1)
+
+
+def console_sign_in(client, email="owner@example.com", password=CONSOLE_PASSWORD, **kwargs):
+    """Sign a Flask test client in to the console; return the sign-in answer."""
+    token = csrf_of(client.get("/console/sign-in", **kwargs))
+    return client.post("/console/sign-in", data={"email": email, "password": password,
+                                                 "csrf_token": token}, **kwargs)
+
+
 def set_console_password(services, email, password, role=None):
     """Give a user (made with ``role`` when given) a console password; return the user row."""
     from phase_lite.console import sessions

@@ -6,7 +6,7 @@ from flask import Response, abort, g, request, url_for
 
 from .. import secrets
 from ..errors import InvalidRequest, PhaseError
-from ..paths import ROOT, normalize_path
+from ..paths import ROOT, folder_chain, normalize_path
 from . import actions, dotenv
 from .web import PREFIX, back, bp, caller, refused, render, signed_in, unconfirmed
 
@@ -59,7 +59,13 @@ def app_overview(app_id, revealed=None, opened=None):
     return render("app.html", app=app_row, envs=envs, rows=filter_rows(rows, **filters),
                   total=len(rows), tags=tags, filters=filters, mask=MASK,
                   revealed=revealed or {}, opened=opened,
-                  counts={env_id: len(found) for env_id, found in listed.items()})
+                  counts={env_id: len(found) for env_id, found in listed.items()},
+                  folder_counts={env_id: count_folders(found) for env_id, found in listed.items()})
+
+
+def count_folders(found):
+    """How many folders the secrets' paths make (``/a/b`` is two)."""
+    return len({folder for secret in found for folder, _, _ in folder_chain(secret.path)})
 
 
 @bp.route(PREFIX + "/apps/<app_id>/reveal", methods=["POST"])

@@ -245,6 +245,12 @@ def refused(template, error, **context):
 # travels in the URL.
 NOTICES = {
     "app_created": "App created.",
+    "app_saved": "App saved.",
+    "app_deleted": "App deleted.",
+    "environment_created": "Environment created.",
+    "environment_renamed": "Environment renamed.",
+    "environment_moved": "Environment moved.",
+    "environment_deleted": "Environment deleted.",
     "secret_created": "Secret created.",
     "secret_saved": "Secret saved.",
     "secret_deleted": "Secret deleted.",
@@ -317,7 +323,7 @@ def register_console(app, services_):
 
     Called before ``api.register_api``: the API's middleware then wraps this one, and counts
     the blueprint's request hooks among the app's own (they only run for console pages)."""
-    from . import access_pages, secrets_pages, sign_in  # noqa: F401 - routes attach to bp
+    from . import access_pages, app_pages, secrets_pages, sign_in  # noqa: F401 - routes attach
 
     app.register_blueprint(bp)
     app.extensions["phase_lite_console_throttle"] = sessions.SignInThrottle()
