@@ -19,14 +19,42 @@ def typed_confirmation(name):
         raise InvalidRequest(NOT_TYPED.format(name=name))
 
 
-def ask_to_type(name, question, detail, button, cancel_url, error=None):
-    """The typed-confirmation page (a GET asks; a refused POST asks again)."""
-    return render("typed_confirm.html", 400 if error else 200, question=question,
-                  detail=detail, name=name, button=button, cancel_url=cancel_url,
-                  field=TYPED_FIELD, error=error, nav="apps")
+def delete_after_typing(name, question, detail, button, cancel_url, delete):
+    """Ask the visitor to type ``name`` (a GET asks; a POST with another name asks again, with
+    the reason, and deletes nothing); then return ``delete()`` (its redirect)."""
+    asking = {"question": question, "detail": detail, "name": name, "button": button,
+              "cancel_url": cancel_url, "field": TYPED_FIELD, "nav": "apps"}
+    if request.method == "GET":
+        return render("typed_confirm.html", **asking)
+    try:
+        typed_confirmation(name)
+    except InvalidRequest as exc:
+        return refused("typed_confirm.html", exc, **asking)
+    return delete()
 
 
 # -- environments ----------------------------------------------------------------------------
+
+
+def environment_form(page, name, save, notice):
+    """The environment's name form (new or rename): ``save(name)`` on POST, the form again
+    with the domain's message when refused, else the app page with ``notice``."""
+    if request.method == "GET":
+        return render("environment_form.html", **page, form={"name": name})
+    try:
+        save(request.form.get("name"))
+    except PhaseError as exc:
+        return refused("environment_form.html", exc, **page, form=request.form)
+    return back(OVERVIEW, notice, app_id=page["app"]["id"])
+
+
+def _environment_to_change(app_id, env_id, action):
+    """(caller, app, environment) the URL names, when the caller's role may ``action``
+    environments."""
+    who = caller()
+    app_row, env = actions.environment(who, app_id, env_id)
+    actions.require(who, "Environments", action, "environments", app_level=True)
+    return who, app_row, env
 
 
 @bp.route(PREFIX + "/apps/<app_id>/environments/new", methods=["GET", "POST"])
@@ -35,38 +63,25 @@ def new_environment(app_id):
     who = caller()
     app_row = actions.app(who, app_id)
     actions.require(who, "Environments", "create", "environments", app_level=True)
-    page = {"app": app_row, "env": None}
-    if request.method == "GET":
-        return render("environment_form.html", **page, form={})
-    try:
-        actions.create_environment(who, app_row, request.form.get("name"))
-    except PhaseError as exc:
-        return refused("environment_form.html", exc, **page, form=request.form)
-    return back(OVERVIEW, "environment_created", app_id=app_id)
+    return environment_form({"app": app_row, "env": None}, "",
+                            lambda name: actions.create_environment(who, app_row, name),
+                            "environment_created")
 
 
 @bp.route(PREFIX + "/apps/<app_id>/environments/<env_id>/rename", methods=["GET", "POST"])
 @signed_in
 def rename_environment(app_id, env_id):
-    who = caller()
-    app_row, env = actions.environment(who, app_id, env_id)
-    actions.require(who, "Environments", "update", "environments", app_level=True)
-    page = {"app": app_row, "env": env}
-    if request.method == "GET":
-        return render("environment_form.html", **page, form={"name": env["name"]})
-    try:
-        actions.rename_environment(who, env, request.form.get("name"))
-    except PhaseError as exc:
-        return refused("environment_form.html", exc, **page, form=request.form)
-    return back(OVERVIEW, "environment_renamed", app_id=app_id)
+    who, app_row, env = _environment_to_change(app_id, env_id, "update")
+    return environment_form({"app": app_row, "env": env}, env["name"],
+                            lambda name: actions.rename_environment(who, env, name),
+                            "environment_renamed")
 
 
 @bp.route(PREFIX + "/apps/<app_id>/environments/<env_id>/move", methods=["POST"])
 @signed_in
 def move_environment(app_id, env_id):
     """Move an environment just before or just after another (the form names which)."""
-    who = caller()
-    _, env = actions.environment(who, app_id, env_id)
+    who, _, env = _environment_to_change(app_id, env_id, "update")
     place = "before" if request.form.get("before") else "after"
     actions.move_environment(who, env, place, request.form.get(place))
     return back(OVERVIEW, "environment_moved", app_id=app_id)
@@ -75,22 +90,16 @@ def move_environment(app_id, env_id):
 @bp.route(PREFIX + "/apps/<app_id>/environments/<env_id>/delete", methods=["GET", "POST"])
 @signed_in
 def delete_environment(app_id, env_id):
-    who = caller()
-    _, env = actions.environment(who, app_id, env_id)
-    actions.require(who, "Environments", "delete", "environments", app_level=True)
-    asking = {"name": env["name"], "question": f"Delete the environment {env['name']}?",
-              "detail": "Its secrets, their history and every access grant to it are deleted "
-                        "with it. This cannot be undone.",
-              "button": f"Delete {env['name']}",
-              "cancel_url": url_for(OVERVIEW, app_id=app_id)}
-    if request.method == "GET":
-        return ask_to_type(**asking)
-    try:
-        typed_confirmation(env["name"])
-    except InvalidRequest as exc:
-        return ask_to_type(**asking, error=exc.message)
-    actions.delete_environment(who, env)
-    return back(OVERVIEW, "environment_deleted", app_id=app_id)
+    who, _, env = _environment_to_change(app_id, env_id, "delete")
+
+    def delete():
+        actions.delete_environment(who, env)
+        return back(OVERVIEW, "environment_deleted", app_id=app_id)
+
+    return delete_after_typing(
+        env["name"], f"Delete the environment {env['name']}?",
+        "Its secrets, their history and every access grant to it are deleted with it. This "
+        "cannot be undone.", f"Delete {env['name']}", url_for(OVERVIEW, app_id=app_id), delete)
 
 
 # -- app settings ----------------------------------------------------------------------------
@@ -119,17 +128,14 @@ def delete_app(app_id):
     who = caller()
     app_row = actions.app(who, app_id)
     actions.require(who, "Apps", "delete", "apps")
-    asking = {"name": app_row["name"], "question": f"Delete the app {app_row['name']}?",
-              "detail": "Every environment, secret, secret history and access grant of the app "
-                        "is deleted with it, and its data key is destroyed. Service accounts and "
-                        "tokens stay. This cannot be undone.",
-              "button": f"Delete app {app_row['name']}",
-              "cancel_url": url_for("console.app_settings", app_id=app_id)}
-    if request.method == "GET":
-        return ask_to_type(**asking)
-    try:
-        typed_confirmation(app_row["name"])
-    except InvalidRequest as exc:
-        return ask_to_type(**asking, error=exc.message)
-    actions.delete_app(who, app_row)
-    return back("console.apps", "app_deleted")
+
+    def delete():
+        actions.delete_app(who, app_row)
+        return back("console.apps", "app_deleted")
+
+    return delete_after_typing(
+        app_row["name"], f"Delete the app {app_row['name']}?",
+        "Every environment, secret, secret history and access grant of the app is deleted with "
+        "it, and its data key is destroyed. Service accounts and tokens stay. This cannot be "
+        "undone.", f"Delete app {app_row['name']}",
+        url_for("console.app_settings", app_id=app_id), delete)

@@ -128,8 +128,9 @@ def load_visitor():
 @bp.before_app_request
 def unrouted_console_path():
     """An unknown console path, or a method a console page does not take, is answered as a
-    console page (a console path without its trailing slash is sent to it). Flask raises routing errors after the request hooks and outside any
-    blueprint, so the API's JSON handlers would answer them; every other path keeps those."""
+    console page (a console path without its trailing slash is sent to it). Flask raises
+    routing errors after the request hooks and outside any blueprint, so the API's JSON
+    handlers would answer them; every other path keeps those."""
     error = request.routing_exception
     if error is None or not (request.path == PREFIX or request.path.startswith(PREFIX + "/")):
         return None
@@ -233,6 +234,15 @@ def unconfirmed(question, button, cancel_url, detail=None, **carry):
         return None
     return render("confirm.html", question=question, detail=detail, button=button,
                   action=request.path, cancel_url=cancel_url, carry=carry)
+
+
+def ask_then(question, button, cancel_url, detail, act, endpoint, notice, **values):
+    """Ask first (``unconfirmed``); once confirmed, ``act()`` and see ``endpoint`` again with
+    ``notice`` (a dict ``act`` returns fills the notice's numbers)."""
+    asked = unconfirmed(question, button, cancel_url, detail)
+    if asked is not None:
+        return asked
+    return back(endpoint, notice, act(), **values)
 
 
 def refused(template, error, **context):
