@@ -273,6 +273,36 @@ def rename_environment(services, principal, env, fields, meta):
     return app_store.get_environment(db, principal.organisation_id, env["id"])
 
 
+def move_environment(services, principal, env, fields, meta):
+    """Move an environment just before or just after another of its app (``fields``:
+    ``before`` or ``after``, the other environment's id). The app's environments are then
+    numbered 0, 1, ... in the new order, which the API's ``index``, the clients and the console
+    follow. Return the app's environments in their new order."""
+    require(principal, "Environments", "update", "environments", app_level=True)
+    place = [name for name in ("before", "after") if fields.get(name) is not None]
+    if len(place) != 1:
+        raise InvalidRequest("Give exactly one of 'before' or 'after'.")
+    place, other_id = place[0], fields[place[0]]
+    db = services.db
+    with db.transaction():
+        rows = app_store.list_environments(db, env["app_id"])
+        other = next((row for row in rows if row["id"] == other_id), None)
+        if other is None:
+            raise DoesNotExist("Environment not found")
+        check_environment_access(services, principal, other)
+        if other["id"] == env["id"]:
+            raise InvalidRequest("An environment cannot move before or after itself.")
+        order = [row["id"] for row in rows if row["id"] != env["id"]]
+        order.insert(order.index(other["id"]) + (place == "after"), env["id"])
+        old_position = [row["id"] for row in rows].index(env["id"])
+        app_store.set_environment_order(db, env["app_id"], order)
+        audit.record(db, principal, meta, "move", "environment", env["id"], app_id=env["app_id"],
+                     environment_id=env["id"],
+                     details={"name": env["name"], place: other["name"],
+                              "from": old_position, "to": order.index(env["id"])})
+    return app_store.list_environments(db, env["app_id"])
+
+
 def delete_environment(services, principal, env, meta):
     """Delete an environment with its secrets and grants."""
     require(principal, "Environments", "delete", "environments", app_level=True)

@@ -415,3 +415,20 @@ WHERE e.action IN ('secrets.create', 'secrets.update', 'secrets.delete')
     AND CAST(j ->> 'version' AS INTEGER) = secret_versions.version
     AND e.action = 'secrets.' || secret_versions.event;
 """
+
+
+@migrations()
+def m009_data_key_rotated_at(db):
+    """When each app's data key was last replaced (``phase-lite keys rotate-app``); NULL while
+    the app still has the key it was created with. Earlier rotations are taken from their audit
+    events, where the audit log still holds them. The same statements serve PostgreSQL."""
+    _run_script(
+        db,
+        """
+        ALTER TABLE apps ADD COLUMN data_key_rotated_at TEXT;
+        UPDATE apps SET data_key_rotated_at = (
+            SELECT MAX(e.created_at) FROM audit_events e
+            WHERE e.action = 'rotate_data_key' AND e.resource_type = 'app'
+                AND e.resource_id = apps.id);
+        """
+    )

@@ -63,7 +63,8 @@ def rotate_app_key(db, vault, app_id) -> int:
             count += 1
         for (table, column), rows in updates.items():
             cipher_store.set_ciphertexts(db, table, column, rows)
-        app_store.set_wrapped_data_key(db, app_id, vault.keyring.wrap_data_key(new_key, app_id))
+        app_store.set_wrapped_data_key(db, app_id, vault.keyring.wrap_data_key(new_key, app_id),
+                                       new_key=True)
         audit.record(db, None, audit.CLI_META, "rotate_data_key", "app", app_id, app_id=app_id,
                      details={"fields": count})
     vault.forget()

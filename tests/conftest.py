@@ -21,7 +21,8 @@ from click.testing import CliRunner
 
 import support
 from support import bearer_headers  # noqa: F401 (the tests' import of it, kept in one place)
-from phase_lite.app import create_app, init_data_dir
+from phase_lite import accounts
+from phase_lite.app import create_app, init_data_dir, open_services
 from phase_lite.cli import main as cli_main
 from phase_lite.config import load_config
 
@@ -32,6 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 BOTH_BACKENDS = {
     "test_client_protocol",
     "test_conditional_api",
+    "test_environment_order",
     "test_history_api",
     "test_management_api",
     "test_management_flow",
@@ -160,6 +162,16 @@ def db(services):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture
+def owner_client(app, services):
+    """A test client signed in to the console as the Owner; ``.csrf`` holds its form token."""
+    support.set_console_password(services, "owner@example.com", support.CONSOLE_PASSWORD)
+    signed_in = app.test_client()
+    assert support.console_sign_in(signed_in).status_code == 303
+    signed_in.csrf = support.csrf_of(signed_in.get("/console/apps/"))
+    return signed_in
 
 
 def database_env(config) -> dict:
@@ -372,3 +384,44 @@ def browser():
                                               args=CHROMIUM_ARGS)
         yield launched
         launched.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A live ``phase-lite serve`` for a browser test module (its own sign-in throttle), with
+    an Owner, a Manager and a Developer who have console passwords; ``setup_link(email)``
+    gives a one-time link, ``services`` the same data from the test's side."""
+    from phase_lite.console import sessions
+
+    data_dir = tmp_path_factory.mktemp("console") / "data"
+    config = load_config({"PHASE_LITE_DATA_DIR": str(data_dir)})
+    init_data_dir(config, "owner@example.com")
+    services = open_services(config)
+    try:
+        db, by = services.db, support.operator(services)
+        for email, role in (("manager@example.com", "Manager"), ("dev@example.com", "Developer")):
+            support.make_user(services, email, role)
+        for email in ("owner@example.com", "manager@example.com", "dev@example.com"):
+            support.set_console_password(services, email, support.BROWSER_PASSWORD)
+        server = LiveServer(data_dir)
+        server.config = config
+        server.setup_link = lambda email: "/console/welcome?token=" + sessions.issue_link(
+            db, "setup", accounts.user_by_email(services, by, email)["id"])
+        server.services = services
+        server.start()
+        yield server
+        server.stop()
+    finally:
+        services.close()
+
+
+@pytest.fixture
+def context(browser, server):
+    made = browser.new_context(base_url=server.url, viewport={"width": 1280, "height": 900})
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def page(context):
+    return context.new_page()

@@ -371,6 +371,22 @@ def without_fast_path(flask_app):
     prefix_middleware(flask_app).direct_gets.clear()
 
 
+CONSOLE_PASSWORD = "correct horse battery"
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_of(page) -> str:
+    """The CSRF token of a console page (a test client's response)."""
+    return CSRF.search(page.get_data(as_text=True)).group(1)
+
+
+def console_sign_in(client, email="owner@example.com", password=CONSOLE_PASSWORD, **kwargs):
+    """Sign a Flask test client in to the console; return the sign-in answer."""
+    token = csrf_of(client.get("/console/sign-in", **kwargs))
+    return client.post("/console/sign-in", data={"email": email, "password": password,
+                                                 "csrf_token": token}, **kwargs)
+
+
 def set_console_password(services, email, password, role=None):
     """Give a user (made with ``role`` when given) a console password; return the user row."""
     from phase_lite.console import sessions
@@ -381,3 +397,64 @@ def set_console_password(services, email, password, role=None):
     user = accounts.user_by_email(services, by, email)
     sessions.set_password(services.db, user["id"], password, actor=by, meta=TEST_META)
     return user
+
+
+# -- the console in a browser (Playwright; imported when used) ---------------------------------
+
+BROWSER_PASSWORD = "a long browser password"
+SCREENSHOTS = Path(__file__).resolve().parent.parent / ".screenshots"
+BLOCKING = ("serious", "critical")
+
+
+def browser_sign_in(page, email="owner@example.com", password=BROWSER_PASSWORD):
+    from playwright.sync_api import expect
+
+    page.goto("/")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", level=1, name="Apps")).to_be_visible()
+
+
+def check_console_page(page, name):
+    """axe-core in both themes (no serious or critical violation), and a screenshot of each
+    under ``.screenshots/``."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    SCREENSHOTS.mkdir(exist_ok=True)
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        found = Axe().run(page).response["violations"]
+        blocking = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
+                    for v in found if v["impact"] in BLOCKING]
+        assert not blocking, f"{name} ({scheme}): {blocking}"
+        page.screenshot(path=str(SCREENSHOTS / f"{name}-{scheme}.png"), full_page=True)
+    page.emulate_media(color_scheme="light")
+
+
+def browser_make_app(page, name):
+    from playwright.sync_api import expect
+
+    page.get_by_role("link", name="Apps", exact=True).click()
+    page.get_by_role("button", name="New app").click()
+    page.get_by_label("Name").fill(name)
+    page.get_by_role("button", name="Create app").click()
+    expect(page.get_by_role("heading", level=1, name=name)).to_be_visible()
+
+
+def browser_new_secret(page, key, value, **fields):
+    from playwright.sync_api import expect
+
+    page.get_by_role("button", name="New secret").click()
+    page.get_by_label("Key").fill(key)
+    page.get_by_label("Value").fill(value)
+    for label, text in fields.items():
+        page.get_by_label(label).fill(text)
+    page.get_by_role("button", name="Save").click()
+    expect(browser_row_of(page, key.upper())).to_be_visible()
+
+
+def browser_row_of(page, key):
+    """The table row whose row header is ``key``."""
+    return page.get_by_role("row").filter(
+        has=page.get_by_role("rowheader", name=key, exact=True))

@@ -15,32 +15,14 @@ from phase_lite.accounts import Grantee
 from phase_lite.store import apps as app_store
 from phase_lite.store import audit as audit_store
 
-PASSWORD = "correct horse battery"
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+PASSWORD = support.CONSOLE_PASSWORD
 CONFIRMED = {"confirmed": "yes"}
+csrf_of = support.csrf_of
+sign_in = support.console_sign_in
 
 
 def set_password(services, email, password=PASSWORD, role=None):
     return support.set_console_password(services, email, password, role)
-
-
-def csrf_of(page) -> str:
-    return CSRF.search(page.get_data(as_text=True)).group(1)
-
-
-def sign_in(client, email="owner@example.com", password=PASSWORD, **kwargs):
-    token = csrf_of(client.get("/console/sign-in", **kwargs))
-    return client.post("/console/sign-in", data={"email": email, "password": password,
-                                                 "csrf_token": token}, **kwargs)
-
-
-@pytest.fixture
-def owner_client(app, db, owner, services):
-    set_password(services, "owner@example.com")
-    client = app.test_client()
-    assert sign_in(client).status_code == 303
-    client.csrf = csrf_of(client.get("/console/apps/"))
-    return client
 
 
 def env_url(app_row, env):

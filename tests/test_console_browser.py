@@ -13,101 +13,20 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect
 
 import support
-from conftest import REPO, LiveServer
+from conftest import REPO
 from phase_lite import accounts
 from phase_lite.accounts import Grantee
-from phase_lite.app import init_data_dir, open_services
-from phase_lite.config import load_config
-from phase_lite.console import sessions
 
-PASSWORD = "a long browser password"
-SCREENSHOTS = REPO / ".screenshots"
 PHASE = REPO / ".clients" / "phase-cli" / "bin" / "phase"
-BLOCKING = ("serious", "critical")
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("console") / "data"
-    config = load_config({"PHASE_LITE_DATA_DIR": str(data_dir)})
-    init_data_dir(config, "owner@example.com")
-    services = open_services(config)
-    try:
-        db, by = services.db, support.operator(services)
-        for email, role in (("manager@example.com", "Manager"), ("dev@example.com", "Developer")):
-            support.make_user(services, email, role)
-        for email in ("owner@example.com", "manager@example.com", "dev@example.com"):
-            support.set_console_password(services, email, PASSWORD)
-        server = LiveServer(data_dir)
-        server.config = config
-        server.setup_link = lambda email: "/console/welcome?token=" + sessions.issue_link(
-            db, "setup", accounts.user_by_email(services, by, email)["id"])
-        server.services = services
-        server.start()
-        yield server
-        server.stop()
-    finally:
-        services.close()
-
-
-@pytest.fixture
-def context(browser, server):
-    made = browser.new_context(base_url=server.url, viewport={"width": 1280, "height": 900})
-    yield made
-    made.close()
-
-
-@pytest.fixture
-def page(context):
-    return context.new_page()
-
-
-def sign_in(page, email="owner@example.com", password=PASSWORD):
-    page.goto("/")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", level=1, name="Apps")).to_be_visible()
-
-
-def check_page(page, name):
-    """axe-core in both themes, and a screenshot of each."""
-    SCREENSHOTS.mkdir(exist_ok=True)
-    for scheme in ("light", "dark"):
-        page.emulate_media(color_scheme=scheme)
-        found = Axe().run(page).response["violations"]
-        blocking = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
-                    for v in found if v["impact"] in BLOCKING]
-        assert not blocking, f"{name} ({scheme}): {blocking}"
-        page.screenshot(path=str(SCREENSHOTS / f"{name}-{scheme}.png"), full_page=True)
-    page.emulate_media(color_scheme="light")
-
-
-def make_app(page, name):
-    page.get_by_role("link", name="Apps", exact=True).click()
-    page.get_by_role("button", name="New app").click()
-    page.get_by_label("Name").fill(name)
-    page.get_by_role("button", name="Create app").click()
-    expect(page.get_by_role("heading", level=1, name=name)).to_be_visible()
-
-
-def new_secret(page, key, value, **fields):
-    page.get_by_role("button", name="New secret").click()
-    page.get_by_label("Key").fill(key)
-    page.get_by_label("Value").fill(value)
-    for label, text in fields.items():
-        page.get_by_label(label).fill(text)
-    page.get_by_role("button", name="Save").click()
-    expect(row_of(page, key.upper())).to_be_visible()
-
-
-def row_of(page, key):
-    return page.get_by_role("row").filter(
-        has=page.get_by_role("rowheader", name=key, exact=True))
+PASSWORD = support.BROWSER_PASSWORD
+sign_in = support.browser_sign_in
+check_page = support.check_console_page
+make_app = support.browser_make_app
+new_secret = support.browser_new_secret
+row_of = support.browser_row_of
 
 
 # -- sign-in ---------------------------------------------------------------------------------

@@ -111,6 +111,27 @@ def envs_rename(ctx, app, name, new_name, as_json):
     emit(as_json, {"id": env["id"], "name": new_name}, f"Renamed {name} to {new_name}.")
 
 
+@envs_group.command("move")
+@click.argument("app")
+@click.argument("name")
+@click.option("--before", help="Put it just before this environment.")
+@click.option("--after", help="Put it just after this environment.")
+@json_option
+@pass_ctx
+def envs_move(ctx, app, name, before, after, as_json):
+    """Move an environment before or after another (the order clients see)."""
+    if (before is None) == (after is None):
+        raise click.UsageError("Give exactly one of --before or --after.")
+    env = find_environment(ctx, app, name)
+    other = find_environment(ctx, app, before or after)
+    place = "before" if before else "after"
+    envs = apps.move_environment(ctx.services, ctx.operator, env, {place: other["id"]},
+                                 ctx.meta)
+    payload = [env_payload(e) for e in envs]
+    emit(as_json, payload, f"Moved {env['name']} {place} {other['name']}: "
+         + ", ".join(e["name"] for e in payload) + ".")
+
+
 @envs_group.command("delete")
 @click.argument("app")
 @click.argument("name")

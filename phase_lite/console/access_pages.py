@@ -7,7 +7,7 @@ from flask import g, request, url_for
 from ..errors import DoesNotExist, InvalidRequest, PhaseError, status_of
 from ..store import format_time
 from . import actions, sessions
-from .web import PREFIX, back, bp, caller, refused, render, services, signed_in, unconfirmed
+from .web import PREFIX, ask_then, back, bp, caller, refused, render, services, signed_in
 
 TOKEN_EXPIRIES = (("", "Never"), ("86400", "1 day"), ("604800", "7 days"),
                   ("2592000", "30 days"), ("7776000", "90 days"), ("31536000", "1 year"))
@@ -92,13 +92,11 @@ def revoke_service_token(sa_id, token_id):
     name = next((token["name"] for token in tokens if token["id"] == token_id), None)
     if name is None:
         raise DoesNotExist("Token not found.")
-    asked = unconfirmed(f"Revoke the token {name} of {sa['name']}?", "Revoke token",
-                        url_for("console.service_account", sa_id=sa_id),
-                        "Anything using it loses access at once.")
-    if asked is not None:
-        return asked
-    actions.revoke_service_token(who, sa_id, token_id)
-    return back("console.service_account", "token_revoked", sa_id=sa_id)
+    return ask_then(f"Revoke the token {name} of {sa['name']}?", "Revoke token",
+                    url_for("console.service_account", sa_id=sa_id),
+                    "Anything using it loses access at once.",
+                    lambda: actions.revoke_service_token(who, sa_id, token_id),
+                    "console.service_account", "token_revoked", sa_id=sa_id)
 
 
 @bp.route(PREFIX + "/service-accounts/<sa_id>/access", methods=["POST"])
@@ -113,13 +111,11 @@ def service_account_access(sa_id):
 def delete_service_account(sa_id):
     who = caller()
     sa, _, _ = actions.service_account(who, sa_id)
-    asked = unconfirmed(f"Delete the service account {sa['name']}?", "Delete service account",
-                        url_for("console.service_account", sa_id=sa_id),
-                        "Its tokens stop working at once.")
-    if asked is not None:
-        return asked
-    actions.delete_service_account(who, sa_id)
-    return back("console.service_accounts", "service_account_deleted")
+    return ask_then(f"Delete the service account {sa['name']}?", "Delete service account",
+                    url_for("console.service_account", sa_id=sa_id),
+                    "Its tokens stop working at once.",
+                    lambda: actions.delete_service_account(who, sa_id),
+                    "console.service_accounts", "service_account_deleted")
 
 
 # -- members ---------------------------------------------------------------------------------
@@ -164,12 +160,11 @@ def member_access(user_id):
 @signed_in
 def remove_member(user_id):
     who = caller()
-    asked = unconfirmed(f"Remove {actions.member(who, user_id)['email']}?", "Remove member", url_for("console.members"),
-                        "Their sessions, tokens and invitation link end at once.")
-    if asked is not None:
-        return asked
-    actions.remove_member(who, user_id)
-    return back("console.members", "member_removed")
+    return ask_then(f"Remove {actions.member(who, user_id)['email']}?", "Remove member",
+                    url_for("console.members"),
+                    "Their sessions, tokens and invitation link end at once.",
+                    lambda: actions.remove_member(who, user_id),
+                    "console.members", "member_removed")
 
 
 # -- audit log -------------------------------------------------------------------------------
@@ -262,21 +257,18 @@ def revoke_personal_token(token_id):
                  if token["id"] == token_id), None)
     if name is None:
         raise DoesNotExist("Token not found.")
-    asked = unconfirmed(f"Revoke your token {name}?", "Revoke token",
-                        url_for("console.account"), "Anything using it loses access at once.")
-    if asked is not None:
-        return asked
-    actions.revoke_personal_token(who, token_id)
-    return back("console.account", "token_revoked")
+    return ask_then(f"Revoke your token {name}?", "Revoke token", url_for("console.account"),
+                    "Anything using it loses access at once.",
+                    lambda: actions.revoke_personal_token(who, token_id),
+                    "console.account", "token_revoked")
 
 
 @bp.route(PREFIX + "/account/sign-out-others", methods=["POST"])
 @signed_in
 def sign_out_others():
-    asked = unconfirmed("Sign out your other sessions?", "Sign out everywhere else",
-                        url_for("console.account"),
-                        "Every other browser signed in as you must sign in again.")
-    if asked is not None:
-        return asked
-    ended = sessions.sign_out_others(services().db, g.signed_in, caller().meta)
-    return back("console.account", "signed_out_others", {"ended": ended})
+    return ask_then("Sign out your other sessions?", "Sign out everywhere else",
+                    url_for("console.account"),
+                    "Every other browser signed in as you must sign in again.",
+                    lambda: {"ended": sessions.sign_out_others(services().db, g.signed_in,
+                                                               caller().meta)},
+                    "console.account", "signed_out_others")

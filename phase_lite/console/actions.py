@@ -55,6 +55,50 @@ def environments(caller, app_row):
     return apps.visible_environments(caller.services, caller.principal, app_row)
 
 
+def require(caller, resource, action, noun, *, app_level=False):
+    """Refuse a page whose only purpose is an action the caller's role does not grant."""
+    _require(caller, resource, action, noun, app_level=app_level)
+
+
+def update_app(caller, app_row, name, description):
+    """Rename and describe an app (the API's PATCH)."""
+    return apps.update_app(caller.services, caller.principal, app_row,
+                           {"name": name, "description": description or ""}, caller.meta)
+
+
+def delete_app(caller, app_row):
+    apps.delete_app(caller.services, caller.principal, app_row, caller.meta)
+
+
+def encryption(caller, app_row):
+    """What protects the app's secrets: the cipher, the master key wrapping its data key, and
+    when that data key was made (``rotated_at`` None: the app's first key)."""
+    _require(caller, "EncryptionMode", "read", "the encryption mode", app_level=True)
+    keyring = caller.services.vault.keyring
+    return {"master_key_id": keyring.wrapped_key_id(app_row["wrapped_data_key"]),
+            "created_at": app_row["created_at"], "rotated_at": app_row["data_key_rotated_at"]}
+
+
+def create_environment(caller, app_row, name):
+    return apps.create_environment(caller.services, caller.principal, app_row, {"name": name},
+                                   caller.meta)
+
+
+def rename_environment(caller, env, name):
+    return apps.rename_environment(caller.services, caller.principal, env, {"name": name},
+                                   caller.meta)
+
+
+def move_environment(caller, env, place, other_id):
+    """Move ``env`` just ``place`` ("before" or "after") the environment ``other_id``."""
+    return apps.move_environment(caller.services, caller.principal, env, {place: other_id},
+                                 caller.meta)
+
+
+def delete_environment(caller, env):
+    apps.delete_environment(caller.services, caller.principal, env, caller.meta)
+
+
 def environment(caller, app_id, env_id):
     """(app, environment) the URL names, with the API's access checks."""
     app_row, env = apps.environment_in_scope(caller.services, caller.principal, env_id)

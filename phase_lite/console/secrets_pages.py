@@ -6,7 +6,7 @@ from flask import Response, abort, g, request, url_for
 
 from .. import secrets
 from ..errors import InvalidRequest, PhaseError
-from ..paths import ROOT, normalize_path
+from ..paths import ROOT, folder_chain, normalize_path
 from . import actions, dotenv
 from .web import PREFIX, back, bp, caller, refused, render, signed_in, unconfirmed
 
@@ -59,7 +59,13 @@ def app_overview(app_id, revealed=None, opened=None):
     return render("app.html", app=app_row, envs=envs, rows=filter_rows(rows, **filters),
                   total=len(rows), tags=tags, filters=filters, mask=MASK,
                   revealed=revealed or {}, opened=opened,
-                  counts={env_id: len(found) for env_id, found in listed.items()})
+                  counts={env_id: len(found) for env_id, found in listed.items()},
+                  folder_counts={env_id: count_folders(found) for env_id, found in listed.items()})
+
+
+def count_folders(found):
+    """How many folders the secrets' paths make (``/a/b`` is two)."""
+    return len({folder for secret in found for folder, _, _ in folder_chain(secret.path)})
 
 
 @bp.route(PREFIX + "/apps/<app_id>/reveal", methods=["POST"])
@@ -149,6 +155,17 @@ def environment(app_id, env_id, revealed=None, status=200, error=None):
                   envs=actions.environments(who, app_row))
 
 
+def folder_arg(path):
+    """A folder as the environment page's ``path`` argument (the root needs none)."""
+    return path if path != ROOT else None
+
+
+def back_to_folder(env, path, notice, counts=None):
+    """Post/redirect/get to the environment page at the folder ``path``, with a notice."""
+    return back(ENV_PAGE, notice, counts, app_id=env["app_id"], env_id=env["id"],
+                path=folder_arg(path))
+
+
 def _crumbs(path):
     crumbs, here = [("/", ROOT)], ""
     for name in path.strip("/").split("/"):
@@ -208,8 +225,13 @@ def new_secret(app_id, env_id):
     except PhaseError as exc:
         return refused("secret_form.html", exc, app=app_row, env=env, secret=None,
                        form=request.form, override=None)
-    return back(ENV_PAGE, "secret_created", app_id=app_id, env_id=env_id,
-                path=path if path != ROOT else None)
+    return back_to_folder(env, path, "secret_created")
+
+
+def _secret(app_id, env_id, secret_id):
+    """(caller, app, environment, live secret) the URL names."""
+    who, app_row, env = _environment(app_id, env_id)
+    return who, app_row, env, actions.get_secret(who, env, secret_id)
 
 
 def _tags(text):
@@ -220,8 +242,7 @@ def _tags(text):
           methods=["GET", "POST"])
 @signed_in
 def edit_secret(app_id, env_id, secret_id):
-    who, app_row, env = _environment(app_id, env_id)
-    secret = actions.get_secret(who, env, secret_id)
+    who, app_row, env, secret = _secret(app_id, env_id, secret_id)
     override = secrets.personal_overrides(who.services, who.principal, env,
                                           [secret.id]).get(secret.id)
     if request.method == "GET":
@@ -249,19 +270,17 @@ def edit_secret(app_id, env_id, secret_id):
     except PhaseError as exc:
         return refused("secret_form.html", exc, app=app_row, env=env, secret=secret,
                        form=request.form, override=override)
-    return back(ENV_PAGE, "secret_saved", app_id=app_id, env_id=env_id,
-                path=normalize_path(change["path"]) if change["path"] != ROOT else None)
+    return back_to_folder(env, normalize_path(change["path"]), "secret_saved")
 
 
 @bp.route(PREFIX + "/apps/<app_id>/environments/<env_id>/secrets/<secret_id>/delete",
           methods=["GET", "POST"])
 @signed_in
 def delete_secret(app_id, env_id, secret_id):
-    who, _, env = _environment(app_id, env_id)
-    secret = actions.get_secret(who, env, secret_id)
+    who, _, env, secret = _secret(app_id, env_id, secret_id)
     overview = request.values.get("from") == "overview"  # a GET only asks
     cancel = (url_for("console.app_overview", app_id=app_id) if overview
-              else env_url(ENV_PAGE, env, path=secret.path if secret.path != ROOT else None))
+              else env_url(ENV_PAGE, env, path=folder_arg(secret.path)))
     asked = unconfirmed(f"Delete {secret.key} from {env['name']}?", "Delete secret", cancel,
                         "It can be found and restored from the environment's deleted secrets.",
                         **{"from": "overview" if overview else None})
@@ -270,8 +289,7 @@ def delete_secret(app_id, env_id, secret_id):
     actions.delete_secrets(who, env, [secret.id])
     if overview:
         return back("console.app_overview", "secret_deleted", app_id=app_id)
-    return back(ENV_PAGE, "secret_deleted", app_id=app_id, env_id=env_id,
-                path=secret.path if secret.path != ROOT else None)
+    return back_to_folder(env, secret.path, "secret_deleted")
 
 
 @bp.route(PREFIX + "/apps/<app_id>/environments/<env_id>/secrets/<secret_id>/history",
@@ -305,8 +323,7 @@ def restore_deleted(app_id, env_id, secret_id):
     except PhaseError as exc:
         return refused("deleted.html", exc, app=app_row, env=env,
                        deleted=actions.deleted_secrets(who, env))
-    return back(ENV_PAGE, "secret_restored", app_id=app_id, env_id=env_id,
-                path=restored.path if restored.path != ROOT else None)
+    return back_to_folder(env, restored.path, "secret_restored")
 
 
 @bp.route(PREFIX + "/apps/<app_id>/environments/<env_id>/secrets/<secret_id>/restore",
@@ -404,8 +421,7 @@ def bulk_edit(app_id, env_id):
     except PhaseError as exc:
         return refused("bulk_edit.html", exc, app=app_row, env=env, path=path, text=text,
                        version=version)
-    return back(ENV_PAGE, "bulk_saved", _counts(plan), app_id=app_id, env_id=env_id,
-                path=path if path != ROOT else None)
+    return back_to_folder(env, path, "bulk_saved", _counts(plan))
 
 
 def _pairs(text):
@@ -445,5 +461,4 @@ def import_env(app_id, env_id):
         plan = actions.apply_pairs(who, env, path, pairs, version, delete_missing=False)
     except PhaseError as exc:
         return refused("import.html", exc, **page, plan=None, text=text, version=version)
-    return back(ENV_PAGE, "bulk_saved", _counts(plan), app_id=app_id, env_id=env_id,
-                path=path if path != ROOT else None)
+    return back_to_folder(env, path, "bulk_saved", _counts(plan))

@@ -128,8 +128,9 @@ def load_visitor():
 @bp.before_app_request
 def unrouted_console_path():
     """An unknown console path, or a method a console page does not take, is answered as a
-    console page (a console path without its trailing slash is sent to it). Flask raises routing errors after the request hooks and outside any
-    blueprint, so the API's JSON handlers would answer them; every other path keeps those."""
+    console page (a console path without its trailing slash is sent to it). Flask raises
+    routing errors after the request hooks and outside any blueprint, so the API's JSON
+    handlers would answer them; every other path keeps those."""
     error = request.routing_exception
     if error is None or not (request.path == PREFIX or request.path.startswith(PREFIX + "/")):
         return None
@@ -235,6 +236,15 @@ def unconfirmed(question, button, cancel_url, detail=None, **carry):
                   action=request.path, cancel_url=cancel_url, carry=carry)
 
 
+def ask_then(question, button, cancel_url, detail, act, endpoint, notice, **values):
+    """Ask first (``unconfirmed``); once confirmed, ``act()`` and see ``endpoint`` again with
+    ``notice`` (a dict ``act`` returns fills the notice's numbers)."""
+    asked = unconfirmed(question, button, cancel_url, detail)
+    if asked is not None:
+        return asked
+    return back(endpoint, notice, act(), **values)
+
+
 def refused(template, error, **context):
     """The form again with the domain's message, under the status the API would answer."""
     return render(template, status_of(error), error=error.message, **context)
@@ -245,6 +255,12 @@ def refused(template, error, **context):
 # travels in the URL.
 NOTICES = {
     "app_created": "App created.",
+    "app_saved": "App saved.",
+    "app_deleted": "App deleted.",
+    "environment_created": "Environment created.",
+    "environment_renamed": "Environment renamed.",
+    "environment_moved": "Environment moved.",
+    "environment_deleted": "Environment deleted.",
     "secret_created": "Secret created.",
     "secret_saved": "Secret saved.",
     "secret_deleted": "Secret deleted.",
@@ -317,7 +333,7 @@ def register_console(app, services_):
 
     Called before ``api.register_api``: the API's middleware then wraps this one, and counts
     the blueprint's request hooks among the app's own (they only run for console pages)."""
-    from . import access_pages, secrets_pages, sign_in  # noqa: F401 - routes attach to bp
+    from . import access_pages, app_pages, secrets_pages, sign_in  # noqa: F401 - routes attach
 
     app.register_blueprint(bp)
     app.extensions["phase_lite_console_throttle"] = sessions.SignInThrottle()

@@ -53,8 +53,14 @@ def update_app(db, app_id, name=None, description=None):
     )
 
 
-def set_wrapped_data_key(db, app_id, wrapped):
-    db.execute("UPDATE apps SET wrapped_data_key = ? WHERE id = ?", (wrapped, app_id))
+def set_wrapped_data_key(db, app_id, wrapped, *, new_key=False):
+    """Store the app's wrapped data key: the same key wrapped again (a master-key rotation),
+    or with ``new_key`` a new data key, whose time is kept."""
+    if new_key:
+        db.execute("UPDATE apps SET wrapped_data_key = ?, data_key_rotated_at = ? WHERE id = ?",
+                   (wrapped, now(), app_id))
+    else:
+        db.execute("UPDATE apps SET wrapped_data_key = ? WHERE id = ?", (wrapped, app_id))
 
 
 def delete_app(db, app_id):
@@ -125,6 +131,18 @@ def rename_environment(db, env_id, name):
     db.execute(
         "UPDATE environments SET name = ?, updated_at = ? WHERE id = ?", (name, now(), env_id)
     )
+
+
+def set_environment_order(db, app_id, env_ids):
+    """Number the app's environments 0, 1, ... in the order of ``env_ids`` (rows already at
+    their place are left alone)."""
+    stamp = now()
+    for index, env_id in enumerate(env_ids):
+        db.execute(
+            "UPDATE environments SET sort_index = ?, updated_at = ?"
+            " WHERE id = ? AND app_id = ? AND sort_index <> ?",
+            (index, stamp, env_id, app_id, index),
+        )
 
 
 def delete_environment(db, env_id):
