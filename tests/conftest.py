@@ -33,6 +33,7 @@ BOTH_BACKENDS = {
     "test_client_protocol",
     "test_conditional_api",
     "test_history_api",
+    "test_lockbox_api",
     "test_management_api",
     "test_management_flow",
     "test_metrics",

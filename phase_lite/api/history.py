@@ -15,10 +15,11 @@ from . import PhaseBlueprint, json_response
 from .context import request_meta, services
 from .pipeline import secrets_request
 
+# One tag for every extension: ``api.lockbox`` adds its routes to this blueprint too.
 blp = PhaseBlueprint(
     "phase_lite_extensions", __name__,
     description="phase_lite extensions, not part of Phase's API (Phase's clients never call "
-                "them): secret history, restore and deleted secrets.",
+                "them): secret history, restore and deleted secrets, and Lockbox shares.",
 )
 
 _SCOPE = [
