@@ -7,6 +7,7 @@ and photographed under ``.screenshots/`` (git-ignored) for review.
 """
 
 import base64
+import hashlib
 import json
 import re
 import subprocess
@@ -14,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import nacl.bindings
 import pytest
 import requests
 from axe_playwright_python.sync_playwright import Axe
@@ -453,6 +455,15 @@ def test_a_share_made_in_the_browser_opens_once_elsewhere_without_a_session(
     check_page(page, "share-created")
     link = page.get_by_label("Link").input_value()
     link_id, key = urlsplit(link).path.rsplit("/", 1)[1], urlsplit(link).fragment
+    # What the browser stored opens with libsodium's XChaCha20-Poly1305 and the link's key,
+    # as the format in phase_lite/lockbox.py says (no view is counted by reading the row).
+    [stored] = server.services.db.one(
+        "SELECT ciphertext FROM lockbox_shares WHERE link_hash = ?",
+        (hashlib.sha256(link_id.encode()).hexdigest(),))
+    stored = bytes(stored)
+    assert nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
+        stored[24:], b"phase_lite/lockbox/v1", stored[:24],
+        base64.urlsafe_b64decode(key + "=")).decode() == SHARED_VALUE
 
     guest = browser.new_context(base_url=server.url)
     try:
