@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 
 import nacl.bindings
 import pytest
@@ -245,7 +246,8 @@ def test_the_link_id_is_stored_only_as_its_hash(client, owner_headers, db):
 
 
 def test_concurrent_reveals_of_a_one_view_share_give_it_once(live_server):
-    """Over HTTP, threads racing on each share: exactly one 200 per one-view share."""
+    """Over HTTP, four threads racing on each share, two through the REST route and two
+    through the share page's Reveal: exactly one 200 per one-view share."""
     headers = support.bearer_headers(live_server.owner)
     links, races = [], 12
     for _ in range(races):
@@ -257,13 +259,18 @@ def test_concurrent_reveals_of_a_one_view_share_give_it_once(live_server):
     for link in links:
         start = threading.Barrier(4)
 
-        def reveal(link=link, start=start):
+        def reveal(page, link=link, start=start):
             with requests.Session() as session:
                 start.wait()
-                answer = session.get(f"{live_server.url}/v1{link}/", timeout=30)
+                if page:
+                    answer = session.post(f"{live_server.url}{link}", timeout=30,
+                                          headers={"Accept": "application/json"})
+                else:
+                    answer = session.get(f"{live_server.url}/v1{link}/", timeout=30)
                 statuses[link].append((answer.status_code, answer.json()))
 
-        threads = [threading.Thread(target=reveal) for _ in range(4)]
+        threads = [threading.Thread(target=reveal, args=(page,))
+                   for page in (False, True, False, True)]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -271,10 +278,25 @@ def test_concurrent_reveals_of_a_one_view_share_give_it_once(live_server):
     for link, answers in statuses.items():
         assert sorted(status for status, _ in answers) == [200, 404, 404, 404], answers
         assert [body for status, body in answers if status == 404] == [GONE] * 3
-    log = live_server.log_path.read_text()
-    assert "/v1/lockbox/{id}/" in log
+    deadline = time.monotonic() + 10  # the access log is written in batches
+    while True:
+        log = live_server.log_path.read_text()
+        if log.count("/lockbox/{id}") >= 4 * races or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert '"GET /v1/lockbox/{id}/"' in log and '"POST /lockbox/{id}"' in log
     for link in links:
         assert link.rsplit("/", 1)[1] not in log
+
+
+def test_metrics_label_the_route_never_the_link(client, owner_headers):
+    made = create(client, owner_headers)
+    client.get(f"/v1/lockbox/{link_id(made)}/")
+    client.post(made.json["link"], headers={"Accept": "application/json"})
+    exposition = client.get("/metrics").get_data(as_text=True)
+    assert 'route="/v1/lockbox/<link_id>/"' in exposition
+    assert 'route="/lockbox/<link_id>"' in exposition
+    assert link_id(made) not in exposition
 
 
 def test_the_access_log_writes_the_route_template():
