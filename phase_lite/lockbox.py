@@ -17,7 +17,8 @@ content, in the transaction of its change:
   ``DoesNotExist(SHARE_GONE)`` (the same answer for both);
 - ``share_exists(services, link_id)``: whether a link still opens (the page asks before
   offering "Reveal"; no view is counted);
-- ``shares_of(services, principal)``, ``revoke_share(services, principal, share_id, meta)``;
+- ``shares_of(services, principal)``, ``all_shares(services, principal)`` (the admin
+  command), ``state_of(row)``, ``revoke_share(services, principal, share_id, meta)``;
 - ``purge_expired(db)`` and ``start_purge(db)``: expired ciphertexts deleted by the server.
 
 Stored format of a ciphertext, as the browser sends it (base64url without padding)::
@@ -208,13 +209,27 @@ def shares_of(services, principal) -> list:
     return share_store.shares_of(services.db, principal.kind, principal.account_id)
 
 
+def all_shares(services, principal) -> list:
+    """Every share of the organisation (the admin command's list), newest first."""
+    return share_store.all_shares(services.db, principal.organisation_id)
+
+
+def state_of(row, moment=None) -> str:
+    """``live``, or why a share is gone: ``viewed``, ``expired`` or ``revoked``."""
+    if row["live"] and row["expires_at"] > (moment or now()):
+        return "live"
+    return row["end_reason"] or "expired"
+
+
 def revoke_share(services, principal, share_id, meta=None) -> None:
-    """Delete a live share's ciphertext now; only its creator may. 404 for anyone else's."""
+    """Delete a live share's ciphertext now; only its creator (or the local operator, with
+    the admin command) may. 404 for anyone else's."""
     db = services.db
     with db.transaction():
         row = share_store.get_share(db, share_id) if isinstance(share_id, str) else None
-        if (row is None or row["creator_type"] != principal.kind
-                or row["creator_id"] != principal.account_id):
+        if row is None or (principal.kind != "operator" and (
+                row["creator_type"] != principal.kind
+                or row["creator_id"] != principal.account_id)):
             raise DoesNotExist(SHARE_NOT_FOUND)
         if share_store.end_share(db, share_id, "revoked", now()):
             audit.record(db, principal, meta, "lockbox.revoke", "lockbox_share", share_id)

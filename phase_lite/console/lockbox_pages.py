@@ -37,7 +37,8 @@ def share_form(value="", source=None, status=200, error=None):
 @bp.route(PREFIX + "/lockbox/")
 @signed_in
 def shares():
-    return render("shares.html", nav="lockbox", shares=actions.shares(caller()), now=now())
+    return render("shares.html", nav="lockbox", shares=actions.shares(caller()), now=now(),
+                  state_of=lockbox.state_of)
 
 
 @bp.route(PREFIX + "/lockbox/new", methods=["GET", "POST"])

@@ -69,3 +69,13 @@ def shares_of(db, creator_type, creator_id) -> list:
         " WHERE creator_type = ? AND creator_id = ? ORDER BY created_at DESC, rowid DESC",
         (creator_type, creator_id),
     )
+
+
+def all_shares(db, organisation_id) -> list:
+    """Every share of the organisation, newest first (without their ciphertexts)."""
+    return db.all(
+        "SELECT id, creator_type, creator_id, max_views, views_left, created_at, expires_at,"
+        " ended_at, end_reason, ciphertext IS NOT NULL AS live FROM lockbox_shares"
+        " WHERE organisation_id = ? ORDER BY created_at DESC, rowid DESC",
+        (organisation_id,),
+    )
