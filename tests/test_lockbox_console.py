@@ -119,11 +119,14 @@ def test_invalid_forms_are_refused_with_the_api_messages(owner_client, db, field
 
 
 def test_without_the_script_nothing_is_shared(owner_client, db):
-    answer = owner_client.post("/console/lockbox/new", data={
-        "csrf_token": owner_client.csrf, "views": "1", "expires_in": "86400"})
-    assert answer.status_code == 400
-    assert "needs JavaScript" in answer.get_data(as_text=True)
+    for fields in ({}, {"ciphertext": seal()[0]}):
+        answer = owner_client.post("/console/lockbox/new", data={
+            "csrf_token": owner_client.csrf, "views": "1", "expires_in": "86400", **fields})
+        assert answer.status_code == 400
+        assert "needs JavaScript" in answer.get_data(as_text=True)
     assert db.scalar("SELECT count(*) FROM lockbox_shares") == 0
+    answer, _ = create(owner_client, ciphertext="")
+    assert (answer.status_code, answer.json) == (400, {"error": lockbox.CIPHERTEXT_MISSING})
 
 
 def test_the_share_page_counts_no_view_until_reveal(owner_client, app, db):

@@ -7,10 +7,10 @@ ciphertext, the expiry and the views, never the value or the key. The share page
 previews fetch it); its script posts to the same path to reveal, which counts one view.
 """
 
-import orjson
-from flask import Response, request, url_for
+from flask import request, url_for
 
 from .. import lockbox
+from ..api import json_response
 from ..api.context import throttle
 from ..errors import PhaseError, status_of
 from ..store import now
@@ -22,10 +22,6 @@ EXPIRY_OPTIONS = ((str(lockbox.DAY), "1 day"), (str(7 * lockbox.DAY), "7 days"),
                   (str(30 * lockbox.DAY), "30 days"), ("custom", "Custom"))
 NEEDS_SCRIPT = ("Creating a share needs JavaScript: the value is encrypted in your browser "
                 "and never sent to the server.")
-
-
-def _json(payload, status=200):
-    return Response(orjson.dumps(payload), status=status, mimetype="application/json")
 
 
 def share_form(value="", source=None, status=200, error=None):
@@ -47,23 +43,18 @@ def new_share():
     """The blank form (GET); the script's post of a ciphertext (POST, answered in JSON)."""
     if request.method == "GET":
         return share_form()
-    wants_json = request.accept_mimetypes.best == "application/json"
-    if not request.form.get("ciphertext"):
-        if wants_json:
-            return _json({"error": lockbox.CIPHERTEXT_MISSING}, 400)
+    if request.accept_mimetypes.best != "application/json":
+        # Only the script can make the link (it holds the key): a plain form post shares
+        # nothing.
         return share_form(status=400, error=NEEDS_SCRIPT)
     try:
-        fields = {"ciphertext": request.form.get("ciphertext"),
+        fields = {"ciphertext": request.form.get("ciphertext", ""),
                   "expiresIn": request.form.get("expires_in", ""),
                   "views": request.form.get("views", "")}
         share = actions.create_share(caller(), lockbox.parse_new_share(fields))
     except PhaseError as exc:
-        if wants_json:
-            return _json({"error": exc.message}, status_of(exc))
-        return share_form(status=status_of(exc), error=exc.message)
-    if not wants_json:  # only the script can make the link (it holds the key)
-        return share_form(status=400, error=NEEDS_SCRIPT)
-    return _json({"id": share.id, "link": share.path, "expiresAt": share.expires_at,
+        return json_response({"error": exc.message}, status_of(exc))
+    return json_response({"id": share.id, "link": share.path, "expiresAt": share.expires_at,
                   "views": share.views})
 
 
@@ -110,6 +101,6 @@ def reveal_share(link_id):
         throttle(request.environ)
         opened = actions.open_share(services(), link_id, console_meta())
     except PhaseError as exc:
-        return _json({"error": exc.message}, status_of(exc))
-    return _json({"ciphertext": lockbox.encode_ciphertext(opened.ciphertext),
+        return json_response({"error": exc.message}, status_of(exc))
+    return json_response({"ciphertext": lockbox.encode_ciphertext(opened.ciphertext),
                   "viewsLeft": opened.views_left, "expiresAt": opened.expires_at})

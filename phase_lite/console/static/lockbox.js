@@ -83,7 +83,14 @@ if (form) {
     fetch(form.action, {
       method: "POST", body: body, credentials: "same-origin",
       headers: { "Accept": "application/json" }
-    }).then((response) => response.json().then((answer) => {
+    }).then((response) => {
+      if (!(response.headers.get("Content-Type") || "").includes("json")) {
+        // Sent to the sign-in page: the session ended while the form was open.
+        throw new Error("Your session has ended: sign in again in another tab, then press " +
+                        "Create link again.");
+      }
+      return response.json().then((answer) => ({ response: response, answer: answer }));
+    }).then(({ response, answer }) => {
       if (!response.ok) throw new Error(answer.error || String(response.status));
       const link = document.getElementById("share-link");
       link.value = location.origin + answer.link + "#" + sealed.key;
@@ -94,7 +101,7 @@ if (form) {
       valueField.value = "";
       link.focus();
       link.select();
-    })).catch((error) => showError(error.message || "The share could not be created."));
+    }).catch((error) => showError(error.message || "The share could not be created."));
   });
 }
 
