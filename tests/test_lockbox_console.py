@@ -9,19 +9,11 @@ import pytest
 import support
 from phase_lite import lockbox
 from phase_lite.store import audit as audit_store
-from test_console import CONFIRMED, csrf_of, env_url, set_password, sign_in
+from test_console import (CONFIRMED, csrf_of, env_url, owner_client,  # noqa: F401 (fixture)
+                          set_password, sign_in)
 from test_lockbox_api import seal, unseal
 
 JSON = {"Accept": "application/json"}
-
-
-@pytest.fixture
-def owner_client(app, db, owner, services):
-    set_password(services, "owner@example.com")
-    client = app.test_client()
-    assert sign_in(client).status_code == 303
-    client.csrf = csrf_of(client.get("/console/lockbox/"))
-    return client
 
 
 def create(client, **fields):
