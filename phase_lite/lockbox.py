@@ -115,7 +115,7 @@ def parse_new_share(body: dict) -> NewShare:
 
 
 def _whole_number(value, low, high, message) -> int:
-    if isinstance(value, str) and value.strip().isdigit() and len(value) < 12:
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 12:
         value = int(value)  # form-encoded bodies (the console) send text
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise InvalidRequest(message)

@@ -130,6 +130,9 @@ TOO_LARGE = "A" * ((24 + lockbox.MAX_VALUE_BYTES + 16) * 4 // 3 + 8)
     ({"views": 1.5}, lockbox.VIEWS_INVALID),
     ({"views": False}, lockbox.VIEWS_INVALID),
     ({"views": [1]}, lockbox.VIEWS_INVALID),
+    ({"views": "\u00b2"}, lockbox.VIEWS_INVALID),  # a digit to str.isdigit, not to int()
+    ({"views": " 2"}, lockbox.VIEWS_INVALID),
+    ({"expiresIn": "\u0663600"}, lockbox.EXPIRY_INVALID),
 ])
 def test_invalid_requests_are_400_and_write_nothing(client, owner_headers, db, body, message):
     full = {"ciphertext": seal()[0], **body}
