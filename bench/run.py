@@ -40,6 +40,7 @@ import orjson
 from phase_lite.config import load_config
 
 import console
+import lockbox
 import seed
 from load import Load, LoadGenerator, find_wrk
 
@@ -151,6 +152,7 @@ class Bench:
                 self.rows["large"] = Row("GET 100 secrets, 1,000,000 in other environments",
                                          missing="skipped (BENCH_LARGE=0)")
         self.guarded("console", CONSOLE_CASE, self.case_console)
+        self.guarded("lockbox", LOCKBOX_CASE, self.case_lockbox)
 
     def guarded(self, slot, name, step, *args):
         """Run one case; an exception makes its row say so instead of stopping the bench."""
@@ -453,6 +455,15 @@ class Bench:
         row.notes.append(f"server time in-process, one thread; page {fmt_bytes(found['bytes'])}")
         self.rows["console"] = row
 
+    def case_lockbox(self):
+        """Server time of a Lockbox share created then opened once (in-process)."""
+        found = lockbox.measure_share_round_trip(self.workdir)
+        row = Row(LOCKBOX_CASE, rps=1000 / found["mean_ms"], p50_ms=found["p50_ms"],
+                  p99_ms=found["p99_ms"], ratio_shown=False)
+        row.notes.append("server time in-process, one thread; two durable commits per pair "
+                         "(req/s: pairs per second)")
+        self.rows["lockbox"] = row
+
     def run_large(self):
         total = self.settings.large_secrets
         started = time.perf_counter()
@@ -528,8 +539,9 @@ def wire_ciphertexts(items):
 # -- the report ------------------------------------------------------------------------------
 
 ORDER = ("baseline", "key", "get100", "notmodified", "cli100", "get10k", "large", "post1000",
-         "writers", "pg_get100", "pg_post1000", "console")
+         "writers", "pg_get100", "pg_post1000", "console", "lockbox")
 CONSOLE_CASE = "Console: app overview, 3 environments x 100 secrets"
+LOCKBOX_CASE = "Lockbox: create a share, then open it once (POST + GET)"
 CONSOLE_TARGET_MS = 10
 
 

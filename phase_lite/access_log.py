@@ -12,6 +12,7 @@ fields as the object's keys.
 
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -184,8 +185,15 @@ class AccessLogWriter:
         return f"{self._second[1]}.{int((now - second) * 1000):03d}Z"
 
 
+# Paths whose last part is a bearer capability (a Lockbox link's id), written with a
+# placeholder: anyone reading the log could otherwise open the share.
+CAPABILITY_PATHS = re.compile(r"^((?:/service)?(?:/public)?/v1/lockbox/|/lockbox/)[^/]+")
+
+
 def loggable_path(path: str) -> str:
-    """The path as one printable token: anything else is percent-encoded."""
+    """The path as one printable token (anything else percent-encoded), a capability in it
+    replaced by ``{id}``."""
+    path = CAPABILITY_PATHS.sub(r"\1{id}", path)
     if path.isascii() and path.isprintable() and " " not in path and '"' not in path:
         return path
     return quote(path.encode("latin-1", "replace"), safe=PATH_SAFE)

@@ -27,7 +27,7 @@ class RequestMeta:
     and the User-Agent."""
     ip_address: str | None = None
     user_agent: str = "Unknown"
-    channel: str = "api"
+    channel: str | None = "api"  # None: the server's own work (no door)
 
 
 CLI_META = RequestMeta(ip_address=None, user_agent="phase-lite-cli", channel="cli")

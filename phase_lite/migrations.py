@@ -418,6 +418,37 @@ WHERE e.action IN ('secrets.create', 'secrets.update', 'secrets.delete')
 
 
 @migrations()
+def m008_lockbox_shares(db):
+    _run_script(
+        db,
+        """
+        -- Lockbox: one value shared by link. The browser encrypts it with a key that stays in
+        -- the link's fragment; the server keeps the ciphertext (NULL once the share is gone:
+        -- viewed out, expired or revoked), never the key. The link's id is a bearer
+        -- capability: only its SHA-256 is stored; the row's own id names it in lists,
+        -- revocations and the audit log.
+        CREATE TABLE lockbox_shares (
+            id TEXT PRIMARY KEY,
+            organisation_id TEXT NOT NULL REFERENCES organisations(id) ON DELETE CASCADE,
+            link_hash TEXT NOT NULL UNIQUE,
+            creator_type TEXT NOT NULL CHECK (creator_type IN ('user', 'service')),
+            creator_id TEXT NOT NULL,
+            ciphertext BLOB,
+            max_views INTEGER NOT NULL,
+            views_left INTEGER NOT NULL,
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            ended_at TEXT,
+            end_reason TEXT CHECK (end_reason IN ('viewed', 'expired', 'revoked'))
+        );
+        CREATE INDEX lockbox_shares_by_creator ON lockbox_shares (creator_type, creator_id);
+        CREATE INDEX lockbox_shares_live_by_expiry ON lockbox_shares (expires_at)
+            WHERE ciphertext IS NOT NULL;
+        """
+    )
+
+
+@migrations()
 def m009_data_key_rotated_at(db):
     """When each app's data key was last replaced (``phase-lite keys rotate-app``); NULL while
     the app still has the key it was created with. Earlier rotations are taken from their audit

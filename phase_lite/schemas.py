@@ -6,7 +6,7 @@ Content-Type), so these schemas document the contract; they do not validate requ
 
 from marshmallow import Schema, fields, validate
 
-from . import contract
+from . import contract, lockbox
 from .history import EVENTS
 
 
@@ -327,3 +327,38 @@ class DeletedSecrets(Schema):
 class Restore(Schema):
     version = fields.Integer(required=True, validate=validate.Range(min=1),
                              metadata={"description": "The version whose content to restore."})
+
+
+# -- phase_lite extension: Lockbox shares ---------------------------------------------------
+
+class NewLockboxShare(Schema):
+    ciphertext = fields.String(required=True, metadata={
+        "description": "base64url (no padding) of a 24-byte nonce, then the value encrypted "
+                       "with XChaCha20-Poly1305 under a random 256-bit key the server never "
+                       "sees (associated data `phase_lite/lockbox/v1`), then its 16-byte tag. "
+                       f"The value is at most {lockbox.MAX_VALUE_BYTES} bytes."})
+    expiresIn = fields.Integer(
+        validate=validate.Range(min=lockbox.MIN_EXPIRY, max=lockbox.MAX_EXPIRY),
+        metadata={"description": "Seconds until the share expires (default a day; at most "
+                                 "90 days)."})
+    views = fields.Integer(validate=validate.Range(min=1, max=lockbox.MAX_VIEWS),
+                           metadata={"description": "How many views it allows (default 1)."})
+
+
+class LockboxShareCreated(Schema):
+    id = fields.String(required=True, metadata={"description": "The share's own id (lists, "
+                                                              "revocation, audit log)."})
+    link = fields.String(required=True, metadata={
+        "example": "/lockbox/1bW4oHc0yJ3r2nE0c2nZ8Qk6dQm0v3XrQ1c9pVd5sYw",
+        "description": "The share's path on this server, shown once; append `#` and the "
+                       "base64url key to make the link."})
+    createdAt = fields.String(required=True, metadata={"format": "date-time"})
+    expiresAt = fields.String(required=True, metadata={"format": "date-time"})
+    views = fields.Integer(required=True)
+
+
+class LockboxShareOpened(Schema):
+    ciphertext = fields.String(required=True, metadata={"description": "As it was sent."})
+    viewsLeft = fields.Integer(required=True, metadata={
+        "description": "0: this was the last view; the ciphertext is deleted."})
+    expiresAt = fields.String(required=True, metadata={"format": "date-time"})

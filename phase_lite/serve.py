@@ -131,10 +131,12 @@ class Serving:
         from waitress import wasyncore
 
         from .audit import start_retention
+        from .lockbox import start_purge
 
         services = self.app.extensions["phase_lite"]
         if self.config.audit_retention_days:
             start_retention(services.db, self.config.audit_retention_days)
+        start_purge(services.db)  # expired Lockbox ciphertexts, now and every few minutes
         previous = {sig: signal.signal(sig, self.request_stop)
                     for sig in (signal.SIGTERM, signal.SIGINT)}
         self.print_banner()

@@ -35,6 +35,7 @@ BOTH_BACKENDS = {
     "test_conditional_api",
     "test_environment_order",
     "test_history_api",
+    "test_lockbox_api",
     "test_management_api",
     "test_management_flow",
     "test_metrics",

@@ -2,7 +2,7 @@
 
 import pytest
 
-PUBLIC_OPERATIONS = {("/", "get"), ("/health/", "get")}
+PUBLIC_OPERATIONS = {("/", "get"), ("/health/", "get"), ("/v1/lockbox/{link_id}/", "get")}
 METHODS = {"get", "post", "put", "patch", "delete", "head", "options", "trace"}
 
 
@@ -84,3 +84,16 @@ def test_secret_schema_lists_phase_fields_in_order(document):
     assert list(secret["properties"]) == [
         "id", "key", "value", "comment", "tags", "override", "type", "lifecycle", "path",
         "keyDigest", "version", "createdAt", "updatedAt", "environment", "folder"]
+
+
+def test_lockbox_operations_are_marked_extensions(document):
+    created = document["paths"]["/v1/lockbox/"]["post"]
+    opened = document["paths"]["/v1/lockbox/{link_id}/"]["get"]
+    for operation in (created, opened):
+        assert operation["x-phase-lite-extension"] is True
+        assert operation["tags"] == ["phase_lite_extensions"]
+        assert "429" in operation["responses"]
+    assert set(created["responses"]) >= {"201", "400", "401"}
+    assert set(opened["responses"]) >= {"200", "404"}
+    body = created["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/NewLockboxShare"}

@@ -80,6 +80,13 @@ class World:
         assert read.json[0]["override"]["is_active"] is True
         return read
 
+    def share_link(self, views=1):
+        """The link's path of a new Lockbox share (a ciphertext of the right shape)."""
+        body = {"ciphertext": "A" * 64, "views": views}
+        response = self.call("POST", "/v1/lockbox/", json=body)
+        assert response.status_code == 201, response.json
+        return response.json["link"]
+
     def token_id(self):
         response = self.call("POST", f"/v1/service-accounts/{self.sa['id']}/tokens/",
                              json={"name": "second"})
@@ -144,6 +151,18 @@ CASES = {
         "GET", w.extension_url("deleted/"), w.sa_headers))[1],
     ("GET /v1/secrets/deleted/", "no token"): lambda w: w.call(
         "GET", w.extension_url("deleted/"), NO_TOKEN),
+
+    ("POST /v1/lockbox/", "ok"): lambda w: w.call(
+        "POST", "/v1/lockbox/", json={"ciphertext": "A" * 64, "expiresIn": 3600, "views": 2}),
+    ("POST /v1/lockbox/", "no token"): lambda w: w.call(
+        "POST", "/v1/lockbox/", NO_TOKEN, json={"ciphertext": "A" * 64}),
+    ("POST /v1/lockbox/", "too many views"): lambda w: w.call(
+        "POST", "/v1/lockbox/", json={"ciphertext": "A" * 64, "views": 101}),
+    ("GET /v1/lockbox/{link_id}/", "ok"): lambda w: w.call(
+        "GET", f"/v1{w.share_link()}/", NO_TOKEN),
+    ("GET /v1/lockbox/{link_id}/", "gone"): lambda w: (
+        link := w.share_link(), w.call("GET", f"/v1{link}/", NO_TOKEN),
+        w.call("GET", f"/v1{link}/", NO_TOKEN))[2],
 
     ("GET /v1/apps/", "ok"): lambda w: w.call("GET", "/v1/apps/"),
     ("GET /v1/apps/", "bad token"): lambda w: w.call("GET", "/v1/apps/", BAD_TOKEN),

@@ -32,7 +32,8 @@ def world(client, owner_headers, demo, db, services):
     secret_id = created.json[0]["id"]
     dev = envs["Development"]["id"]
     ids = {"app_id": app["id"], "env_id": envs["Staging"]["id"], "role_id": roles["Service"],
-           "sa_id": sa_id, "token_id": issued.id, "secret_id": secret_id}
+           "sa_id": sa_id, "token_id": issued.id, "secret_id": secret_id,
+           "link_id": "A" * 43}
     entry = {"key": "K", "value": "v", "comment": "c", "path": "/p", "tags": ["t"],
              "keyDigest": "d", "type": "secret", "override": {"value": "o", "isActive": True}}
     bodies = {
@@ -43,6 +44,7 @@ def world(client, owner_headers, demo, db, services):
         ("put", "/secrets/"): {"secrets": [dict(entry, id=secret_id)]},
         ("delete", "/secrets/"): {"secrets": [secret_id]},
         ("post", "/v1/secrets/{secret_id}/restore/"): {"version": 1},
+        ("post", "/v1/lockbox/"): {"ciphertext": "A" * 64, "expiresIn": 3600, "views": 1},
         ("post", "/v1/apps/"): {"name": "n", "description": "d", "environments": ["E1"]},
         ("put", "/v1/apps/{app_id}/"): {"name": "n2", "description": "d"},
         ("post", "/v1/environments/"): {"name": "E2"},

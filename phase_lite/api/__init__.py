@@ -174,7 +174,7 @@ def _annotate_only(decorator):
 
 def register_api(app: Flask, services) -> None:
     # The blueprint modules import helpers from this package, so they are imported here.
-    from . import client_protocol, history, management, meta, secrets
+    from . import client_protocol, history, lockbox, management, meta, secrets  # noqa: F401
 
     api = PhaseApi(
         app,
@@ -244,6 +244,8 @@ def _register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected(error):
+        from ..access_log import loggable_path  # (it imports this package)
+
         log.error("unhandled %s on %s %s", error.__class__.__name__, request.method,
-                  request.path, exc_info=app.debug)
+                  loggable_path(request.path), exc_info=app.debug)
         return error_response(errors.INTERNAL_ERROR, 500)

@@ -16,10 +16,11 @@ from .context import request_meta, services
 from .pipeline import secrets_request
 from .secrets import IF_MATCH, expected_version
 
+# One tag for every extension: ``api.lockbox`` adds its routes to this blueprint too.
 blp = PhaseBlueprint(
     "phase_lite_extensions", __name__,
     description="phase_lite extensions, not part of Phase's API (Phase's clients never call "
-                "them): secret history, restore and deleted secrets.",
+                "them): secret history, restore and deleted secrets, and Lockbox shares.",
 )
 
 _SCOPE = [

@@ -8,7 +8,7 @@ call sites in one module keeps the console's pages free of domain rules.
 
 from dataclasses import dataclass
 
-from .. import accounts, apps, audit, conditional, history, secrets, tokens
+from .. import accounts, apps, audit, conditional, history, lockbox, secrets, tokens
 from .. import service_accounts as sa_domain
 from ..accounts import Grantee
 from ..errors import DoesNotExist, PreconditionFailed
@@ -183,9 +183,14 @@ def restore_deleted(caller, env, secret_id):
     return restore_secret(caller, env, secret_id, last.version)
 
 
+ANONYMOUS_ACTORS = {"anonymous": "anyone with the link", "server": "the server"}
+
+
 def actor_name(names, event):
     if event["actor_type"] in ("operator", "cli"):
         return f"{event['actor_id'] or 'operator'} (phase-lite command)"
+    if event["actor_type"] in ANONYMOUS_ACTORS:
+        return ANONYMOUS_ACTORS[event["actor_type"]]
     return names.get(event["actor_type"], {}).get(event["actor_id"]) or event["actor_id"]
 
 
@@ -358,6 +363,26 @@ def revoke_personal_token(caller, token_id):
     if token_id not in {row["id"] for row in personal_tokens(caller)}:
         raise DoesNotExist("Token not found.")
     tokens.revoke_token(caller.services, caller.principal, token_id, caller.meta)
+
+
+# -- Lockbox ---------------------------------------------------------------------------------
+
+
+def create_share(caller, new_share):
+    return lockbox.create_share(caller.services, caller.principal, new_share, caller.meta)
+
+
+def shares(caller):
+    return lockbox.shares_of(caller.services, caller.principal)
+
+
+def revoke_share(caller, share_id):
+    lockbox.revoke_share(caller.services, caller.principal, share_id, caller.meta)
+
+
+def open_share(services, link_id, meta):
+    """A visitor's view of a share (no session: the link is the capability)."""
+    return lockbox.open_share(services, link_id, meta)
 
 
 # -- audit log -------------------------------------------------------------------------------

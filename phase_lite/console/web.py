@@ -20,6 +20,7 @@ from flask import Blueprint, abort, current_app, g, redirect, render_template, r
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import RequestRedirect
 
+from ..access_log import loggable_path
 from ..api.context import _PRINCIPAL, _is_trusted_proxy, client_ip, request_meta
 from ..errors import PhaseError, status_of
 from . import sessions
@@ -50,6 +51,9 @@ HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
 }
 ANONYMOUS_ENDPOINTS = {"console.sign_in", "console.use_link", "console.static"}
+# Posts that act on no session and no cookie, only on a capability in the URL (a Lockbox
+# link's id): a forged post from another site could do nothing its URL does not already allow.
+CAPABILITY_ENDPOINTS = {"console.reveal_share"}
 
 
 class ConsoleRootMiddleware:
@@ -144,6 +148,8 @@ def unrouted_console_path():
 
 
 def check_csrf():
+    if request.endpoint in CAPABILITY_ENDPOINTS:
+        return
     sent = request.form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER) or ""
     if request.endpoint in ANONYMOUS_ENDPOINTS:
         expected = g.anon_csrf
@@ -276,6 +282,7 @@ NOTICES = {
     "password_changed": "Password changed. Your other sessions were signed out.",
     "signed_out_others": "Signed out {ended} other session(s).",
     "welcome": "Your password is set. Welcome!",
+    "share_revoked": "Share revoked: its link no longer opens.",
 }
 
 
@@ -323,7 +330,7 @@ def unexpected(error):
     """A failure in a console page: logged by class (never its message, which may hold a
     value), answered with the console's error page."""
     log.error("unhandled %s on %s %s", error.__class__.__name__, request.method,
-              request.path, exc_info=current_app.debug)
+              loggable_path(request.path), exc_info=current_app.debug)
     return render("error.html", 500, status_code=500,
                   message="Something went wrong on the server.")
 
@@ -333,7 +340,7 @@ def register_console(app, services_):
 
     Called before ``api.register_api``: the API's middleware then wraps this one, and counts
     the blueprint's request hooks among the app's own (they only run for console pages)."""
-    from . import access_pages, app_pages, secrets_pages, sign_in  # noqa: F401 - routes attach
+    from . import access_pages, app_pages, lockbox_pages, secrets_pages, sign_in  # noqa: F401
 
     app.register_blueprint(bp)
     app.extensions["phase_lite_console_throttle"] = sessions.SignInThrottle()

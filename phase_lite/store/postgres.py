@@ -39,7 +39,7 @@ RATE_TABLE = "phase_lite_rate_limits"
 LOCK_SPACE = 0x7068_6C74  # "phlt"
 MIGRATION_LOCK = 1
 SERVING_LOCK = 2
-TASK_LOCKS = {"audit retention": 3}  # work one node at a time does for all
+TASK_LOCKS = {"audit retention": 3, "lockbox purge": 4}  # work one node at a time does for all
 
 _PLACEHOLDER = re.compile(r"'(?:[^']|'')*'|\"[^\"]*\"|--[^\n]*|\?|(?<![:\w]):(\w+)|%")
 

@@ -1,0 +1,315 @@
+"""Lockbox shares over REST (``POST /v1/lockbox/``, ``GET /v1/lockbox/<id>/``) and the domain
+functions behind them, on SQLite and PostgreSQL: the contract (auth, validation, expiry and
+views bounds, gone = 404), one view per GET even under concurrent reveals, purges, audit events
+without content, and the link's id kept out of the database and the access log."""
+
+import base64
+import hashlib
+import json
+import os
+import threading
+import time
+
+import nacl.bindings
+import pytest
+import requests
+
+import support
+from phase_lite import lockbox
+from phase_lite.errors import DoesNotExist
+from phase_lite.store import audit as audit_store
+
+AAD = b"phase_lite/lockbox/v1"
+VALUE = "hunter2 \u00e9\u00e8 the shared value"
+GONE = {"error": lockbox.SHARE_GONE}
+
+
+def seal(value=VALUE, key=None):
+    """(ciphertext as sent, key): what the browser makes (XChaCha20-Poly1305, random key)."""
+    key = key or os.urandom(32)
+    nonce = os.urandom(24)
+    sealed = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(value.encode(), AAD,
+                                                                      nonce, key)
+    return lockbox.encode_ciphertext(nonce + sealed), key
+
+
+def unseal(ciphertext, key):
+    raw = lockbox.decode_ciphertext(ciphertext)
+    return nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
+        raw[24:], AAD, raw[:24], key).decode()
+
+
+def create(client, headers, prefix="", **fields):
+    body = {"ciphertext": seal()[0], **fields}
+    return client.post(f"{prefix}/v1/lockbox/", headers=headers, json=body)
+
+
+def link_id(answer):
+    return answer.json["link"].rsplit("/", 1)[1]
+
+
+def share_row(db, share_id):
+    return db.one("SELECT * FROM lockbox_shares WHERE id = ?", (share_id,))
+
+
+def actions(db):
+    return [row["action"] for row in audit_store.list_events(db, limit=1000)
+            if row["action"].startswith("lockbox.")]
+
+
+def test_a_share_round_trip_opens_once_then_is_gone(client, owner_headers, db):
+    ciphertext, key = seal()
+    made = client.post("/v1/lockbox/", headers=owner_headers,
+                       json={"ciphertext": ciphertext})
+    assert made.status_code == 201, made.json
+    assert set(made.json) == {"id", "link", "createdAt", "expiresAt", "views"}
+    assert made.json["views"] == 1 and made.json["link"].startswith("/lockbox/")
+    opened = client.get(f"/v1/lockbox/{link_id(made)}/")  # no token
+    assert opened.status_code == 200
+    assert opened.json["viewsLeft"] == 0
+    assert unseal(opened.json["ciphertext"], key) == VALUE
+    again = client.get(f"/v1/lockbox/{link_id(made)}/")
+    assert (again.status_code, again.json) == (404, GONE)
+    row = share_row(db, made.json["id"])
+    assert row["ciphertext"] is None and row["end_reason"] == "viewed"
+    assert row["views_left"] == 0
+
+
+def test_views_count_down_and_the_last_one_deletes(client, owner_headers, db):
+    made = create(client, owner_headers, views=3)
+    left = [client.get(f"/v1/lockbox/{link_id(made)}/").json["viewsLeft"] for _ in range(3)]
+    assert left == [2, 1, 0]
+    assert client.get(f"/v1/lockbox/{link_id(made)}/").status_code == 404
+    assert share_row(db, made.json["id"])["ciphertext"] is None
+
+
+def test_every_prefix_and_a_service_account_token(client, sa_headers):
+    for prefix in ("", "/public", "/service", "/service/public"):
+        made = create(client, sa_headers, prefix)
+        assert made.status_code == 201, (prefix, made.json)
+        assert client.get(f"{prefix}/v1/lockbox/{link_id(made)}/").status_code == 200
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer pss_service:v2:nonsense"},
+                                     {"Authorization": "Basic eDp5"}])
+def test_creating_needs_a_token(client, db, headers):
+    answer = create(client, headers)
+    assert answer.status_code == 401 and list(answer.json) == ["error"]
+    assert db.scalar("SELECT count(*) FROM lockbox_shares") == 0
+
+
+def test_a_revoked_token_cannot_create(client, services, owner):
+    user, issued = support.make_user_token(services, "dev@example.com", "Developer")
+    assert create(client, support.bearer_headers(issued)).status_code == 201
+    support.revoke(services, issued.id)
+    assert create(client, support.bearer_headers(issued)).status_code == 401
+
+
+TOO_LARGE = "A" * ((24 + lockbox.MAX_VALUE_BYTES + 16) * 4 // 3 + 8)
+
+
+@pytest.mark.parametrize("body, message", [
+    ({}, lockbox.CIPHERTEXT_MISSING),
+    ({"ciphertext": ""}, lockbox.CIPHERTEXT_MISSING),
+    ({"ciphertext": 12}, lockbox.CIPHERTEXT_INVALID),
+    ({"ciphertext": "not base64!"}, lockbox.CIPHERTEXT_INVALID),
+    ({"ciphertext": "A" * 53}, lockbox.CIPHERTEXT_INVALID),  # 39 bytes: shorter than nonce+tag
+    ({"ciphertext": "A" * 5}, lockbox.CIPHERTEXT_INVALID),  # not a length base64 makes
+    ({"ciphertext": TOO_LARGE}, lockbox.VALUE_TOO_LARGE),
+    ({"expiresIn": 59}, lockbox.EXPIRY_INVALID),
+    ({"expiresIn": 90 * 86400 + 1}, lockbox.EXPIRY_INVALID),
+    ({"expiresIn": 0}, lockbox.EXPIRY_INVALID),
+    ({"expiresIn": -86400}, lockbox.EXPIRY_INVALID),
+    ({"expiresIn": 3600.5}, lockbox.EXPIRY_INVALID),
+    ({"expiresIn": True}, lockbox.EXPIRY_INVALID),
+    ({"expiresIn": "soon"}, lockbox.EXPIRY_INVALID),
+    ({"expiresIn": None}, lockbox.EXPIRY_INVALID),
+    ({"views": 0}, lockbox.VIEWS_INVALID),
+    ({"views": lockbox.MAX_VIEWS + 1}, lockbox.VIEWS_INVALID),
+    ({"views": -1}, lockbox.VIEWS_INVALID),
+    ({"views": 1.5}, lockbox.VIEWS_INVALID),
+    ({"views": False}, lockbox.VIEWS_INVALID),
+    ({"views": [1]}, lockbox.VIEWS_INVALID),
+    ({"views": "\u00b2"}, lockbox.VIEWS_INVALID),  # a digit to str.isdigit, not to int()
+    ({"views": " 2"}, lockbox.VIEWS_INVALID),
+    ({"expiresIn": "\u0663600"}, lockbox.EXPIRY_INVALID),
+])
+def test_invalid_requests_are_400_and_write_nothing(client, owner_headers, db, body, message):
+    full = {"ciphertext": seal()[0], **body}
+    if body == {}:
+        full = {}
+    events = len(audit_store.list_events(db, limit=1000))
+    answer = client.post("/v1/lockbox/", headers=owner_headers, json=full)
+    assert (answer.status_code, answer.json) == (400, {"error": message})
+    assert db.scalar("SELECT count(*) FROM lockbox_shares") == 0
+    assert len(audit_store.list_events(db, limit=1000)) == events
+
+
+@pytest.mark.parametrize("raw", [b"", b"[", b"[1]", b'"text"'])
+def test_bodies_that_are_not_json_objects_are_400(client, owner_headers, db, raw):
+    answer = client.post("/v1/lockbox/", headers=owner_headers, data=raw,
+                         content_type="application/json")
+    assert answer.status_code == 400 and list(answer.json) == ["error"]
+    assert db.scalar("SELECT count(*) FROM lockbox_shares") == 0
+
+
+@pytest.mark.parametrize("seconds", [lockbox.MIN_EXPIRY, lockbox.DAY, 7 * lockbox.DAY,
+                                     30 * lockbox.DAY, lockbox.MAX_EXPIRY])
+def test_expiry_bounds_are_accepted(client, owner_headers, db, seconds):
+    made = create(client, owner_headers, expiresIn=seconds, views=lockbox.MAX_VIEWS)
+    assert made.status_code == 201, made.json
+    row = share_row(db, made.json["id"])
+    assert row["expires_at"] == made.json["expiresAt"]
+    assert row["max_views"] == row["views_left"] == lockbox.MAX_VIEWS
+    from datetime import datetime
+
+    span = (datetime.fromisoformat(row["expires_at"].rstrip("Z"))
+            - datetime.fromisoformat(row["created_at"].rstrip("Z")))
+    assert span.total_seconds() == seconds
+
+
+@pytest.mark.parametrize("path", ["unknown", "A" * 43, "A" * 44, "x%00y", "%ED%A0%80"])
+def test_unknown_links_are_404_without_a_write(client, db, path):
+    generation = db.generation()
+    answer = client.get(f"/v1/lockbox/{path}/")
+    assert (answer.status_code, answer.json) == (404, GONE)
+    assert db.generation() == generation  # no write transaction for a stranger
+
+
+def test_an_expired_share_is_gone_and_purged_on_access(client, owner_headers, db):
+    made = create(client, owner_headers, views=2)
+    db.execute("UPDATE lockbox_shares SET expires_at = '2000-01-01T00:00:00.000000Z'")
+    assert client.get(f"/v1/lockbox/{link_id(made)}/").json == GONE
+    row = share_row(db, made.json["id"])
+    assert row["ciphertext"] is None and row["end_reason"] == "expired"
+    assert row["views_left"] == 2
+    assert actions(db) == ["lockbox.purge", "lockbox.create"]
+
+
+def test_the_server_purges_expired_shares(client, owner_headers, services, db):
+    old, fresh = create(client, owner_headers), create(client, owner_headers)
+    db.execute("UPDATE lockbox_shares SET expires_at = '2000-01-01T00:00:00.000000Z'"
+               " WHERE id = ?", (old.json["id"],))
+    assert lockbox.purge_expired(db) == 1
+    assert lockbox.purge_expired(db) == 0
+    assert share_row(db, old.json["id"])["ciphertext"] is None
+    assert share_row(db, fresh.json["id"])["ciphertext"] is not None
+    assert client.get(f"/v1/lockbox/{link_id(fresh)}/").status_code == 200
+
+
+def test_only_the_creator_revokes(client, owner_headers, services, owner, db):
+    made = create(client, owner_headers, views=5)
+    me = support.principal_of(services, owner)
+    _, other = support.make_user_token(services, "dev@example.com", "Admin")
+    with pytest.raises(DoesNotExist):
+        lockbox.revoke_share(services, support.principal_of(services, other), made.json["id"])
+    with pytest.raises(DoesNotExist):
+        lockbox.revoke_share(services, me, "00000000-0000-0000-0000-000000000000")
+    assert [row["id"] for row in lockbox.shares_of(services, me)] == [made.json["id"]]
+    lockbox.revoke_share(services, me, made.json["id"])
+    lockbox.revoke_share(services, me, made.json["id"])  # again: nothing more happens
+    assert client.get(f"/v1/lockbox/{link_id(made)}/").status_code == 404
+    assert share_row(db, made.json["id"])["end_reason"] == "revoked"
+    assert actions(db) == ["lockbox.revoke", "lockbox.create"]
+    assert lockbox.shares_of(services, support.principal_of(services, other)) == []
+
+
+def test_audit_events_name_the_share_never_its_content(client, owner_headers, owner, services,
+                                                      db):
+    ciphertext, key = seal()
+    made = client.post("/v1/lockbox/", headers=owner_headers,
+                       json={"ciphertext": ciphertext, "views": 1})
+    client.get(f"/v1/lockbox/{link_id(made)}/", headers={"User-Agent": "visitor"})
+    events = {row["action"]: row for row in audit_store.list_events(db, limit=1000)}
+    create_event, view, purge = (events[name] for name in
+                                 ("lockbox.create", "lockbox.view", "lockbox.purge"))
+    assert (create_event["actor_type"], create_event["actor_id"]) == (
+        "user", support.principal_of(services, owner).account_id)
+    assert json.loads(create_event["details"]) == {"views": 1,
+                                                   "expiresAt": made.json["expiresAt"]}
+    assert (view["actor_type"], view["actor_id"], view["user_agent"]) == (
+        "anonymous", None, "visitor")
+    assert json.loads(view["details"]) == {"viewsLeft": 0}
+    assert json.loads(purge["details"]) == {"reason": "viewed"}
+    assert purge["actor_type"] == "server"
+    for event in (create_event, view, purge):
+        assert event["resource_id"] == made.json["id"]
+        assert event["organisation_id"] == create_event["organisation_id"]
+        text = repr(dict(event))
+        for secret_text in (ciphertext, link_id(made), base64.urlsafe_b64encode(key).decode()):
+            assert secret_text[:20] not in text
+
+
+def test_the_link_id_is_stored_only_as_its_hash(client, owner_headers, db):
+    made = create(client, owner_headers)
+    row = share_row(db, made.json["id"])
+    assert row["link_hash"] == hashlib.sha256(link_id(made).encode()).hexdigest()
+    every_value = repr([tuple(r) for r in db.all("SELECT * FROM lockbox_shares")])
+    assert link_id(made) not in every_value
+
+
+def test_concurrent_reveals_of_a_one_view_share_give_it_once(live_server):
+    """Over HTTP, four threads racing on each share, two through the REST route and two
+    through the share page's Reveal: exactly one 200 per one-view share."""
+    headers = support.bearer_headers(live_server.owner)
+    links, races = [], 12
+    for _ in range(races):
+        answer = requests.post(f"{live_server.url}/v1/lockbox/", headers=headers,
+                               json={"ciphertext": seal()[0]}, timeout=10)
+        assert answer.status_code == 201, answer.text
+        links.append(answer.json()["link"])
+    statuses = {link: [] for link in links}
+    for link in links:
+        start = threading.Barrier(4)
+
+        def reveal(page, link=link, start=start):
+            with requests.Session() as session:
+                start.wait()
+                if page:
+                    answer = session.post(f"{live_server.url}{link}", timeout=30,
+                                          headers={"Accept": "application/json"})
+                else:
+                    answer = session.get(f"{live_server.url}/v1{link}/", timeout=30)
+                statuses[link].append((answer.status_code, answer.json()))
+
+        threads = [threading.Thread(target=reveal, args=(page,))
+                   for page in (False, True, False, True)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    for link, answers in statuses.items():
+        assert sorted(status for status, _ in answers) == [200, 404, 404, 404], answers
+        assert [body for status, body in answers if status == 404] == [GONE] * 3
+    deadline = time.monotonic() + 10  # the access log is written in batches
+    while True:
+        log = live_server.log_path.read_text()
+        if log.count("/lockbox/{id}") >= 4 * races or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert '"GET /v1/lockbox/{id}/"' in log and '"POST /lockbox/{id}"' in log
+    for link in links:
+        assert link.rsplit("/", 1)[1] not in log
+
+
+def test_metrics_label_the_route_never_the_link(client, owner_headers):
+    made = create(client, owner_headers)
+    client.get(f"/v1/lockbox/{link_id(made)}/")
+    client.post(made.json["link"], headers={"Accept": "application/json"})
+    exposition = client.get("/metrics").get_data(as_text=True)
+    assert 'route="/v1/lockbox/<link_id>/"' in exposition
+    assert 'route="/lockbox/<link_id>"' in exposition
+    assert link_id(made) not in exposition
+
+
+def test_the_access_log_writes_the_route_template():
+    from phase_lite.access_log import loggable_path
+
+    token = "A" * 43
+    for path, logged in ((f"/lockbox/{token}", "/lockbox/{id}"),
+                         (f"/v1/lockbox/{token}/", "/v1/lockbox/{id}/"),
+                         (f"/service/public/v1/lockbox/{token}/",
+                          "/service/public/v1/lockbox/{id}/"),
+                         ("/v1/lockbox/", "/v1/lockbox/"), ("/console/lockbox/new",
+                                                            "/console/lockbox/new")):
+        assert loggable_path(path) == logged
