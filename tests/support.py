@@ -387,6 +387,14 @@ def console_sign_in(client, email="owner@example.com", password=CONSOLE_PASSWORD
                                                  "csrf_token": token}, **kwargs)
 
 
+CONFIRMED = {"confirmed": "yes"}
+
+
+def console_env_url(app_row, env):
+    """The console page of an environment."""
+    return f"/console/apps/{app_row['id']}/environments/{env['id']}/"
+
+
 def set_console_password(services, email, password, role=None):
     """Give a user (made with ``role`` when given) a console password; return the user row."""
     from phase_lite.console import sessions
@@ -458,3 +466,44 @@ def browser_row_of(page, key):
     """The table row whose row header is ``key``."""
     return page.get_by_role("row").filter(
         has=page.get_by_role("rowheader", name=key, exact=True))
+
+
+# -- Lockbox, as the browser does it ---------------------------------------------------------
+
+LOCKBOX_AAD = b"phase_lite/lockbox/v1"
+LOCKBOX_VALUE = "hunter2 \u00e9\u00e8 the shared value"
+
+
+def lockbox_seal(value=LOCKBOX_VALUE, key=None):
+    """(ciphertext as sent, key): what the browser makes (XChaCha20-Poly1305, random key)."""
+    import os
+
+    import nacl.bindings
+
+    from phase_lite import lockbox
+
+    key = key or os.urandom(32)
+    nonce = os.urandom(24)
+    sealed = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
+        value.encode(), LOCKBOX_AAD, nonce, key)
+    return lockbox.encode_ciphertext(nonce + sealed), key
+
+
+def lockbox_unseal(ciphertext, key):
+    import nacl.bindings
+
+    from phase_lite import lockbox
+
+    raw = lockbox.decode_ciphertext(ciphertext)
+    return nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
+        raw[24:], LOCKBOX_AAD, raw[:24], key).decode()
+
+
+def lockbox_create(client, headers, prefix="", **fields):
+    """POST /v1/lockbox/ with a freshly sealed value."""
+    body = {"ciphertext": lockbox_seal()[0], **fields}
+    return client.post(f"{prefix}/v1/lockbox/", headers=headers, json=body)
+
+
+def lockbox_link_id(answer):
+    return answer.json["link"].rsplit("/", 1)[1]

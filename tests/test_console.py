@@ -16,17 +16,14 @@ from phase_lite.store import apps as app_store
 from phase_lite.store import audit as audit_store
 
 PASSWORD = support.CONSOLE_PASSWORD
-CONFIRMED = {"confirmed": "yes"}
+CONFIRMED = support.CONFIRMED
 csrf_of = support.csrf_of
 sign_in = support.console_sign_in
+env_url = support.console_env_url
 
 
 def set_password(services, email, password=PASSWORD, role=None):
     return support.set_console_password(services, email, password, role)
-
-
-def env_url(app_row, env):
-    return f"/console/apps/{app_row['id']}/environments/{env['id']}/"
 
 
 def events(db, action=None):

@@ -6,11 +6,9 @@ without content, and the link's id kept out of the database and the access log."
 import base64
 import hashlib
 import json
-import os
 import threading
 import time
 
-import nacl.bindings
 import pytest
 import requests
 
@@ -19,33 +17,13 @@ from phase_lite import lockbox
 from phase_lite.errors import DoesNotExist
 from phase_lite.store import audit as audit_store
 
-AAD = b"phase_lite/lockbox/v1"
-VALUE = "hunter2 \u00e9\u00e8 the shared value"
+AAD = support.LOCKBOX_AAD
+VALUE = support.LOCKBOX_VALUE
 GONE = {"error": lockbox.SHARE_GONE}
-
-
-def seal(value=VALUE, key=None):
-    """(ciphertext as sent, key): what the browser makes (XChaCha20-Poly1305, random key)."""
-    key = key or os.urandom(32)
-    nonce = os.urandom(24)
-    sealed = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(value.encode(), AAD,
-                                                                      nonce, key)
-    return lockbox.encode_ciphertext(nonce + sealed), key
-
-
-def unseal(ciphertext, key):
-    raw = lockbox.decode_ciphertext(ciphertext)
-    return nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
-        raw[24:], AAD, raw[:24], key).decode()
-
-
-def create(client, headers, prefix="", **fields):
-    body = {"ciphertext": seal()[0], **fields}
-    return client.post(f"{prefix}/v1/lockbox/", headers=headers, json=body)
-
-
-def link_id(answer):
-    return answer.json["link"].rsplit("/", 1)[1]
+seal = support.lockbox_seal
+unseal = support.lockbox_unseal
+create = support.lockbox_create
+link_id = support.lockbox_link_id
 
 
 def share_row(db, share_id):

@@ -2,8 +2,11 @@
 
 import json
 
+import support
 from phase_lite.store import audit as audit_store
-from test_lockbox_api import create, link_id
+
+create = support.lockbox_create
+link_id = support.lockbox_link_id
 
 
 def test_list_revoke_and_purge(run, client, owner_headers, db):

@@ -9,9 +9,17 @@ import pytest
 import support
 from phase_lite import lockbox
 from phase_lite.store import audit as audit_store
-from test_console import (CONFIRMED, csrf_of, env_url, owner_client,  # noqa: F401 (fixture)
-                          set_password, sign_in)
-from test_lockbox_api import seal, unseal
+
+CONFIRMED = support.CONFIRMED
+csrf_of = support.csrf_of
+env_url = support.console_env_url
+sign_in = support.console_sign_in
+seal = support.lockbox_seal
+unseal = support.lockbox_unseal
+
+
+def set_password(services, email, password=support.CONSOLE_PASSWORD, role=None):
+    return support.set_console_password(services, email, password, role)
 
 JSON = {"Accept": "application/json"}
 
