@@ -400,6 +400,7 @@ def test_a_share_made_in_the_browser_opens_once_elsewhere_without_a_session(
         check_page(visitor, "share-page")
         visitor.get_by_role("button", name="Reveal").click()
         expect(visitor.get_by_label("Value")).to_have_value(SHARED_VALUE)
+        expect(visitor.get_by_text(SHARED_VALUE)).to_be_visible()
         assert "#" not in visitor.url  # the key left the address bar once used
         check_page(visitor, "share-revealed")
         visitor = guest.new_page()

@@ -139,7 +139,9 @@ if (reveal) {
         reveal.hidden = true;
         // The key leaves the address bar (and the history) once it has been used.
         history.replaceState(null, "", location.pathname);
-        document.getElementById("shared-value").value = value;
+        // As the field's text, not only its value: the page then reads as it shows (find in
+        // page, assistive tools and tests that look for text see the revealed value).
+        document.getElementById("shared-value").textContent = value;
         document.querySelector("[data-share-views]").textContent = answer.viewsLeft === 0
           ? "That was the last view: the value is now deleted from the server."
           : "Views left: " + answer.viewsLeft + ".";
