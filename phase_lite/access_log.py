@@ -16,11 +16,13 @@ import sys
 import threading
 import time
 from collections import deque
+from time import perf_counter
 from urllib.parse import quote
 
 import orjson
 
 from .api.context import _PRINCIPAL as PRINCIPAL_KEY
+from .api.context import _SERVICES as SERVICES_KEY
 from .api.context import bind, client_ip
 
 ACCESS_LOGGER = "phase_lite.access"
@@ -44,23 +46,19 @@ class AccessLog:
         self.flask_app = flask_app
         self.lines = lines
         self.observe = observe
+        self.services = flask_app.extensions["phase_lite"]
         # Requests answered before Flask routes them carry no URL rule: their path (once the
         # prefixes are stripped) is a rule without variables, or one of ``routes``.
         self.plain_rules = frozenset(rule.rule for rule in flask_app.url_map.iter_rules()
                                      if not rule.arguments).union(routes)
 
     def __call__(self, environ, start_response):
-        started = time.perf_counter()
+        started = perf_counter()
         path = environ.get("PATH_INFO", "")  # as sent, before the prefixes are stripped
         answer = []
 
         def start_recorded(status, headers, exc_info=None):
-            length = None
-            for name, value in headers:
-                if name == "Content-Length" or name.lower() == "content-length":
-                    length = value
-                    break
-            answer[:] = (status, length)
+            answer[:] = (status, headers)
             return start_response(status, headers, exc_info)
 
         try:
@@ -68,30 +66,33 @@ class AccessLog:
         except BaseException:
             self.record(environ, path, 500, 0, started)
             raise
-        if answer and answer[1] is not None:
-            self.record(environ, path, int(answer[0][:3]), int(answer[1]), started)
-            return body
+        if answer:
+            for name, value in answer[1]:
+                if name == "Content-Length" or name.lower() == "content-length":
+                    self.record(environ, path, int(answer[0][:3]), int(value), started)
+                    return body
         return CountedBody(body, lambda sent: self.record(
             environ, path, int(answer[0][:3]) if answer else 500, sent, started))
 
     def record(self, environ, path, status, sent, started):
-        seconds = time.perf_counter() - started
+        seconds = perf_counter() - started
         method = environ.get("REQUEST_METHOD", "")
         if method not in METHODS:
             method = "OTHER"
         if self.observe is not None:
-            self.observe(self.route(environ, status), method, status, seconds)
+            route = environ.get(ROUTE_KEY)
+            if route is None:
+                route = self.unrouted(environ.get("PATH_INFO"), status)
+            self.observe(route, method, status, seconds)
         if self.lines is not None:
             caller = environ.get(PRINCIPAL_KEY)
-            bind(environ, self.flask_app.extensions["phase_lite"])
-            self.lines.request(client_ip(environ) or "-", method, loggable_path(path), status,
-                               sent, seconds, caller.account_id if caller is not None else "-")
+            if SERVICES_KEY not in environ:  # answered before PrefixMiddleware (/metrics)
+                bind(environ, self.services)
+            self.lines.request(client_ip(environ) or "-", method, path, status, sent, seconds,
+                               caller.account_id if caller is not None else "-")
 
-    def route(self, environ, status) -> str:
-        found = environ.get(ROUTE_KEY)
-        if found is not None:
-            return found
-        path = environ.get("PATH_INFO")
+    def unrouted(self, path, status) -> str:
+        """The route label of a request Flask did not dispatch (``path`` once stripped)."""
         return path if status < 400 and path in self.plain_rules else UNMATCHED
 
 
@@ -168,6 +169,7 @@ class AccessLogWriter:
 
     def format(self, now, client, method, path, status, sent, seconds, account) -> bytes:
         stamp = self.timestamp(now)
+        path = loggable_path(path)
         if self.json:
             return orjson.dumps({
                 "time": stamp, "level": "INFO", "logger": ACCESS_LOGGER, "event": "request",
