@@ -104,10 +104,10 @@ class AccessLogWriter:
     ``METHODS`` or ``OTHER``) and, with ``lines``, writes the lines with one ``write``: a
     write per request would release the interpreter lock on every answer, and under load the
     threads then queue for it (a record, a formatter and a flush of the logging module cost
-    more than answering a cached GET). ``flush`` does it now (a scrape of the metrics calls
-    it first); ``close`` stops the thread after a last flush. Past ``backlog`` waiting
-    requests (standard error blocked), the oldest are dropped rather than memory growing.
-    ``plain_rules``: the paths (prefixes stripped) of requests answered before Flask routes
+    more than answering a cached GET). ``flush`` does it now; a scrape of the metrics first
+    calls ``count_waiting``, which counts without writing. ``close`` stops the thread after a
+    last flush. Past ``backlog`` waiting requests or lines (standard error blocked), the oldest
+    are dropped rather than memory growing. ``plain_rules``: the paths (prefixes stripped) of requests answered before Flask routes
     them that are their own route label (rules without variables).
     """
 
@@ -128,9 +128,12 @@ class AccessLogWriter:
         self.plain_rules = plain_rules
         self.interval = interval
         self.batch = batch
-        self._waiting = deque(maxlen=backlog)  # append and popleft are atomic: no lock needed
+        # append and popleft are atomic: no lock needed
+        self._waiting = deque(maxlen=backlog)  # raw fields, as requests queue them
+        self._unwritten = deque(maxlen=backlog)  # counted, their lines not yet written
         self._wake = threading.Event()
-        self._flushing = threading.Lock()
+        self._counting = threading.Lock()
+        self._writing = threading.Lock()
         self._thread = None
         self._closed = False
         self._second = (0, "")
@@ -144,7 +147,7 @@ class AccessLogWriter:
             self._wake.set()
 
     def _start(self):
-        with self._flushing:
+        with self._counting:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="access-log", daemon=True)
                 self._thread.start()
@@ -157,7 +160,21 @@ class AccessLogWriter:
 
     def flush(self):
         """Record every waiting request: its figures, then its line."""
-        with self._flushing:
+        self.count_waiting()
+        with self._writing:
+            unwritten = self._unwritten
+            lines = [self.format(*unwritten.popleft()) for _ in range(len(unwritten))]
+            if lines:
+                try:
+                    self.write(b"".join(lines))
+                except OSError:
+                    pass  # a full or closed standard error must not stop the server
+
+    def count_waiting(self):
+        """Hand the figures of every waiting request to ``observe`` and keep their lines for
+        the next write: a scrape of the metrics calls this, and never waits for standard
+        error."""
+        with self._counting:
             waiting = self._waiting
             taken = [waiting.popleft() for _ in range(len(waiting))]
             if not taken:
@@ -172,16 +189,11 @@ class AccessLogWriter:
                     route = (stripped if status < 400 and stripped in self.plain_rules
                              else UNMATCHED)
                 figures.append((route, method, status, seconds))
-                if self.lines:
-                    lines.append(self.format(now, peer_address(client) or "-", method, path,
-                                             status, int(sent), seconds, account))
+                lines.append((now, client, method, path, status, sent, seconds, account))
             if self.observe is not None:
                 self.observe(figures)
-            if lines:
-                try:
-                    self.write(b"".join(lines))
-                except OSError:
-                    pass  # a full or closed standard error must not stop the server
+            if self.lines:
+                self._unwritten.extend(lines)
 
     def close(self):
         self._closed = True
@@ -192,7 +204,9 @@ class AccessLogWriter:
 
     def format(self, now, client, method, path, status, sent, seconds, account) -> bytes:
         stamp = self.timestamp(now)
+        client = peer_address(client) or "-"
         path = loggable_path(path)
+        sent = int(sent)
         if self.json:
             return orjson.dumps({
                 "time": stamp, "level": "INFO", "logger": ACCESS_LOGGER, "event": "request",

@@ -180,7 +180,7 @@ def wrap_observed(app: Flask, config: Config, services) -> None:
     if config.access_log:
         app.extensions["phase_lite_access_log"] = recorder
     if metrics is not None:
-        metrics.pending = recorder.flush
+        metrics.pending = recorder.count_waiting
     services.on_close.append(recorder.close)
     app.wsgi_app = AccessLog(app.wsgi_app, app, recorder)
 

@@ -1,5 +1,8 @@
 """GET /metrics: Prometheus' text format, read back with prometheus-client's own parser."""
 
+import threading
+import time
+
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
@@ -78,6 +81,30 @@ def test_latency_buckets_count_each_request_once_at_the_first_bound_it_does_not_
     again = scrape(flask_app.test_client())  # a scrape is counted once it is answered
     assert value(again, "phase_lite_http_requests_total",
                  route="/metrics", method="GET", status="200") == 1
+
+
+def test_a_scrape_counts_every_request_while_standard_error_is_blocked(app_with):
+    flask_app = app_with()
+    writer = flask_app.extensions["phase_lite_access_log"]
+    blocked, release = threading.Event(), threading.Event()
+
+    def stuck(data):
+        blocked.set()
+        release.wait(30)
+
+    writer.write = stuck
+    client = flask_app.test_client()
+    try:
+        assert client.get("/health/").status_code == 200
+        assert blocked.wait(5)  # the access log's thread is now stuck writing that line
+        assert client.get("/health/").status_code == 200
+        started = time.monotonic()
+        samples = scrape(client)
+        assert time.monotonic() - started < 5
+    finally:
+        release.set()
+    assert value(samples, "phase_lite_http_requests_total",
+                 route="/health/", method="GET", status="200") == 2
 
 
 def test_state_figures_cache_transactions_and_audit_buffer(client, services, demo, sa_headers,
