@@ -2,7 +2,7 @@
 
 One line per request: the time, the client address, the method, the path without its query
 string, the status, the body's bytes, the duration and the caller's account id. Query values,
-headers, key names, values and tokens never reach it. The same middleware hands each request's
+headers, key names, values and tokens never reach it. The same recorder hands each request's
 route, status and duration to the metrics.
 
 ``PHASE_LITE_LOG_FORMAT=json`` writes every log record as one JSON object per line: request
@@ -17,12 +17,14 @@ import sys
 import threading
 import time
 from collections import deque
+from time import perf_counter
 from urllib.parse import quote
 
 import orjson
 
 from .api.context import _PRINCIPAL as PRINCIPAL_KEY
-from .api.context import bind, client_ip
+from .api.context import _SERVICES as SERVICES_KEY
+from .api.context import bind, client_ip, peer_address
 
 ACCESS_LOGGER = "phase_lite.access"
 ROUTE_KEY = "phase_lite.route"  # the URL rule Flask dispatched the request to (app.PhaseFlask)
@@ -32,83 +34,86 @@ PATH_SAFE = "/-._~!$&'()*+,;=:@"
 
 
 class AccessLog:
-    """Write each request to ``lines`` (an ``AccessLogWriter``, or None) and pass it to
-    ``observe`` (the metrics).
+    """Queue each request's raw fields in ``recorder`` (an ``AccessLogWriter``), which writes
+    its line and hands its route, method, status and duration to the metrics.
 
-    ``observe(route, method, status, seconds)``: ``route`` is the URL rule the request matched
-    (``/v1/apps/<app_id>/``) or ``unmatched``, ``method`` one of ``METHODS`` or ``OTHER``:
-    labels never taken from what a client wrote.
+    A request pays for one tuple and one append: reading the status, choosing the labels,
+    checking the client address and formatting happen in the recorder's thread, in batches.
     """
 
-    def __init__(self, wsgi_app, flask_app, *, lines=None, observe=None, routes=()):
+    def __init__(self, wsgi_app, flask_app, recorder: "AccessLogWriter"):
         self.wsgi_app = wsgi_app
-        self.flask_app = flask_app
-        self.lines = lines
-        self.observe = observe
-        # Requests answered before Flask routes them carry no URL rule: their path (once the
-        # prefixes are stripped) is a rule without variables, or one of ``routes``.
-        self.plain_rules = frozenset(rule.rule for rule in flask_app.url_map.iter_rules()
-                                     if not rule.arguments).union(routes)
+        self.services = flask_app.extensions["phase_lite"]
+        self.add = recorder.add
+        self.proxies = bool(self.services.config.trusted_proxies)
 
     def __call__(self, environ, start_response):
-        started = time.perf_counter()
+        started = perf_counter()
         path = environ.get("PATH_INFO", "")  # as sent, before the prefixes are stripped
         answer = []
 
         def start_recorded(status, headers, exc_info=None):
-            length = None
-            for name, value in headers:
-                if name == "Content-Length" or name.lower() == "content-length":
-                    length = value
-                    break
-            answer[:] = (status, length)
+            answer[:] = (status, headers)
             return start_response(status, headers, exc_info)
 
         try:
             body = self.wsgi_app(environ, start_recorded)
         except BaseException:
-            self.record(environ, path, 500, 0, started)
+            self.record(environ, path, "500", 0, started)
             raise
-        if answer and answer[1] is not None:
-            self.record(environ, path, int(answer[0][:3]), int(answer[1]), started)
-            return body
+        if answer:
+            length = content_length(answer[1])
+            if length is not None:
+                self.record(environ, path, answer[0], length, started)
+                return body
         return CountedBody(body, lambda sent: self.record(
-            environ, path, int(answer[0][:3]) if answer else 500, sent, started))
+            environ, path, answer[0] if answer else "500", sent, started))
 
     def record(self, environ, path, status, sent, started):
-        seconds = time.perf_counter() - started
-        method = environ.get("REQUEST_METHOD", "")
-        if method not in METHODS:
-            method = "OTHER"
-        if self.observe is not None:
-            self.observe(self.route(environ, status), method, status, seconds)
-        if self.lines is not None:
-            caller = environ.get(PRINCIPAL_KEY)
-            bind(environ, self.flask_app.extensions["phase_lite"])
-            self.lines.request(client_ip(environ) or "-", method, loggable_path(path), status,
-                               sent, seconds, caller.account_id if caller is not None else "-")
+        """Queue the request: ``status`` is its status line, ``sent`` its body's length."""
+        caller = environ.get(PRINCIPAL_KEY)
+        if self.proxies:  # the forwarding headers are in the environ: read them now
+            if SERVICES_KEY not in environ:  # answered before PrefixMiddleware (/metrics)
+                bind(environ, self.services)
+            client = client_ip(environ)
+        else:
+            client = environ.get("REMOTE_ADDR")  # checked by the recorder
+        self.add((time.time(), perf_counter() - started, environ.get("REQUEST_METHOD", ""),
+                  path, environ.get("PATH_INFO"), environ.get(ROUTE_KEY), status, sent,
+                  caller.account_id if caller is not None else "-", client))
 
-    def route(self, environ, status) -> str:
-        found = environ.get(ROUTE_KEY)
-        if found is not None:
-            return found
-        path = environ.get("PATH_INFO")
-        return path if status < 400 and path in self.plain_rules else UNMATCHED
+
+def content_length(headers):
+    """The Content-Length of an answer's headers, or None."""
+    for name, value in headers:
+        if name == "Content-Length":
+            return value
+    for name, value in headers:
+        if name.lower() == "content-length":
+            return value
+    return None
 
 
 class AccessLogWriter:
-    """Request lines, formatted as the log records around them and written in batches.
+    """The recorder of requests: their lines, formatted as the log records around them and
+    written in batches, and their figures for the metrics.
 
-    A request only queues its fields. A background thread formats what is waiting every
-    ``interval`` seconds (sooner past ``batch`` lines) and writes it with one ``write``: a write
-    per request would release the interpreter lock on every answer, and under load the
+    A request only queues its raw fields (``AccessLog``). A background thread takes what is
+    waiting every ``interval`` seconds (sooner past ``batch`` requests), hands the figures to
+    ``observe`` (``RequestFigures.observe_all``: labels, never taken from what a client wrote,
+    are the URL rule the request matched, ``/v1/apps/<app_id>/``, or ``unmatched``, and one of
+    ``METHODS`` or ``OTHER``) and, with ``lines``, writes the lines with one ``write``: a
+    write per request would release the interpreter lock on every answer, and under load the
     threads then queue for it (a record, a formatter and a flush of the logging module cost
-    more than answering a cached GET). ``flush`` writes what is waiting; ``close`` stops the
-    thread after a last flush. Past ``backlog`` waiting lines (standard error blocked), the
-    oldest are dropped rather than memory growing.
+    more than answering a cached GET). ``flush`` does it now; a scrape of the metrics first
+    calls ``count_waiting``, which counts without writing. ``close`` stops the thread after a
+    last flush. Past ``backlog`` waiting requests or lines (standard error blocked), the oldest
+    are dropped rather than memory growing. ``plain_rules``: the paths (prefixes stripped) of requests answered before Flask routes
+    them that are their own route label (rules without variables).
     """
 
-    def __init__(self, log_format="text", stream=None, interval=0.2, batch=512, backlog=65536):
+    def __init__(self, log_format="text", stream=None, interval=0.2, batch=512, backlog=65536,
+                 *, lines=True, observe=None, plain_rules=frozenset()):
         self.json = log_format == "json"
         stream = stream or sys.stderr
         try:
@@ -119,24 +124,31 @@ class AccessLogWriter:
             self.write = lambda data: os.write(fd, data)
         else:
             self.write = lambda data: (stream.write(data.decode()), stream.flush())
+        self.lines = lines
+        self.observe = observe
+        self.plain_rules = plain_rules
         self.interval = interval
         self.batch = batch
-        self._waiting = deque(maxlen=backlog)  # append and popleft are atomic: no lock needed
+        # append and popleft are atomic: no lock needed
+        self._waiting = deque(maxlen=backlog)  # raw fields, as requests queue them
+        self._unwritten = deque(maxlen=backlog)  # counted, their lines not yet written
         self._wake = threading.Event()
-        self._flushing = threading.Lock()
+        self._counting = threading.Lock()
+        self._writing = threading.Lock()
         self._thread = None
         self._closed = False
         self._second = (0, "")
 
-    def request(self, client, method, path, status, sent, seconds, account):
-        self._waiting.append((time.time(), client, method, path, status, sent, seconds, account))
+    def add(self, request):
+        """Queue one request's raw fields (``AccessLog.record``)."""
+        self._waiting.append(request)
         if self._thread is None and not self._closed:
             self._start()
         elif len(self._waiting) == self.batch:
             self._wake.set()
 
     def _start(self):
-        with self._flushing:
+        with self._counting:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="access-log", daemon=True)
                 self._thread.start()
@@ -148,17 +160,41 @@ class AccessLogWriter:
             self.flush()
 
     def flush(self):
-        """Format and write every waiting line."""
-        with self._flushing:
-            lines = []
-            waiting = self._waiting
-            while waiting:
-                lines.append(self.format(*waiting.popleft()))
+        """Record every waiting request: its figures, then its line."""
+        self.count_waiting()
+        with self._writing:
+            unwritten = self._unwritten
+            lines = [self.format(*unwritten.popleft()) for _ in range(len(unwritten))]
             if lines:
                 try:
                     self.write(b"".join(lines))
                 except OSError:
                     pass  # a full or closed standard error must not stop the server
+
+    def count_waiting(self):
+        """Hand the figures of every waiting request to ``observe`` and keep their lines for
+        the next write: a scrape of the metrics calls this, and never waits for standard
+        error."""
+        with self._counting:
+            waiting = self._waiting
+            taken = [waiting.popleft() for _ in range(len(waiting))]
+            if not taken:
+                return
+            figures, lines = [], []
+            for (now, seconds, method, path, stripped, route, status, sent, account,
+                 client) in taken:
+                status = int(status[:3])
+                if method not in METHODS:
+                    method = "OTHER"
+                if route is None:
+                    route = (stripped if status < 400 and stripped in self.plain_rules
+                             else UNMATCHED)
+                figures.append((route, method, status, seconds))
+                lines.append((now, client, method, path, status, sent, seconds, account))
+            if self.observe is not None:
+                self.observe(figures)
+            if self.lines:
+                self._unwritten.extend(lines)
 
     def close(self):
         self._closed = True
@@ -169,6 +205,9 @@ class AccessLogWriter:
 
     def format(self, now, client, method, path, status, sent, seconds, account) -> bytes:
         stamp = self.timestamp(now)
+        client = peer_address(client) or "-"
+        path = loggable_path(path)
+        sent = int(sent)
         if self.json:
             return orjson.dumps({
                 "time": stamp, "level": "INFO", "logger": ACCESS_LOGGER, "event": "request",

@@ -168,14 +168,21 @@ def wrap_observed(app: Flask, config: Config, services) -> None:
     if config.metrics:
         metrics = app.extensions["phase_lite_metrics"] = Metrics(services)
         app.wsgi_app = MetricsEndpoint(app.wsgi_app, metrics, config.metrics_token)
-    lines = None
+    if not config.access_log and metrics is None:
+        return
+    # Requests answered before Flask routes them carry no URL rule: their path (once the
+    # prefixes are stripped) is their route label when it is a rule without variables.
+    plain_rules = frozenset(rule.rule for rule in app.url_map.iter_rules()
+                            if not rule.arguments)
+    recorder = AccessLogWriter(config.log_format, lines=config.access_log,
+                               observe=metrics.requests.observe_all if metrics else None,
+                               plain_rules=plain_rules.union((PATH,) if metrics else ()))
     if config.access_log:
-        lines = app.extensions["phase_lite_access_log"] = AccessLogWriter(config.log_format)
-        services.on_close.append(lines.close)
-    if lines is not None or metrics is not None:
-        app.wsgi_app = AccessLog(app.wsgi_app, app, lines=lines,
-                                 observe=metrics.observe_request if metrics else None,
-                                 routes=(PATH,) if metrics else ())
+        app.extensions["phase_lite_access_log"] = recorder
+    if metrics is not None:
+        metrics.pending = recorder.count_waiting
+    services.on_close.append(recorder.close)
+    app.wsgi_app = AccessLog(app.wsgi_app, app, recorder)
 
 
 class PhaseFlask(Flask):

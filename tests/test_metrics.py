@@ -1,5 +1,8 @@
 """GET /metrics: Prometheus' text format, read back with prometheus-client's own parser."""
 
+import threading
+import time
+
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
@@ -57,6 +60,51 @@ def test_requests_are_counted_by_route_template_method_and_status(client, demo, 
                  route="/v1/secrets/", method="GET", le="+Inf") == 3
     assert value(samples, "phase_lite_http_request_duration_seconds_sum",
                  route="/v1/secrets/", method="GET") > 0
+
+
+def test_latency_buckets_count_each_request_once_at_the_first_bound_it_does_not_exceed(
+        app_with):
+    flask_app = app_with(access_log=False)  # the recorder still counts for the metrics
+    figures = flask_app.extensions["phase_lite_metrics"].requests
+    figures.observe_all([("/v1/secrets/", "GET", 200, seconds)
+                         for seconds in (0.0005, 0.0006, 0.001, 7.5, 20.0)])
+    samples = scrape(flask_app.test_client())
+    buckets = {dict(labels)["le"]: count for labels, count in
+               samples["phase_lite_http_request_duration_seconds_bucket"].items()
+               if dict(labels)["route"] == "/v1/secrets/"}
+    assert (buckets["0.0005"], buckets["0.001"], buckets["0.0025"], buckets["5.0"],
+            buckets["10.0"], buckets["+Inf"]) == (1, 3, 3, 3, 4, 5)
+    assert value(samples, "phase_lite_http_request_duration_seconds_sum",
+                 route="/v1/secrets/", method="GET") == pytest.approx(27.5021)
+    assert value(samples, "phase_lite_http_requests_total",
+                 route="/v1/secrets/", method="GET", status="200") == 5
+    again = scrape(flask_app.test_client())  # a scrape is counted once it is answered
+    assert value(again, "phase_lite_http_requests_total",
+                 route="/metrics", method="GET", status="200") == 1
+
+
+def test_a_scrape_counts_every_request_while_standard_error_is_blocked(app_with):
+    flask_app = app_with()
+    writer = flask_app.extensions["phase_lite_access_log"]
+    blocked, release = threading.Event(), threading.Event()
+
+    def stuck(data):
+        blocked.set()
+        release.wait(30)
+
+    writer.write = stuck
+    client = flask_app.test_client()
+    try:
+        assert client.get("/health/").status_code == 200
+        assert blocked.wait(5)  # the access log's thread is now stuck writing that line
+        assert client.get("/health/").status_code == 200
+        started = time.monotonic()
+        samples = scrape(client)
+        assert time.monotonic() - started < 5
+    finally:
+        release.set()
+    assert value(samples, "phase_lite_http_requests_total",
+                 route="/health/", method="GET", status="200") == 2
 
 
 def test_state_figures_cache_transactions_and_audit_buffer(client, services, demo, sa_headers,

@@ -79,14 +79,9 @@ class PrefixMiddleware:
         environ["PATH_INFO"] = path
         bind(environ, self.services)
 
-        def start_secured(status, headers, exc_info=None):
-            present = {name.lower() for name, _ in headers}
-            headers.extend(item for item in SECURITY_HEADERS if item[0].lower() not in present)
-            return start_response(status, headers, exc_info)
-
         length = get_content_length(environ)
         if length is not None and length > self.app.config["MAX_CONTENT_LENGTH"]:
-            return error_response(HTTP_MESSAGES[413], 413)(environ, start_secured)
+            return error_response(HTTP_MESSAGES[413], 413)(environ, _secured(start_response))
         direct = self.direct_gets.get(path) if environ.get("REQUEST_METHOD") == "GET" else None
         if direct is not None and self._hooks() == self._own_hooks:
             try:
@@ -94,12 +89,21 @@ class PrefixMiddleware:
             except Exception:  # noqa: BLE001 - Flask runs the same steps and answers it
                 pass
             else:
-                return _json_body(environ, start_secured, body, headers)
-        return self.wsgi_app(environ, start_secured)
+                return _json_body(environ, start_response, body, headers)
+        return self.wsgi_app(environ, _secured(start_response))
 
 
 def _count(hooks: dict) -> int:
-    return sum(len(functions) for functions in hooks.values())
+    return sum(map(len, hooks.values()))
+
+
+def _secured(start_response):
+    """``start_response`` adding the ``SECURITY_HEADERS`` an answer does not set itself."""
+    def start_secured(status, headers, exc_info=None):
+        present = {name.lower() for name, _ in headers}
+        headers.extend(item for item in SECURITY_HEADERS if item[0].lower() not in present)
+        return start_response(status, headers, exc_info)
+    return start_secured
 
 
 STREAM_FROM = 1 << 20  # bytes: a larger body is handed to the server as a file, not copied
@@ -107,12 +111,12 @@ STREAM_FROM = 1 << 20  # bytes: a larger body is handed to the server as a file,
 
 def _json_body(environ, start_response, body: bytes | None, headers=()):
     """Answer 200 with an encoded JSON body, as ``encoded_json_response`` would (a body of
-    None: 304 Not Modified, as ``not_modified``)."""
+    None: 304 Not Modified, as ``not_modified``), with the ``SECURITY_HEADERS``."""
     if body is None:
-        start_response("304 Not Modified", list(headers))
+        start_response("304 Not Modified", [*headers, *SECURITY_HEADERS])
         return []
     start_response("200 OK", [("Content-Type", "application/json"),
-                              ("Content-Length", str(len(body))), *headers])
+                              ("Content-Length", str(len(body))), *headers, *SECURITY_HEADERS])
     if len(body) >= STREAM_FROM and "wsgi.file_wrapper" in environ:
         # waitress would copy the whole body into a buffer per connection; a file wrapper
         # over the cached bytes (BytesIO shares them) is sent piece by piece instead.

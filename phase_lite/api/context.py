@@ -122,6 +122,11 @@ def client_ip(environ) -> str | None:
             candidate = candidate.strip()
             if _valid_ip(candidate):
                 return candidate
+    return peer_address(peer)
+
+
+def peer_address(peer: str | None) -> str | None:
+    """The socket's peer address (``REMOTE_ADDR``) if it is an IP address."""
     return peer if _valid_peer(peer or "") else None
 
 
