@@ -6,7 +6,6 @@ import json
 import pytest
 
 from phase_lite.store import accounts as account_store
-from phase_lite.store import audit as audit_store
 
 import support
 from conftest import bearer_headers
