@@ -8,7 +8,9 @@ once. The link id is a bearer capability (256 random bits): only its SHA-256 is 
 shares are listed, revoked and audited by their own row id.
 
 Every channel (REST, console) calls these functions; each records its audit event, without
-content, in the transaction of its change:
+content, in the transaction of its change. Those are bookkeeping transactions: no cached read
+shows a share (its pages and lists read the table itself), so creating, viewing, revoking or
+purging one leaves the read caches of secrets, tokens and scopes, in every process, as they were:
 
 - ``create_share(services, principal, request, meta)`` -> ``CreatedShare`` (the link id is in
   it and nowhere else);
@@ -144,6 +146,10 @@ def _link_hash(link_id: str) -> str | None:
     """The stored hash of a well-formed link id, or None (nothing to look up)."""
     if not isinstance(link_id, str) or not LINK_ID.fullmatch(link_id):
         return None
+    return _hash(link_id)
+
+
+def _hash(link_id: str) -> str:
     return hashlib.sha256(link_id.encode()).hexdigest()
 
 
@@ -158,10 +164,10 @@ def create_share(services, principal, request: NewShare, meta=None) -> CreatedSh
     moment = datetime.now(timezone.utc)
     created_at = format_time(moment)
     expires_at = format_time(moment + timedelta(seconds=request.expires_in))
-    with db.transaction():
+    with db.transaction(bookkeeping=True):
         share_id = share_store.insert_share(
             db, organisation_id=principal.organisation_id,
-            link_hash=hashlib.sha256(link_id.encode()).hexdigest(),
+            link_hash=_hash(link_id),
             creator_type=principal.kind, creator_id=principal.account_id,
             ciphertext=request.ciphertext, views=request.views, created_at=created_at,
             expires_at=expires_at)
@@ -188,7 +194,7 @@ def open_share(services, link_id, meta=None) -> OpenedShare:
         raise DoesNotExist(SHARE_GONE)  # nothing to write: no transaction for a stranger
     opened = None
     stamp = now()
-    with db.transaction():
+    with db.transaction(bookkeeping=True):
         row = share_store.get_share(db, row["id"])  # as it is now, under the write lock
         if row["ciphertext"] is not None and row["expires_at"] <= stamp:
             _end(db, row, "expired", stamp)
@@ -225,7 +231,7 @@ def revoke_share(services, principal, share_id, meta=None) -> None:
     """Delete a live share's ciphertext now; only its creator (or the local operator, with
     the admin command) may. 404 for anyone else's."""
     db = services.db
-    with db.transaction():
+    with db.transaction(bookkeeping=True):
         row = share_store.get_share(db, share_id) if isinstance(share_id, str) else None
         if row is None or (principal.kind != "operator" and (
                 row["creator_type"] != principal.kind
@@ -238,7 +244,7 @@ def revoke_share(services, principal, share_id, meta=None) -> None:
 def purge_expired(db) -> int:
     """Delete the ciphertext of every expired share; return how many."""
     stamp = now()
-    with db.transaction():
+    with db.transaction(bookkeeping=True):
         if not db.take_turn("lockbox purge"):
             return 0  # another node is purging now
         rows = share_store.expired_shares(db, stamp)

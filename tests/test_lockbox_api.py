@@ -154,6 +154,22 @@ def test_unknown_links_are_404_without_a_write(client, db, path):
     assert db.generation() == generation  # no write transaction for a stranger
 
 
+def test_shares_leave_the_read_caches_alone(client, owner_headers, db, services):
+    """No cached read shows a share: creating, viewing, revoking and purging one keep the
+    generation (an anonymous reveal must not empty every process's secrets caches)."""
+    generation = db.generation()
+    kept, revoked = create(client, owner_headers, views=2), create(client, owner_headers)
+    assert client.get(f"/v1/lockbox/{link_id(kept)}/").status_code == 200
+    lockbox.revoke_share(services, support.operator(services), revoked.json["id"])
+    assert db.generation() == generation
+    db.execute("UPDATE lockbox_shares SET expires_at = '2000-01-01T00:00:00.000000Z'"
+               " WHERE id = ?", (kept.json["id"],))
+    generation = db.generation()  # (that UPDATE was outside the domain functions)
+    assert lockbox.purge_expired(db) == 1
+    assert db.generation() == generation
+    assert share_row(db, kept.json["id"])["ciphertext"] is None
+
+
 def test_an_expired_share_is_gone_and_purged_on_access(client, owner_headers, db):
     made = create(client, owner_headers, views=2)
     db.execute("UPDATE lockbox_shares SET expires_at = '2000-01-01T00:00:00.000000Z'")

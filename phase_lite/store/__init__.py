@@ -261,7 +261,7 @@ class Database(Statements):
         """Run the block as one write transaction (``BEGIN IMMEDIATE``); roll back on error.
 
         Nested use joins the outer transaction. A ``bookkeeping`` transaction writes only what
-        no read shows (audit events of reads, a token's last use): it leaves the content
+        no cached read shows (audit events of reads, a token's last use, Lockbox shares): it leaves the content
         version (``PRAGMA user_version``, moved by every other commit) and so every read cache
         of every process as they were.
         """

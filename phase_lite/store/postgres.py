@@ -235,8 +235,8 @@ class PostgresDatabase(Statements):
         """Run the block as one transaction; roll back on error. Nested use joins the outer one.
 
         A transaction moves the cluster generation first, which waits for and then excludes
-        every other such writer. A ``bookkeeping`` one writes only what no read shows (audit
-        events of reads, a token's last use) and leaves it alone; a write nested in it moves
+        every other such writer. A ``bookkeeping`` one writes only what no cached read shows
+        (audit events of reads, a token's last use, Lockbox shares) and leaves it alone; a write nested in it moves
         the generation when it joins.
         """
         conn, local = self.conn, self._local
