@@ -95,21 +95,12 @@ def prune(db, older_than_days: int, *, record_prune=True) -> int:
     return deleted
 
 
-def start_retention(db, days: int, interval: float = RETENTION_INTERVAL) -> threading.Event:
-    """Prune now and then every ``interval`` seconds in a daemon thread; set the Event to stop."""
-    stop = threading.Event()
-
-    def run():
-        while not stop.is_set():
-            try:
-                deleted = prune(db, days, record_prune=False)
-                log.info("audit retention: deleted %d events older than %d days", deleted, days)
-            except StoreError as exc:
-                log.error("audit retention failed: %s", exc)
-            stop.wait(interval)
-
-    threading.Thread(target=run, name="audit-retention", daemon=True).start()
-    return stop
+def apply_retention(db, days: int) -> int:
+    """One run of the server's retention (``serve.every`` repeats it): delete events older
+    than ``days`` without recording the prune itself."""
+    deleted = prune(db, days, record_prune=False)
+    log.info("audit retention: deleted %d events older than %d days", deleted, days)
+    return deleted
 
 
 def record_secret_write(db, principal, action, env_row, secrets, meta=None):

@@ -21,7 +21,8 @@ purging one leaves the read caches of secrets, tokens and scopes, in every proce
   offering "Reveal"; no view is counted);
 - ``shares_of(services, principal)``, ``all_shares(services, principal)`` (the admin
   command), ``state_of(row)``, ``revoke_share(services, principal, share_id, meta)``;
-- ``purge_expired(db)`` and ``start_purge(db)``: expired ciphertexts deleted by the server.
+- ``purge_expired(db)``: expired ciphertexts deleted by the server (every
+  ``PURGE_INTERVAL`` seconds while serving).
 
 Stored format of a ciphertext, as the browser sends it (base64url without padding)::
 
@@ -35,13 +36,12 @@ import hashlib
 import logging
 import re
 import secrets as random_tokens
-import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from . import audit
 from .errors import DoesNotExist, InvalidRequest
-from .store import StoreError, format_time, now
+from .store import format_time, now
 from .store import audit as audit_store
 from .store import lockbox as share_store
 
@@ -250,26 +250,9 @@ def purge_expired(db) -> int:
         rows = share_store.expired_shares(db, stamp)
         for row in rows:
             _end(db, row, "expired", stamp)
+    if rows:
+        log.info("lockbox: purged %d expired shares", len(rows))
     return len(rows)
-
-
-def start_purge(db, interval: float = PURGE_INTERVAL) -> threading.Event:
-    """Purge now and then every ``interval`` seconds in a daemon thread; set the Event to
-    stop."""
-    stop = threading.Event()
-
-    def run():
-        while not stop.is_set():
-            try:
-                purged = purge_expired(db)
-                if purged:
-                    log.info("lockbox: purged %d expired shares", purged)
-            except StoreError as exc:
-                log.error("lockbox purge failed: %s", exc)
-            stop.wait(interval)
-
-    threading.Thread(target=run, name="lockbox-purge", daemon=True).start()
-    return stop
 
 
 def _end(db, row, reason, stamp):

@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 
 from . import __version__
@@ -22,6 +23,26 @@ from .access_log import configure_logging
 from .config import Config, ConfigError, load_config
 
 log = logging.getLogger("phase_lite.server")
+
+
+def every(name: str, interval: float, job) -> threading.Event:
+    """Run the housekeeping ``job`` now and then every ``interval`` seconds in a daemon thread
+    named ``name`` (a run the store fails is logged and tried again next time); set the Event
+    to stop."""
+    from .store import StoreError
+
+    stop = threading.Event()
+
+    def run():
+        while not stop.is_set():
+            try:
+                job()
+            except StoreError as exc:
+                log.error("%s failed: %s", name, exc)
+            stop.wait(interval)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return stop
 
 LISTEN_ERRORS = {
     errno.EADDRINUSE: "{listen} is already in use (another server on that port?)",
@@ -130,13 +151,14 @@ class Serving:
     def run(self) -> None:
         from waitress import wasyncore
 
-        from .audit import start_retention
-        from .lockbox import start_purge
+        from . import audit, lockbox
 
         services = self.app.extensions["phase_lite"]
-        if self.config.audit_retention_days:
-            start_retention(services.db, self.config.audit_retention_days)
-        start_purge(services.db)  # expired Lockbox ciphertexts, now and every few minutes
+        db = services.db
+        if days := self.config.audit_retention_days:
+            every("audit-retention", audit.RETENTION_INTERVAL,
+                  lambda: audit.apply_retention(db, days))
+        every("lockbox-purge", lockbox.PURGE_INTERVAL, lambda: lockbox.purge_expired(db))
         previous = {sig: signal.signal(sig, self.request_stop)
                     for sig in (signal.SIGTERM, signal.SIGINT)}
         self.print_banner()

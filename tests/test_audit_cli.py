@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 import support
 from conftest import LiveServer
-from phase_lite import audit
+from phase_lite import audit, serve
 from phase_lite import secrets as secret_domain
 from phase_lite.audit import RequestMeta
 from phase_lite.cli import main
@@ -163,7 +163,7 @@ def test_prune_defaults_to_the_retention_setting(data_dir, db, owner):
 def test_retention_thread_prunes_at_start_and_then_periodically(config, owner):
     db = Database(config.database)
     old_event(db, 5)
-    stop = audit.start_retention(db, 3, interval=0.05)
+    stop = serve.every("audit-retention", 0.05, lambda: audit.apply_retention(db, 3))
     try:
         deadline = time.monotonic() + 5
         while db.scalar("SELECT count(*) FROM audit_events WHERE action = 'old'"):
