@@ -100,6 +100,19 @@ class OpenedShare:
     expires_at: str
 
 
+# -- answers (REST and the console's script alike) --------------------------------------------
+
+
+def created_body(share: CreatedShare) -> dict:
+    return {"id": share.id, "link": share.path, "createdAt": share.created_at,
+            "expiresAt": share.expires_at, "views": share.views}
+
+
+def opened_body(opened: OpenedShare) -> dict:
+    return {"ciphertext": encode_ciphertext(opened.ciphertext), "viewsLeft": opened.views_left,
+            "expiresAt": opened.expires_at}
+
+
 # -- requests --------------------------------------------------------------------------------
 
 

@@ -56,9 +56,7 @@ class Shares(MethodView):
         throttle(environ, caller)
         new = lockbox.parse_new_share(secrets.parse_body(request.get_data()))
         share = lockbox.create_share(services(environ), caller, new, request_meta(environ))
-        return json_response({"id": share.id, "link": share.path,
-                              "createdAt": share.created_at, "expiresAt": share.expires_at,
-                              "views": share.views}, 201)
+        return json_response(lockbox.created_body(share), 201)
 
 
 @blp.route("/v1/lockbox/<link_id>/")
@@ -72,6 +70,4 @@ class Share(MethodView):
         environ = request.environ
         throttle(environ)
         opened = lockbox.open_share(services(environ), link_id, request_meta(environ))
-        return json_response({"ciphertext": lockbox.encode_ciphertext(opened.ciphertext),
-                              "viewsLeft": opened.views_left,
-                              "expiresAt": opened.expires_at})
+        return json_response(lockbox.opened_body(opened))

@@ -380,6 +380,11 @@ def revoke_share(caller, share_id):
     lockbox.revoke_share(caller.services, caller.principal, share_id, caller.meta)
 
 
+def share_exists(services, link_id):
+    """Whether a link still opens (the share page, before offering "Reveal")."""
+    return lockbox.share_exists(services, link_id)
+
+
 def open_share(services, link_id, meta):
     """A visitor's view of a share (no session: the link is the capability)."""
     return lockbox.open_share(services, link_id, meta)

@@ -54,8 +54,7 @@ def new_share():
         share = actions.create_share(caller(), lockbox.parse_new_share(fields))
     except PhaseError as exc:
         return json_response({"error": exc.message}, status_of(exc))
-    return json_response({"id": share.id, "link": share.path, "expiresAt": share.expires_at,
-                  "views": share.views})
+    return json_response(lockbox.created_body(share))
 
 
 @bp.route(PREFIX + "/apps/<app_id>/environments/<env_id>/secrets/<secret_id>/share")
@@ -90,7 +89,7 @@ def revoke_share(share_id):
 @bp.route("/lockbox/<link_id>")
 def share_page(link_id):
     """Say what this is; offer "Reveal" while the share lives. Counts no view."""
-    live = lockbox.share_exists(services(), link_id)
+    live = actions.share_exists(services(), link_id)
     return render("share_page.html", 200 if live else 404, live=live)
 
 
@@ -102,5 +101,4 @@ def reveal_share(link_id):
         opened = actions.open_share(services(), link_id, console_meta())
     except PhaseError as exc:
         return json_response({"error": exc.message}, status_of(exc))
-    return json_response({"ciphertext": lockbox.encode_ciphertext(opened.ciphertext),
-                  "viewsLeft": opened.views_left, "expiresAt": opened.expires_at})
+    return json_response(lockbox.opened_body(opened))
