@@ -28,14 +28,16 @@ from phase_lite.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 
-# The store, domain and HTTP contract tests; not the ones about SQLite files, processes or
-# the command line.
+# The store, domain, HTTP contract and console tests; not the ones about SQLite files,
+# processes or the command line.
 BOTH_BACKENDS = {
     "test_client_protocol",
     "test_conditional_api",
+    "test_console_apps",
     "test_environment_order",
     "test_history_api",
     "test_lockbox_api",
+    "test_lockbox_console",
     "test_management_api",
     "test_management_flow",
     "test_metrics",

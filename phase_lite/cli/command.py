@@ -37,6 +37,9 @@ class Context:
             from ..app import open_services
 
             self._services = open_services(self.config)
+            # Closed when the command ends: the read log's waiting events written, the
+            # database connections closed (a PostgreSQL server counts them).
+            click.get_current_context().call_on_close(self._services.close)
         return self._services
 
     @property

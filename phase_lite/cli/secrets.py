@@ -39,12 +39,8 @@ def find_secret(ctx, app, env, key, path):
 @pass_ctx
 def secrets_history(ctx, app, env, key, path, show, as_json):
     """List every version of a secret, newest first."""
-    try:
-        env_row, secret_id = find_secret(ctx, app, env, key, path)
-        versions = history.secret_history(ctx.services, ctx.operator, env_row, secret_id,
-                                          ctx.meta)
-    finally:
-        ctx.services.close()  # writes the read's audit event before the process ends
+    env_row, secret_id = find_secret(ctx, app, env, key, path)
+    versions = history.secret_history(ctx.services, ctx.operator, env_row, secret_id, ctx.meta)
     payload = {"id": secret_id, "versions": [history.version_body(v) for v in versions]}
     emit(as_json, payload, "\n".join(version_line(v, show) for v in payload["versions"]))
 

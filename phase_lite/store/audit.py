@@ -66,24 +66,29 @@ def delete_events_before(db, cutoff):
 def names_of(db, ids):
     """{id: name} for the users (email), service accounts, apps, environments and tokens among
     ``ids``, deleted accounts included (their rows stay so the log keeps naming them)."""
-    wanted = orjson.dumps(sorted(ids)).decode()
-    rows = db.all(
-        "WITH wanted(id) AS (SELECT value FROM json_each(?))"
-        " SELECT id, email FROM users WHERE id IN wanted"
-        " UNION ALL SELECT id, name FROM service_accounts WHERE id IN wanted"
-        " UNION ALL SELECT id, name FROM apps WHERE id IN wanted"
-        " UNION ALL SELECT id, name FROM environments WHERE id IN wanted"
-        " UNION ALL SELECT id, name FROM tokens WHERE id IN wanted",
-        (wanted,),
-    )
-    return {row[0]: row[1] for row in rows}
+    names = {}
+    for chunk, marks in _chunks(ids):
+        names.update((row[0], row[1]) for row in db.all(
+            " UNION ALL ".join(f"SELECT id, {column} FROM {table} WHERE id IN ({marks})"
+                               for table, column in _NAMED),
+            chunk * len(_NAMED)))
+    return names
+
+
+_NAMED = (("users", "email"), ("service_accounts", "name"), ("apps", "name"),
+          ("environments", "name"), ("tokens", "name"))
 
 
 def secret_key_ciphertexts(db, ids):
     """(secret id, app id, encrypted key name) of the secrets among ``ids``, deleted too."""
-    return db.all(
+    return [row for chunk, marks in _chunks(ids) for row in db.all(
         "SELECT s.id, e.app_id, s.key_enc FROM secrets s"
-        " JOIN environments e ON e.id = s.environment_id"
-        " WHERE s.id IN (SELECT value FROM json_each(?))",
-        (orjson.dumps(sorted(ids)).decode(),),
-    )
+        f" JOIN environments e ON e.id = s.environment_id WHERE s.id IN ({marks})", chunk)]
+
+
+def _chunks(ids, size=500):
+    """(ids, placeholders) in chunks small enough for any backend's parameter limit."""
+    ordered = sorted(ids)
+    for start in range(0, len(ordered), size):
+        chunk = ordered[start:start + size]
+        yield chunk, ", ".join("?" * len(chunk))

@@ -56,10 +56,10 @@ def end_session(db, session_id):
 
 def end_user_sessions(db, user_id, *, keep_session_id=None):
     """End every live session of the user (but ``keep_session_id``); return how many."""
+    kept = "" if keep_session_id is None else " AND id <> ?"
     return db.execute(
-        "UPDATE console_sessions SET ended_at = ? WHERE user_id = ? AND ended_at IS NULL"
-        " AND id IS NOT ?",
-        (now(), user_id, keep_session_id),
+        "UPDATE console_sessions SET ended_at = ? WHERE user_id = ? AND ended_at IS NULL" + kept,
+        (now(), user_id) + (() if keep_session_id is None else (keep_session_id,)),
     ).rowcount
 
 
