@@ -201,7 +201,7 @@ class ReadLog:
             return
         try:
             with self.db.transaction(bookkeeping=True):
-                audit_store.insert_events(self.db, taken)
+                audit_store.insert_read_events(self.db, taken)
         except StoreError:
             with self._lock:  # keep them for the next attempt
                 self._events[:0] = taken

@@ -463,3 +463,27 @@ def m009_data_key_rotated_at(db):
                 AND e.resource_id = apps.id);
         """
     )
+
+
+@migrations()
+def m010_audit_read_sets(db):
+    """Read events name the secrets they returned, and the same answer is read again and
+    again (every deploy and ``phase run`` reads the same 100 secrets): the list is stored once
+    per distinct content, in ``audit_read_sets``, and each read event written by the read log
+    points to it (``read_set_id``; its own ``details`` stays ``{}``). A read event of 100
+    secrets was a 4 KB row; it is now a row of ids. Events written before keep their details
+    inline. A set is kept while any event naming it is: ``last_used_at`` is the time of the
+    newest such event, and retention deletes sets last used before its cutoff with the
+    events. The same statements serve PostgreSQL."""
+    _run_script(
+        db,
+        """
+        CREATE TABLE audit_read_sets (
+            id TEXT PRIMARY KEY, -- SHA-256 (hex) of details
+            details TEXT NOT NULL,
+            last_used_at TEXT NOT NULL
+        );
+        CREATE INDEX audit_read_sets_by_last_use ON audit_read_sets (last_used_at);
+        ALTER TABLE audit_events ADD COLUMN read_set_id TEXT;
+        """
+    )

@@ -16,6 +16,7 @@ from phase_lite import phase_crypto
 from phase_lite import secrets as secret_rules
 from phase_lite.client_protocol import WrappedKeyCache
 from phase_lite.store import apps as app_store
+from phase_lite.store.audit import EVENTS
 from phase_lite.vault import EnvironmentKeys
 from support import (SECRETS_URL, TOKENS_URL, VECTORS, Session, bearer_headers, fetch_keys,
                      make_user_token, opened, send, unwrap_environments, wire_rows)
@@ -574,7 +575,7 @@ def test_writes_and_reads_are_audited_like_rest(client, services, db, demo, sess
     [row] = wire_rows(client, session)
     services.read_log.flush()
     events = db.all("SELECT action, actor_type, token_id, environment_id, details, user_agent"
-                    " FROM audit_events WHERE resource_type = 'secret' ORDER BY id")
+                    f" FROM {EVENTS} WHERE resource_type = 'secret' ORDER BY id")
     assert [(e["action"], e["actor_type"], e["token_id"]) for e in events] == [
         ("secrets.create", "service", session.issued.id),
         ("secrets.read", "service", session.issued.id)]

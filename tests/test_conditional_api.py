@@ -14,6 +14,7 @@ from phase_lite.app import create_app
 from phase_lite.errors import PreconditionFailed
 from phase_lite.secrets import SecretChange
 from phase_lite.store import apps as app_store
+from phase_lite.store.audit import EVENTS
 
 PREFIXES = ["", "/public", "/service", "/service/public"]
 CHANGED = ("The environment has changed since the ETag given in If-Match was issued; "
@@ -123,7 +124,7 @@ def test_a_304_is_audited_as_a_read(pat, db, services, seeded):
 
     def reads():
         services.read_log.flush()
-        return db.all("SELECT details FROM audit_events WHERE action = 'secrets.read'")
+        return db.all(f"SELECT details FROM {EVENTS} WHERE action = 'secrets.read'")
 
     before = len(reads())
     assert pat.get({"If-None-Match": tag}).status_code == 304

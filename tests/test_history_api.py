@@ -10,6 +10,7 @@ import support
 from conftest import bearer_headers
 from phase_lite import schemas
 from phase_lite.store import accounts as account_store
+from phase_lite.store.audit import EVENTS
 
 PREFIXES = ["", "/public", "/service", "/service/public"]
 NO_ENV = "Environment context required. Supply `app_id` and `env` as query parameters."
@@ -346,7 +347,7 @@ def test_the_audit_log_shows_the_restore_with_its_actor(pat, sa, db, services, e
     sa.history(secret_id)
     sa.deleted()
     services.read_log.flush()
-    events = db.all("SELECT action, actor_type, actor_id, details FROM audit_events"
+    events = db.all(f"SELECT action, actor_type, actor_id, details FROM {EVENTS}"
                     " WHERE action IN ('secrets.restore', 'secrets.read_history',"
                     " 'secrets.read_deleted') ORDER BY id")
     actor_id = sa_actor(db)["id"]

@@ -15,6 +15,7 @@ from phase_lite.errors import Duplicate, InvalidRequest
 from phase_lite.store import StoreError
 from phase_lite.store import apps as app_store
 from phase_lite.store import secrets as secret_store
+from phase_lite.store.audit import EVENTS
 
 TABLES = ("secrets", "secret_tags", "tags", "folders", "secret_versions", "personal_secrets",
           "audit_events")
@@ -133,7 +134,7 @@ def test_every_write_keeps_an_encrypted_version(client, url, sa_headers, db, ser
 
 def audit_rows(services):
     services.read_log.flush()  # read events are written in batches
-    return services.db.all("SELECT * FROM audit_events ORDER BY created_at, id")
+    return services.db.all(f"SELECT * FROM {EVENTS} ORDER BY created_at, id")
 
 
 def test_writes_and_reads_are_audited_one_event_per_request(client, url, sa_headers, sa_token,

@@ -1,35 +1,78 @@
 """Audit events."""
 
+import hashlib
+
 import orjson
 
 
 _COLUMNS = ("created_at", "organisation_id", "actor_type", "actor_id", "token_id", "action",
             "resource_type", "resource_id", "app_id", "environment_id", "details", "ip_address",
             "user_agent", "channel")
+_INSERT = (f"INSERT INTO audit_events ({', '.join(_COLUMNS)}, read_set_id)"
+           f" VALUES ({', '.join('?' * len(_COLUMNS))}, ?)")
+
+# Events as they are read: a read event's details come from its read set (m010).
+EVENTS = ("(SELECT e.id, e.created_at, e.organisation_id, e.actor_type, e.actor_id, e.token_id,"
+          " e.action, e.resource_type, e.resource_id, e.app_id, e.environment_id,"
+          " COALESCE(r.details, e.details) AS details, e.ip_address, e.user_agent, e.channel"
+          " FROM audit_events e LEFT JOIN audit_read_sets r ON r.id = e.read_set_id) events")
 
 
 def insert_events(db, events):
     """Insert audit events (dicts with the audit_events columns; details as a dict).
 
-    Events that share one details object (repeated reads) share its JSON text.
+    Events that share one details object share its JSON text.
     """
-    texts = {}  # id(details): (details, JSON text)
+    texts = _Texts()
+    db.executemany(_INSERT, (_row(event, texts.of(event.get("details") or {}), None)
+                             for event in events))
 
-    def details_text(details):
-        found = texts.get(id(details))
+
+def insert_read_events(db, events):
+    """Insert read events (as ``insert_events``), their details stored once per distinct
+    content in ``audit_read_sets`` (m010): an upsert per distinct details object, a row of
+    ids per event."""
+    texts = _Texts()
+    digests = {}  # id(details): read set id (texts keeps each details object alive)
+    sets = {}  # read set id: [JSON text, time of its newest event]
+    rows = []
+    for event in events:
+        details = event.get("details") or {}
+        set_id = digests.get(id(details))
+        if set_id is None:
+            text = texts.of(details)
+            set_id = digests[id(details)] = hashlib.sha256(text.encode()).hexdigest()
+            sets.setdefault(set_id, [text, event["created_at"]])
+        used = sets[set_id]
+        if event["created_at"] > used[1]:
+            used[1] = event["created_at"]
+        rows.append(_row(event, "{}", set_id))
+    db.executemany(
+        "INSERT INTO audit_read_sets (id, details, last_used_at) VALUES (?, ?, ?)"
+        " ON CONFLICT (id) DO UPDATE SET last_used_at = excluded.last_used_at"
+        " WHERE excluded.last_used_at > audit_read_sets.last_used_at",
+        [(set_id, text, used) for set_id, (text, used) in sets.items()])
+    db.executemany(_INSERT, rows)
+
+
+class _Texts:
+    """The JSON text of each details object, encoded once per object."""
+
+    def __init__(self):
+        self.text = {}  # id(details): (details, JSON text)
+
+    def of(self, details) -> str:
+        found = self.text.get(id(details))
         if found is None:
-            found = texts[id(details)] = (details, orjson.dumps(details).decode())
+            found = self.text[id(details)] = (details, orjson.dumps(details).decode())
         return found[1]
 
-    db.executemany(
-        f"INSERT INTO audit_events ({', '.join(_COLUMNS)})"
-        f" VALUES ({', '.join('?' * len(_COLUMNS))})",
-        ((event["created_at"], event["organisation_id"], event["actor_type"],
-          event["actor_id"], event["token_id"], event["action"], event["resource_type"],
-          event["resource_id"], event["app_id"], event["environment_id"],
-          details_text(event.get("details") or {}), event["ip_address"],
-          event["user_agent"], event.get("channel")) for event in events),
-    )
+
+def _row(event, details_text, read_set_id):
+    return (event["created_at"], event["organisation_id"], event["actor_type"],
+            event["actor_id"], event["token_id"], event["action"], event["resource_type"],
+            event["resource_id"], event["app_id"], event["environment_id"], details_text,
+            event["ip_address"], event["user_agent"], event.get("channel"), read_set_id)
 
 
 def event_filters(*, app_id=None, environment_id=None, actor_id=None, action=None, since=None,
@@ -54,13 +97,17 @@ def list_events(db, *, app_id=None, environment_id=None, actor_id=None, since=No
                                     actor_id=actor_id, since=since)
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     return db.all(
-        f"SELECT * FROM audit_events {where} ORDER BY created_at DESC, id DESC LIMIT ?",
+        f"SELECT * FROM {EVENTS} {where} ORDER BY created_at DESC, id DESC LIMIT ?",
         (*params, limit),
     )
 
 
 def delete_events_before(db, cutoff):
-    return db.execute("DELETE FROM audit_events WHERE created_at < ?", (cutoff,)).rowcount
+    """Delete the events before ``cutoff`` and the read sets no later event names; return
+    how many events were deleted."""
+    deleted = db.execute("DELETE FROM audit_events WHERE created_at < ?", (cutoff,)).rowcount
+    db.execute("DELETE FROM audit_read_sets WHERE last_used_at < ?", (cutoff,))
+    return deleted
 
 
 def names_of(db, ids):

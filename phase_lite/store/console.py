@@ -2,7 +2,7 @@
 
 import orjson
 
-from .audit import event_filters
+from .audit import EVENTS, event_filters
 
 
 # -- members ---------------------------------------------------------------------------------
@@ -56,7 +56,7 @@ def search_events(db, organisation_id, *, app_id=None, environment_id=None, acto
         clauses.append(f"(environment_id IS NULL OR environment_id IN ({marks or 'NULL'}))")
         params.extend(ids)
     return [dict(row, details=orjson.loads(row["details"])) for row in db.all(
-        f"SELECT * FROM audit_events WHERE {' AND '.join(clauses)}"
+        f"SELECT * FROM {EVENTS} WHERE {' AND '.join(clauses)}"
         " ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
         (*params, limit, offset),
     )]
