@@ -120,7 +120,11 @@ def bind(app, config: Config):
         server = waitress.create_server(
             app, listen=config.listen, threads=config.threads, ident="phase_lite",
             max_request_body_size=max_body, inbuf_overflow=max(max_body + 65536, 524288),
-            outbuf_overflow=sys.maxsize)
+            outbuf_overflow=sys.maxsize,
+            # The app believes X-Forwarded-For and X-Forwarded-Proto from the peers in
+            # PHASE_LITE_TRUSTED_PROXIES only (``context.client_ip``, ``console.is_https``);
+            # waitress would otherwise delete them from every request before it sees them.
+            clear_untrusted_proxy_headers=False)
     except socket.gaierror:
         raise ConfigError(f"PHASE_LITE_LISTEN: cannot resolve the host {config.host}") from None
     except OSError as exc:

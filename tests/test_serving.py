@@ -180,3 +180,24 @@ def test_stopping_is_bounded_by_the_stop_timeout(config, owner):
     server.stop()
     assert server.process.returncode == 0
     assert time.monotonic() - started < 3
+
+
+@pytest.mark.parametrize("trusted, clients, secure", [
+    ("127.0.0.1", ["203.0.113.9", "198.51.100.7"], True),
+    ("", ["127.0.0.1", "127.0.0.1"], False),
+])
+def test_forwarding_headers_reach_the_app_from_trusted_proxies_only(config, owner, trusted,
+                                                                     clients, secure):
+    server = LiveServer(config.data_dir, {"PHASE_LITE_TRUSTED_PROXIES": trusted}).start()
+    try:
+        for header in ({"X-Forwarded-For": "203.0.113.9, 10.0.0.1"},
+                       {"X-Real-IP": "198.51.100.7"}):
+            assert requests.get(server.url + "/v1/secrets/", headers=header).status_code == 401
+        page = requests.get(server.url + "/console/sign-in",
+                            headers={"X-Forwarded-Proto": "https"})
+    finally:
+        server.stop()
+    logged = [line.split()[3] for line in server.log_path.read_text().splitlines()
+              if '"GET /v1/secrets/"' in line]
+    assert logged == clients
+    assert ("Secure" in page.headers["Set-Cookie"]) is secure
