@@ -232,7 +232,8 @@ CAPABILITY_PATHS = re.compile(r"^((?:/service)?(?:/public)?/v1/lockbox/|/lockbox
 def loggable_path(path: str) -> str:
     """The path as one printable token (anything else percent-encoded), a capability in it
     replaced by ``{id}``."""
-    path = CAPABILITY_PATHS.sub(r"\1{id}", path)
+    if "lockbox/" in path:  # (a substring test first: the expression costs more than a line)
+        path = CAPABILITY_PATHS.sub(r"\1{id}", path)
     if path.isascii() and path.isprintable() and " " not in path and '"' not in path:
         return path
     return quote(path.encode("latin-1", "replace"), safe=PATH_SAFE)
