@@ -43,8 +43,9 @@ def server_environment(extra=None) -> dict:
 class Server:
     """A child process serving HTTP on 127.0.0.1:<port>, with its output in a log file."""
 
-    def __init__(self, name, argv, env, port, health_path, log_path, cpus=None):
+    def __init__(self, name, argv, env, port, health_path, log_path, cpus=None, cwd=REPO):
         self.name = name
+        self.cwd = cwd  # ``python -m`` imports from here first: the code that is served
         self.cpus = cpus
         self.argv = argv
         self.env = env
@@ -57,7 +58,7 @@ class Server:
 
     def start(self, timeout=120):
         self._log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(self.argv, env=self.env, cwd=REPO, stdout=self._log,
+        self.process = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=self._log,
                                         stderr=subprocess.STDOUT)
         if self.cpus:
             # Set before the interpreter has started any thread, so every thread inherits it.
@@ -124,14 +125,15 @@ def pin_cpus():
     return {allowed[-1]}, set(allowed[:-1])
 
 
-def phase_lite_server(data_dir, log_dir, cpus=None, settings=None) -> Server:
+def phase_lite_server(data_dir, log_dir, cpus=None, settings=None, code=REPO) -> Server:
     """``python -m phase_lite.cli serve`` on its data directory, with default settings (plus
-    ``settings``, such as a PHASE_LITE_DATABASE_URL)."""
+    ``settings``, such as a PHASE_LITE_DATABASE_URL), serving the ``phase_lite`` package found
+    in ``code`` (this checkout by default)."""
     port = free_port()
     env = server_environment({**(settings or {}), "PHASE_LITE_DATA_DIR": str(data_dir),
                               "PHASE_LITE_LISTEN": f"127.0.0.1:{port}"})
     return Server("phase_lite", [sys.executable, "-m", "phase_lite.cli", "serve"], env, port,
-                  "/health/", Path(log_dir) / f"phase_lite-{port}.log", cpus)
+                  "/health/", Path(log_dir) / f"phase_lite-{port}.log", cpus, cwd=code)
 
 
 def baseline_server(threads, log_dir, cpus=None) -> Server:
