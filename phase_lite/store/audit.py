@@ -47,11 +47,12 @@ def insert_read_events(db, events):
         if event["created_at"] > used[1]:
             used[1] = event["created_at"]
         rows.append(_row(event, "{}", set_id))
+    # In id order: two nodes writing the same sets lock their rows in the same order.
     db.executemany(
         "INSERT INTO audit_read_sets (id, details, last_used_at) VALUES (?, ?, ?)"
         " ON CONFLICT (id) DO UPDATE SET last_used_at = excluded.last_used_at"
         " WHERE excluded.last_used_at > audit_read_sets.last_used_at",
-        [(set_id, text, used) for set_id, (text, used) in sets.items()])
+        [(set_id, text, used) for set_id, (text, used) in sorted(sets.items())])
     db.executemany(_INSERT, rows)
 
 
