@@ -65,7 +65,8 @@ class RateLimiter:
 
 
 class SharedRateLimiter:
-    """``RateLimiter``'s windows kept in PostgreSQL: exact across every node."""
+    """``RateLimiter``'s windows kept in PostgreSQL: exact across every node. Its keys start
+    with ``api:`` (the console's sign-in windows share the table)."""
 
     def __init__(self, db, rate: tuple[int, int]):
         self.rate = rate
@@ -75,14 +76,14 @@ class SharedRateLimiter:
 
     def check(self, key: str) -> None:
         limit, duration = self.rate
-        refused, history, moment = self._db.count_request(key, limit, duration)
+        refused, history, moment = self._db.count_request("api:" + key, limit, duration)
         with self._lock:
             self._since_sweep += 1
             sweep = self._since_sweep >= _SWEEP_EVERY
             if sweep:
                 self._since_sweep = 0
         if sweep:
-            self._db.forget_idle_requests(duration)
+            self._db.forget_idle_requests(duration, "api:")
         if refused:
             wait = duration - (moment - history[0])
             available = limit - len(history) + 1

@@ -11,8 +11,8 @@ import pytest
 from phase_lite import audit, backup, migrations
 from phase_lite.app import create_app, init_data_dir
 from phase_lite.config import ConfigError, load_config
-from phase_lite.store.postgres import MIGRATIONS_TABLE, PostgresDatabase
-from support import principal_of, read_with_fresh_app, seed_app
+from phase_lite.store.postgres import MIGRATIONS_TABLE, RATE_TABLE, PostgresDatabase
+from support import csrf_of, principal_of, read_with_fresh_app, seed_app
 
 
 @pytest.fixture
@@ -235,6 +235,50 @@ def test_the_rate_limit_is_per_node_unless_shared(config, owner, sa_headers, dem
     refused = seen[statuses.index(429)]
     assert refused.json["error"].startswith("Request was throttled. Expected available in ")
     assert 1 <= int(refused.headers["Retry-After"]) <= 60
+
+
+@pytest.mark.parametrize("scope, statuses", [
+    ("node", [401] * 20),  # each node allows 10 attempts per email
+    ("cluster", [401] * 10 + [429] * 10),
+])
+def test_console_sign_in_attempts_are_counted_per_node_unless_shared(config, owner, scope,
+                                                                     statuses):
+    shared = dataclasses.replace(config, rate_limit_scope=scope)
+    nodes = [create_app(shared), create_app(shared)]
+    try:
+        clients = [node.test_client() for node in nodes]
+        seen = []
+        for attempt in range(20):
+            client = clients[attempt % 2]
+            token = csrf_of(client.get("/console/sign-in"))
+            seen.append(client.post("/console/sign-in", data={
+                "email": "Owner@Example.com ", "password": "not the password",
+                "csrf_token": token}).status_code)
+        rows = nodes[0].extensions["phase_lite"].db.all(f"SELECT key FROM {RATE_TABLE}")
+    finally:
+        for node in nodes:
+            node.extensions["phase_lite"].close()
+    assert seen == statuses
+    keys = sorted(row["key"] for row in rows)
+    if scope == "cluster":  # the address, and the email as its hash only
+        assert keys[0] == "sign-in:address:127.0.0.1"
+        assert keys[1].startswith("sign-in:email:") and "example" not in keys[1].lower()
+    assert len(keys) == (2 if scope == "cluster" else 0)
+
+
+def test_each_kind_of_shared_window_is_swept_with_its_own_duration(db):
+    db.count_request("api:user_1", 5, 60)
+    db.count_request("sign-in:address:10.0.0.1", 20, 900)
+
+    def keys():
+        return sorted(row["key"] for row in db.all(f"SELECT key FROM {RATE_TABLE}"))
+
+    db.forget_idle_requests(-1, "api:")  # every api: window is idle by then
+    assert keys() == ["sign-in:address:10.0.0.1"]
+    db.forget_idle_requests(900, "sign-in:")  # not idle for that long
+    assert keys() == ["sign-in:address:10.0.0.1"]
+    db.forget_idle_requests(-1, "sign-in:")
+    assert keys() == []
 
 
 def test_a_cluster_rate_limit_needs_postgresql(tmp_path):

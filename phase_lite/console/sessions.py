@@ -256,6 +256,14 @@ def use_link(db, settings: SessionSettings, token: str, password: str, confirmat
 # -- sign-in throttling ----------------------------------------------------------------------
 
 
+def make_sign_in_throttle(config, db):
+    """The sign-in throttle ``config`` asks for: per node in memory, or shared by every node
+    through the database with ``PHASE_LITE_RATE_LIMIT_SCOPE=cluster``, like the API's."""
+    if config.rate_limit_scope == "cluster":
+        return SharedSignInThrottle(db)
+    return SignInThrottle()
+
+
 class SignInThrottle:
     """At most ``per_address`` attempts per client address and ``per_email`` per email in a
     sliding ``window`` (seconds); in memory, like the API's rate limit."""
@@ -286,4 +294,38 @@ class SignInThrottle:
                 self._history[key].append(moment)
             if len(self._history) > 100_000:  # idle counters are dropped now and then
                 self._history = {k: h for k, h in self._history.items() if h}
+        return 0
+
+
+class SharedSignInThrottle:
+    """``SignInThrottle``'s limits counted in PostgreSQL for every node at once (the API's
+    cluster-wide windows, keys starting with ``sign-in:``; an email only as its SHA-256, since
+    people type passwords into the email field). The address is counted first: an attempt
+    refused for its email has still been counted against its address."""
+
+    SWEEP_EVERY = 256  # attempts between deletions of idle windows
+
+    def __init__(self, db, per_address=20, per_email=10, window=900.0):
+        self.db = db
+        self.limits = {"address": per_address, "email": per_email}
+        self.window = window
+        self._lock = threading.Lock()
+        self._since_sweep = 0
+
+    def attempt(self, address: str | None, email: str) -> int:
+        """Count an attempt; return 0, or the seconds to wait when either limit is reached."""
+        folded = (email or "").strip().lower().encode()
+        keys = [("address", address or "unknown"), ("email", hashlib.sha256(folded).hexdigest())]
+        for kind, value in keys:
+            refused, history, moment = self.db.count_request(
+                f"sign-in:{kind}:{value}", self.limits[kind], self.window)
+            if refused:
+                return int(self.window - (moment - history[0])) + 1
+        with self._lock:
+            self._since_sweep += 1
+            sweep = self._since_sweep >= self.SWEEP_EVERY
+            if sweep:
+                self._since_sweep = 0
+        if sweep:
+            self.db.forget_idle_requests(self.window, "sign-in:")
         return 0

@@ -343,7 +343,8 @@ def register_console(app, services_):
     from . import access_pages, app_pages, lockbox_pages, secrets_pages, sign_in  # noqa: F401
 
     app.register_blueprint(bp)
-    app.extensions["phase_lite_console_throttle"] = sessions.SignInThrottle()
+    app.extensions["phase_lite_console_throttle"] = sessions.make_sign_in_throttle(
+        services_.config, services_.db)
     # Form bodies follow the body limit (Flask's own default, 500 KB, would refuse an
     # .env upload that the API accepts).
     app.config["MAX_FORM_MEMORY_SIZE"] = services_.config.max_body_bytes

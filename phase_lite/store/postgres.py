@@ -358,10 +358,12 @@ class PostgresDatabase(Statements):
             {"key": key, "limit": limit, "duration": float(duration)},
         )
 
-    def forget_idle_requests(self, duration: float):
-        """Drop the windows whose last request is older than ``duration`` seconds."""
-        self.execute(f"DELETE FROM {RATE_TABLE} WHERE hits[cardinality(hits)]"
-                     " <= extract(epoch FROM statement_timestamp()) - ?", (float(duration),))
+    def forget_idle_requests(self, duration: float, prefix: str):
+        """Drop the windows of keys starting with ``prefix`` whose last request is older than
+        ``duration`` seconds (each kind of window has its own duration)."""
+        self.execute(f"DELETE FROM {RATE_TABLE} WHERE key LIKE ? AND hits[cardinality(hits)]"
+                     " <= extract(epoch FROM statement_timestamp()) - ?",
+                     (prefix + "%", float(duration)))
 
     # -- schema ------------------------------------------------------------------------------
 
