@@ -7,7 +7,7 @@ own shares and ``DELETE /v1/lockbox/shares/<share_id>/`` revokes one (204; 404 f
 id or another account's share), with the same token and limit. ``GET /v1/lockbox/<link_id>/``
 needs no token (the link id is the capability), is rate-limited per client address and counts
 one view; an unknown, viewed-out, expired or revoked share is the same 404. The access log
-writes these paths as ``/v1/lockbox/{id}/`` (``access_log.loggable_path``).
+writes a link's path as ``/v1/lockbox/{id}/`` (``access_log.loggable_path``).
 
 A revocation names the share by its row id, the one lists show, never by the link's id; so it
 has a path of its own (``shares/<share_id>/``) rather than a second meaning for
