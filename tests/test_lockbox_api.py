@@ -203,6 +203,9 @@ def test_only_the_creator_revokes(client, owner_headers, services, owner, db):
         lockbox.revoke_share(services, support.principal_of(services, other), made.json["id"])
     with pytest.raises(DoesNotExist):
         lockbox.revoke_share(services, me, "00000000-0000-0000-0000-000000000000")
+    for text in ("x\x00y", made.json["id"].upper(), made.json["id"] + "\n"):
+        with pytest.raises(DoesNotExist):  # (the admin command's operator, too)
+            lockbox.revoke_share(services, support.operator(services), text)
     assert [row["id"] for row in lockbox.shares_of(services, me)] == [made.json["id"]]
     lockbox.revoke_share(services, me, made.json["id"])
     lockbox.revoke_share(services, me, made.json["id"])  # again: nothing more happens
@@ -369,6 +372,8 @@ def test_the_list_shows_the_callers_shares_newest_first_with_their_states(
         assert ciphertext not in text and ciphertext[:24] not in text
     assert theirs.json["id"] not in text
     assert list(listed(client, sa_headers)[0]) == [theirs.json["id"]]
+    assert lockbox.purge_expired(db) == 1  # the server's purge changes nothing listed
+    assert listed(client, owner_headers)[1].json == answer.json
     # Listing counted no view: the live share still has the two views it had.
     assert client.get(f"/v1/lockbox/{link_id(made[3])}/").json["viewsLeft"] == 1
 
