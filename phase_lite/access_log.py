@@ -225,8 +225,10 @@ class AccessLogWriter:
 
 
 # Paths whose last part is a bearer capability (a Lockbox link's id), written with a
-# placeholder: anyone reading the log could otherwise open the share.
-CAPABILITY_PATHS = re.compile(r"^((?:/service)?(?:/public)?/v1/lockbox/|/lockbox/)[^/]+")
+# placeholder: anyone reading the log could otherwise open the share. A share's own id
+# (``/v1/lockbox/shares/<id>/``, a revocation) opens nothing and is written as it is.
+CAPABILITY_PATHS = re.compile(
+    r"^((?:/service)?(?:/public)?/v1/lockbox/(?!shares/)|/lockbox/)[^/]+")
 
 
 def loggable_path(path: str) -> str:

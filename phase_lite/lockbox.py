@@ -20,7 +20,8 @@ purging one leaves the read caches of secrets, tokens and scopes, in every proce
 - ``share_exists(services, link_id)``: whether a link still opens (the page asks before
   offering "Reveal"; no view is counted);
 - ``shares_of(services, principal)``, ``all_shares(services, principal)`` (the admin
-  command), ``state_of(row)``, ``revoke_share(services, principal, share_id, meta)``;
+  command), ``state_of(row)``, ``share_body(row)`` (a listed share: REST and the admin
+  command), ``revoke_share(services, principal, share_id, meta)``;
 - ``purge_expired(db)``: expired ciphertexts deleted by the server (every
   ``PURGE_INTERVAL`` seconds while serving).
 
@@ -58,7 +59,9 @@ MAX_VIEWS = 100
 NONCE_BYTES, TAG_BYTES = 24, 16
 MAX_VALUE_BYTES = 64 * 1024
 PURGE_INTERVAL = 300.0  # seconds between the server's purges of expired shares
+STATES = ("live", "viewed", "expired", "revoked")  # state_of: live, or why a share is gone
 LINK_ID = re.compile(r"[A-Za-z0-9_-]{43}")  # token_urlsafe(32)
+SHARE_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")  # new_id()
 BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 SHARE_GONE = "This share does not exist, or it is gone (viewed, expired or revoked)."
@@ -111,6 +114,17 @@ def created_body(share: CreatedShare) -> dict:
 def opened_body(opened: OpenedShare) -> dict:
     return {"ciphertext": encode_ciphertext(opened.ciphertext), "viewsLeft": opened.views_left,
             "expiresAt": opened.expires_at}
+
+
+def share_body(row, moment=None) -> dict:
+    """A listed share (a row of ``shares_of`` or ``all_shares``): never its ciphertext or link.
+    A gone share has no views left; an expired one ended at its expiry, whenever it was
+    purged."""
+    state = state_of(row, moment)
+    ended_at = row["expires_at"] if state == "expired" else row["ended_at"]
+    return {"id": row["id"], "createdAt": row["created_at"], "expiresAt": row["expires_at"],
+            "views": row["max_views"], "viewsLeft": row["views_left"] if state == "live" else 0,
+            "state": state, "endedAt": ended_at}
 
 
 # -- requests --------------------------------------------------------------------------------
@@ -243,9 +257,12 @@ def state_of(row, moment=None) -> str:
 def revoke_share(services, principal, share_id, meta=None) -> None:
     """Delete a live share's ciphertext now; only its creator (or the local operator, with
     the admin command) may. 404 for anyone else's."""
+    if not isinstance(share_id, str) or not SHARE_ID.fullmatch(share_id):
+        # No share has it, and PostgreSQL refuses some texts (a NUL) as a parameter.
+        raise DoesNotExist(SHARE_NOT_FOUND)
     db = services.db
     with db.transaction(bookkeeping=True):
-        row = share_store.get_share(db, share_id) if isinstance(share_id, str) else None
+        row = share_store.get_share(db, share_id)
         if row is None or (principal.kind != "operator" and (
                 row["creator_type"] != principal.kind
                 or row["creator_id"] != principal.account_id)):

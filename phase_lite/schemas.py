@@ -362,3 +362,19 @@ class LockboxShareOpened(Schema):
     viewsLeft = fields.Integer(required=True, metadata={
         "description": "0: this was the last view; the ciphertext is deleted."})
     expiresAt = fields.String(required=True, metadata={"format": "date-time"})
+
+
+class LockboxShare(Schema):
+    id = fields.String(required=True, metadata={"description": "The share's own id (not its "
+                                                              "link's, which is never stored)."})
+    createdAt = _time()
+    expiresAt = _time()
+    views = fields.Integer(required=True, metadata={"description": "The views it allowed."})
+    viewsLeft = fields.Integer(required=True, metadata={"description": "0 once it is gone."})
+    state = fields.String(required=True, validate=validate.OneOf(lockbox.STATES), metadata={
+        "description": "`live`, or why it is gone: `viewed`, `expired` or `revoked`."})
+    endedAt = fields.String(required=True, allow_none=True, metadata={
+        "format": "date-time", "description": "When it went (an expired share: its expiry)."})
+
+
+LockboxShareList = data_list(LockboxShare)

@@ -382,7 +382,8 @@ def test_extensions_are_documented_as_such(client):
     expected = {("/v1/secrets/{secret_id}/history/", "get"),
                 ("/v1/secrets/{secret_id}/restore/", "post"),
                 ("/v1/secrets/deleted/", "get")}
-    lockbox = {("/v1/lockbox/", "post"), ("/v1/lockbox/{link_id}/", "get")}  # its own tests
+    lockbox = {("/v1/lockbox/", "post"), ("/v1/lockbox/", "get"),  # its own tests
+               ("/v1/lockbox/{link_id}/", "get"), ("/v1/lockbox/shares/{share_id}/", "delete")}
     found = set()
     for path, item in document["paths"].items():
         for method, operation in item.items():

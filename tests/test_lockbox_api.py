@@ -1,5 +1,6 @@
-"""Lockbox shares over REST (``POST /v1/lockbox/``, ``GET /v1/lockbox/<id>/``) and the domain
-functions behind them, on SQLite and PostgreSQL: the contract (auth, validation, expiry and
+"""Lockbox shares over REST (``POST /v1/lockbox/``, ``GET /v1/lockbox/<id>/``, the caller's list
+``GET /v1/lockbox/`` and ``DELETE /v1/lockbox/shares/<share_id>/``) and the domain functions
+behind them, on SQLite and PostgreSQL: the contract (auth, validation, expiry and
 views bounds, gone = 404), one view per GET even under concurrent reveals, purges, audit events
 without content, and the link's id kept out of the database and the access log."""
 
@@ -20,6 +21,9 @@ from phase_lite.store import audit as audit_store
 AAD = support.LOCKBOX_AAD
 VALUE = support.LOCKBOX_VALUE
 GONE = {"error": lockbox.SHARE_GONE}
+NOT_FOUND = {"error": lockbox.SHARE_NOT_FOUND}
+MISSING = "00000000-0000-0000-0000-000000000000"
+PREFIXES = ("", "/public", "/service", "/service/public")
 seal = support.lockbox_seal
 unseal = support.lockbox_unseal
 create = support.lockbox_create
@@ -62,7 +66,7 @@ def test_views_count_down_and_the_last_one_deletes(client, owner_headers, db):
 
 
 def test_every_prefix_and_a_service_account_token(client, sa_headers):
-    for prefix in ("", "/public", "/service", "/service/public"):
+    for prefix in PREFIXES:
         made = create(client, sa_headers, prefix)
         assert made.status_code == 201, (prefix, made.json)
         assert client.get(f"{prefix}/v1/lockbox/{link_id(made)}/").status_code == 200
@@ -199,6 +203,9 @@ def test_only_the_creator_revokes(client, owner_headers, services, owner, db):
         lockbox.revoke_share(services, support.principal_of(services, other), made.json["id"])
     with pytest.raises(DoesNotExist):
         lockbox.revoke_share(services, me, "00000000-0000-0000-0000-000000000000")
+    for text in ("x\x00y", made.json["id"].upper(), made.json["id"] + "\n"):
+        with pytest.raises(DoesNotExist):  # (the admin command's operator, too)
+            lockbox.revoke_share(services, support.operator(services), text)
     assert [row["id"] for row in lockbox.shares_of(services, me)] == [made.json["id"]]
     lockbox.revoke_share(services, me, made.json["id"])
     lockbox.revoke_share(services, me, made.json["id"])  # again: nothing more happens
@@ -300,10 +307,186 @@ def test_the_access_log_writes_the_route_template():
     from phase_lite.access_log import loggable_path
 
     token = "A" * 43
+    share_id = "0" * 8 + "-0000-0000-0000-" + "0" * 12
     for path, logged in ((f"/lockbox/{token}", "/lockbox/{id}"),
+                         (f"/v1/lockbox/shares/{share_id}/", f"/v1/lockbox/shares/{share_id}/"),
+                         (f"/service/v1/lockbox/shares/{share_id}/",
+                          f"/service/v1/lockbox/shares/{share_id}/"),
                          (f"/v1/lockbox/{token}/", "/v1/lockbox/{id}/"),
                          (f"/service/public/v1/lockbox/{token}/",
                           "/service/public/v1/lockbox/{id}/"),
                          ("/v1/lockbox/", "/v1/lockbox/"), ("/console/lockbox/new",
                                                             "/console/lockbox/new")):
         assert loggable_path(path) == logged
+
+
+# -- the caller's shares: GET /v1/lockbox/, DELETE /v1/lockbox/shares/<share_id>/ -------------
+
+
+def shares_url(prefix="", share_id=None):
+    return f"{prefix}/v1/lockbox/" + (f"shares/{share_id}/" if share_id else "")
+
+
+def listed(client, headers, prefix=""):
+    answer = client.get(shares_url(prefix), headers=headers)
+    assert answer.status_code == 200, answer.json
+    assert list(answer.json) == ["data"]
+    return {share["id"]: share for share in answer.json["data"]}, answer
+
+
+def test_the_list_shows_the_callers_shares_newest_first_with_their_states(
+        client, owner_headers, sa_headers, db):
+    sealed = [seal()[0] for _ in range(5)]
+    made = [client.post("/v1/lockbox/", headers=owner_headers,
+                        json={"ciphertext": text, "views": 3, "expiresIn": 3600})
+            for text in sealed[:4]]
+    viewed, revoked, expired, live = (answer.json["id"] for answer in made)
+    theirs = client.post("/v1/lockbox/", headers=sa_headers, json={"ciphertext": sealed[4]})
+    for _ in range(3):
+        assert client.get(f"/v1/lockbox/{link_id(made[0])}/").status_code == 200
+    assert client.get(f"/v1/lockbox/{link_id(made[3])}/").status_code == 200
+    assert client.delete(shares_url(share_id=revoked), headers=owner_headers).status_code == 204
+    db.execute("UPDATE lockbox_shares SET expires_at = '2000-01-01T00:00:00.000000Z'"
+               " WHERE id = ?", (expired,))  # expired, not purged yet
+
+    shares, answer = listed(client, owner_headers)
+    assert [share["id"] for share in answer.json["data"]] == [live, expired, revoked, viewed]
+    assert {key: (share["state"], share["viewsLeft"], share["views"])
+            for key, share in shares.items()} == {
+        live: ("live", 2, 3), expired: ("expired", 0, 3), revoked: ("revoked", 0, 3),
+        viewed: ("viewed", 0, 3)}
+    for share_id in (viewed, revoked, live):
+        row = share_row(db, share_id)
+        assert (shares[share_id]["createdAt"], shares[share_id]["expiresAt"],
+                shares[share_id]["endedAt"]) == (row["created_at"], row["expires_at"],
+                                                 row["ended_at"])
+    assert shares[live]["endedAt"] is None
+    assert shares[expired]["endedAt"] == shares[expired]["expiresAt"] == (
+        "2000-01-01T00:00:00.000000Z")
+    assert set(shares[live]) == {"id", "createdAt", "expiresAt", "views", "viewsLeft", "state",
+                                 "endedAt"}
+    text = answer.get_data(as_text=True)
+    for answer_made in (*made, theirs):
+        assert link_id(answer_made) not in text
+    for ciphertext in sealed:
+        assert ciphertext not in text and ciphertext[:24] not in text
+    assert theirs.json["id"] not in text
+    assert list(listed(client, sa_headers)[0]) == [theirs.json["id"]]
+    assert lockbox.purge_expired(db) == 1  # the server's purge changes nothing listed
+    assert listed(client, owner_headers)[1].json == answer.json
+    # Listing counted no view: the live share still has the two views it had.
+    assert client.get(f"/v1/lockbox/{link_id(made[3])}/").json["viewsLeft"] == 1
+
+
+def test_a_caller_without_shares_lists_none(client, sa_headers):
+    assert listed(client, sa_headers)[1].json == {"data": []}
+
+
+def test_revoking_over_rest_closes_the_link_and_is_audited(client, owner_headers, owner,
+                                                          services, db):
+    made = create(client, owner_headers, views=5)
+    share_id = made.json["id"]
+    answer = client.delete(shares_url(share_id=share_id),
+                           headers={**owner_headers, "User-Agent": "revoker"})
+    assert (answer.status_code, answer.get_data()) == (204, b"")
+    assert client.get(f"/v1/lockbox/{link_id(made)}/").json == GONE
+    assert client.get(f"/v1/lockbox/{link_id(made)}/").status_code == 404
+    row = share_row(db, share_id)
+    assert row["ciphertext"] is None and row["end_reason"] == "revoked"
+    [event] = [row for row in audit_store.list_events(db, limit=1000)
+               if row["action"] == "lockbox.revoke"]
+    assert (event["channel"], event["actor_type"], event["actor_id"], event["resource_id"],
+            event["user_agent"]) == (
+        "api", "user", support.principal_of(services, owner).account_id, share_id, "revoker")
+    # Revoking a share that is already gone answers the same and records nothing more.
+    assert client.delete(shares_url(share_id=share_id), headers=owner_headers).status_code == 204
+    assert actions(db) == ["lockbox.revoke", "lockbox.create"]
+    assert listed(client, owner_headers)[0][share_id]["state"] == "revoked"
+
+
+def test_a_service_account_revokes_its_own(client, sa_headers, db):
+    made = create(client, sa_headers)
+    assert client.delete(shares_url(share_id=made.json["id"]),
+                         headers=sa_headers).status_code == 204
+    assert client.get(f"/v1/lockbox/{link_id(made)}/").status_code == 404
+    event = audit_store.list_events(db, limit=1)[0]
+    assert (event["action"], event["actor_type"], event["channel"]) == (
+        "lockbox.revoke", "service", "api")
+
+
+@pytest.mark.parametrize("whose", ["another account's", "unknown", "malformed", "x%00y",
+                                   "%ED%A0%80", "A" * 43])
+def test_another_accounts_share_or_an_unknown_id_is_404_and_changes_nothing(
+        client, owner_headers, sa_headers, services, db, whose):
+    made = create(client, sa_headers, views=2)
+    _, colleague = support.make_user_token(services, "dev@example.com", "Admin")
+    share_id = {"another account's": made.json["id"], "unknown": MISSING,
+                "malformed": "not-an-id"}.get(whose, whose)
+    before = dict(share_row(db, made.json["id"]))
+    events = len(audit_store.list_events(db, limit=1000))
+    for headers in (owner_headers, support.bearer_headers(colleague)):
+        answer = client.delete(shares_url(share_id=share_id), headers=headers)
+        assert (answer.status_code, answer.json) == (404, NOT_FOUND)
+    assert dict(share_row(db, made.json["id"])) == before
+    assert len(audit_store.list_events(db, limit=1000)) == events
+    assert client.get(f"/v1/lockbox/{link_id(made)}/").status_code == 200
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer pss_service:v2:nonsense"},
+                                     {"Authorization": "Basic eDp5"}])
+def test_listing_and_revoking_need_a_token(client, owner_headers, db, headers):
+    made = create(client, owner_headers)
+    for method, url in (("GET", shares_url()), ("DELETE", shares_url(share_id=made.json["id"]))):
+        answer = client.open(url, method=method, headers=headers)
+        assert answer.status_code == 401 and list(answer.json) == ["error"], (method, url)
+    assert share_row(db, made.json["id"])["ciphertext"] is not None
+
+
+def test_a_revoked_token_can_neither_list_nor_revoke(client, services, owner):
+    user, issued = support.make_user_token(services, "dev@example.com", "Developer")
+    headers = support.bearer_headers(issued)
+    made = create(client, headers)
+    support.revoke(services, issued.id)
+    assert client.get(shares_url(), headers=headers).status_code == 401
+    assert client.delete(shares_url(share_id=made.json["id"]), headers=headers).status_code == 401
+    assert client.get(f"/v1/lockbox/{link_id(made)}/").status_code == 200
+
+
+def test_list_and_revoke_under_every_prefix(client, sa_headers):
+    for prefix in PREFIXES:
+        made = create(client, sa_headers, prefix)
+        shares, _ = listed(client, sa_headers, prefix)
+        assert shares[made.json["id"]]["state"] == "live", prefix
+        answer = client.delete(shares_url(prefix, made.json["id"]), headers=sa_headers)
+        assert answer.status_code == 204, (prefix, answer.json)
+        assert listed(client, sa_headers, prefix)[0][made.json["id"]]["state"] == "revoked"
+        assert client.get(f"{prefix}/v1/lockbox/{link_id(made)}/").status_code == 404
+
+
+@pytest.mark.parametrize("method, path", [
+    ("PUT", "/v1/lockbox/"), ("DELETE", "/v1/lockbox/"), ("GET", f"/v1/lockbox/shares/{MISSING}/"),
+    ("POST", f"/service/public/v1/lockbox/shares/{MISSING}/"),
+    ("DELETE", "/v1/lockbox/" + "A" * 43 + "/"),  # (not by its link: anyone may hold one)
+])
+def test_other_methods_are_405(client, owner_headers, method, path):
+    answer = client.open(path, method=method, headers=owner_headers)
+    assert answer.status_code == 405 and list(answer.json) == ["error"]
+
+
+def test_listing_and_revoking_count_against_the_accounts_limit(config, owner, owner_headers):
+    flask_app = support.limited_app(config, (3, 60))
+    try:
+        client = flask_app.test_client()
+        made = create(client, owner_headers)
+        assert client.get(shares_url(), headers=owner_headers).status_code == 200
+        assert client.delete(shares_url(share_id=MISSING), headers=owner_headers).status_code \
+            == 404
+        for method in ("GET", "DELETE"):
+            answer = client.open(shares_url(share_id=made.json["id"] if method == "DELETE"
+                                            else None), method=method, headers=owner_headers)
+            assert answer.status_code == 429 and list(answer.json) == ["error"], method
+        row = flask_app.extensions["phase_lite"].db.one(
+            "SELECT ciphertext FROM lockbox_shares WHERE id = ?", (made.json["id"],))
+        assert row["ciphertext"] is not None  # a refused revocation revoked nothing
+    finally:
+        flask_app.extensions["phase_lite"].close()

@@ -89,11 +89,21 @@ def test_secret_schema_lists_phase_fields_in_order(document):
 def test_lockbox_operations_are_marked_extensions(document):
     created = document["paths"]["/v1/lockbox/"]["post"]
     opened = document["paths"]["/v1/lockbox/{link_id}/"]["get"]
-    for operation in (created, opened):
+    listed = document["paths"]["/v1/lockbox/"]["get"]
+    revoked = document["paths"]["/v1/lockbox/shares/{share_id}/"]["delete"]
+    assert set(document["paths"]["/v1/lockbox/shares/{share_id}/"]) == {"delete", "parameters"}
+    for operation in (created, opened, listed, revoked):
         assert operation["x-phase-lite-extension"] is True
         assert operation["tags"] == ["phase_lite_extensions"]
         assert "429" in operation["responses"]
     assert set(created["responses"]) >= {"201", "400", "401"}
     assert set(opened["responses"]) >= {"200", "404"}
+    assert set(listed["responses"]) >= {"200", "401"}
+    assert set(revoked["responses"]) >= {"204", "401", "404"}
+    assert "content" not in revoked["responses"]["204"]
+    share_list = listed["responses"]["200"]["content"]["application/json"]["schema"]
+    assert share_list == {"$ref": "#/components/schemas/LockboxShareList"}
+    share = document["components"]["schemas"]["LockboxShare"]
+    assert "ciphertext" not in share["properties"] and "link" not in share["properties"]
     body = created["requestBody"]["content"]["application/json"]["schema"]
     assert body == {"$ref": "#/components/schemas/NewLockboxShare"}

@@ -80,12 +80,16 @@ class World:
         assert read.json[0]["override"]["is_active"] is True
         return read
 
-    def share_link(self, views=1):
-        """The link's path of a new Lockbox share (a ciphertext of the right shape)."""
+    def share(self, views=1):
+        """A new Lockbox share of the Owner's (a ciphertext of the right shape)."""
         body = {"ciphertext": "A" * 64, "views": views}
         response = self.call("POST", "/v1/lockbox/", json=body)
         assert response.status_code == 201, response.json
-        return response.json["link"]
+        return response.json
+
+    def share_link(self, views=1):
+        """The link's path of a new Lockbox share."""
+        return self.share(views)["link"]
 
     def token_id(self):
         response = self.call("POST", f"/v1/service-accounts/{self.sa['id']}/tokens/",
@@ -163,6 +167,18 @@ CASES = {
     ("GET /v1/lockbox/{link_id}/", "gone"): lambda w: (
         link := w.share_link(), w.call("GET", f"/v1{link}/", NO_TOKEN),
         w.call("GET", f"/v1{link}/", NO_TOKEN))[2],
+    ("GET /v1/lockbox/", "ok"): lambda w: (
+        w.call("GET", f"/v1{w.share_link()}/", NO_TOKEN), w.share(views=2),
+        w.call("GET", "/v1/lockbox/"))[2],
+    ("GET /v1/lockbox/", "no token"): lambda w: w.call("GET", "/v1/lockbox/", NO_TOKEN),
+    ("DELETE /v1/lockbox/shares/{share_id}/", "ok"): lambda w: w.call(
+        "DELETE", f"/v1/lockbox/shares/{w.share()['id']}/"),
+    ("DELETE /v1/lockbox/shares/{share_id}/", "unknown"): lambda w: w.call(
+        "DELETE", f"/v1/lockbox/shares/{MISSING}/"),
+    ("DELETE /v1/lockbox/shares/{share_id}/", "another account's"): lambda w: w.call(
+        "DELETE", f"/v1/lockbox/shares/{w.share()['id']}/", w.sa_headers),
+    ("DELETE /v1/lockbox/shares/{share_id}/", "no token"): lambda w: w.call(
+        "DELETE", f"/v1/lockbox/shares/{w.share()['id']}/", NO_TOKEN),
 
     ("GET /v1/apps/", "ok"): lambda w: w.call("GET", "/v1/apps/"),
     ("GET /v1/apps/", "bad token"): lambda w: w.call("GET", "/v1/apps/", BAD_TOKEN),

@@ -31,9 +31,11 @@ def world(client, owner_headers, demo, db, services):
         {"secrets": [{"key": "KEEP", "value": "v"}]}))
     secret_id = created.json[0]["id"]
     dev = envs["Development"]["id"]
+    share = client.post("/v1/lockbox/", headers=owner_headers,
+                        json={"ciphertext": "A" * 64, "views": 1})
     ids = {"app_id": app["id"], "env_id": envs["Staging"]["id"], "role_id": roles["Service"],
            "sa_id": sa_id, "token_id": issued.id, "secret_id": secret_id,
-           "link_id": "A" * 43}
+           "link_id": "A" * 43, "share_id": share.json["id"]}
     entry = {"key": "K", "value": "v", "comment": "c", "path": "/p", "tags": ["t"],
              "keyDigest": "d", "type": "secret", "override": {"value": "o", "isActive": True}}
     bodies = {

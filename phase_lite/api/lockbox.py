@@ -2,16 +2,23 @@
 
 ``POST /v1/lockbox/`` (under the same four prefixes as ``/v1/secrets/``) takes any user or
 service-account token (401 without one, then the account's rate limit); it stores a ciphertext
-made by the caller and answers the link's path once. ``GET /v1/lockbox/<link_id>/`` needs no
-token (the link id is the capability), is rate-limited per client address and counts one view;
-an unknown, viewed-out, expired or revoked share is the same 404. The access log writes these
-paths as ``/v1/lockbox/{id}/`` (``access_log.loggable_path``).
+made by the caller and answers the link's path once. ``GET /v1/lockbox/`` lists the caller's
+own shares and ``DELETE /v1/lockbox/shares/<share_id>/`` revokes one (204; 404 for an unknown
+id or another account's share), with the same token and limit. ``GET /v1/lockbox/<link_id>/``
+needs no token (the link id is the capability), is rate-limited per client address and counts
+one view; an unknown, viewed-out, expired or revoked share is the same 404. The access log
+writes a link's path as ``/v1/lockbox/{id}/`` (``access_log.loggable_path``).
+
+A revocation names the share by its row id, the one lists show, never by the link's id; so it
+has a path of its own (``shares/<share_id>/``) rather than a second meaning for
+``/v1/lockbox/<link_id>/``, whose id is a capability the access log hides.
 """
 
-from flask import request
+from flask import Response, request
 from flask.views import MethodView
 
 from .. import lockbox, schemas, secrets
+from ..store import now
 from . import json_response
 from .context import principal, request_meta, services, throttle
 from .history import blp
@@ -22,10 +29,13 @@ _ERRORS = {
     404: "No such share, or it is gone (viewed, expired or revoked)",
     429: "Rate limit exceeded",
 }
+_NOT_YOURS = {404: "No share of the caller's with this id"}
 
 
-def extension(status, schema, description, *statuses, body=None, public=False):
-    """Document a Lockbox operation (marked ``x-phase-lite-extension``)."""
+def extension(status, schema, description, *statuses, body=None, public=False, errors=None):
+    """Document a Lockbox operation (marked ``x-phase-lite-extension``); ``errors`` overrides
+    the description of an error status."""
+    described = {**_ERRORS, **(errors or {})}
 
     def decorate(view):
         doc = {"x-phase-lite-extension": True}
@@ -36,16 +46,29 @@ def extension(status, schema, description, *statuses, body=None, public=False):
                                   "content": {"application/json": {"schema": body}}}
         view = blp.doc(**doc)(view)
         for code in reversed((*statuses, 429)):
-            view = blp.alt_response(code, schema=schemas.Error, description=_ERRORS[code])(view)
+            view = blp.alt_response(code, schema=schemas.Error,
+                                    description=described[code])(view)
+        if schema is None:  # 204: no body
+            return blp.alt_response(status, success=True, description=description)(view)
         return blp.alt_response(status, schema=schema, success=True,
                                 description=description)(view)
 
     return decorate
 
 
-@blp.route("/v1/lockbox/", methods=["POST"])
+@blp.route("/v1/lockbox/", methods=["GET", "POST"])
 class Shares(MethodView):
     init_every_request = False
+
+    @extension(200, schemas.LockboxShareList, "The caller's shares, newest first", 401)
+    def get(self):
+        """List the caller's Lockbox shares (never their content or link)"""
+        environ = request.environ
+        caller = principal(environ)
+        throttle(environ, caller)
+        moment = now()
+        return json_response({"data": [lockbox.share_body(row, moment) for row in
+                                       lockbox.shares_of(services(environ), caller)]})
 
     @extension(201, schemas.LockboxShareCreated, "The new share; its link is shown once", 400,
                401, body=schemas.NewLockboxShare)
@@ -71,3 +94,18 @@ class Share(MethodView):
         throttle(environ)
         opened = lockbox.open_share(services(environ), link_id, request_meta(environ))
         return json_response(lockbox.opened_body(opened))
+
+
+@blp.route("/v1/lockbox/shares/<share_id>/", methods=["DELETE"])
+class OwnShare(MethodView):
+    init_every_request = False
+
+    @extension(204, None, "Revoked (or already gone): its link no longer opens", 401, 404,
+               errors=_NOT_YOURS)
+    def delete(self, share_id):
+        """Revoke one of the caller's Lockbox shares (by its id, not its link's)"""
+        environ = request.environ
+        caller = principal(environ)
+        throttle(environ, caller)
+        lockbox.revoke_share(services(environ), caller, share_id, request_meta(environ))
+        return Response(status=204)

@@ -16,11 +16,8 @@ def lockbox_group():
 
 
 def share_body(row, moment) -> dict:
-    return {"id": row["id"], "creator": f"{row['creator_type']}:{row['creator_id']}",
-            "createdAt": row["created_at"], "expiresAt": row["expires_at"],
-            "views": row["max_views"],
-            "viewsLeft": row["views_left"] if lockbox.state_of(row, moment) == "live" else 0,
-            "state": lockbox.state_of(row, moment)}
+    return {**lockbox.share_body(row, moment),
+            "creator": f"{row['creator_type']}:{row['creator_id']}"}
 
 
 @lockbox_group.command("list")
