@@ -50,6 +50,7 @@ BOTH_BACKENDS = {
     "test_secrets_writes",
     "test_security",
     "test_store",
+    "test_unicode_sweep",
 }
 
 

@@ -67,6 +67,8 @@ ATOMIC_CASES = [
     ("PUT", [{"id": "{PLAIN}", "key": "same", "path": "/"},
              {"id": "{SEALED}", "key": "SAME"}], 409),
     ("PUT", [{"id": "{PLAIN}", "value": "changed"}, {"value": "no id"}], 400),
+    ("POST", [GOOD, {"key": "NUL", "value": "v", "path": "/a\u0000b"}], 400),
+    ("PUT", [{"id": "{PLAIN}", "value": "changed"}, {"id": "{SEALED}", "path": "a\u0000"}], 400),
     ("DELETE", ["{PLAIN}", "{SEALED}", "00000000-0000-0000-0000-000000000000"], 404),
 ]
 
@@ -81,6 +83,14 @@ def test_a_bad_entry_changes_nothing(client, url, owner_headers, db, existing, m
     response = client.open(url, method=method, headers=owner_headers, data=text)
     assert response.status_code == status, response.json
     assert fingerprint(db) == before
+
+
+def test_a_path_holding_nul_is_refused_by_name(client, url, owner_headers):
+    # PostgreSQL cannot store it; SQLite could, and refuses it too so that both answer alike.
+    response = client.post(url, headers=owner_headers, data=json.dumps(
+        {"secrets": [{"key": "K", "value": "v", "path": "/a\u0000b"}]}))
+    assert response.status_code == 400
+    assert response.json == {"error": "A secret's path cannot contain a NUL character."}
 
 
 def test_a_failure_while_writing_rolls_everything_back(client, url, owner_headers, db, existing,

@@ -53,6 +53,16 @@ def test_each_thread_has_its_own_connection(fresh):
     assert seen[0] is not fresh.conn
 
 
+def test_a_lookup_of_text_holding_nul_finds_nothing(db, demo):
+    # PostgreSQL cannot hold NUL in text: such a value equals no stored text, as on SQLite.
+    app_id = demo[0]["id"]
+    assert db.one("SELECT id FROM apps WHERE id = ?", (app_id,)) is not None
+    for probe in (app_id + "\x00", "\x00", "x\x00y"):
+        assert db.one("SELECT id FROM apps WHERE id = ?", (probe,)) is None
+        assert db.all("SELECT id FROM apps WHERE id IN (?, ?)", (probe, app_id)) != []
+        assert db.one("SELECT id FROM apps WHERE id = :id", {"id": probe}) is None
+
+
 def test_transactions_roll_back_on_error(fresh):
     with fresh.transaction():
         fresh.execute("INSERT INTO meta (key, value) VALUES ('a', '1')")

@@ -68,19 +68,22 @@ def world(client, owner_headers, demo, db, services):
     return {"ids": ids, "bodies": bodies, "query": query, "headers": headers}
 
 
+TABLES = {"sqlite": "SELECT name FROM sqlite_master WHERE type = 'table'",
+          "postgresql": "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"}
+
+
 def fingerprint(db):
     """Every row of every table, leaving out what reads themselves record."""
     state = {}
-    for (table,) in db.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
+    for (table,) in db.all(TABLES[db.backend]):
         if table == "audit_read_sets":  # what read events name (m010)
             continue
-        rows = [tuple(row) for row in db.conn.execute(f"SELECT * FROM {table}")]
-        columns = [c[0] for c in db.conn.execute(f"SELECT * FROM {table} LIMIT 0").description]
-        keep = [i for i, name in enumerate(columns) if name != "last_used_at"]
+        rows = [dict(row) for row in db.all(f"SELECT * FROM {table}")]
         if table == "audit_events":
-            action = columns.index("action")
-            rows = [row for row in rows if not row[action].startswith("secrets.read")]
-        state[table] = sorted((tuple(row[i] for i in keep) for row in rows), key=repr)
+            rows = [row for row in rows if not row["action"].startswith("secrets.read")]
+        state[table] = sorted((tuple(sorted((name, value) for name, value in row.items()
+                                            if name != "last_used_at")) for row in rows),
+                              key=repr)
     return state
 
 

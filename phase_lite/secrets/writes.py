@@ -13,6 +13,17 @@ from .model import DUPLICATE, SEALED, NewSecret, Override, Secret, SecretChange,
 from .parsing import tag_names
 from .snapshots import decrypt_row
 
+NUL_IN_PATH = "A secret's path cannot contain a NUL character."
+
+
+def stored_path(path) -> str:
+    """The normal form of a path a write stores (``normalize_path``); 400 when it holds NUL,
+    which PostgreSQL cannot store (refused on SQLite too, so both answer alike)."""
+    path = normalize_path(path)
+    if "\x00" in path:
+        raise InvalidRequest(NUL_IN_PATH)
+    return path
+
 
 # -- writes ----------------------------------------------------------------------------------
 
@@ -28,7 +39,7 @@ def create_secrets(services, principal, env_row, entries, meta=None, *,
     db, vault = services.db, services.vault
     env_id = env_row["id"]
     env_keys = vault.environment_keys(env_row)
-    entries = [dataclasses.replace(entry, path=normalize_path(entry.path)) for entry in entries]
+    entries = [dataclasses.replace(entry, path=stored_path(entry.path)) for entry in entries]
     digests = [entry.key_digest or env_keys.digest(entry.key) for entry in entries]
     positions = [(entry.path, digest) for entry, digest in zip(entries, digests)]
     if len(set(positions)) != len(positions):
@@ -60,7 +71,7 @@ def update_secrets(services, principal, env_row, changes, meta=None, *,
     env_id = env_row["id"]
     env_keys = vault.environment_keys(env_row)
     changes = [change if change.path is None
-               else dataclasses.replace(change, path=normalize_path(change.path))
+               else dataclasses.replace(change, path=stored_path(change.path))
                for change in changes]
     with db.transaction():
         require_environment_version(db, env_id, expected_version)

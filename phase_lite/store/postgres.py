@@ -44,6 +44,27 @@ TASK_LOCKS = {"audit retention": 3, "lockbox purge": 4}  # work one node at a ti
 _PLACEHOLDER = re.compile(r"'(?:[^']|'')*'|\"[^\"]*\"|--[^\n]*|\?|(?<![:\w]):(\w+)|%")
 
 
+# PostgreSQL text cannot hold NUL, so no stored text equals a value holding one: a query given
+# such a value (an id or name a client sent) compares it as NULL, which equals nothing, and
+# finds no row, as SQLite does; PostgreSQL would refuse the statement. Writes are not changed:
+# what they store was cleaned before.
+_READS = re.compile(r"\s*(SELECT|WITH)\b", re.I)
+
+
+def _holds_nul(params) -> bool:
+    values = params.values() if isinstance(params, dict) else params
+    return any(isinstance(value, str) and "\x00" in value for value in values)
+
+
+def _nul_as_null(params):
+    def clean(value):
+        return None if isinstance(value, str) and "\x00" in value else value
+
+    if isinstance(params, dict):
+        return {name: clean(value) for name, value in params.items()}
+    return [clean(value) for value in params]
+
+
 @functools.lru_cache(maxsize=2048)
 def translate(sql: str) -> str:
     """SQLite's ``?`` and ``:name`` placeholders as psycopg's (quoted text is left alone)."""
@@ -190,6 +211,8 @@ class PostgresDatabase(Statements):
     # -- statements ------------------------------------------------------------------------
 
     def execute(self, sql, params=()):
+        if params and _holds_nul(params) and _READS.match(sql):
+            params = _nul_as_null(params)
         try:
             return self.conn.execute(translate(sql), params or None)
         except psycopg.Error as exc:
