@@ -105,6 +105,7 @@ class Row:
     missing: str | None = None
     ratio_shown: bool = True
     companion_rps: float | None = None  # the reference case measured in the same rounds
+    paired_rps: float | None = None  # the best baseline run of this case's own rounds
     fresh: tuple | None = None  # (case, reference) req/s with a new connection per request
 
     def ratio(self, baseline_row) -> float | None:
@@ -318,6 +319,7 @@ class Bench:
         row = Row(name, rps=best.rps, p50_ms=best.p50_ms, p99_ms=best.p99_ms,
                   rss_mb=server.peak_rss_mb(), errors=sum(r.errors for r in case_runs),
                   requests=sum(r.requests for r in case_runs))
+        row.paired_rps = base.rps
         if other:
             row.companion_rps = other[0].rps
         if row.errors:
@@ -648,28 +650,30 @@ def render(rows, settings, generator, facts, checks, started, elapsed, loads):
     lines = [
         f"Command: `make bench` ({generator.name}; per case a {settings.warmup}s warm-up, then "
         f"the best of {settings.rounds} runs, each next to a baseline run; ratios to the best "
-        f"baseline run)  ",
+        f"baseline run of the whole run, and to the best of the case's own rounds)  ",
         f"Machine: {machine()}  ",
         f"Date: {started:%Y-%m-%d %H:%M} UTC; whole run {elapsed / 60:.1f} min; "
         f"load average before/after: {loads[0]:.2f} / {loads[1]:.2f}",
         "",
-        "| Case | req/s | p50 | p99 | × baseline | peak RSS | Notes |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "| Case | req/s | p50 | p99 | × baseline | × same rounds | peak RSS | Notes |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for slot in ORDER:
         row = rows.get(slot)
         if row is None:
             continue
         if not row.measured:
-            lines.append(f"| {row.name} | {row.missing or 'n/a'} | | | | | |")
+            lines.append(f"| {row.name} | {row.missing or 'n/a'} | | | | | | |")
             continue
-        ratio = ""
+        ratio = paired = ""
         if row.ratio_shown and slot != "baseline" and row.ratio(base):
             ratio = f"{row.ratio(base):.3f}"
+            if row.paired_rps:
+                paired = f"{row.rps / row.paired_rps:.3f}"
         elif slot == "baseline":
             ratio = "1"
         lines.append(f"| {row.name} | {fmt_rps(row.rps)} | {fmt_ms(row.p50_ms)} | "
-                     f"{fmt_ms(row.p99_ms)} | {ratio} | {fmt_mb(row.rss_mb)} | "
+                     f"{fmt_ms(row.p99_ms)} | {ratio} | {paired} | {fmt_mb(row.rss_mb)} | "
                      f"{'; '.join(row.notes)} |")
     lines += ["", "Targets:", ""]
     lines += [f"- {verdict} {text}" for verdict, text in checks]
