@@ -8,8 +8,7 @@ import orjson
 _COLUMNS = ("created_at", "organisation_id", "actor_type", "actor_id", "token_id", "action",
             "resource_type", "resource_id", "app_id", "environment_id", "details", "ip_address",
             "user_agent", "channel")
-_INSERT = (f"INSERT INTO audit_events ({', '.join(_COLUMNS)}, read_set_id)"
-           f" VALUES ({', '.join('?' * len(_COLUMNS))}, ?)")
+_STORED = (*_COLUMNS, "read_set_id")
 
 # Events as they are read: a read event's details come from its read set (m010).
 EVENTS = ("(SELECT e.id, e.created_at, e.organisation_id, e.actor_type, e.actor_id, e.token_id,"
@@ -24,8 +23,8 @@ def insert_events(db, events):
     Events that share one details object share its JSON text.
     """
     texts = _Texts()
-    db.executemany(_INSERT, (_row(event, texts.of(event.get("details") or {}), None)
-                             for event in events))
+    db.insert_rows("audit_events", _STORED,
+                   [_row(event, texts.of(event.get("details") or {}), None) for event in events])
 
 
 def insert_read_events(db, events):
@@ -53,7 +52,7 @@ def insert_read_events(db, events):
         " ON CONFLICT (id) DO UPDATE SET last_used_at = excluded.last_used_at"
         " WHERE excluded.last_used_at > audit_read_sets.last_used_at",
         [(set_id, text, used) for set_id, (text, used) in sorted(sets.items())])
-    db.executemany(_INSERT, rows)
+    db.insert_rows("audit_events", _STORED, rows)
 
 
 class _Texts:

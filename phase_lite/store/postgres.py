@@ -35,6 +35,7 @@ from . import BUSY_TIMEOUT_MS, Conflict, Statements, StoreError
 GENERATION_TABLE = "phase_lite_generation"
 MIGRATIONS_TABLE = "phase_lite_migrations"
 RATE_TABLE = "phase_lite_rate_limits"
+_GENERATION = f"SELECT value FROM {GENERATION_TABLE}"
 # pg_advisory_lock keys (two int4s: phase_lite's and the lock's own number).
 LOCK_SPACE = 0x7068_6C74  # "phlt"
 MIGRATION_LOCK = 1
@@ -251,7 +252,10 @@ class PostgresDatabase(Statements):
     def generation(self) -> int:
         """The cluster generation: it moves with every commit, on any node, that can change
         what a read shows."""
-        return self.scalar(f"SELECT value FROM {GENERATION_TABLE}")
+        try:  # every request asks: prepared once per connection, one round trip after that
+            return self.conn.execute(_GENERATION, prepare=True).fetchone()[0]
+        except psycopg.Error as exc:
+            raise self._error(exc) from None
 
     @contextlib.contextmanager
     def transaction(self, bookkeeping=False):
@@ -338,6 +342,10 @@ class PostgresDatabase(Statements):
                     yield from rows
         except psycopg.Error as exc:
             raise self._error(exc) from None
+
+    def insert_rows(self, table, columns, rows):
+        """Insert many rows with ``COPY`` (``Statements.insert_rows``)."""
+        self.copy_rows(table, columns, rows)
 
     def copy_rows(self, table, columns, rows):
         """Append ``rows`` (values of ``columns``) to ``table`` with ``COPY``."""
