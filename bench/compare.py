@@ -87,7 +87,8 @@ def main(argv=None):
                         result = generator.run(load)
                         spent = cpu_seconds(server.process.pid) - before
                     if result.errors or not result.requests:
-                        sys.exit(f"{revision}: {case} answered {result.errors} errors")
+                        sys.exit(f"{revision}: {case}: {result.errors} errors in "
+                                 f"{result.requests} requests")
                     figures[case, revision].append(
                         (result.requests / result.seconds, spent / result.requests * 1e6))
                     print(f"  {case} round {round_number + 1} {revision}: "
