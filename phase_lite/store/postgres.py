@@ -466,6 +466,11 @@ class AdvisoryLock:
         return cls(conn)
 
     def close(self):
+        # Released before the connection closes: the server ends a closed session's backend
+        # (and drops its locks) a moment later, and a restore asking right after would find
+        # the lock still held.
+        with contextlib.suppress(psycopg.Error):
+            self._conn.execute("SELECT pg_advisory_unlock_all()")
         with contextlib.suppress(psycopg.Error):
             self._conn.close()
 
