@@ -11,6 +11,7 @@ import os
 import platform
 import pwd
 import shlex
+import signal
 import subprocess
 import sys
 import textwrap
@@ -64,10 +65,19 @@ def cli_env(home, **extra):
 
 
 def phase(home, *args, env=None, stdin=""):
-    done = subprocess.run([str(PHASE), *args], input=stdin, capture_output=True, text=True,
-                          timeout=TIMEOUT, env=cli_env(home, **(env or {})), cwd=home,
-                          start_new_session=True)
-    return done.returncode, done.stdout + done.stderr
+    """Run the real ``phase``; return (exit code, stdout + stderr). A CLI still waiting after
+    TIMEOUT is ended with what it started (its browser): the whole process group."""
+    process = subprocess.Popen([str(PHASE), *args], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=cli_env(home, **(env or {})), cwd=home,
+                               start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(stdin, timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise
+    return process.returncode, stdout + stderr
 
 
 def browser_command(tmp_path, cookie):
