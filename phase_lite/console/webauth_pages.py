@@ -37,7 +37,9 @@ def page(data, cli=None, status=200, problem=None, **context):
 
 
 class LinkData(PathConverter):
-    """A link's data as it came: its base64 may start with "/" or hold "//" (never merged)."""
+    """A link's data as it came. The CLI's base64 (of UTF-8) never starts with "/" nor holds
+    "//"; an altered link may, and still gets this page's clear error, not the router's
+    slash-merging redirect or the API's JSON 404."""
     regex = ".+"
     part_isolating = False  # (werkzeug infers it from a "/" in the regex)
 
