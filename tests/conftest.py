@@ -51,6 +51,7 @@ BOTH_BACKENDS = {
     "test_security",
     "test_store",
     "test_unicode_sweep",
+    "test_webauth",
 }
 
 

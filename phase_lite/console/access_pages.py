@@ -11,6 +11,7 @@ from .web import PREFIX, ask_then, back, bp, caller, refused, render, services, 
 
 TOKEN_EXPIRIES = (("", "Never"), ("86400", "1 day"), ("604800", "7 days"),
                   ("2592000", "30 days"), ("7776000", "90 days"), ("31536000", "1 year"))
+DEFAULT_TOKEN_EXPIRY = TOKEN_EXPIRIES[0]  # the account page's form offers it first
 
 
 def _expires_in(text):

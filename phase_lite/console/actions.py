@@ -8,7 +8,7 @@ call sites in one module keeps the console's pages free of domain rules.
 
 from dataclasses import dataclass
 
-from .. import accounts, apps, audit, conditional, history, lockbox, secrets, tokens
+from .. import accounts, apps, audit, conditional, history, lockbox, secrets, tokens, webauth
 from .. import service_accounts as sa_domain
 from ..accounts import Grantee
 from ..errors import DoesNotExist, PreconditionFailed
@@ -357,6 +357,13 @@ def issue_personal_token(caller, name, expires_in=None):
         fields["expires_in"] = expires_in
     me = member(caller, caller.principal.account_id)
     return tokens.issue_user_token(caller.services, caller.principal, me, fields, caller.meta)
+
+
+def authorise_cli(caller, cli, expires_in=None):
+    """Mint the personal token a ``phase auth`` link asks for, encrypted to the CLI's key."""
+    me = member(caller, caller.principal.account_id)
+    return webauth.authorise(caller.services, caller.principal, me, cli, caller.meta,
+                             expires_in)
 
 
 def revoke_personal_token(caller, token_id):

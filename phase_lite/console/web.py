@@ -210,14 +210,25 @@ def signed_in(view):
     return guarded
 
 
+# Pages outside ``/console/`` that a sign-in may return to: the Phase CLI opens
+# ``{PHASE_HOST}/webauth/<data>`` (``webauth_pages``).
+RETURN_PREFIXES = (PREFIX + "/", "/webauth/")
+
+
 def safe_next(target) -> str | None:
     """A local console path to return to, or None (never another site)."""
     if not target:
         return None
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not parts.path.startswith(PREFIX + "/"):
+    if parts.scheme or parts.netloc or not parts.path.startswith(RETURN_PREFIXES):
         return None
     return target.rstrip("?")
+
+
+def console_origin() -> str:
+    """The scheme, host and port this console is reached at, as the browser sees them (the
+    scheme from a trusted proxy's header, as ``is_https``; the host from the request)."""
+    return f"{'https' if is_https() else 'http'}://{request.host}"
 
 
 def render(template, status=200, **context):
@@ -340,8 +351,10 @@ def register_console(app, services_):
 
     Called before ``api.register_api``: the API's middleware then wraps this one, and counts
     the blueprint's request hooks among the app's own (they only run for console pages)."""
-    from . import access_pages, app_pages, lockbox_pages, secrets_pages, sign_in  # noqa: F401
+    from . import (access_pages, app_pages, lockbox_pages, secrets_pages,  # noqa: F401
+                   sign_in, webauth_pages)
 
+    app.url_map.converters["link_data"] = webauth_pages.LinkData
     app.register_blueprint(bp)
     app.extensions["phase_lite_console_throttle"] = sessions.make_sign_in_throttle(
         services_.config, services_.db)
