@@ -7,7 +7,8 @@ from flask import g, request, url_for
 from ..errors import DoesNotExist, InvalidRequest, PhaseError, status_of
 from ..store import format_time
 from . import actions, sessions
-from .web import PREFIX, ask_then, back, bp, caller, refused, render, services, signed_in
+from .web import (PREFIX, ask_then, back, bp, caller, posted, refused, render, services,
+                  signed_in)
 
 TOKEN_EXPIRIES = (("", "Never"), ("86400", "1 day"), ("604800", "7 days"),
                   ("2592000", "30 days"), ("7776000", "90 days"), ("31536000", "1 year"))
@@ -35,7 +36,7 @@ def service_accounts():
 def new_service_account():
     who = caller()
     roles = [role for role in actions.roles(who) if not role["global_access"]]
-    if request.method == "GET":
+    if not posted():
         return render("new_service_account.html", roles=roles, form={})
     try:
         sa, token = actions.create_service_account(who, request.form.get("name"),
@@ -70,7 +71,7 @@ def service_account_role(sa_id):
 def new_service_token(sa_id):
     who = caller()
     sa, _, _ = actions.service_account(who, sa_id)
-    if request.method == "GET":
+    if not posted():
         return render("new_token.html", owner=sa["name"], expiries=TOKEN_EXPIRIES, form={},
                       cancel_url=url_for("console.service_account", sa_id=sa_id))
     try:

@@ -4,9 +4,9 @@ from flask import g, redirect, request, url_for
 
 from ..errors import PhaseError
 from . import sessions
-from .web import (ANON_CSRF_COOKIE, PREFIX, back, bp, clear_session_cookie, console_meta, render,
-                  safe_next, services, session_settings, set_session_cookie, signed_in,
-                  throttle, visitor_ip)
+from .web import (ANON_CSRF_COOKIE, PREFIX, back, bp, clear_session_cookie, console_meta, posted,
+                  render, safe_next, services, session_settings, set_session_cookie,
+                  signed_in, throttle, visitor_ip)
 
 THROTTLED = "Too many sign-in attempts. Try again in {minutes} minute{s}."
 
@@ -20,9 +20,9 @@ def home():
 @bp.route(PREFIX + "/sign-in", methods=["GET", "POST"])
 def sign_in():
     target = safe_next(request.values.get("next"))
-    if g.signed_in is not None and request.method == "GET":
+    if g.signed_in is not None and not posted():
         return redirect(target or url_for("console.apps"), 303)
-    if request.method == "GET":
+    if not posted():
         return render("sign_in.html", next=target, email="")
     email = request.form.get("email", "").strip()
     password = request.form.get("password", "")
@@ -60,7 +60,7 @@ def use_link():
     link = sessions.link_holder(db, token)
     if link is None:
         return render("link.html", 404, link=None)
-    if request.method == "GET":
+    if not posted():
         return render("link.html", link=link, token=token)
     try:
         cookie_value = sessions.use_link(db, session_settings(), token,

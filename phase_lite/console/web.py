@@ -2,9 +2,12 @@
 
 Pages live under ``/console/`` (no API path starts so), static files under ``/static/console/``; a
 browser asking ``/`` for HTML is shown the console (``ConsoleRootMiddleware``) while every
-other client keeps the API root's JSON. Every POST carries a CSRF token: the signed-in pages'
-token is derived from the session cookie (``sessions.csrf_token_of``), the anonymous forms
-(sign-in, one-time links) use a double-submit cookie. A refused POST changes nothing.
+other client keeps the API root's JSON. Every request of a method other than GET, HEAD and
+OPTIONS carries a CSRF token: the signed-in pages' token is derived from the session cookie
+(``sessions.csrf_token_of``), the anonymous forms (sign-in, one-time links) use a double-submit
+cookie. A refused request changes nothing. Only a POST writes (``posted``): Flask routes a HEAD
+to the GET view, so a view asks ``posted()``, never ``method == "GET"``, and a GET or HEAD only
+reads, whatever body it carries.
 """
 
 import dataclasses
@@ -50,6 +53,7 @@ HEADERS = {
     "X-Frame-Options": "DENY",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # they only read; every other needs a token
 ANONYMOUS_ENDPOINTS = {"console.sign_in", "console.use_link", "console.static"}
 # Posts that act on no session and no cookie, only on a capability in the URL (a Lockbox
 # link's id): a forged post from another site could do nothing its URL does not already allow.
@@ -117,8 +121,14 @@ def caller() -> Caller:
 @bp.before_request
 def load_session():
     load_visitor()
-    if request.method == "POST":
+    if request.method not in SAFE_METHODS:
         check_csrf()
+
+
+def posted() -> bool:
+    """Whether this request may write: a POST (its CSRF token checked already). A GET or a
+    HEAD (which Flask routes to the GET view) only reads, whatever its body holds."""
+    return request.method == "POST"
 
 
 def load_visitor():
@@ -204,7 +214,7 @@ def signed_in(view):
     @functools.wraps(view)
     def guarded(**kwargs):
         if g.signed_in is None:
-            target = request.full_path if request.method == "GET" else None
+            target = request.full_path if not posted() else None
             return redirect(url_for("console.sign_in", next=safe_next(target)), 303)
         return view(**kwargs)
     return guarded
@@ -236,7 +246,7 @@ def unconfirmed(question, button, cancel_url, detail=None, **carry):
     answered with a page that says what will happen, whose button posts again with it (no
     script needed; the script only asks in place). None once confirmed. ``carry`` holds
     fields to repeat."""
-    if request.form.get(CONFIRMED_FIELD) == "yes":
+    if posted() and request.form.get(CONFIRMED_FIELD) == "yes":
         return None
     return render("confirm.html", question=question, detail=detail, button=button,
                   action=request.path, cancel_url=cancel_url, carry=carry)

@@ -1,0 +1,138 @@
+"""The console's own security guarantees over HTTP (Flask test client): a GET or HEAD never
+writes, whatever its body; every unsafe method needs the CSRF token; one-time links die with the
+password they were for; unauthenticated forms are bounded; ``next`` stays local; the password
+change is throttled like sign-in; out-of-range numbers and dates are a 400 page."""
+
+import pytest
+
+import support
+from phase_lite import accounts
+from phase_lite.console import sessions
+from phase_lite.store import audit as audit_store
+
+PASSWORD = support.CONSOLE_PASSWORD
+csrf_of = support.csrf_of
+sign_in = support.console_sign_in
+
+TABLES = {"sqlite": "SELECT name FROM sqlite_master WHERE type = 'table'",
+          "postgresql": "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"}
+READ_ACTIONS = ("secrets.read", "lockbox.read")
+
+
+def fingerprint(db):
+    """Every row of every table, leaving out what reads themselves record (read events, a
+    session's or token's last use)."""
+    state = {}
+    for (table,) in db.all(TABLES[db.backend]):
+        if table == "audit_read_sets":
+            continue
+        rows = [dict(row) for row in db.all(f"SELECT * FROM {table}")]
+        if table == "audit_events":
+            rows = [row for row in rows if not row["action"].startswith(READ_ACTIONS)]
+        state[table] = sorted((tuple(sorted((name, value) for name, value in row.items()
+                                            if name not in ("last_used_at", "last_seen_at")))
+                               for row in rows), key=repr)
+    return state
+
+
+def events(db, action):
+    return [row for row in audit_store.list_events(db, limit=1000) if row["action"] == action]
+
+
+# -- 1 and 4: a GET or HEAD never writes; every unsafe method needs the token ----------------
+
+
+@pytest.fixture
+def world(app, services, owner_client, demo, owner_headers, client):
+    """One of everything a console URL names: {url argument: value}."""
+    app_row, envs = demo
+    dev = envs["Development"]
+    pat = support.SecretsRoutes(client, app_row["id"], owner_headers)
+    written = pat.secrets("POST", [{"key": "KEEP", "value": "kept value", "comment": "note",
+                                    "tags": ["t"]}])
+    secret_id = written[0]["id"]
+    sa, issued = support.make_service_account(services, "ci", "Service", [dev])
+    member, _ = support.make_user(services, "member@example.com", "Developer", [dev])
+    personal = support.user_token(services, "owner@example.com", "personal")
+    share = support.lockbox_create(client, owner_headers)
+    assert share.status_code == 201
+    return {"app_id": app_row["id"], "env_id": dev["id"], "secret_id": secret_id,
+            "sa_id": sa["id"], "token_id": issued.id, "user_id": member["id"],
+            "share_id": share.json["id"], "kind": "env", "personal_token_id": personal.id,
+            "link_id": support.lockbox_link_id(share)}
+
+
+def console_urls(app, world):
+    """(rule, url) of every console route, with real ids in its arguments."""
+    for rule in sorted(app.url_map.iter_rules(), key=lambda rule: rule.rule):
+        if not rule.rule.startswith("/console/"):
+            continue
+        values = {name: world[name] for name in rule.arguments}
+        if rule.endpoint == "console.revoke_personal_token":
+            values["token_id"] = world["personal_token_id"]
+        yield rule, app.url_map.bind("localhost").build(rule.endpoint, values)
+
+
+def form_body(owner_client, world):
+    """A body that would make any console form act, the CSRF token included."""
+    return {"csrf_token": owner_client.csrf, "confirmed": "yes", "value": "", "comment": "",
+            "tags": "", "key": "CHANGED", "path": "/", "name": "changed", "description": "",
+            "typed_name": "demo", "text": "", "step": "apply", "version": "1",
+            "role_id": support.role_id(owner_client.application.extensions["phase_lite"],
+                                       "Developer"),
+            "environment": world["env_id"], "email": "new@example.com",
+            "current_password": PASSWORD, "new_password": "x" * 20, "confirmation": "x" * 20,
+            "before": world["env_id"], "secret": f"{world['env_id']}/{world['secret_id']}"}
+
+
+def test_every_console_route_refuses_head_get_bodies_and_unsafe_methods_without_a_token(
+        app, db, owner_client, world):
+    body = form_body(owner_client, world)
+    tokenless = {name: value for name, value in body.items() if name != "csrf_token"}
+    before = fingerprint(db)
+    checked = 0
+    for rule, url in console_urls(app, world):
+        for method in ("HEAD", "GET"):
+            # a HEAD is routed to the GET view; neither ever acts, whatever its body
+            answer = owner_client.open(url, method=method, data=body)
+            assert answer.status_code < 500, (method, url, answer.status_code)
+            assert fingerprint(db) == before, (method, url)
+        for method in ("POST", "PUT", "PATCH", "DELETE"):
+            answer = owner_client.open(url, method=method, data=tokenless)
+            expected = (403,) if method in rule.methods else (403, 405)
+            assert answer.status_code in expected, (method, url, answer.status_code)
+            assert fingerprint(db) == before, (method, url)
+        checked += 1
+    assert checked >= 45  # every console route was tried (the map has 49 today)
+
+
+def test_head_of_the_editor_and_the_settings_keeps_the_secret_and_the_app(
+        owner_client, world, services, db):
+    """The holes as reported: ``curl -I`` of the editor emptied the secret, of the settings
+    the app's description."""
+    base = f"/console/apps/{world['app_id']}"
+    owner_client.post(f"{base}/settings", data={"csrf_token": owner_client.csrf,
+                                                "name": "demo", "description": "kept"})
+    before = fingerprint(db)
+    editor = f"{base}/environments/{world['env_id']}/secrets/{world['secret_id']}/edit"
+    assert owner_client.head(editor).status_code == 200
+    assert owner_client.head(f"{base}/settings").status_code == 200
+    assert fingerprint(db) == before
+    page = owner_client.get(editor).get_data(as_text=True)
+    assert "kept value" in page and "note" in page
+
+
+def test_a_get_with_a_confirmed_body_neither_deletes_nor_revokes(owner_client, world, db):
+    secret = (f"/console/apps/{world['app_id']}/environments/{world['env_id']}/secrets/"
+              f"{world['secret_id']}/delete")
+    revoke = f"/console/lockbox/{world['share_id']}/revoke"
+    before = fingerprint(db)
+    for url in (secret, revoke):
+        body = {"confirmed": "yes", "csrf_token": owner_client.csrf}
+        asked = owner_client.get(url, data=body)
+        assert asked.status_code == 200 and "<form" in asked.get_data(as_text=True)
+    assert fingerprint(db) == before
+    assert not events(db, "secrets.delete") and not events(db, "lockbox.revoke")
+    # the same confirmation as a POST with the token acts
+    done = owner_client.post(revoke, data={"confirmed": "yes", "csrf_token": owner_client.csrf})
+    assert done.status_code == 303 and len(events(db, "lockbox.revoke")) == 1
