@@ -136,3 +136,45 @@ def test_a_get_with_a_confirmed_body_neither_deletes_nor_revokes(owner_client, w
     # the same confirmation as a POST with the token acts
     done = owner_client.post(revoke, data={"confirmed": "yes", "csrf_token": owner_client.csrf})
     assert done.status_code == 303 and len(events(db, "lockbox.revoke")) == 1
+
+
+# -- 5: ``next`` stays a local console path ---------------------------------------------------
+
+UNSAFE_NEXT = [
+    "/console/apps/\r\nX-Injected: 1", "/console/apps/\nX-Injected: 1", "/console/\x00",
+    "/console/\t", "/console/\x7f", "/console/\x85", "/console/\u2028", "/console/\u200b",
+    "/console/a b", "https://evil.example/console/", "//evil.example/console/",
+    "///evil.example/console/", "/\\evil.example/console/", "\\\\evil.example/console/",
+    "/console\\..\\..\\evil", "javascript:alert(1)//console/", "/console/../../evil",
+    " /console/", "/elsewhere/", "console/", "/console/" + "a" * 3000,
+]
+
+
+def test_an_unsafe_next_is_dropped_quietly(client, owner_client):
+    for target in UNSAFE_NEXT:
+        page = client.get("/console/sign-in", query_string={"next": target})
+        assert page.status_code == 200, repr(target)
+        assert 'name="next"' not in page.get_data(as_text=True), repr(target)
+        signed_in = owner_client.get("/console/sign-in", query_string={"next": target})
+        assert signed_in.status_code == 303, repr(target)
+        assert signed_in.location == "/console/apps/", repr(target)
+        assert "X-Injected" not in signed_in.headers
+
+
+def test_the_reported_next_answers_the_sign_in_page(client, owner_client):
+    path = "/console/sign-in?next=/console/apps/%0D%0AX-Injected:%201"
+    assert client.get(path).status_code == 200
+    answer = owner_client.get(path)
+    assert answer.status_code == 303 and answer.location == "/console/apps/"
+
+
+def test_a_safe_next_is_followed_after_signing_in(app, services):
+    support.set_console_password(services, "owner@example.com", PASSWORD)
+    visitor = app.test_client()
+    sent = visitor.get("/console/audit/?event=sign_in&page=1")
+    assert sent.status_code == 303 and "next=" in sent.location
+    token = csrf_of(visitor.get(sent.location))
+    answer = visitor.post("/console/sign-in", data={
+        "email": "owner@example.com", "password": PASSWORD, "csrf_token": token,
+        "next": "/console/audit/?event=sign_in&page=1"})
+    assert answer.status_code == 303 and answer.location == "/console/audit/?event=sign_in&page=1"

@@ -220,12 +220,20 @@ def signed_in(view):
     return guarded
 
 
+NEXT_MAX = 2048  # characters of a ``next`` target kept
+
+
 def safe_next(target) -> str | None:
-    """A local console path to return to, or None (never another site)."""
-    if not target:
+    """A local console path to return to, or None: never another site (a scheme, ``//host``,
+    a backslash, which browsers read as a slash), never a control character, space or line
+    separator (a ``Location`` header cannot carry them), never a ``..`` segment."""
+    if not target or len(target) > NEXT_MAX or target.startswith("//"):
+        return None
+    if any(char == "\\" or char.isspace() or not char.isprintable() for char in target):
         return None
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not parts.path.startswith(PREFIX + "/"):
+    if (parts.scheme or parts.netloc or not parts.path.startswith(PREFIX + "/")
+            or ".." in parts.path.split("/")):
         return None
     return target.rstrip("?")
 
