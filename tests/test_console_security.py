@@ -178,3 +178,66 @@ def test_a_safe_next_is_followed_after_signing_in(app, services):
         "email": "owner@example.com", "password": PASSWORD, "csrf_token": token,
         "next": "/console/audit/?event=sign_in&page=1"})
     assert answer.status_code == 303 and answer.location == "/console/audit/?event=sign_in&page=1"
+
+
+# -- 12: out-of-range numbers and dates are a 400 page ------------------------------------------
+
+HUGE = str(10 ** 22)
+
+
+def test_out_of_range_audit_pages_and_days_are_a_400_page(owner_client):
+    for query in (f"page={HUGE}", "page=99999999999999999999999", "page=-1", "page=x",
+                  "page=\u0663", "until=9999-12-31", "since=10000-01-01", "until=2026-02-30",
+                  "since=yesterday"):
+        answer = owner_client.get(f"/console/audit/?{query}")
+        assert answer.status_code == 400, query
+        assert answer.mimetype == "text/html" and "<h1>" in answer.get_data(as_text=True)
+    for query in ("page=1", "page=" + str((2 ** 63 - 1) // 50 - 1), "since=0001-01-01",
+                  "until=9999-12-30", ""):
+        assert owner_client.get(f"/console/audit/?{query}").status_code == 200, query
+
+
+def test_out_of_range_versions_are_a_400_page_and_change_nothing(owner_client, world, db):
+    env = f"/console/apps/{world['app_id']}/environments/{world['env_id']}"
+    secret = f"{env}/secrets/{world['secret_id']}"
+    before = fingerprint(db)
+    for version in (HUGE, str(2 ** 63), "-1", "1e3", "\u0661"):
+        for url, extra in ((f"{secret}/restore", {}), (f"{secret}/history", {}),
+                           (f"{env}/bulk-edit", {"text": "A=1\n"}),
+                           (f"{env}/import", {"text": "A=1\n", "step": "apply"})):
+            answer = owner_client.post(url, data={"csrf_token": owner_client.csrf,
+                                                  "version": version, **extra})
+            assert answer.status_code == 400, (url, version, answer.status_code)
+            assert answer.mimetype == "text/html"
+    assert fingerprint(db) == before
+    restored = owner_client.post(f"{secret}/restore",
+                                 data={"csrf_token": owner_client.csrf, "version": "1"})
+    assert restored.status_code == 303
+
+
+def test_a_notice_with_odd_numbers_is_left_out(owner_client):
+    for number in ("\u00b2", "9" * 5000, "-1"):
+        page = owner_client.get(f"/console/account/?notice=signed_out_others&ended={number}")
+        assert page.status_code == 200
+        assert "other session(s)" not in page.get_data(as_text=True)
+    page = owner_client.get("/console/account/?notice=signed_out_others&ended=2")
+    assert "Signed out 2 other session(s)." in page.get_data(as_text=True)
+
+
+def test_the_rest_api_refuses_out_of_range_numbers_with_its_error_shape(
+        client, world, owner_headers):
+    pat = support.SecretsRoutes(client, world["app_id"], owner_headers)
+    for raw in ('{"version": %s}' % HUGE, '{"version": %d}' % 2 ** 63, '{"version": -1}',
+                '{"version": 1e30}'):
+        answer = pat.restore(world["secret_id"], raw=raw)
+        assert answer.status_code == 400 and list(answer.json) == ["error"], raw
+    for query in ({"lease_ttl": HUGE, "dynamic": "true"}, {"lease_ttl": "9" * 5000,
+                                                           "dynamic": "true"}):
+        answer = pat.get(**query)
+        assert answer.status_code in (200, 400) and answer.status_code < 500, query
+        if answer.status_code == 400:
+            assert list(answer.json) == ["error"]
+    for params in ({"secret_id": HUGE}, {"page": HUGE, "until": "9999-12-31"}):
+        answer = client.get(pat.url(f"{world['secret_id']}/history/", None, **params),
+                            headers=owner_headers)
+        assert answer.status_code < 500, params

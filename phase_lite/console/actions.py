@@ -394,6 +394,7 @@ def open_share(services, link_id, meta):
 
 
 AUDIT_PAGE = 50
+AUDIT_PAGES = (2 ** 63 - 1) // AUDIT_PAGE - 1  # the last page whose offset a query holds
 
 
 def audit_events(caller, filters, page):

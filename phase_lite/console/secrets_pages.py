@@ -9,7 +9,7 @@ from ..errors import InvalidRequest, PhaseError
 from ..paths import ROOT, folder_chain, normalize_path
 from . import actions, dotenv
 from .web import (PREFIX, back, bp, caller, posted, refused, render, signed_in,
-                  unconfirmed)
+                  unconfirmed, whole_number)
 
 MASK = "\u2022" * 8
 ENV_PAGE = "console.environment"
@@ -300,7 +300,7 @@ def secret_history(app_id, env_id, secret_id):
     """Every version with its changes; a POST reveals the values of one version's change."""
     who, app_row, env = _environment(app_id, env_id)
     versions = actions.secret_versions(who, env, secret_id)
-    shown = request.form.get("version", type=int) if posted() else None
+    shown = whole_number(request.form.get("version"), "version") if posted() else None
     live = any(secret.id == secret_id for secret in actions.list_secrets(who, env))
     return render("history.html", app=app_row, env=env, secret_id=secret_id, live=live,
                   versions=history_rows(versions), shown=shown)
@@ -333,7 +333,7 @@ def restore_deleted(app_id, env_id, secret_id):
 def restore_secret(app_id, env_id, secret_id):
     """Make an older version current again: a new version, through the history's restore."""
     who, _, env = _environment(app_id, env_id)
-    wanted = request.form.get("version", type=int)
+    wanted = whole_number(request.form.get("version"), "version", low=1)
     if wanted is None:
         abort(404)
     actions.restore_secret(who, env, secret_id, wanted)
@@ -415,7 +415,7 @@ def bulk_edit(app_id, env_id):
         return render("bulk_edit.html", app=app_row, env=env, path=path, text=text,
                       version=env["version"])
     text = request.form.get("text", "")
-    version = request.form.get("version", type=int)
+    version = whole_number(request.form.get("version"), "version")
     try:
         pairs = _pairs(text)
         plan = actions.apply_pairs(who, env, path, pairs, version, delete_missing=True)
@@ -450,7 +450,7 @@ def import_env(app_id, env_id):
     text = request.form.get("text", "")
     if upload is not None and upload.filename:
         text = upload.read().decode("utf-8", errors="replace")
-    version = request.form.get("version", type=int)
+    version = whole_number(request.form.get("version"), "version")
     try:
         pairs = _pairs(text)
         if not pairs:

@@ -25,7 +25,7 @@ from werkzeug.routing import RequestRedirect
 
 from ..access_log import loggable_path
 from ..api.context import _PRINCIPAL, _is_trusted_proxy, client_ip, request_meta
-from ..errors import PhaseError, status_of
+from ..errors import InvalidRequest, PhaseError, status_of
 from . import sessions
 from .actions import Caller
 
@@ -269,6 +269,22 @@ def ask_then(question, button, cancel_url, detail, act, endpoint, notice, **valu
     return back(endpoint, notice, act(), **values)
 
 
+WHOLE_NUMBER_MAX = 2 ** 63 - 1  # the largest integer SQLite and PostgreSQL's bigint hold
+NOT_A_NUMBER = "'{name}' must be a whole number from {low} to {high}."
+
+
+def whole_number(text, name, low=0, high=WHOLE_NUMBER_MAX) -> int | None:
+    """A whole number a query or form field holds (None when absent or empty); 400
+    (InvalidRequest) when it is not one or lies outside ``low``..``high``, before any query
+    could overflow on it."""
+    if text is None or text == "":
+        return None
+    if not (text.isascii() and text.isdecimal() and len(text) <= 19
+            and low <= int(text) <= high):
+        raise InvalidRequest(NOT_A_NUMBER.format(name=name, low=low, high=high))
+    return int(text)
+
+
 def refused(template, error, **context):
     """The form again with the domain's message, under the status the API would answer."""
     return render(template, status_of(error), error=error.message, **context)
@@ -321,7 +337,7 @@ def notice_text():
     numbers = {}
     for name in re.findall(r"{(\w+)}", template):
         value = request.args.get(name, "")
-        if not value.isdigit():
+        if not (value.isascii() and value.isdecimal() and len(value) <= 19):
             return None
         numbers[name] = int(value)
     return template.format(**numbers)
