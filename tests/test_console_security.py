@@ -4,9 +4,12 @@ password they were for; unauthenticated forms are bounded; ``next`` stays local;
 change is throttled like sign-in; out-of-range numbers and dates are a 400 page."""
 
 import pytest
+from click.testing import CliRunner
 
 import support
+from conftest import database_env
 from phase_lite import accounts
+from phase_lite.cli import main as cli_main
 from phase_lite.console import sessions
 from phase_lite.store import audit as audit_store
 
@@ -241,3 +244,76 @@ def test_the_rest_api_refuses_out_of_range_numbers_with_its_error_shape(
         answer = client.get(pat.url(f"{world['secret_id']}/history/", None, **params),
                             headers=owner_headers)
         assert answer.status_code < 500, params
+
+
+# -- 2: one-time links die with the password they were for --------------------------------------
+
+
+def admin(config, *args, stdin=None):
+    """The ``phase-lite`` admin command on the test's data, in process; its output."""
+    result = CliRunner().invoke(cli_main, list(args), env=database_env(config), input=stdin,
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def setup_link(config, email="owner@example.com"):
+    """``phase-lite users setup-link``'s link, as a path."""
+    url = admin(config, "users", "setup-link", email).strip()
+    return url[url.index("/console/"):]
+
+
+def choose_password(app, link, password="chosen by link 1"):
+    """Open a one-time link in a fresh browser and choose a password: (page status, answer)."""
+    guest = app.test_client()
+    page = guest.get(link)
+    if page.status_code != 200:
+        return page.status_code, None
+    return 200, guest.post(link, data={"password": password, "confirmation": password,
+                                       "csrf_token": csrf_of(page)})
+
+
+def assert_dead(app, link):
+    status, _ = choose_password(app, link)
+    assert status == 404, link
+    guest = app.test_client()
+    token = csrf_of(guest.get("/console/sign-in"))
+    refused = guest.post(link, data={"password": "chosen by link 1", "csrf_token": token,
+                                     "confirmation": "chosen by link 1"})
+    assert refused.status_code == 404 and guest.get("/console/apps/").status_code == 303
+
+
+def test_the_admin_commands_set_password_voids_every_earlier_link(app, config, services):
+    link = setup_link(config)
+    assert app.test_client().get(link).status_code == 200
+    admin(config, "users", "set-password", "owner@example.com", "--password-stdin",
+          stdin="set by the operator\n")
+    assert_dead(app, link)
+    assert sign_in(app.test_client(), password="set by the operator").status_code == 303
+    assert sign_in(app.test_client(), password="chosen by link 1").status_code == 401
+
+
+def test_a_newer_link_voids_the_older_one_and_using_it_voids_the_rest(app, config, services, db):
+    older, newer = setup_link(config), setup_link(config)
+    assert_dead(app, older)
+    status, done = choose_password(app, newer)
+    assert status == 200 and done.status_code == 303
+    assert_dead(app, older)
+    assert_dead(app, newer)
+    # an invitation, then a setup link for the same user: only the newest opens
+    role = support.role_id(services, "Developer")
+    user = accounts.create_user(services, support.operator(services),
+                                {"email": "new@example.com", "role_id": role}, support.TEST_META)
+    invitation = "/console/welcome?token=" + sessions.issue_link(db, "invite", user["id"])
+    fresh = setup_link(config, "new@example.com")
+    assert_dead(app, invitation)
+    assert app.test_client().get(fresh).status_code == 200
+
+
+def test_a_console_password_change_voids_the_users_links(app, config, owner_client):
+    link = setup_link(config)
+    changed = owner_client.post("/console/account/password", data={
+        "csrf_token": owner_client.csrf, "current_password": PASSWORD,
+        "new_password": "changed in the console", "confirmation": "changed in the console"})
+    assert changed.status_code == 303
+    assert_dead(app, link)

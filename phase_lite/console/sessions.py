@@ -83,14 +83,16 @@ def verify_password(password_hash: str | None, password: str) -> bool:
 
 
 def set_password(db, user_id: str, password: str, *, actor, meta, keep_session_id=None) -> None:
-    """Set a user's password and end their other sessions (a password change signs out every
-    browser but the one that made it). ``actor`` is the signed-in user, or the local operator
-    for the admin command."""
+    """Set a user's password, end their other sessions (a password change signs out every
+    browser but the one that made it) and void their one-time links (each was for choosing a
+    password, and one is chosen). ``actor`` is the signed-in user, or the local operator for
+    the admin command."""
     check_password_rules(password)
     password_hash = hash_password(password)
     with db.transaction():
         session_store.set_password_hash(db, user_id, password_hash)
         session_store.end_user_sessions(db, user_id, keep_session_id=keep_session_id)
+        session_store.use_user_links(db, user_id)
         audit.record(db, actor, meta, "update", "user_password", user_id)
 
 
@@ -219,10 +221,12 @@ def live_sessions(db, user_id):
 
 
 def issue_link(db, kind: str, user_id: str) -> str:
-    """A one-time link token to choose a password (valid a day); only its hash is stored."""
+    """A one-time link token to choose a password (valid a day); only its hash is stored.
+    The user's earlier links stop working: only the newest one printed or shown opens."""
     token = secrets.token_urlsafe(32)
     expires_at = format_time(datetime.now(timezone.utc) + LINK_LIFETIME)
     with db.transaction():
+        session_store.use_user_links(db, user_id)
         session_store.insert_link(db, kind, user_id, _digest(token), expires_at)
     return token
 
@@ -249,6 +253,7 @@ def use_link(db, settings: SessionSettings, token: str, password: str, confirmat
             raise PermissionDenied(LINK_GONE)
         session_store.set_password_hash(db, row["user_id"], password_hash)
         session_store.end_user_sessions(db, row["user_id"])
+        session_store.use_user_links(db, row["user_id"])  # any other link dies with it
         cookie_value = open_session(db, settings, row["user_id"], meta)
     return cookie_value
 
