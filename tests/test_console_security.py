@@ -317,3 +317,134 @@ def test_a_console_password_change_voids_the_users_links(app, config, owner_clie
         "new_password": "changed in the console", "confirmation": "changed in the console"})
     assert changed.status_code == 303
     assert_dead(app, link)
+
+
+# -- 3: unauthenticated forms are bounded; throttles count digests -------------------------------
+
+
+def anonymous_form(client, path="/console/sign-in"):
+    """A visitor's form token (the double-submit cookie goes along)."""
+    return csrf_of(client.get(path))
+
+
+def test_a_large_anonymous_body_is_refused_before_it_is_read(app, services, config, world):
+    support.set_console_password(services, "owner@example.com", PASSWORD)
+    visitor = app.test_client()
+    token = anonymous_form(visitor)
+    link = setup_link(config, "member@example.com")
+    big = "a" * (64 * 1024)
+    for path in ("/console/sign-in", link, f"/lockbox/{world['link_id']}", "/console/apps/new",
+                 "/console/sign-out"):
+        for _ in range(25):  # more than the address may try
+            answer = visitor.post(path, data={"csrf_token": token, "email": big + "@x.example",
+                                              "password": big, "confirmation": big})
+            assert answer.status_code == 413, (path, answer.status_code)
+    assert app.test_client().get(link).status_code == 200  # the link is still unused
+    assert sign_in(visitor).status_code == 303  # nothing counted against the address
+
+
+def test_oversized_fields_are_refused_uncounted_and_not_echoed(app, services, config, db):
+    support.set_console_password(services, "owner@example.com", PASSWORD)
+    visitor = app.test_client()
+    token = anonymous_form(visitor)
+    long_email = "e" * 250 + "@example.com"
+    for fields in ({"email": long_email, "password": "x" * 12},
+                   {"email": "owner@example.com", "password": "\u00e9" * 2049}):
+        for _ in range(12):  # more than the email may try
+            answer = visitor.post("/console/sign-in", data={"csrf_token": token, **fields})
+            assert answer.status_code == 400
+            text = answer.get_data(as_text=True)
+            assert "The email or password is too long." in text and long_email not in text
+    assert sign_in(visitor).status_code == 303
+    link = setup_link(config)
+    guest = app.test_client()
+    page = guest.get(link)
+    long_password = "p" * 4097
+    refused = guest.post(link, data={"csrf_token": csrf_of(page), "password": long_password,
+                                     "confirmation": long_password})
+    assert refused.status_code == 400
+    assert "The email or password is too long." in refused.get_data(as_text=True)
+
+
+def test_the_sign_in_throttle_keeps_fixed_size_keys(app, services):
+    throttle = app.extensions["phase_lite_console_throttle"]
+    visitor = app.test_client()
+    token = anonymous_form(visitor)
+    typed = "Someone.Typed.Their.Password.Here@Example.com"
+    visitor.post("/console/sign-in", data={"csrf_token": token, "email": typed,
+                                           "password": "x" * 12})
+    if isinstance(throttle, sessions.SignInThrottle):  # (node scope: the in-memory windows)
+        emails = [value for kind, value in throttle._history if kind == "email"]
+        assert emails == [sessions.email_key(typed)] and len(emails[0]) == 64
+        assert "password" not in repr(throttle._history).lower()
+
+
+def rss_bytes(pid):
+    with open(f"/proc/{pid}/status") as status:
+        line = next(line for line in status if line.startswith("VmRSS:"))
+    return int(line.split()[1]) * 1024
+
+
+def test_twenty_huge_sign_ins_leave_the_server_s_memory_alone(live_server):
+    """The attack as reported, against ``phase-lite serve``: twenty sign-ins with 4 MiB
+    emails from one address used to keep ~107 MiB for the throttle's 15 minutes."""
+    import requests
+
+    visitor = requests.Session()
+    page = visitor.get(live_server.url + "/console/sign-in")
+    token = support.CSRF.search(page.text).group(1)
+    visitor.post(live_server.url + "/console/sign-in",  # the hashing's memory, once
+                 data={"csrf_token": token, "email": "warm@example.com", "password": "x" * 12})
+    before = rss_bytes(live_server.process.pid)
+    for number in range(19):  # twenty attempts in all, the address's limit
+        email = f"{number}" + "a" * (4 * 1024 * 1024) + "@example.com"
+        answer = visitor.post(live_server.url + "/console/sign-in",
+                              data={"csrf_token": token, "email": email, "password": "x" * 12})
+        assert answer.status_code in (401, 413)
+    grown = rss_bytes(live_server.process.pid) - before
+    assert grown < 24 * 1024 * 1024, f"the server grew by {grown / 2 ** 20:.0f} MiB"
+
+
+# -- 8: the current password is guessed no faster than at sign-in -------------------------------
+
+
+def change_password(client, current, new="a brand new password"):
+    return client.post("/console/account/password", data={
+        "csrf_token": client.csrf, "current_password": current, "new_password": new,
+        "confirmation": new})
+
+
+def test_wrong_current_passwords_are_throttled_and_audited_like_sign_ins(
+        app, db, owner_client, services):
+    user = accounts.user_by_email(services, support.operator(services), "owner@example.com")
+    stored = db.scalar("SELECT password_hash FROM user_passwords WHERE user_id = ?",
+                       (user["id"],))
+    statuses = [change_password(owner_client, f"guess number {n}").status_code
+                for n in range(12)]
+    # the fixture's sign-in was the email's first attempt of its ten
+    assert statuses == [403] * 9 + [429] * 3
+    refused = change_password(owner_client, PASSWORD)  # even the right one, for now
+    assert refused.status_code == 429
+    assert "Too many password attempts" in refused.get_data(as_text=True)
+    assert sign_in(app.test_client()).status_code == 429  # one budget per user
+    assert db.scalar("SELECT password_hash FROM user_passwords WHERE user_id = ?",
+                     (user["id"],)) == stored
+    refusals = events(db, "password_refused")
+    assert len(refusals) == 9
+    assert {(row["actor_type"], row["actor_id"], row["resource_id"], row["channel"])
+            for row in refusals} == {("user", user["id"], user["id"], "console")}
+
+
+def test_a_refused_sign_in_of_a_known_user_is_audited(app, db, owner, services):
+    user = support.set_console_password(services, "owner@example.com", PASSWORD)
+    visitor = app.test_client()
+    assert sign_in(visitor, password="not the password").status_code == 401
+    assert sign_in(visitor, email="nobody@example.com").status_code == 401
+    (refusal,) = events(db, "sign_in_refused")
+    assert (refusal["actor_type"], refusal["actor_id"], refusal["resource_id"]) == (
+        "visitor", None, user["id"])
+    assert refusal["channel"] == "console"
+    owner_client = app.test_client()
+    sign_in(owner_client)
+    page = owner_client.get("/console/audit/?event=sign_in_refused").get_data(as_text=True)
+    assert "someone signing in" in page

@@ -183,7 +183,8 @@ def restore_deleted(caller, env, secret_id):
     return restore_secret(caller, env, secret_id, last.version)
 
 
-ANONYMOUS_ACTORS = {"anonymous": "anyone with the link", "server": "the server"}
+ANONYMOUS_ACTORS = {"anonymous": "anyone with the link", "server": "the server",
+                    "visitor": "someone signing in"}
 
 
 def actor_name(names, event):

@@ -53,6 +53,9 @@ HEADERS = {
     "X-Frame-Options": "DENY",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
+# The largest body a visitor without a session may send (sign-in, one-time link, a share's
+# reveal): their fields are an email, a password or two and a token.
+ANONYMOUS_BODY_MAX = 16 * 1024
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # they only read; every other needs a token
 ANONYMOUS_ENDPOINTS = {"console.sign_in", "console.use_link", "console.static"}
 # Posts that act on no session and no cookie, only on a capability in the URL (a Lockbox
@@ -89,7 +92,16 @@ def session_settings() -> sessions.SessionSettings:
 
 
 def throttle() -> sessions.SignInThrottle:
+    """The sign-in throttle, which also counts password changes (by the user's email)."""
     return current_app.extensions["phase_lite_console_throttle"]
+
+
+THROTTLED = "Too many {what} attempts. Try again in {minutes} minute{s}."
+
+
+def throttled_text(wait, what="sign-in") -> str:
+    minutes = max(1, round(wait / 60))
+    return THROTTLED.format(what=what, minutes=minutes, s="" if minutes == 1 else "s")
 
 
 def is_https() -> bool:
@@ -122,6 +134,10 @@ def caller() -> Caller:
 def load_session():
     load_visitor()
     if request.method not in SAFE_METHODS:
+        if g.signed_in is None:  # bounded before any field is read: no visitor fills memory
+            request.max_content_length = ANONYMOUS_BODY_MAX
+            if (request.content_length or 0) > ANONYMOUS_BODY_MAX:
+                abort(413)  # (also where the view would read nothing)
         check_csrf()
 
 
