@@ -7,7 +7,8 @@ from flask import g, request, url_for
 from ..errors import DoesNotExist, InvalidRequest, PhaseError, status_of
 from ..store import format_time
 from . import actions, sessions
-from .web import PREFIX, ask_then, back, bp, caller, refused, render, services, signed_in
+from .web import (PREFIX, ask_then, back, bp, caller, posted, refused, render, services,
+                  signed_in, throttle, throttled_text, visitor_ip, whole_number)
 
 TOKEN_EXPIRIES = (("", "Never"), ("86400", "1 day"), ("604800", "7 days"),
                   ("2592000", "30 days"), ("7776000", "90 days"), ("31536000", "1 year"))
@@ -36,7 +37,7 @@ def service_accounts():
 def new_service_account():
     who = caller()
     roles = [role for role in actions.roles(who) if not role["global_access"]]
-    if request.method == "GET":
+    if not posted():
         return render("new_service_account.html", roles=roles, form={})
     try:
         sa, token = actions.create_service_account(who, request.form.get("name"),
@@ -71,7 +72,7 @@ def service_account_role(sa_id):
 def new_service_token(sa_id):
     who = caller()
     sa, _, _ = actions.service_account(who, sa_id)
-    if request.method == "GET":
+    if not posted():
         return render("new_token.html", owner=sa["name"], expiries=TOKEN_EXPIRIES, form={},
                       cancel_url=url_for("console.service_account", sa_id=sa_id))
     try:
@@ -181,13 +182,10 @@ def audit_log():
         "environment_id": args.get("environment") or None,
         "actor_id": args.get("actor") or None,
         "action": args.get("event") or None,
-        "since": _day(args.get("since")),
-        "until": _day(args.get("until"), next_day=True),
+        "since": _day(args.get("since"), "since"),
+        "until": _day(args.get("until"), "until", next_day=True),
     }
-    try:
-        page = max(0, int(args.get("page", "0")))
-    except ValueError:
-        page = 0
+    page = whole_number(args.get("page"), "page", high=actions.AUDIT_PAGES) or 0
     events, more, names = actions.audit_events(who, filters, page)
     query = {name: value for name, value in args.items() if name != "page" and value}
     return render(
@@ -200,15 +198,19 @@ def audit_log():
     )
 
 
-def _day(text, next_day=False):
-    """A YYYY-MM-DD filter as a stored timestamp (the next day's start for "until")."""
+NOT_A_DAY = "'{name}' must be a day as YYYY-MM-DD, from 0001-01-01 to 9999-12-30."
+
+
+def _day(text, name, next_day=False):
+    """A YYYY-MM-DD filter as a stored timestamp (the next day's start for "until"); 400
+    (InvalidRequest) for anything else, or a day whose next one is past the calendar."""
     if not text:
         return None
     try:
         moment = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=timezone.utc)
-    except ValueError:
-        return None
-    return format_time(moment + timedelta(days=1) if next_day else moment)
+        return format_time(moment + timedelta(days=1) if next_day else moment)
+    except (ValueError, OverflowError):
+        raise InvalidRequest(NOT_A_DAY.format(name=name)) from None
 
 
 # -- the signed-in user's account ------------------------------------------------------------
@@ -227,7 +229,12 @@ def account(token=None, status=200, error=None):
 @bp.route(PREFIX + "/account/password", methods=["POST"])
 @signed_in
 def change_password():
+    """The current password is guessed no faster here than at sign-in: the same throttle
+    counts each attempt against the user's email and the client address."""
     who = caller()
+    wait = throttle().attempt(visitor_ip(), who.principal.display_name)
+    if wait:
+        return account(status=429, error=throttled_text(wait, "password"))
     try:
         sessions.change_password(services().db, who.principal, who.session_id,
                                  request.form.get("current_password", ""),

@@ -183,7 +183,8 @@ def restore_deleted(caller, env, secret_id):
     return restore_secret(caller, env, secret_id, last.version)
 
 
-ANONYMOUS_ACTORS = {"anonymous": "anyone with the link", "server": "the server"}
+ANONYMOUS_ACTORS = {"anonymous": "anyone with the link", "server": "the server",
+                    "visitor": "someone signing in"}
 
 
 def actor_name(names, event):
@@ -401,6 +402,7 @@ def open_share(services, link_id, meta):
 
 
 AUDIT_PAGE = 50
+AUDIT_PAGES = (2 ** 63 - 1) // AUDIT_PAGE - 1  # the last page whose offset a query holds
 
 
 def audit_events(caller, filters, page):

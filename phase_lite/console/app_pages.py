@@ -6,7 +6,7 @@ from flask import request, url_for
 
 from ..errors import InvalidRequest, PhaseError
 from . import actions
-from .web import PREFIX, back, bp, caller, refused, render, signed_in
+from .web import PREFIX, back, bp, caller, posted, refused, render, signed_in
 
 OVERVIEW = "console.app_overview"
 TYPED_FIELD = "typed_name"
@@ -24,7 +24,7 @@ def delete_after_typing(name, question, detail, button, cancel_url, delete):
     the reason, and deletes nothing); then return ``delete()`` (its redirect)."""
     asking = {"question": question, "detail": detail, "name": name, "button": button,
               "cancel_url": cancel_url, "field": TYPED_FIELD, "nav": "apps"}
-    if request.method == "GET":
+    if not posted():
         return render("typed_confirm.html", **asking)
     try:
         typed_confirmation(name)
@@ -39,7 +39,7 @@ def delete_after_typing(name, question, detail, button, cancel_url, delete):
 def environment_form(page, name, save, notice):
     """The environment's name form (new or rename): ``save(name)`` on POST, the form again
     with the domain's message when refused, else the app page with ``notice``."""
-    if request.method == "GET":
+    if not posted():
         return render("environment_form.html", **page, form={"name": name})
     try:
         save(request.form.get("name"))
@@ -112,7 +112,7 @@ def app_settings(app_id):
     who = caller()
     app_row = actions.app(who, app_id)
     page = {"app": app_row, "encryption": actions.encryption(who, app_row)}
-    if request.method == "GET":
+    if not posted():
         return render("app_settings.html", **page, form=app_row)
     try:
         actions.update_app(who, app_row, request.form.get("name"),

@@ -15,8 +15,8 @@ from ..api.context import throttle
 from ..errors import PhaseError, status_of
 from ..store import now
 from . import actions
-from .web import (PREFIX, back, bp, caller, console_meta, render, services, signed_in,
-                  unconfirmed)
+from .web import (PREFIX, back, bp, caller, console_meta, posted, render, services,
+                  signed_in, unconfirmed)
 
 EXPIRY_OPTIONS = ((str(lockbox.DAY), "1 day"), (str(7 * lockbox.DAY), "7 days"),
                   (str(30 * lockbox.DAY), "30 days"), ("custom", "Custom"))
@@ -41,7 +41,7 @@ def shares():
 @signed_in
 def new_share():
     """The blank form (GET); the script's post of a ciphertext (POST, answered in JSON)."""
-    if request.method == "GET":
+    if not posted():
         return share_form()
     if request.accept_mimetypes.best != "application/json":
         # Only the script can make the link (it holds the key): a plain form post shares

@@ -8,7 +8,8 @@ from .. import secrets
 from ..errors import InvalidRequest, PhaseError
 from ..paths import ROOT, folder_chain, normalize_path
 from . import actions, dotenv
-from .web import PREFIX, back, bp, caller, refused, render, signed_in, unconfirmed
+from .web import (PREFIX, back, bp, caller, posted, refused, render, signed_in,
+                  unconfirmed, whole_number)
 
 MASK = "\u2022" * 8
 ENV_PAGE = "console.environment"
@@ -31,7 +32,7 @@ def apps():
 @bp.route(PREFIX + "/apps/new", methods=["GET", "POST"])
 @signed_in
 def new_app():
-    if request.method == "GET":
+    if not posted():
         return render("new_app.html", form={})
     try:
         app_row = actions.create_app(caller(), request.form.get("name"),
@@ -209,7 +210,7 @@ def revealed_value(item):
 def new_secret(app_id, env_id):
     who, app_row, env = _environment(app_id, env_id)
     path = normalize_path(request.values.get("path") or ROOT)
-    if request.method == "GET":
+    if not posted():
         form = {"path": path}
         if request.args.get("like"):  # "add value": the key of a secret of another environment
             _, like_env = actions.environment(who, app_id, request.args.get("like_env"))
@@ -245,7 +246,7 @@ def edit_secret(app_id, env_id, secret_id):
     who, app_row, env, secret = _secret(app_id, env_id, secret_id)
     override = secrets.personal_overrides(who.services, who.principal, env,
                                           [secret.id]).get(secret.id)
-    if request.method == "GET":
+    if not posted():
         form = {"key": secret.key, "comment": secret.comment, "path": secret.path,
                 "tags": ", ".join(secret.tags), "type": secret.type}
         if secret.type != "sealed":  # opening the editor reveals the value, as a read
@@ -299,7 +300,7 @@ def secret_history(app_id, env_id, secret_id):
     """Every version with its changes; a POST reveals the values of one version's change."""
     who, app_row, env = _environment(app_id, env_id)
     versions = actions.secret_versions(who, env, secret_id)
-    shown = request.form.get("version", type=int) if request.method == "POST" else None
+    shown = whole_number(request.form.get("version"), "version") if posted() else None
     live = any(secret.id == secret_id for secret in actions.list_secrets(who, env))
     return render("history.html", app=app_row, env=env, secret_id=secret_id, live=live,
                   versions=history_rows(versions), shown=shown)
@@ -332,7 +333,7 @@ def restore_deleted(app_id, env_id, secret_id):
 def restore_secret(app_id, env_id, secret_id):
     """Make an older version current again: a new version, through the history's restore."""
     who, _, env = _environment(app_id, env_id)
-    wanted = request.form.get("version", type=int)
+    wanted = whole_number(request.form.get("version"), "version", low=1)
     if wanted is None:
         abort(404)
     actions.restore_secret(who, env, secret_id, wanted)
@@ -405,7 +406,7 @@ def bulk_edit(app_id, env_id):
     """The folder's secrets as one .env text, saved at once (removed lines delete)."""
     who, app_row, env = _environment(app_id, env_id)
     path = normalize_path(request.values.get("path") or ROOT)
-    if request.method == "GET":
+    if not posted():
         current = [secret for secret in actions.list_secrets(who, env, path)
                    if secret.type != "sealed"]
         found = actions.reveal(who, env, [secret.id for secret in current])
@@ -414,7 +415,7 @@ def bulk_edit(app_id, env_id):
         return render("bulk_edit.html", app=app_row, env=env, path=path, text=text,
                       version=env["version"])
     text = request.form.get("text", "")
-    version = request.form.get("version", type=int)
+    version = whole_number(request.form.get("version"), "version")
     try:
         pairs = _pairs(text)
         plan = actions.apply_pairs(who, env, path, pairs, version, delete_missing=True)
@@ -443,13 +444,13 @@ def import_env(app_id, env_id):
     who, app_row, env = _environment(app_id, env_id)
     path = normalize_path(request.values.get("path") or ROOT)
     page = {"app": app_row, "env": env, "path": path}
-    if request.method == "GET":
+    if not posted():
         return render("import.html", **page, plan=None, text="", version=env["version"])
     upload = request.files.get("file")
     text = request.form.get("text", "")
     if upload is not None and upload.filename:
         text = upload.read().decode("utf-8", errors="replace")
-    version = request.form.get("version", type=int)
+    version = whole_number(request.form.get("version"), "version")
     try:
         pairs = _pairs(text)
         if not pairs:

@@ -25,10 +25,15 @@ from ..auth import Principal
 from ..errors import InvalidRequest, PermissionDenied
 from ..store import NotFound, format_time, now
 from ..store import accounts as account_store
+from ..store import audit as audit_store
 from ..store import sessions as session_store
 
 PASSWORD_MIN = 10
 PASSWORD_MAX = 1024
+# What an unauthenticated form field may hold, checked before any other work (an email is at
+# most 254 bytes, RFC 5321; a password of PASSWORD_MAX characters fits in 4 KiB of UTF-8).
+EMAIL_MAX_BYTES = 254
+PASSWORD_MAX_BYTES = 4 * PASSWORD_MAX
 LINK_LIFETIME = timedelta(days=1)
 TOUCH_GRANULARITY = timedelta(seconds=60)  # between last_seen_at writes of one session
 PASSWORD_TOO_SHORT = f"The password must be at least {PASSWORD_MIN} characters long."
@@ -37,6 +42,7 @@ PASSWORDS_DIFFER = "The two passwords do not match."
 WRONG_CREDENTIALS = "Wrong email or password."
 WRONG_PASSWORD = "The current password is wrong."
 LINK_GONE = "This link is invalid, used or expired. Ask an administrator for a new one."
+FIELD_TOO_LONG = "The email or password is too long."
 
 _OPSLIMIT = nacl.pwhash.argon2id.OPSLIMIT_INTERACTIVE
 _MEMLIMIT = nacl.pwhash.argon2id.MEMLIMIT_INTERACTIVE
@@ -57,6 +63,14 @@ def check_password_rules(password: str, confirmation: str | None = None) -> None
         raise InvalidRequest(PASSWORD_TOO_SHORT)
     if len(password) > PASSWORD_MAX:
         raise InvalidRequest(PASSWORD_TOO_LONG)
+
+
+def check_field_sizes(email: str = "", *passwords: str) -> None:
+    """Refuse an email or password longer than any real one (InvalidRequest), before any
+    hash, lookup or throttle counts it."""
+    if len(email.encode()) > EMAIL_MAX_BYTES or any(
+            len(password.encode()) > PASSWORD_MAX_BYTES for password in passwords):
+        raise InvalidRequest(FIELD_TOO_LONG)
 
 
 def hash_password(password: str) -> str:
@@ -83,23 +97,28 @@ def verify_password(password_hash: str | None, password: str) -> bool:
 
 
 def set_password(db, user_id: str, password: str, *, actor, meta, keep_session_id=None) -> None:
-    """Set a user's password and end their other sessions (a password change signs out every
-    browser but the one that made it). ``actor`` is the signed-in user, or the local operator
-    for the admin command."""
+    """Set a user's password, end their other sessions (a password change signs out every
+    browser but the one that made it) and void their one-time links (each was for choosing a
+    password, and one is chosen). ``actor`` is the signed-in user, or the local operator for
+    the admin command."""
     check_password_rules(password)
     password_hash = hash_password(password)
     with db.transaction():
         session_store.set_password_hash(db, user_id, password_hash)
         session_store.end_user_sessions(db, user_id, keep_session_id=keep_session_id)
+        session_store.use_user_links(db, user_id)
         audit.record(db, actor, meta, "update", "user_password", user_id)
 
 
 def change_password(db, principal, session_id, current: str, new: str, confirmation: str,
                     meta) -> None:
     """The signed-in user's own change: the current password is required."""
+    check_field_sizes("", current)
     check_password_rules(new, confirmation)
     stored = session_store.get_password_hash(db, principal.account_id)
     if not verify_password(stored, current):
+        with db.transaction():
+            audit.record(db, principal, meta, "password_refused", "user", principal.account_id)
         raise PermissionDenied(WRONG_PASSWORD)
     set_password(db, principal.account_id, new, actor=principal, meta=meta,
                  keep_session_id=session_id)
@@ -136,8 +155,11 @@ def sign_in(db, settings: SessionSettings, email: str, password: str, meta) -> s
     """Check the credentials and open a session; return the cookie value (shown once).
 
     Raise PermissionDenied(WRONG_CREDENTIALS) for an unknown email, a user without a password
-    or a wrong password alike.
+    or a wrong password alike; a refusal for a known user is audited (``sign_in_refused``, by
+    the actor ``visitor``: whoever typed it), one for an unknown email is not (the email typed
+    may be a password).
     """
+    check_field_sizes(email, password)
     org = account_store.get_organisation(db)
     user = None
     if org is not None and email:
@@ -147,6 +169,12 @@ def sign_in(db, settings: SessionSettings, email: str, password: str, meta) -> s
             user = None
     stored = session_store.get_password_hash(db, user["id"]) if user is not None else None
     if not verify_password(stored, password) or user is None:
+        if user is not None:
+            refusal = audit.event(None, "sign_in_refused", "user", resource_id=user["id"],
+                                  meta=meta)
+            refusal.update(organisation_id=org["id"], actor_type="visitor", actor_id=None)
+            with db.transaction():
+                audit_store.insert_events(db, [refusal])
         raise PermissionDenied(WRONG_CREDENTIALS)
     return open_session(db, settings, user["id"], meta)
 
@@ -219,10 +247,12 @@ def live_sessions(db, user_id):
 
 
 def issue_link(db, kind: str, user_id: str) -> str:
-    """A one-time link token to choose a password (valid a day); only its hash is stored."""
+    """A one-time link token to choose a password (valid a day); only its hash is stored.
+    The user's earlier links stop working: only the newest one printed or shown opens."""
     token = secrets.token_urlsafe(32)
     expires_at = format_time(datetime.now(timezone.utc) + LINK_LIFETIME)
     with db.transaction():
+        session_store.use_user_links(db, user_id)
         session_store.insert_link(db, kind, user_id, _digest(token), expires_at)
     return token
 
@@ -241,6 +271,7 @@ def link_holder(db, token: str):
 def use_link(db, settings: SessionSettings, token: str, password: str, confirmation: str,
              meta) -> str:
     """Choose a password with a one-time link and sign in; return the session cookie value."""
+    check_field_sizes("", password, confirmation)
     check_password_rules(password, confirmation)
     password_hash = hash_password(password)
     with db.transaction():
@@ -249,6 +280,7 @@ def use_link(db, settings: SessionSettings, token: str, password: str, confirmat
             raise PermissionDenied(LINK_GONE)
         session_store.set_password_hash(db, row["user_id"], password_hash)
         session_store.end_user_sessions(db, row["user_id"])
+        session_store.use_user_links(db, row["user_id"])  # any other link dies with it
         cookie_value = open_session(db, settings, row["user_id"], meta)
     return cookie_value
 
@@ -264,9 +296,16 @@ def make_sign_in_throttle(config, db):
     return SignInThrottle()
 
 
+def email_key(email: str) -> str:
+    """What a throttle counts an email as: the SHA-256 of its trimmed, lower-cased form, of
+    one size whatever was typed (and never the text itself: people type passwords there)."""
+    return hashlib.sha256((email or "").strip().lower().encode()).hexdigest()
+
+
 class SignInThrottle:
-    """At most ``per_address`` attempts per client address and ``per_email`` per email in a
-    sliding ``window`` (seconds); in memory, like the API's rate limit."""
+    """At most ``per_address`` attempts per client address and ``per_email`` per email (by
+    ``email_key``) in a sliding ``window`` (seconds); in memory, like the API's rate limit.
+    A password change counts against its user's email, as a sign-in does."""
 
     def __init__(self, per_address=20, per_email=10, window=900.0, clock=time.monotonic):
         self.limits = {"address": per_address, "email": per_email}
@@ -278,7 +317,7 @@ class SignInThrottle:
     def attempt(self, address: str | None, email: str) -> int:
         """Count an attempt; return 0, or the seconds to wait when either limit is reached
         (a refused attempt is not counted)."""
-        keys = [("address", address or "unknown"), ("email", (email or "").strip().lower())]
+        keys = [("address", address or "unknown"), ("email", email_key(email))]
         with self._lock:
             moment = self._clock()
             waits = []
@@ -314,8 +353,7 @@ class SharedSignInThrottle:
 
     def attempt(self, address: str | None, email: str) -> int:
         """Count an attempt; return 0, or the seconds to wait when either limit is reached."""
-        folded = (email or "").strip().lower().encode()
-        keys = [("address", address or "unknown"), ("email", hashlib.sha256(folded).hexdigest())]
+        keys = [("address", address or "unknown"), ("email", email_key(email))]
         for kind, value in keys:
             refused, history, moment = self.db.count_request(
                 f"sign-in:{kind}:{value}", self.limits[kind], self.window)

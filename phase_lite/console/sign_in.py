@@ -2,14 +2,11 @@
 
 from flask import g, redirect, request, url_for
 
-from ..errors import PhaseError
+from ..errors import PhaseError, status_of
 from . import sessions
-from .web import (ANON_CSRF_COOKIE, PREFIX, back, bp, clear_session_cookie, console_meta, render,
-                  safe_next, services, session_settings, set_session_cookie, signed_in,
-                  throttle, visitor_ip)
-
-THROTTLED = "Too many sign-in attempts. Try again in {minutes} minute{s}."
-
+from .web import (ANON_CSRF_COOKIE, PREFIX, back, bp, clear_session_cookie, console_meta, posted,
+                  render, safe_next, services, session_settings, set_session_cookie,
+                  signed_in, throttle, throttled_text, visitor_ip)
 
 @bp.route(PREFIX + "/")
 @signed_in
@@ -20,17 +17,19 @@ def home():
 @bp.route(PREFIX + "/sign-in", methods=["GET", "POST"])
 def sign_in():
     target = safe_next(request.values.get("next"))
-    if g.signed_in is not None and request.method == "GET":
+    if g.signed_in is not None and not posted():
         return redirect(target or url_for("console.apps"), 303)
-    if request.method == "GET":
+    if not posted():
         return render("sign_in.html", next=target, email="")
     email = request.form.get("email", "").strip()
     password = request.form.get("password", "")
+    try:  # before the throttle counts it or a hash is computed
+        sessions.check_field_sizes(email, password)
+    except PhaseError as exc:
+        return render("sign_in.html", status_of(exc), next=target, email="", error=exc.message)
     wait = throttle().attempt(visitor_ip(), email)
     if wait:
-        minutes = max(1, round(wait / 60))
-        return render("sign_in.html", 429, next=target, email=email,
-                      error=THROTTLED.format(minutes=minutes, s="" if minutes == 1 else "s"))
+        return render("sign_in.html", 429, next=target, email=email, error=throttled_text(wait))
     try:
         cookie_value = sessions.sign_in(services().db, session_settings(), email, password,
                                         console_meta())
@@ -60,7 +59,7 @@ def use_link():
     link = sessions.link_holder(db, token)
     if link is None:
         return render("link.html", 404, link=None)
-    if request.method == "GET":
+    if not posted():
         return render("link.html", link=link, token=token)
     try:
         cookie_value = sessions.use_link(db, session_settings(), token,

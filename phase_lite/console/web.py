@@ -2,9 +2,12 @@
 
 Pages live under ``/console/`` (no API path starts so), static files under ``/static/console/``; a
 browser asking ``/`` for HTML is shown the console (``ConsoleRootMiddleware``) while every
-other client keeps the API root's JSON. Every POST carries a CSRF token: the signed-in pages'
-token is derived from the session cookie (``sessions.csrf_token_of``), the anonymous forms
-(sign-in, one-time links) use a double-submit cookie. A refused POST changes nothing.
+other client keeps the API root's JSON. Every request of a method other than GET, HEAD and
+OPTIONS carries a CSRF token: the signed-in pages' token is derived from the session cookie
+(``sessions.csrf_token_of``), the anonymous forms (sign-in, one-time links) use a double-submit
+cookie. A refused request changes nothing. Only a POST writes (``posted``): Flask routes a HEAD
+to the GET view, so a view asks ``posted()``, never ``method == "GET"``, and a GET or HEAD only
+reads, whatever body it carries.
 """
 
 import dataclasses
@@ -22,7 +25,7 @@ from werkzeug.routing import RequestRedirect
 
 from ..access_log import loggable_path
 from ..api.context import _PRINCIPAL, _is_trusted_proxy, client_ip, request_meta
-from ..errors import PhaseError, status_of
+from ..errors import InvalidRequest, PhaseError, status_of
 from . import sessions
 from .actions import Caller
 
@@ -50,6 +53,10 @@ HEADERS = {
     "X-Frame-Options": "DENY",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
+# The largest body a visitor without a session may send (sign-in, one-time link, a share's
+# reveal): their fields are an email, a password or two and a token.
+ANONYMOUS_BODY_MAX = 16 * 1024
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # they only read; every other needs a token
 ANONYMOUS_ENDPOINTS = {"console.sign_in", "console.use_link", "console.static"}
 # Posts that act on no session and no cookie, only on a capability in the URL (a Lockbox
 # link's id): a forged post from another site could do nothing its URL does not already allow.
@@ -85,7 +92,16 @@ def session_settings() -> sessions.SessionSettings:
 
 
 def throttle() -> sessions.SignInThrottle:
+    """The sign-in throttle, which also counts password changes (by the user's email)."""
     return current_app.extensions["phase_lite_console_throttle"]
+
+
+THROTTLED = "Too many {what} attempts. Try again in {minutes} minute{s}."
+
+
+def throttled_text(wait, what="sign-in") -> str:
+    minutes = max(1, round(wait / 60))
+    return THROTTLED.format(what=what, minutes=minutes, s="" if minutes == 1 else "s")
 
 
 def is_https() -> bool:
@@ -117,8 +133,18 @@ def caller() -> Caller:
 @bp.before_request
 def load_session():
     load_visitor()
-    if request.method == "POST":
+    if request.method not in SAFE_METHODS:
+        if g.signed_in is None:  # bounded before any field is read: no visitor fills memory
+            request.max_content_length = ANONYMOUS_BODY_MAX
+            if (request.content_length or 0) > ANONYMOUS_BODY_MAX:
+                abort(413)  # (also where the view would read nothing)
         check_csrf()
+
+
+def posted() -> bool:
+    """Whether this request may write: a POST (its CSRF token checked already). A GET or a
+    HEAD (which Flask routes to the GET view) only reads, whatever its body holds."""
+    return request.method == "POST"
 
 
 def load_visitor():
@@ -204,7 +230,7 @@ def signed_in(view):
     @functools.wraps(view)
     def guarded(**kwargs):
         if g.signed_in is None:
-            target = request.full_path if request.method == "GET" else None
+            target = request.full_path if not posted() else None
             return redirect(url_for("console.sign_in", next=safe_next(target)), 303)
         return view(**kwargs)
     return guarded
@@ -213,14 +239,20 @@ def signed_in(view):
 # Pages outside ``/console/`` that a sign-in may return to: the Phase CLI opens
 # ``{PHASE_HOST}/webauth/<data>`` (``webauth_pages``).
 RETURN_PREFIXES = (PREFIX + "/", "/webauth/")
+NEXT_MAX = 2048  # characters of a ``next`` target kept
 
 
 def safe_next(target) -> str | None:
-    """A local console path to return to, or None (never another site)."""
-    if not target:
+    """A local console path to return to, or None: never another site (a scheme, ``//host``,
+    a backslash, which browsers read as a slash), never a control character, space or line
+    separator (a ``Location`` header cannot carry them), never a ``..`` segment."""
+    if not target or len(target) > NEXT_MAX or target.startswith("//"):
+        return None
+    if any(char == "\\" or char.isspace() or not char.isprintable() for char in target):
         return None
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not parts.path.startswith(RETURN_PREFIXES):
+    if (parts.scheme or parts.netloc or not parts.path.startswith(RETURN_PREFIXES)
+            or ".." in parts.path.split("/")):
         return None
     return target.rstrip("?")
 
@@ -247,7 +279,7 @@ def unconfirmed(question, button, cancel_url, detail=None, **carry):
     answered with a page that says what will happen, whose button posts again with it (no
     script needed; the script only asks in place). None once confirmed. ``carry`` holds
     fields to repeat."""
-    if request.form.get(CONFIRMED_FIELD) == "yes":
+    if posted() and request.form.get(CONFIRMED_FIELD) == "yes":
         return None
     return render("confirm.html", question=question, detail=detail, button=button,
                   action=request.path, cancel_url=cancel_url, carry=carry)
@@ -260,6 +292,22 @@ def ask_then(question, button, cancel_url, detail, act, endpoint, notice, **valu
     if asked is not None:
         return asked
     return back(endpoint, notice, act(), **values)
+
+
+WHOLE_NUMBER_MAX = 2 ** 63 - 1  # the largest integer SQLite and PostgreSQL's bigint hold
+NOT_A_NUMBER = "'{name}' must be a whole number from {low} to {high}."
+
+
+def whole_number(text, name, low=0, high=WHOLE_NUMBER_MAX) -> int | None:
+    """A whole number a query or form field holds (None when absent or empty); 400
+    (InvalidRequest) when it is not one or lies outside ``low``..``high``, before any query
+    could overflow on it."""
+    if text is None or text == "":
+        return None
+    if not (text.isascii() and text.isdecimal() and len(text) <= 19
+            and low <= int(text) <= high):
+        raise InvalidRequest(NOT_A_NUMBER.format(name=name, low=low, high=high))
+    return int(text)
 
 
 def refused(template, error, **context):
@@ -314,7 +362,7 @@ def notice_text():
     numbers = {}
     for name in re.findall(r"{(\w+)}", template):
         value = request.args.get(name, "")
-        if not value.isdigit():
+        if not (value.isascii() and value.isdecimal() and len(value) <= 19):
             return None
         numbers[name] = int(value)
     return template.format(**numbers)

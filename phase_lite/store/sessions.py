@@ -101,6 +101,7 @@ def use_link(db, link_id):
 
 
 def use_user_links(db, user_id):
-    """Mark every unused link of the user used (a removed user's links stop working)."""
+    """Mark every unused link of the user used: a removed user's links, and every earlier
+    link once a password is set or a newer link issued, stop working."""
     db.execute("UPDATE console_links SET used_at = ? WHERE user_id = ? AND used_at IS NULL",
                (now(), user_id))
