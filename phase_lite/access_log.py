@@ -225,10 +225,12 @@ class AccessLogWriter:
 
 
 # Paths whose last part is a bearer capability (a Lockbox link's id), written with a
-# placeholder: anyone reading the log could otherwise open the share. A share's own id
-# (``/v1/lockbox/shares/<id>/``, a revocation) opens nothing and is written as it is.
+# placeholder: anyone reading the log could otherwise open the share. One rule for the REST
+# route and the share page under every prefix ``PrefixMiddleware`` strips (``/service``, then
+# ``/public``). A share's own id (``/v1/lockbox/shares/<id>/``, a revocation) opens nothing
+# and is written as it is.
 CAPABILITY_PATHS = re.compile(
-    r"^((?:/service)?(?:/public)?/v1/lockbox/(?!shares/)|/lockbox/)[^/]+")
+    r"^((?:/service)?(?:/public)?(?:/v1)?/lockbox/(?!shares/))[^/]+")
 
 
 def loggable_path(path: str) -> str:
