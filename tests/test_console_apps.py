@@ -5,8 +5,11 @@ write is audited with the console as its channel."""
 
 import html
 import re
+import time
+import urllib.parse
 
 import pytest
+import requests
 
 import support
 from phase_lite import accounts, rotation
@@ -239,3 +242,55 @@ def test_delete_the_app_after_typing_its_name(client, db, owner, demo, owner_cli
     assert api_app(client, owner, app_row["id"]).status_code == 404
     (event,) = audited(db, "delete", "app")
     assert event["channel"] == "console"
+
+
+# RFC 6266: a quoted ASCII filename, then (for a name that is not ASCII) filename* in UTF-8
+DISPOSITION = re.compile(r'attachment; filename="([ -~]+)"(?:; filename\*=UTF-8\'\'([!-~]+))?')
+
+
+def test_an_export_downloads_under_the_app_name_in_any_script(live_server, services, make_app):
+    """Through a served process: an app named in Cyrillic, CJK or Latin-1 exports with 200,
+    a Content-Disposition of RFC 6266 (an ASCII fallback and the exact name as filename*),
+    and the access log writes the 200 the browser got."""
+    support.set_console_password(services, "owner@example.com", support.CONSOLE_PASSWORD)
+    names = ("Секреты", "秘密の鍵", "Café", "plain")
+    headers = bearer_headers(live_server.owner)
+    with requests.Session() as browser:
+        page = browser.get(live_server.url + "/console/sign-in", timeout=10)
+        signed_in = browser.post(live_server.url + "/console/sign-in", timeout=10, data={
+            "email": "owner@example.com", "password": support.CONSOLE_PASSWORD,
+            "csrf_token": support.CSRF.search(page.text).group(1)}, allow_redirects=False)
+        assert signed_in.status_code == 303
+        paths = []
+        for name in names:
+            app_row, envs = make_app(name)
+            env = envs["Development"]
+            assert requests.post(
+                f"{live_server.url}/v1/secrets/?app_id={app_row['id']}&env=Development",
+                headers=headers, json={"secrets": [{"key": "K", "value": "v"}]},
+                timeout=10).status_code == 200
+            for kind in ("env", "json"):
+                path = support.console_env_url(app_row, env) + f"export.{kind}"
+                answer = browser.get(live_server.url + path, timeout=10)
+                assert answer.status_code == 200, (name, answer.text)
+                disposition = answer.headers["Content-Disposition"]
+                shown = f"{name}-Development.{kind}"
+                fallback = DISPOSITION.fullmatch(disposition)
+                assert fallback is not None, disposition
+                if name.isascii():
+                    assert fallback.group(1) == shown and fallback.group(2) is None
+                else:  # the fallback in ASCII; browsers take the exact name from filename*
+                    assert fallback.group(1).isascii() and fallback.group(1).endswith(
+                        f"-Development.{kind}")
+                    assert urllib.parse.unquote(fallback.group(2), errors="strict") == shown
+                paths.append(path)
+        assert browser.get(live_server.url + support.console_env_url(app_row, env)
+                           + "export.json", timeout=10).json() == {"K": "v"}
+    deadline = time.monotonic() + 10  # the access log is written in batches
+    while True:
+        log = live_server.log_path.read_text()
+        if all(f'"GET {path}"' in log for path in paths) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert [re.search(rf'"GET {re.escape(path)}" (\d+)', log).group(1)
+            for path in paths] == ["200"] * len(paths)

@@ -1,6 +1,8 @@
 """Apps, the app overview, environments and their secrets: list, reveal, edit, history, export."""
 
 import json
+import unicodedata
+from urllib.parse import quote
 
 from flask import Response, abort, g, request, url_for
 
@@ -380,9 +382,27 @@ def export(app_id, env_id, kind):
     else:
         body = json.dumps({secret.key: value for secret, value in values}, indent=2) + "\n"
         mimetype = "application/json"
-    name = f"{app_row['name']}-{env['name']}".replace('"', "")
     return Response(body, mimetype=mimetype, headers={
-        "Content-Disposition": f'attachment; filename="{name}.{kind}"'})
+        "Content-Disposition": attachment(f"{app_row['name']}-{env['name']}.{kind}")})
+
+
+# RFC 5987's attr-char: what ``filename*`` may carry unescaped (as Werkzeug's send_file)
+ATTR_CHARS = "!#$&+-.^_`|~"
+
+
+def attachment(filename: str) -> str:
+    """A download's Content-Disposition (RFC 6266): ``filename="..."`` in ASCII for every
+    browser and, for a name that is not ASCII (an app named in Cyrillic or CJK), the exact
+    name as ``filename*=UTF-8''...``, which browsers prefer. A header carries only Latin-1
+    (PEP 3333): the name itself there would fail the answer after it was chosen."""
+    fallback = unicodedata.normalize("NFKD", filename).encode("ascii", "ignore").decode()
+    fallback = "".join(c for c in fallback if c.isprintable() and c not in '"\\')
+    if fallback.startswith("-"):  # the app's name was all non-ASCII
+        fallback = "secrets" + fallback
+    if fallback == filename:
+        return f'attachment; filename="{filename}"'
+    return (f'attachment; filename="{fallback}"; '
+            f"filename*=UTF-8''{quote(filename, safe=ATTR_CHARS)}")
 
 
 @bp.app_template_global()
