@@ -12,7 +12,7 @@ import pytest
 import requests
 
 import support
-from phase_lite import accounts, rotation
+from phase_lite import accounts, rotation, tokens
 from phase_lite.accounts import Grantee
 from phase_lite.store import audit as audit_store
 
@@ -294,3 +294,48 @@ def test_an_export_downloads_under_the_app_name_in_any_script(live_server, servi
         time.sleep(0.1)
     assert [re.search(rf'"GET {re.escape(path)}" (\d+)', log).group(1)
             for path in paths] == ["200"] * len(paths)
+
+
+# -- what a caller sees of others: the audit log and the members page ------------------------
+
+
+@pytest.fixture
+def hidden_world(app, services, demo, make_app):
+    """An app the Developer "dev@" cannot access ("hidden-app"), its service account and a
+    member holding it; "dev@" holds demo/Development only, as do "dev-ci" and "both@"."""
+    hidden_row, hidden_envs = make_app("hidden-app", ["Production"])
+    dev = support.set_console_password(services, "dev@example.com", support.CONSOLE_PASSWORD,
+                                       role="Developer")
+    support.grant(services, Grantee.of_user(dev), [demo[1]["Development"]])
+    support.make_user(services, "both@example.com", "Developer",
+                      [demo[1]["Development"], hidden_envs["Production"]])
+    hidden_sa, _ = support.make_service_account(services, "hidden-ci",
+                                                env_rows=[hidden_envs["Production"]])
+    tokens.issue_service_account_token(services, support.operator(services), hidden_sa,
+                                       {"name": "hidden-token"}, support.TEST_META)
+    support.make_service_account(services, "dev-ci", env_rows=[demo[1]["Development"]])
+    signed_in = app.test_client()
+    assert support.console_sign_in(signed_in, email="dev@example.com").status_code == 303
+    return signed_in
+
+
+HIDDEN = ("hidden-app", "hidden-ci", "hidden-token", "Production")
+
+
+def test_the_audit_log_shows_a_developer_only_what_it_may_see(hidden_world, owner_client):
+    page = text_of(hidden_world.get("/console/audit/"))
+    assert "dev-ci" in page and ">demo<" in page and "dev@example.com" in page
+    for name in HIDDEN:
+        assert name not in page, name
+    for query in ("?event=create", "?event=grant_access", "?page=1"):
+        listed = text_of(hidden_world.get("/console/audit/" + query))
+        assert not any(name in listed for name in HIDDEN), query
+    everything = text_of(owner_client.get("/console/audit/"))  # the Owner sees it all
+    assert all(name in everything for name in HIDDEN)
+
+
+def test_the_members_page_shows_only_grants_the_caller_sees(hidden_world, owner_client):
+    page = text_of(hidden_world.get("/console/members/"))
+    assert "both@example.com" in page and "demo / Development" in page
+    assert "hidden-app" not in page and "Production" not in page
+    assert "hidden-app / Production" in text_of(owner_client.get("/console/members/"))
