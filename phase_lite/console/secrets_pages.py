@@ -303,8 +303,10 @@ def secret_history(app_id, env_id, secret_id):
     versions = actions.secret_versions(who, env, secret_id)
     shown = request.form.get("version", type=int) if request.method == "POST" else None
     live = any(secret.id == secret_id for secret in actions.list_secrets(who, env))
+    sealed = any(version.value is None for version in versions)
     return render("history.html", app=app_row, env=env, secret_id=secret_id, live=live,
-                  versions=history_rows(versions), shown=shown)
+                  versions=history_rows(versions), shown=None if sealed else shown,
+                  sealed=sealed)
 
 
 @bp.route(PREFIX + "/apps/<app_id>/environments/<env_id>/deleted")
@@ -347,16 +349,16 @@ HISTORY_FIELDS = ("key", "value", "comment", "tags", "path", "type")
 
 def history_rows(versions):
     """Versions (``history.SecretVersion``, oldest first) newest first, each with the fields
-    that differ from the version before it (a sealed value's change is named, not shown)."""
+    that differ from the version before it. A sealed secret's versions carry no value
+    (``history.secret_history``), so no value, nor a change of one, is shown."""
     rows, before = [], None
     for version in versions:
         fields = {"key": version.key, "value": version.value, "comment": version.comment,
                   "tags": ", ".join(version.tags), "path": version.path, "type": version.type}
         changes = [(name, None if before is None else before[name], fields[name])
                    for name in HISTORY_FIELDS if before is None or before[name] != fields[name]]
-        if version.type == "sealed":
-            changes = [(name, old, new) if name != "value" else (name, None, None)
-                       for name, old, new in changes]
+        if version.value is None:
+            changes = [change for change in changes if change[0] != "value"]
         rows.append({"version": version.version, "event": version.event, "key": version.key,
                      "type": version.type, "created_at": version.created_at,
                      "restored_from": version.restored_from, "changes": changes,
