@@ -53,6 +53,7 @@ class AccessLog:
         answer = []
 
         def start_recorded(status, headers, exc_info=None):
+            check_sendable(headers)
             answer[:] = (status, headers)
             return start_response(status, headers, exc_info)
 
@@ -66,8 +67,8 @@ class AccessLog:
             if length is not None:
                 self.record(environ, path, answer[0], length, started)
                 return body
-        return CountedBody(body, lambda sent: self.record(
-            environ, path, answer[0] if answer else "500", sent, started))
+        return CountedBody(body, lambda sent, failed: self.record(
+            environ, path, answer[0] if answer and not failed else "500", sent, started))
 
     def record(self, environ, path, status, sent, started):
         """Queue the request: ``status`` is its status line, ``sent`` its body's length."""
@@ -81,6 +82,17 @@ class AccessLog:
         self.add((time.time(), perf_counter() - started, environ.get("REQUEST_METHOD", ""),
                   path, environ.get("PATH_INFO"), environ.get(ROUTE_KEY), status, sent,
                   caller.account_id if caller is not None else "-", client))
+
+
+def check_sendable(headers):
+    """Raise UnicodeEncodeError for a header the server cannot send (PEP 3333: Latin-1).
+
+    Waitress would fail on it only while writing the answer, after this middleware had
+    recorded the status the app chose; raised here, the app's failure is the 500 that the
+    server sends and that the log records."""
+    for name, value in headers:
+        if not value.isascii():
+            value.encode("latin-1")
 
 
 def content_length(headers):
@@ -225,10 +237,12 @@ class AccessLogWriter:
 
 
 # Paths whose last part is a bearer capability (a Lockbox link's id), written with a
-# placeholder: anyone reading the log could otherwise open the share. A share's own id
-# (``/v1/lockbox/shares/<id>/``, a revocation) opens nothing and is written as it is.
+# placeholder: anyone reading the log could otherwise open the share. One rule for the REST
+# route and the share page under every prefix ``PrefixMiddleware`` strips (``/service``, then
+# ``/public``). A share's own id (``/v1/lockbox/shares/<id>/``, a revocation) opens nothing
+# and is written as it is.
 CAPABILITY_PATHS = re.compile(
-    r"^((?:/service)?(?:/public)?/v1/lockbox/(?!shares/)|/lockbox/)[^/]+")
+    r"^((?:/service)?(?:/public)?(?:/v1)?/lockbox/(?!shares/))[^/]+")
 
 
 def loggable_path(path: str) -> str:
@@ -248,11 +262,16 @@ class CountedBody:
         self.body = body
         self.report = report
         self.sent = 0
+        self.failed = False
 
     def __iter__(self):
-        for chunk in self.body:
-            self.sent += len(chunk)
-            yield chunk
+        try:
+            for chunk in self.body:
+                self.sent += len(chunk)
+                yield chunk
+        except Exception:
+            self.failed = True  # the server answers 500 (or cuts the answer short)
+            raise
 
     def close(self):
         try:
@@ -260,7 +279,7 @@ class CountedBody:
             if close is not None:
                 close()
         finally:
-            self.report(self.sent)
+            self.report(self.sent, self.failed)
 
 
 # -- the log format ----------------------------------------------------------------------------

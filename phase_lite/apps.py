@@ -96,12 +96,21 @@ def environments_by_name(services, principal, app, names):
 # -- apps ------------------------------------------------------------------------------------
 
 
+def visible_environment_ids(services, principal) -> set | None:
+    """The ids of the environments the caller may see (those it holds), or None for every
+    one (an Owner or Admin): the one rule for what a caller sees of apps, environments and
+    other accounts' grants, wherever they are listed (API, console)."""
+    if principal.sees_everything:
+        return None
+    return services.auth.accessible_environment_ids(principal)
+
+
 def visible_apps(services, principal):
     """The organisation's apps the caller may see, newest first."""
     rows = app_store.list_apps(services.db, principal.organisation_id)
-    if principal.sees_everything:
+    granted = visible_environment_ids(services, principal)
+    if granted is None:
         return rows
-    granted = services.auth.accessible_environment_ids(principal)
     app_ids = {
         env["app_id"]
         for env in app_store.list_org_environments(services.db, principal.organisation_id)
@@ -218,9 +227,9 @@ def delete_app(services, principal, app, meta):
 def visible_environments(services, principal, app):
     """The app's environments the caller holds, in index order."""
     rows = app_store.list_environments(services.db, app["id"])
-    if principal.sees_everything:
+    granted = visible_environment_ids(services, principal)
+    if granted is None:
         return rows
-    granted = services.auth.accessible_environment_ids(principal)
     return [row for row in rows if row["id"] in granted]
 
 

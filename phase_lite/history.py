@@ -9,7 +9,8 @@ restore) and the caller's access to the environment, and records its audit event
 read event, a restore in the transaction that writes it. No Flask.
 
 - ``secret_history(services, principal, env_row, secret_id, meta=None)``
-  -> ``list[SecretVersion]``, newest first (a live or deleted secret of the environment).
+  -> ``list[SecretVersion]``, newest first (a live or deleted secret of the environment);
+  every value None once the secret is sealed.
 - ``restore_secret(services, principal, env_row, secret_id, version, meta=None)``
   -> ``secrets.Secret``: the secret at a new version whose content (key, value, comment,
   tags, path, type) is that of ``version``; a deleted secret is undeleted. Old versions are
@@ -56,7 +57,7 @@ class SecretVersion:
     version: int
     event: str                # created, updated, deleted, restored
     key: str = field(repr=False)
-    value: str = field(repr=False)
+    value: str | None = field(repr=False)  # None: the secret is sealed (``secret_history``)
     comment: str = field(repr=False)
     tags: tuple
     path: str
@@ -88,6 +89,11 @@ def secret_history(services, principal, env_row, secret_id, meta=None) -> list[S
     rows = history_store.secret_versions(db, secret_id)
     data_key = services.vault.data_key(env_row["app_id"])
     history = [_version(services.vault, data_key, row) for row in rows]
+    if any(version.type == "sealed" for version in history):
+        # Sealed is for good (never unsealed, never restored to an unsealed version): no
+        # version's value is shown again, those from before the sealing included. The
+        # secrets API and the client protocol still give the current value, as Phase's do.
+        history = [dataclasses.replace(version, value=None) for version in history]
     _record_read(services, principal, env_row, "secrets.read_history", [secret_id], meta)
     return history
 

@@ -293,7 +293,9 @@ class SecretVersion(Schema):
     event = fields.String(required=True, validate=validate.OneOf(tuple(EVENTS.values())),
                           metadata={"description": "A deletion keeps the version it deleted."})
     key = fields.String(required=True)
-    value = fields.String(required=True)
+    value = fields.String(required=True, allow_none=True, metadata={
+        "description": "null in every version of a sealed secret, those from before it was "
+                       "sealed included (the secrets API still returns its current value)."})
     comment = fields.String(required=True)
     tags = fields.List(fields.String(), required=True)
     path = fields.String(required=True)

@@ -6,7 +6,7 @@ permission, validates first, and commits the change with its audit event in one 
 
 from . import audit, contract, tokens
 from .accounts import check_may_grant, get_role
-from .apps import require
+from .apps import require, visible_environment_ids
 from .errors import DoesNotExist, InvalidRequest, PermissionDenied
 from .store import NotFound, missing_as
 from .store import accounts as account_store
@@ -53,14 +53,23 @@ def service_account_detail(services, principal, sa):
     itself.
     """
     tokens = account_store.list_tokens(services.db, service_account_id=sa["id"])
-    visible = None
-    if not principal.sees_everything:
-        visible = services.auth.accessible_environment_ids(principal)
+    visible = visible_environment_ids(services, principal)
     grouped = {}
     for row in account_store.service_account_grants(services.db, sa["id"]):
         if visible is None or row["id"] in visible:
             grouped.setdefault((row["app_id"], row["app_name"]), []).append(row)
     return tokens, [(app_id, name, envs) for (app_id, name), envs in grouped.items()]
+
+
+def visible_service_account_ids(services, principal) -> set | None:
+    """The ids of the service accounts a caller may know by name, or None for every one: a
+    caller who may read service accounts sees them all (``GET /v1/service-accounts/`` lists
+    them), any other those holding an environment the caller holds (what
+    ``service_account_detail`` shows of an account)."""
+    if principal.sees_everything or principal.may("ServiceAccounts", "read"):
+        return None
+    return account_store.service_accounts_holding(services.db,
+                                                  visible_environment_ids(services, principal))
 
 
 def _refuse_global_role(role):

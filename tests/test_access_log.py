@@ -6,6 +6,7 @@ import time
 
 import pytest
 import requests
+from flask import Response
 
 from conftest import LiveServer, bearer_headers
 
@@ -147,3 +148,30 @@ def test_lines_are_written_in_the_background_within_a_second(logged):
     while not writer_lines and time.monotonic() < deadline:
         time.sleep(0.02)
     assert b'"GET /health/" 200' in b"".join(writer_lines)
+
+
+def test_an_answer_that_fails_while_streaming_is_logged_as_the_server_sends_it(logged):
+    """A body that raises while it is sent, or a header the server cannot send (PEP 3333:
+    Latin-1 only, which waitress finds only when writing it), is the 500 the server answers,
+    never the status the view chose."""
+    client, lines = logged()
+    flask_app = client.application
+
+    def broken():
+        yield b"part"
+        raise RuntimeError("the body failed")
+
+    flask_app.add_url_rule("/v1/broken-stream/", "broken_stream",
+                           lambda: Response(broken(), mimetype="text/plain"))
+    flask_app.add_url_rule("/v1/unsendable-header/", "unsendable_header",
+                           lambda: Response("x", headers={"X-Name": "\u79d8\u5bc6"}))
+    streamed = client.get("/v1/broken-stream/")
+    with pytest.raises(RuntimeError):
+        streamed.get_data()
+    streamed.close()  # as the server closes the body it could not send
+    with pytest.raises(UnicodeEncodeError):
+        client.get("/v1/unsendable-header/")
+    assert client.get("/health/").status_code == 200
+    assert [(f["path"], f["status"]) for f in
+            (TEXT_LINE.match(line.rstrip("\n")) for line in lines())] == [
+        ("/v1/broken-stream/", "500"), ("/v1/unsendable-header/", "500"), ("/health/", "200")]

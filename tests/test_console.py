@@ -394,6 +394,28 @@ def test_edit_delete_history_and_restore(db, demo, owner_client):
     assert owner_client.get(url + "export.json").get_json() == {}
 
 
+def test_a_secret_sealed_later_reveals_no_version_in_its_history(db, demo, owner_client):
+    app_row, envs = demo
+    url = env_url(app_row, envs["Staging"])
+    owner_client.post(url + "secrets/new", data={"key": "TOKEN", "value": "first-plain",
+                                                 "csrf_token": owner_client.csrf})
+    page = owner_client.get(url).get_data(as_text=True)
+    secret_id = re.search(r'<tr id="secret-([^"]+)">', page).group(1)
+    for value, kind in (("second-plain", "secret"), ("", "sealed")):
+        assert owner_client.post(url + f"secrets/{secret_id}/edit", data={
+            "key": "TOKEN", "value": value, "comment": "", "path": "/", "tags": "",
+            "type": kind, "csrf_token": owner_client.csrf}).status_code == 303
+    history = url + f"secrets/{secret_id}/history"
+    shown = owner_client.get(history).get_data(as_text=True)
+    assert "Version 3" in shown and "no version's value is shown" in shown
+    assert "Reveal" not in shown
+    for version in ("1", "2", "3"):  # a Reveal posted anyway shows nothing either
+        revealed = owner_client.post(history, data={"version": version,
+                                                    "csrf_token": owner_client.csrf})
+        assert revealed.status_code == 200 and "plain" not in revealed.get_data(as_text=True)
+    assert "plain" not in owner_client.get(url + "export.json").get_data(as_text=True)
+
+
 def test_domain_validation_messages_are_shown(demo, owner_client):
     app_row, envs = demo
     url = env_url(app_row, envs["Development"])

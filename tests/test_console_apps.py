@@ -5,11 +5,14 @@ write is audited with the console as its channel."""
 
 import html
 import re
+import time
+import urllib.parse
 
 import pytest
+import requests
 
 import support
-from phase_lite import accounts, rotation
+from phase_lite import accounts, rotation, tokens
 from phase_lite.accounts import Grantee
 from phase_lite.store import audit as audit_store
 
@@ -239,3 +242,100 @@ def test_delete_the_app_after_typing_its_name(client, db, owner, demo, owner_cli
     assert api_app(client, owner, app_row["id"]).status_code == 404
     (event,) = audited(db, "delete", "app")
     assert event["channel"] == "console"
+
+
+# RFC 6266: a quoted ASCII filename, then (for a name that is not ASCII) filename* in UTF-8
+DISPOSITION = re.compile(r'attachment; filename="([ -~]+)"(?:; filename\*=UTF-8\'\'([!-~]+))?')
+
+
+def test_an_export_downloads_under_the_app_name_in_any_script(live_server, services, make_app):
+    """Through a served process: an app named in Cyrillic, CJK or Latin-1 exports with 200,
+    a Content-Disposition of RFC 6266 (an ASCII fallback and the exact name as filename*),
+    and the access log writes the 200 the browser got."""
+    support.set_console_password(services, "owner@example.com", support.CONSOLE_PASSWORD)
+    names = ("Секреты", "秘密の鍵", "Café", "plain")
+    headers = bearer_headers(live_server.owner)
+    with requests.Session() as browser:
+        page = browser.get(live_server.url + "/console/sign-in", timeout=10)
+        signed_in = browser.post(live_server.url + "/console/sign-in", timeout=10, data={
+            "email": "owner@example.com", "password": support.CONSOLE_PASSWORD,
+            "csrf_token": support.CSRF.search(page.text).group(1)}, allow_redirects=False)
+        assert signed_in.status_code == 303
+        paths = []
+        for name in names:
+            app_row, envs = make_app(name)
+            env = envs["Development"]
+            assert requests.post(
+                f"{live_server.url}/v1/secrets/?app_id={app_row['id']}&env=Development",
+                headers=headers, json={"secrets": [{"key": "K", "value": "v"}]},
+                timeout=10).status_code == 200
+            for kind in ("env", "json"):
+                path = support.console_env_url(app_row, env) + f"export.{kind}"
+                answer = browser.get(live_server.url + path, timeout=10)
+                assert answer.status_code == 200, (name, answer.text)
+                disposition = answer.headers["Content-Disposition"]
+                shown = f"{name}-Development.{kind}"
+                fallback = DISPOSITION.fullmatch(disposition)
+                assert fallback is not None, disposition
+                if name.isascii():
+                    assert fallback.group(1) == shown and fallback.group(2) is None
+                else:  # the fallback in ASCII; browsers take the exact name from filename*
+                    assert fallback.group(1).isascii() and fallback.group(1).endswith(
+                        f"-Development.{kind}")
+                    assert urllib.parse.unquote(fallback.group(2), errors="strict") == shown
+                paths.append(path)
+        assert browser.get(live_server.url + support.console_env_url(app_row, env)
+                           + "export.json", timeout=10).json() == {"K": "v"}
+    deadline = time.monotonic() + 10  # the access log is written in batches
+    while True:
+        log = live_server.log_path.read_text()
+        if all(f'"GET {path}"' in log for path in paths) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert [re.search(rf'"GET {re.escape(path)}" (\d+)', log).group(1)
+            for path in paths] == ["200"] * len(paths)
+
+
+# -- what a caller sees of others: the audit log and the members page ------------------------
+
+
+@pytest.fixture
+def hidden_world(app, services, demo, make_app):
+    """An app the Developer "dev@" cannot access ("hidden-app"), its service account and a
+    member holding it; "dev@" holds demo/Development only, as do "dev-ci" and "both@"."""
+    hidden_row, hidden_envs = make_app("hidden-app", ["Production"])
+    dev = support.set_console_password(services, "dev@example.com", support.CONSOLE_PASSWORD,
+                                       role="Developer")
+    support.grant(services, Grantee.of_user(dev), [demo[1]["Development"]])
+    support.make_user(services, "both@example.com", "Developer",
+                      [demo[1]["Development"], hidden_envs["Production"]])
+    hidden_sa, _ = support.make_service_account(services, "hidden-ci",
+                                                env_rows=[hidden_envs["Production"]])
+    tokens.issue_service_account_token(services, support.operator(services), hidden_sa,
+                                       {"name": "hidden-token"}, support.TEST_META)
+    support.make_service_account(services, "dev-ci", env_rows=[demo[1]["Development"]])
+    signed_in = app.test_client()
+    assert support.console_sign_in(signed_in, email="dev@example.com").status_code == 303
+    return signed_in
+
+
+HIDDEN = ("hidden-app", "hidden-ci", "hidden-token", "Production")
+
+
+def test_the_audit_log_shows_a_developer_only_what_it_may_see(hidden_world, owner_client):
+    page = text_of(hidden_world.get("/console/audit/"))
+    assert "dev-ci" in page and ">demo<" in page and "dev@example.com" in page
+    for name in HIDDEN:
+        assert name not in page, name
+    for query in ("?event=create", "?event=grant_access", "?page=1"):
+        listed = text_of(hidden_world.get("/console/audit/" + query))
+        assert not any(name in listed for name in HIDDEN), query
+    everything = text_of(owner_client.get("/console/audit/"))  # the Owner sees it all
+    assert all(name in everything for name in HIDDEN)
+
+
+def test_the_members_page_shows_only_grants_the_caller_sees(hidden_world, owner_client):
+    page = text_of(hidden_world.get("/console/members/"))
+    assert "both@example.com" in page and "demo / Development" in page
+    assert "hidden-app" not in page and "Production" not in page
+    assert "hidden-app / Production" in text_of(owner_client.get("/console/members/"))

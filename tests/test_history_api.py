@@ -416,3 +416,30 @@ def test_history_lives_as_long_as_its_environment_and_app(pat, client, app_id, o
     assert versions() == 1
     assert client.delete(f"/v1/apps/{app_id}/", headers=owner_headers).status_code == 204
     assert versions() == 0
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+def test_a_sealed_secret_shows_no_value_in_any_version(client, app_id, owner_headers, pat,
+                                                       sa, prefix):
+    """Created as `secret`, changed, then sealed: every version's value is null in the
+    history, the earlier ones included; the secrets API still returns the current value, as
+    Phase's does (the Phase clients read sealed secrets)."""
+    (made,) = pat.secrets("POST", [{"key": "TOKEN", "value": "first-plain"}])
+    pat.secrets("PUT", [{"id": made["id"], "value": "second-plain"}])
+    before = pat.history(made["id"]).json["data"]
+    assert [v["value"] for v in before] == ["second-plain", "first-plain"]
+    pat.secrets("PUT", [{"id": made["id"], "type": "sealed", "comment": "now sealed"}])
+    for caller in (pat, sa):
+        answer = client.get(f"{prefix}/v1/secrets/{made['id']}/history/?app_id={app_id}"
+                            "&env=Development", headers=caller.headers)
+        assert answer.status_code == 200
+        versions = answer.json["data"]
+        assert [(v["version"], v["type"], v["value"]) for v in versions] == [
+            (3, "sealed", None), (2, "secret", None), (1, "secret", None)]
+        assert versions[0]["comment"] == "now sealed"
+        assert "plain" not in answer.get_data(as_text=True)
+        assert schemas.SecretHistory().validate(answer.json) == {}
+    listed = client.get(f"{prefix}/v1/secrets/?app_id={app_id}&env=Development",
+                        headers=owner_headers).json
+    assert [(s["key"], s["value"], s["type"]) for s in listed] == [
+        ("TOKEN", "second-plain", "sealed")]

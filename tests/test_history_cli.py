@@ -52,6 +52,17 @@ def test_history_masks_values_unless_asked(run, deleted_secret):
     assert "DB_URL=first-value" in shown.output.splitlines()[-1]
 
 
+def test_a_sealed_secret_shows_no_version_even_with_show(run, write):
+    (secret,) = write("POST", [{"key": "TOKEN", "value": "first-value"}])
+    write("PUT", [{"id": secret["id"], "type": "sealed"}])
+    payload = run_json(run, "secrets", "history", "demo", "Development", "TOKEN")
+    assert [(v["version"], v["value"]) for v in payload["versions"]] == [(2, None), (1, None)]
+    shown = run("secrets", "history", "demo", "Development", "TOKEN", "--show")
+    assert shown.exit_code == 0 and "first-value" not in shown.output
+    assert [line.rsplit(" ", 1)[1] for line in shown.output.splitlines()] == [
+        "TOKEN=(sealed)"] * 2
+
+
 def test_restore_undeletes_and_is_recorded_as_the_admin_command(run, deleted_secret, write,
                                                                 client, demo, owner_headers,
                                                                 db, services):

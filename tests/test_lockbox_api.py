@@ -293,6 +293,48 @@ def test_concurrent_reveals_of_a_one_view_share_give_it_once(live_server):
         assert link.rsplit("/", 1)[1] not in log
 
 
+@pytest.mark.parametrize("prefix", PREFIXES)
+def test_a_head_of_a_share_counts_no_view(client, owner_headers, db, prefix):
+    """HEAD of the REST route is refused (Phase's 405 shape) and HEAD of the share page is the
+    page's GET, which counts nothing: the share still opens its one view afterwards."""
+    made = create(client, owner_headers)
+    for _ in range(3):
+        refused = client.head(f"{prefix}/v1/lockbox/{link_id(made)}/")
+        assert (refused.status_code, refused.headers["Allow"]) == (405, "GET")
+        assert refused.content_type == "application/json" and refused.data == b""
+        page = client.head(f"{prefix}/lockbox/{link_id(made)}")
+        assert page.status_code == 200 and page.data == b""
+    assert share_row(db, made.json["id"])["views_left"] == 1
+    assert "lockbox.view" not in actions(db)
+    opened = client.get(f"{prefix}/v1/lockbox/{link_id(made)}/")
+    assert opened.status_code == 200 and opened.json["viewsLeft"] == 0
+    for method in (client.head, client.get):  # gone now, by either method
+        assert method(f"{prefix}/lockbox/{link_id(made)}").status_code == 404
+
+
+def test_every_prefix_of_a_link_is_redacted_in_the_served_access_log(live_server):
+    """The REST route and the share page, under each prefix, through a served process."""
+    headers = support.bearer_headers(live_server.owner)
+    made = requests.post(f"{live_server.url}/v1/lockbox/", headers=headers, timeout=10,
+                         json={"ciphertext": seal()[0], "views": 20})
+    assert made.status_code == 201, made.text
+    token = made.json()["link"].rsplit("/", 1)[1]
+    paths = [path for prefix in PREFIXES
+             for path in (f"{prefix}/lockbox/{token}", f"{prefix}/v1/lockbox/{token}/")]
+    for path in paths:
+        assert requests.get(live_server.url + path, timeout=10).status_code == 200, path
+    expected = [path.replace(token, "{id}") for path in paths]
+    deadline = time.monotonic() + 10  # the access log is written in batches
+    while True:
+        log = live_server.log_path.read_text()
+        if all(f'"GET {path}" 200' in log for path in expected) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    for path in expected:
+        assert f'"GET {path}" 200' in log
+    assert token not in log
+
+
 def test_metrics_label_the_route_never_the_link(client, owner_headers):
     made = create(client, owner_headers)
     client.get(f"/v1/lockbox/{link_id(made)}/")
@@ -315,6 +357,10 @@ def test_the_access_log_writes_the_route_template():
                          (f"/v1/lockbox/{token}/", "/v1/lockbox/{id}/"),
                          (f"/service/public/v1/lockbox/{token}/",
                           "/service/public/v1/lockbox/{id}/"),
+                         (f"/public/lockbox/{token}", "/public/lockbox/{id}"),
+                         (f"/service/lockbox/{token}", "/service/lockbox/{id}"),
+                         (f"/service/public/lockbox/{token}", "/service/public/lockbox/{id}"),
+                         (f"/public/v1/lockbox/{token}/", "/public/v1/lockbox/{id}/"),
                          ("/v1/lockbox/", "/v1/lockbox/"), ("/console/lockbox/new",
                                                             "/console/lockbox/new")):
         assert loggable_path(path) == logged

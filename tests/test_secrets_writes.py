@@ -191,8 +191,9 @@ def test_client_address_from_a_trusted_proxy(services, owner, config, demo, sa_h
         client = proxied.test_client()
         url = f"/v1/secrets/?app_id={demo[0]['id']}&env=Development"
         for headers, expected in [
-            ({"X-Real-IP": "203.0.113.9", "X-Forwarded-For": "198.51.100.1"}, "203.0.113.9"),
-            ({"X-Forwarded-For": "198.51.100.1, 10.0.0.1"}, "198.51.100.1"),
+            ({"X-Real-IP": "203.0.113.9"}, "203.0.113.9"),
+            ({"X-Real-IP": "6.6.6.6", "X-Forwarded-For": "198.51.100.1"}, "198.51.100.1"),
+            ({"X-Forwarded-For": "6.6.6.6, 198.51.100.1"}, "198.51.100.1"),
             ({"X-Real-IP": "not an ip", "X-Forwarded-For": "2001:db8::1"}, "2001:db8::1"),
             ({}, "127.0.0.1"),
         ]:

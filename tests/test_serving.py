@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from conftest import REPO, LiveServer, bearer_headers, free_port
-from support import make_app
+from support import CSRF, make_app
 from phase_lite.app import open_services
 from phase_lite.backup import exclusive_lock
 from phase_lite.store import Database
@@ -190,7 +190,7 @@ def test_forwarding_headers_reach_the_app_from_trusted_proxies_only(config, owne
                                                                      clients, secure):
     server = LiveServer(config.data_dir, {"PHASE_LITE_TRUSTED_PROXIES": trusted}).start()
     try:
-        for header in ({"X-Forwarded-For": "203.0.113.9, 10.0.0.1"},
+        for header in ({"X-Forwarded-For": "6.6.6.6, 203.0.113.9"},
                        {"X-Real-IP": "198.51.100.7"}):
             assert requests.get(server.url + "/v1/secrets/", headers=header).status_code == 401
         page = requests.get(server.url + "/console/sign-in",
@@ -201,3 +201,36 @@ def test_forwarding_headers_reach_the_app_from_trusted_proxies_only(config, owne
               if '"GET /v1/secrets/"' in line]
     assert logged == clients
     assert ("Secure" in page.headers["Set-Cookie"]) is secure
+
+
+def test_an_appending_proxy_gives_its_client_not_the_one_the_client_wrote(config, owner, db,
+                                                                          demo):
+    """Behind a proxy that appends to X-Forwarded-For, the audit log, the access log and the
+    sign-in throttle all take the right-most address the proxy wrote, never the client's."""
+    real = "203.0.113.9"
+    server = LiveServer(config.data_dir, {"PHASE_LITE_TRUSTED_PROXIES": "127.0.0.1"}).start()
+    try:
+        url = f"{server.url}/v1/secrets/?app_id={demo[0]['id']}&env=Development"
+        written = requests.post(url, headers={**bearer_headers(owner),
+                                              "X-Forwarded-For": f"6.6.6.6, {real}"},
+                                json={"secrets": [{"key": "K", "value": "v"}]}, timeout=10)
+        assert written.status_code == 200, written.text
+        with requests.Session() as browser:
+            page = browser.get(server.url + "/console/sign-in", timeout=10)
+            token = CSRF.search(page.text).group(1)
+            statuses = []
+            for attempt in range(21):  # 20 per address; each a new email and a new "client"
+                statuses.append(browser.post(
+                    server.url + "/console/sign-in", timeout=10,
+                    headers={"X-Forwarded-For": f"6.6.6.{attempt}, {real}"},
+                    data={"csrf_token": token, "email": f"nobody{attempt}@example.com",
+                          "password": "wrong"}, allow_redirects=False).status_code)
+    finally:
+        server.stop()
+    assert statuses == [401] * 20 + [429]
+    addresses = {row["ip_address"] for row in db.all(
+        "SELECT ip_address FROM audit_events WHERE channel = 'api'")}
+    assert addresses == {real}
+    logged = [line.split()[3] for line in server.log_path.read_text().splitlines()
+              if '"POST /v1/secrets/"' in line or '"POST /console/sign-in"' in line]
+    assert logged == [real] * 22

@@ -108,21 +108,35 @@ def scope_headers(environ) -> dict:
 
 
 def client_ip(environ) -> str | None:
-    """The client address: X-Real-IP, then the first X-Forwarded-For, then the peer.
+    """The client address: the one function every consumer asks (audit log, access log,
+    anonymous rate limit, console sign-in throttle).
 
     Forwarding headers are believed only when the peer is a trusted proxy
-    (PHASE_LITE_TRUSTED_PROXIES); invalid values are skipped.
+    (PHASE_LITE_TRUSTED_PROXIES). ``X-Forwarded-For`` is read from the right, as Werkzeug's
+    ProxyFix and nginx's ``real_ip_recursive`` do: a proxy appends the address it saw, so
+    only the entries trusted proxies wrote count, and the client's own (anything left of
+    them) never does. The answer is the right-most entry that is not a trusted proxy; the
+    left-most if all are; the nearest trusted hop if an invalid entry comes first.
+    ``X-Real-IP`` is believed only when no ``X-Forwarded-For`` came (a proxy that appends
+    one may pass a client's ``X-Real-IP`` through untouched).
     """
     peer = environ.get("REMOTE_ADDR")
     proxies = services(environ).config.trusted_proxies
-    if proxies and _is_trusted_proxy(peer, proxies):
-        candidates = [environ.get("HTTP_X_REAL_IP", "")]
-        candidates.append(environ.get("HTTP_X_FORWARDED_FOR", "").split(",")[0])
-        for candidate in candidates:
-            candidate = candidate.strip()
-            if _valid_ip(candidate):
-                return candidate
-    return peer_address(peer)
+    if not proxies or not _is_trusted_proxy(peer, proxies):
+        return peer_address(peer)
+    forwarded = environ.get("HTTP_X_FORWARDED_FOR")
+    if forwarded is None:
+        candidate = environ.get("HTTP_X_REAL_IP", "").strip()
+        return candidate if _valid_ip(candidate) else peer
+    client = peer
+    for entry in reversed(forwarded.split(",")):
+        entry = entry.strip()
+        if not _valid_ip(entry):
+            break
+        client = entry
+        if not _is_trusted_proxy(entry, proxies):
+            break
+    return client
 
 
 def peer_address(peer: str | None) -> str | None:

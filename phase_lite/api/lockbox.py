@@ -6,7 +6,9 @@ made by the caller and answers the link's path once. ``GET /v1/lockbox/`` lists 
 own shares and ``DELETE /v1/lockbox/shares/<share_id>/`` revokes one (204; 404 for an unknown
 id or another account's share), with the same token and limit. ``GET /v1/lockbox/<link_id>/``
 needs no token (the link id is the capability), is rate-limited per client address and counts
-one view; an unknown, viewed-out, expired or revoked share is the same 404. The access log
+one view; an unknown, viewed-out, expired or revoked share is the same 404. A HEAD of it is
+refused with 405 ``Method "HEAD" not allowed.`` and counts nothing: a HEAD answered like the
+GET would count the view it does not show. The access log
 writes a link's path as ``/v1/lockbox/{id}/`` (``access_log.loggable_path``).
 
 A revocation names the share by its row id, the one lists show, never by the link's id; so it
@@ -16,6 +18,7 @@ has a path of its own (``shares/<share_id>/``) rather than a second meaning for
 
 from flask import Response, request
 from flask.views import MethodView
+from werkzeug.exceptions import MethodNotAllowed
 
 from .. import lockbox, schemas, secrets
 from ..store import now
@@ -91,6 +94,10 @@ class Share(MethodView):
     def get(self, link_id):
         """Open a Lockbox share (no token; counts one view)"""
         environ = request.environ
+        if environ["REQUEST_METHOD"] == "HEAD":
+            # Flask answers HEAD with the GET view, which would count a view and send nothing;
+            # refused as Phase's views refuse a method they lack (a HEAD writes nothing).
+            raise MethodNotAllowed(valid_methods=["GET"])
         throttle(environ)
         opened = lockbox.open_share(services(environ), link_id, request_meta(environ))
         return json_response(lockbox.opened_body(opened))

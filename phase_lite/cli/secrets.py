@@ -65,6 +65,9 @@ def version_line(version, show):
     actor = version["actor"]
     who = "unknown" if actor is None else actor["name"] or actor["type"]
     restored = f" from v{version['restoredFrom']}" if version["restoredFrom"] else ""
-    value = version["value"] if show else "*" * min(len(version["value"]), 8)
+    if version["value"] is None:  # a sealed secret: no version's value is shown
+        value = "(sealed)"
+    else:
+        value = version["value"] if show else "*" * min(len(version["value"]), 8)
     return (f"v{version['version']}  {version['event']}{restored}  {version['createdAt']}"
             f"  by {who}  {version['path']}  {version['key']}={value}")

@@ -279,6 +279,12 @@ def members(caller):
     users = accounts.list_users(caller.services, caller.principal)
     pending = {row["user_id"] for row in console_store.pending_invitations(db, org_id, now())}
     grants = console_store.user_grants(db, org_id)
+    # Of other members' grants, only those in environments the caller sees (as the API
+    # shows a service account's)
+    visible = apps.visible_environment_ids(caller.services, caller.principal)
+    if visible is not None:
+        grants = {user_id: [grant for grant in held if grant[2] in visible]
+                  for user_id, held in grants.items()}
     return [dict(user, invited=user["id"] in pending, grants=grants.get(user["id"], []))
             for user in users]
 
@@ -408,14 +414,24 @@ AUDIT_PAGES = (2 ** 63 - 1) // AUDIT_PAGE - 1  # the last page whose offset a qu
 def audit_events(caller, filters, page):
     """(events with names, has_more) of the organisation, newest first, filtered."""
     _require(caller, "Logs", "read", "logs")
-    db = caller.services.db
-    visible_envs = None
-    if not caller.principal.sees_everything:
-        visible_envs = caller.services.auth.accessible_environment_ids(caller.principal)
+    services, principal = caller.services, caller.principal
+    db = services.db
+    # What the caller sees elsewhere (the API's rules): its environments and their apps,
+    # and the service accounts it may know by name.
+    visible_envs = apps.visible_environment_ids(services, principal)
+    visible_apps = None
+    if visible_envs is not None:
+        visible_apps = {row["id"] for row in apps.visible_apps(services, principal)}
+    visible_accounts = sa_domain.visible_service_account_ids(services, principal)
     rows = console_store.search_events(
-        db, caller.principal.organisation_id, visible_environment_ids=visible_envs,
+        db, principal.organisation_id, visible_environment_ids=visible_envs,
+        visible_app_ids=visible_apps, visible_service_account_ids=visible_accounts,
         limit=AUDIT_PAGE + 1, offset=page * AUDIT_PAGE, **filters)
-    names = console_store.audit_names(db, caller.principal.organisation_id)
+    names = console_store.audit_names(db, principal.organisation_id)
+    for kind, visible in (("environment", visible_envs), ("app", visible_apps),
+                          ("service", visible_accounts)):
+        if visible is not None:
+            names[kind] = {key: name for key, name in names[kind].items() if key in visible}
     more, rows = len(rows) > AUDIT_PAGE, rows[:AUDIT_PAGE]
     names["secret"] = _secret_key_names(caller, rows)
     return rows, more, names

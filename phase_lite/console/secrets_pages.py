@@ -1,6 +1,8 @@
 """Apps, the app overview, environments and their secrets: list, reveal, edit, history, export."""
 
 import json
+import unicodedata
+from urllib.parse import quote
 
 from flask import Response, abort, g, request, url_for
 
@@ -302,8 +304,10 @@ def secret_history(app_id, env_id, secret_id):
     versions = actions.secret_versions(who, env, secret_id)
     shown = whole_number(request.form.get("version"), "version") if posted() else None
     live = any(secret.id == secret_id for secret in actions.list_secrets(who, env))
+    sealed = any(version.value is None for version in versions)
     return render("history.html", app=app_row, env=env, secret_id=secret_id, live=live,
-                  versions=history_rows(versions), shown=shown)
+                  versions=history_rows(versions), shown=None if sealed else shown,
+                  sealed=sealed)
 
 
 @bp.route(PREFIX + "/apps/<app_id>/environments/<env_id>/deleted")
@@ -346,16 +350,16 @@ HISTORY_FIELDS = ("key", "value", "comment", "tags", "path", "type")
 
 def history_rows(versions):
     """Versions (``history.SecretVersion``, oldest first) newest first, each with the fields
-    that differ from the version before it (a sealed value's change is named, not shown)."""
+    that differ from the version before it. A sealed secret's versions carry no value
+    (``history.secret_history``), so no value, nor a change of one, is shown."""
     rows, before = [], None
     for version in versions:
         fields = {"key": version.key, "value": version.value, "comment": version.comment,
                   "tags": ", ".join(version.tags), "path": version.path, "type": version.type}
         changes = [(name, None if before is None else before[name], fields[name])
                    for name in HISTORY_FIELDS if before is None or before[name] != fields[name]]
-        if version.type == "sealed":
-            changes = [(name, old, new) if name != "value" else (name, None, None)
-                       for name, old, new in changes]
+        if version.value is None:
+            changes = [change for change in changes if change[0] != "value"]
         rows.append({"version": version.version, "event": version.event, "key": version.key,
                      "type": version.type, "created_at": version.created_at,
                      "restored_from": version.restored_from, "changes": changes,
@@ -381,9 +385,27 @@ def export(app_id, env_id, kind):
     else:
         body = json.dumps({secret.key: value for secret, value in values}, indent=2) + "\n"
         mimetype = "application/json"
-    name = f"{app_row['name']}-{env['name']}".replace('"', "")
     return Response(body, mimetype=mimetype, headers={
-        "Content-Disposition": f'attachment; filename="{name}.{kind}"'})
+        "Content-Disposition": attachment(f"{app_row['name']}-{env['name']}.{kind}")})
+
+
+# RFC 5987's attr-char: what ``filename*`` may carry unescaped (as Werkzeug's send_file)
+ATTR_CHARS = "!#$&+-.^_`|~"
+
+
+def attachment(filename: str) -> str:
+    """A download's Content-Disposition (RFC 6266): ``filename="..."`` in ASCII for every
+    browser and, for a name that is not ASCII (an app named in Cyrillic or CJK), the exact
+    name as ``filename*=UTF-8''...``, which browsers prefer. A header carries only Latin-1
+    (PEP 3333): the name itself there would fail the answer after it was chosen."""
+    fallback = unicodedata.normalize("NFKD", filename).encode("ascii", "ignore").decode()
+    fallback = "".join(c for c in fallback if c.isprintable() and c not in '"\\')
+    if fallback.startswith("-"):  # the app's name was all non-ASCII
+        fallback = "secrets" + fallback
+    if fallback == filename:
+        return f'attachment; filename="{filename}"'
+    return (f'attachment; filename="{fallback}"; '
+            f"filename*=UTF-8''{quote(filename, safe=ATTR_CHARS)}")
 
 
 @bp.app_template_global()

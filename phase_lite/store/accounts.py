@@ -288,6 +288,18 @@ def get_service_account_token(db, service_account_id, token_id):
     )
 
 
+def service_accounts_holding(db, environment_ids) -> set:
+    """The ids of the service accounts granted any of ``environment_ids``."""
+    ids, found = sorted(environment_ids), set()
+    for start in range(0, len(ids), 500):
+        part = ids[start:start + 500]
+        found.update(row[0] for row in db.all(
+            "SELECT DISTINCT service_account_id FROM environment_access"
+            " WHERE service_account_id IS NOT NULL AND environment_id IN"
+            f" ({', '.join('?' * len(part))})", part))
+    return found
+
+
 def service_account_grants(db, service_account_id):
     """The environments a service account may use with their apps: newest app first, then the
     environments in index order."""

@@ -43,23 +43,36 @@ def user_grants(db, organisation_id):
 
 def search_events(db, organisation_id, *, app_id=None, environment_id=None, actor_id=None,
                   action=None, since=None, until=None, visible_environment_ids=None,
-                  limit=50, offset=0):
-    """Events of the organisation, newest first. ``visible_environment_ids`` (a set, or None
-    for every event) limits environment events to those environments."""
+                  visible_app_ids=None, visible_service_account_ids=None, limit=50, offset=0):
+    """Events of the organisation, newest first. Each ``visible_*`` set (None: no limit)
+    limits the events of an environment, of an app, or about a service account or one of
+    its tokens to those."""
     clauses, params = event_filters(app_id=app_id, environment_id=environment_id,
                                     actor_id=actor_id, action=action, since=since, until=until)
     clauses.insert(0, "(organisation_id = ? OR organisation_id IS NULL)")
     params.insert(0, organisation_id)
-    if visible_environment_ids is not None:
-        ids = sorted(visible_environment_ids)
-        marks = ", ".join("?" * len(ids))
-        clauses.append(f"(environment_id IS NULL OR environment_id IN ({marks or 'NULL'}))")
-        params.extend(ids)
+    for column, ids in (("environment_id", visible_environment_ids),
+                        ("app_id", visible_app_ids)):
+        if ids is not None:
+            clauses.append(f"({column} IS NULL OR {column} IN ({_marks(ids)}))")
+            params.extend(sorted(ids))
+    if visible_service_account_ids is not None:
+        ids, marks = sorted(visible_service_account_ids), _marks(visible_service_account_ids)
+        clauses.append(
+            "(resource_type NOT IN ('service_account', 'service_account_token')"
+            f" OR (resource_type = 'service_account' AND resource_id IN ({marks}))"
+            " OR (resource_type = 'service_account_token' AND resource_id IN"
+            f" (SELECT id FROM tokens WHERE service_account_id IN ({marks}))))")
+        params.extend(ids + ids)
     return [dict(row, details=orjson.loads(row["details"])) for row in db.all(
         f"SELECT * FROM {EVENTS} WHERE {' AND '.join(clauses)}"
         " ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
         (*params, limit, offset),
     )]
+
+
+def _marks(ids) -> str:
+    return ", ".join("?" * len(ids)) or "NULL"
 
 
 def event_actions(db, organisation_id):
