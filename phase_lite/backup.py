@@ -177,7 +177,7 @@ def create_backup(db: Database, ring: keyring.Keyring, target) -> BackupSummary:
     # After the copy: a backup is a read of the database it records in (no cached read changes).
     with db.transaction(bookkeeping=True):
         audit.record(db, None, audit.CLI_META, "backup", "database",
-                     details={"target": target.name, **_counts(summary)})
+                     details={"target": target.name, "counts": _counts(summary)})
     return BackupSummary(str(target), summary.apps, summary.environments, summary.secrets,
                          summary.fields)
 
@@ -257,7 +257,7 @@ def restore_backup(config: Config, ring: keyring.Keyring, source, *,
                 if not ring.verify_check_blob(meta_store.get_blob(db, "master_key_check")):
                     raise BackupError("the restored database does not open with this key")
                 audit.record(db, None, audit.CLI_META, "restore", "database",
-                             details={"source": Path(source).name, **_counts(summary)})
+                             details={"source": Path(source).name, "counts": _counts(summary)})
             backup_store.checkpoint(db)
         except StoreError as exc:
             raise BackupError(f"cannot restore into {config.database}: {exc}") from None
@@ -329,7 +329,7 @@ def _restore_into_postgres(config: Config, ring: keyring.Keyring, source, *,
                 if not ring.verify_check_blob(meta_store.get_blob(db, "master_key_check")):
                     raise BackupError("the restored database does not open with this key")
                 audit.record(db, None, audit.CLI_META, "restore", "database",
-                             details={"source": Path(source).name, **_counts(summary)})
+                             details={"source": Path(source).name, "counts": _counts(summary)})
         except StoreError as exc:
             raise BackupError(f"cannot restore into {config.database_name}: {exc}") from None
         finally:
@@ -382,6 +382,7 @@ def _set_aside_if_damaged(database: Path) -> Path | None:
 
 
 def _counts(summary: BackupSummary) -> dict:
+    # Nested under "counts": an event's "secrets" is always the list of secrets it names.
     return {"apps": summary.apps, "environments": summary.environments,
             "secrets": summary.secrets}
 
