@@ -20,7 +20,7 @@ import time
 
 from . import __version__
 from .access_log import configure_logging
-from .config import Config, ConfigError, load_config
+from .config import Config, ConfigError, load_config, unknown_settings
 
 log = logging.getLogger("phase_lite.server")
 
@@ -70,6 +70,8 @@ def start(config: Config | None = None) -> "Serving":
     config = config or load_config()
     check_data_dir(config)
     configure_logging(config)
+    for line in unknown_settings():
+        log.warning("%s", line)
     try:
         lock = hold_serving_lock(config)  # held until the process ends: "in use" for restore
     except OSError as exc:

@@ -53,6 +53,7 @@ def assert_one_line_failure(result, *expected):
     ("PHASE_LITE_LISTEN", "localhost"),
     ("PHASE_LITE_LISTEN", "127.0.0.1:70000"),
     ("RATE_LIMIT_DEFAULT", "lots"),
+    ("PHASE_LITE_TRUSTED_PROXIES", "not-an-ip"),
 ])
 def test_a_bad_setting_stops_start_up_in_one_line_naming_it(config, owner, name, value):
     assert_one_line_failure(serve(config, {name: value}), name)
@@ -104,6 +105,18 @@ def test_a_database_locked_by_a_restore_is_one_line(config, owner):
     with exclusive_lock(config):
         result = serve(config)
     assert_one_line_failure(result, "PHASE_LITE_DATABASE", "restore")
+
+
+def test_an_unknown_setting_is_one_warning_line_at_start(config, owner):
+    server = LiveServer(config.data_dir, {"PHASE_LITE_RATE_LIMIT_SCOPES": "node",
+                                          "PHASE_LITE_TEST_ANYTHING": "1"})
+    server.start()
+    server.stop()
+    lines = [line for line in server.log_path.read_text().splitlines()
+             if "PHASE_LITE_RATE_LIMIT_SCOPES" in line]
+    assert len(lines) == 1 and "WARNING" in lines[0], lines
+    assert "did you mean PHASE_LITE_RATE_LIMIT_SCOPE?" in lines[0]
+    assert "PHASE_LITE_TEST_ANYTHING" not in server.log_path.read_text()
 
 
 def test_the_banner_comes_once_the_socket_is_bound(live_server):
