@@ -102,6 +102,12 @@ class Config:
     def master_key_source(self) -> str:
         return "PHASE_LITE_MASTER_KEY" if self.master_key_env else "PHASE_LITE_MASTER_KEY_FILE"
 
+    def retired_key_files(self) -> list[Path]:
+        """The files beside the key file that hold keys ``keys rotate-master`` retired
+        (``<key file>.retired-<UTC time>``, mode 0600), newest first."""
+        folder, name = self.master_key_file.parent, self.master_key_file.name
+        return sorted(folder.glob(f"{name}.retired-*"), reverse=True) if folder.is_dir() else []
+
     def read_master_key_lines(self) -> tuple[str, list[str]]:
         """Return (setting name, base64 key lines): the current key first, then previous ones.
 
