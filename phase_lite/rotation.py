@@ -7,9 +7,9 @@ moment the process stops at, the file opens the database: before the commit the 
 opens it, after the commit the new one does. Once the commit is confirmed the previous line is
 dropped. Before anything changes, the previous key line(s) are kept in
 ``<key file>.retired-<UTC time>`` (mode 0600) beside the key file, which ``restore`` reads to
-open a backup made before the rotation. With ``PHASE_LITE_MASTER_KEY`` nothing is written: the new key is handed to
-``publish`` (printed for the operator) *before* the database changes, since a key that exists
-nowhere else would lose every secret.
+open a backup made before the rotation. With ``PHASE_LITE_MASTER_KEY`` nothing is written:
+the new key is handed to ``publish`` (printed for the operator) *before* the database changes,
+since a key that exists nowhere else would lose every secret.
 
 ``rotate_app_key``: draw a new data key for one app, decrypt every encrypted field of that app
 (``store.ciphertexts``) with the old key and encrypt it with the new one, and store the new

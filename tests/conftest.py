@@ -38,6 +38,7 @@ BOTH_BACKENDS = {
     "test_console_apps",
     "test_environment_order",
     "test_history_api",
+    "test_links",
     "test_lockbox_api",
     "test_lockbox_console",
     "test_management_api",

@@ -17,7 +17,7 @@ has a path of its own (``shares/<share_id>/``) rather than a second meaning for
 from flask import Response, request
 from flask.views import MethodView
 
-from .. import lockbox, schemas, secrets
+from .. import links, lockbox, schemas, secrets
 from ..store import now
 from . import json_response
 from .context import principal, request_meta, services, throttle
@@ -79,7 +79,8 @@ class Shares(MethodView):
         throttle(environ, caller)
         new = lockbox.parse_new_share(secrets.parse_body(request.get_data()))
         share = lockbox.create_share(services(environ), caller, new, request_meta(environ))
-        return json_response(lockbox.created_body(share), 201)
+        url = links.link(services(environ).config, share.path, environ)
+        return json_response(lockbox.created_body(share, url), 201)
 
 
 @blp.route("/v1/lockbox/<link_id>/")
