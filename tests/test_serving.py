@@ -1,6 +1,5 @@
 """Serving as a process: start-up failures in one line, a clean stop on SIGTERM and SIGINT."""
 
-import ctypes
 import json
 import os
 import signal
@@ -14,7 +13,7 @@ import pytest
 import requests
 
 from conftest import REPO, LiveServer, bearer_headers, free_port
-from support import make_app
+from support import make_app, without_dac_override
 from phase_lite.app import open_services
 from phase_lite.backup import exclusive_lock
 from phase_lite.store import Database
@@ -76,15 +75,6 @@ def test_an_address_not_on_this_machine_is_one_line(config, owner):
 def test_a_host_that_does_not_resolve_is_one_line(config, owner):
     result = serve(config, {"PHASE_LITE_LISTEN": "no-such-host.invalid:8080"})
     assert_one_line_failure(result, "PHASE_LITE_LISTEN", "no-such-host.invalid")
-
-
-def without_dac_override():
-    """Make root obey file modes in the child, as any other user does."""
-    if os.geteuid() == 0:
-        libc = ctypes.CDLL(None, use_errno=True)
-        for capability in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
-            if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
-                raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
 
 
 def test_an_unwritable_data_directory_is_one_line(config, owner):
