@@ -117,6 +117,15 @@ def record_secret_write(db, principal, action, env_row, secrets, meta=None):
     )])
 
 
+def secret_ids(details) -> list:
+    """The ids of the secrets an event's details name (``"secrets"``: ids, or objects with an
+    ``id`` and a ``version``); the one reading of that field every audit reader shares."""
+    listed = details.get("secrets") if isinstance(details, dict) else None
+    if not isinstance(listed, list):
+        return []
+    return [item["id"] if isinstance(item, dict) else item for item in listed]
+
+
 def read_details(secret_ids) -> dict:
     """The details of a read event naming the secrets it returned.
 
@@ -230,12 +239,12 @@ def _referenced_ids(event):
     """(ids of accounts, apps, environments and tokens, ids of secrets) an event names."""
     ids = {event[key] for key in ("actorId", "tokenId", "resourceId", "appId", "environmentId")
            if event[key]}
-    secrets = set()
+    secrets = set(secret_ids(event["details"]))
     details = event["details"] if isinstance(event["details"], dict) else {}
     for key, value in details.items():
-        if key == "secrets" and isinstance(value, list):
-            secrets |= {s["id"] if isinstance(s, dict) else s for s in value}
-        elif isinstance(value, str):
+        if key == "secrets":
+            continue
+        if isinstance(value, str):
             ids.add(value)
         elif isinstance(value, list):
             ids |= {v for v in value if isinstance(v, str)}

@@ -8,7 +8,11 @@ readable with the master key that was current when it was made, which is never w
 
 ``restore``: check the backup the same way before anything is touched, then copy it into the
 database with SQLite's backup API (one write transaction on the destination, so every connection
-sees the old or the new content, never a mix).
+sees the old or the new content, never a mix). A backup made before ``keys rotate-master``
+opens with the retired key that rotation kept beside the key file
+(``<key file>.retired-<time>``): the restore loads it, and every app's data key is wrapped
+again under the current key in the restore's transaction, so the current key alone opens the
+restored database.
 
 "In use" means a running ``phase-lite serve``: it holds a shared ``flock`` on
 ``<database>.lock`` for its lifetime. The kernel drops the lock when the process ends, even by
@@ -177,7 +181,7 @@ def create_backup(db: Database, ring: keyring.Keyring, target) -> BackupSummary:
     # After the copy: a backup is a read of the database it records in (no cached read changes).
     with db.transaction(bookkeeping=True):
         audit.record(db, None, audit.CLI_META, "backup", "database",
-                     details={"target": target.name, **_counts(summary)})
+                     details={"target": target.name, "counts": _counts(summary)})
     return BackupSummary(str(target), summary.apps, summary.environments, summary.secrets,
                          summary.fields)
 
@@ -227,6 +231,8 @@ class RestoreResult:
     was_in_use: bool
     set_aside: Path | None  # where a damaged database was moved before the restore
     kept: Path | None = None  # the copy of the replaced database
+    retired_key_file: Path | None = None  # the retired master key that opened the backup
+    retired_key_id: str | None = None
 
 
 def restore_backup(config: Config, ring: keyring.Keyring, source, *,
@@ -239,10 +245,7 @@ def restore_backup(config: Config, ring: keyring.Keyring, source, *,
         return _restore_into_postgres(config, ring, source, force=force)
     if Path(source).resolve() == config.database.resolve():
         raise BackupError(f"{source} is the database itself; give a backup file")
-    try:
-        summary = verify_backup(source, ring)
-    except WrongMasterKey as exc:
-        raise BackupError(_wrong_key_advice(config, ring, source, exc.key_id)) from None
+    opening, summary, retired = _open_backup(config, ring, source)
     with exclusive_lock(config, force=force) as in_use:
         set_aside = None if in_use else _set_aside_if_damaged(config.database)
         kept = _keep_replaced(config.database) if set_aside is None else None
@@ -254,16 +257,56 @@ def restore_backup(config: Config, ring: keyring.Keyring, source, *,
             backup_store.copy_into(source, db)
             db.migrate()
             with db.transaction():
+                _rewrap_under_current_key(db, opening, retired)
                 if not ring.verify_check_blob(meta_store.get_blob(db, "master_key_check")):
                     raise BackupError("the restored database does not open with this key")
                 audit.record(db, None, audit.CLI_META, "restore", "database",
-                             details={"source": Path(source).name, **_counts(summary)})
+                             details=_restore_details(source, summary, retired))
             backup_store.checkpoint(db)
         except StoreError as exc:
             raise BackupError(f"cannot restore into {config.database}: {exc}") from None
         finally:
             db.close()
-    return RestoreResult(summary, in_use, set_aside, kept)
+    return RestoreResult(summary, in_use, set_aside, kept, *(retired or (None, None)))
+
+
+def _open_backup(config: Config, ring: keyring.Keyring, source):
+    """(keyring that opens the backup, its summary, (retired key file, key id) or None).
+
+    A backup sealed by a key that is not loaded is tried with the keys ``keys rotate-master``
+    retired beside the key file; when none is the one, the advice says what to load."""
+    try:
+        return ring, verify_backup(source, ring), None
+    except WrongMasterKey as exc:
+        wanted = exc.key_id
+    for path in config.retired_key_files() if wanted else ():
+        try:
+            keys = [keyring.parse_master_key(line) for line in path.read_text().split()]
+        except (OSError, ValueError):
+            continue  # not a key file phase_lite wrote; the advice below still applies
+        for key in keys:
+            if keyring.master_key_id(key) == wanted:
+                opening = ring.also_opening([key])
+                return opening, verify_backup(source, opening), (path, wanted)
+    raise BackupError(_wrong_key_advice(config, ring, source, wanted))
+
+
+def _rewrap_under_current_key(db, opening: keyring.Keyring, retired):
+    """After restoring a backup that a retired key opened: wrap its data keys under the
+    current key (inside the restore's transaction)."""
+    if retired is None:
+        return
+    try:
+        rotation.rewrap_data_keys(db, opening)
+    except rotation.RotationError as exc:
+        raise BackupError(str(exc)) from None
+
+
+def _restore_details(source, summary, retired) -> dict:
+    details = {"source": Path(source).name, "counts": _counts(summary)}
+    if retired is not None:
+        details["retiredKeyId"] = retired[1]
+    return details
 
 
 def _wrong_key_advice(config: Config, ring: keyring.Keyring, source, key_id) -> str:
@@ -276,6 +319,9 @@ def _wrong_key_advice(config: Config, ring: keyring.Keyring, source, key_id) -> 
     else:
         where = (f"add that key as a second line of {config.master_key_file} (the first line "
                  "stays the current key)")
+    retired = config.retired_key_files()
+    if retired:
+        loaded += f"; nor is it among the {len(retired)} retired keys beside the key file"
     return (f"{source} was made with {needed}, which is not loaded here (loaded: {loaded}); "
             f"{where}, restore again, then run phase-lite keys rotate-master.")
 
@@ -307,7 +353,7 @@ def _restore_into_postgres(config: Config, ring: keyring.Keyring, source, *,
                            force: bool) -> RestoreResult:
     """Load a checked backup file into PostgreSQL in one transaction (the generation moves,
     so every node's caches are dropped on its next request)."""
-    summary = verify_backup(source, ring)
+    opening, summary, retired = _open_backup(config, ring, source)
     with exclusive_lock(config, force=force) as in_use:
         config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         handle, work = tempfile.mkstemp(prefix=".restore-", suffix=".sqlite3",
@@ -326,17 +372,18 @@ def _restore_into_postgres(config: Config, ring: keyring.Keyring, source, *,
             kept = _keep_replaced_postgres(config, db)
             with db.transaction():
                 backup_store.import_into_postgres(work, db)
+                _rewrap_under_current_key(db, opening, retired)
                 if not ring.verify_check_blob(meta_store.get_blob(db, "master_key_check")):
                     raise BackupError("the restored database does not open with this key")
                 audit.record(db, None, audit.CLI_META, "restore", "database",
-                             details={"source": Path(source).name, **_counts(summary)})
+                             details=_restore_details(source, summary, retired))
         except StoreError as exc:
             raise BackupError(f"cannot restore into {config.database_name}: {exc}") from None
         finally:
             db.close()
             with contextlib.suppress(FileNotFoundError):
                 work.unlink()
-    return RestoreResult(summary, in_use, None, kept)
+    return RestoreResult(summary, in_use, None, kept, *(retired or (None, None)))
 
 
 def _keep_replaced_postgres(config: Config, db) -> Path | None:
@@ -382,6 +429,7 @@ def _set_aside_if_damaged(database: Path) -> Path | None:
 
 
 def _counts(summary: BackupSummary) -> dict:
+    # Nested under "counts": an event's "secrets" is always the list of secrets it names.
     return {"apps": summary.apps, "environments": summary.environments,
             "secrets": summary.secrets}
 

@@ -6,7 +6,9 @@ comes from ``PHASE_LITE_MASTER_KEY`` or from the file named by ``PHASE_LITE_MAST
 malformed key stops start-up with one line that names the setting.
 """
 
+import difflib
 import importlib.util
+import ipaddress
 import os
 import re
 import urllib.parse
@@ -30,6 +32,21 @@ DEFAULT_SESSION_IDLE_MINUTES = 60
 DEFAULT_SESSION_MAX_HOURS = 12
 RATE_PATTERN = re.compile(r"^\s*(\d+)\s*/\s*([smhd])\w*\s*$", re.IGNORECASE)
 RATE_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+PREFIX = "PHASE_LITE_"
+# Every variable ``load_config`` reads (the README's Configuration table). A ``PHASE_LITE_*``
+# name not listed here is a misspelling, warned about at start; ``PHASE_LITE_TEST_*`` names
+# belong to the test suite.
+SETTINGS = (
+    "PHASE_LITE_DATA_DIR", "PHASE_LITE_DATABASE", "PHASE_LITE_DATABASE_URL",
+    "PHASE_LITE_MASTER_KEY", "PHASE_LITE_MASTER_KEY_FILE", "PHASE_LITE_LISTEN",
+    "PHASE_LITE_PUBLIC_URL", "PHASE_LITE_THREADS", "PHASE_LITE_MAX_BODY_BYTES",
+    "RATE_LIMIT_DEFAULT", "PHASE_LITE_RATE_LIMIT_SCOPE", "PHASE_LITE_TRUSTED_PROXIES",
+    "PHASE_LITE_AUDIT_RETENTION_DAYS", "PHASE_LITE_LOG_LEVEL", "PHASE_LITE_LOG_FORMAT",
+    "PHASE_LITE_ACCESS_LOG", "PHASE_LITE_METRICS", "PHASE_LITE_METRICS_TOKEN",
+    "PHASE_LITE_STOP_TIMEOUT", "PHASE_LITE_SESSION_IDLE_MINUTES",
+    "PHASE_LITE_SESSION_MAX_HOURS",
+)
+NOT_SETTINGS_PREFIX = "PHASE_LITE_TEST_"
 
 
 @dataclass
@@ -40,6 +57,7 @@ class Config:
     master_key_env: str | None = field(default=None, repr=False)
     database_url: str | None = field(default=None, repr=False)  # PostgreSQL; may hold a password
     listen: str = DEFAULT_LISTEN
+    public_url: str | None = None  # how users reach the server: every printed link starts so
     threads: int = DEFAULT_THREADS
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     rate_limit: tuple[int, int] | None = None  # (requests, period seconds)
@@ -83,6 +101,12 @@ class Config:
 
     def master_key_source(self) -> str:
         return "PHASE_LITE_MASTER_KEY" if self.master_key_env else "PHASE_LITE_MASTER_KEY_FILE"
+
+    def retired_key_files(self) -> list[Path]:
+        """The files beside the key file that hold keys ``keys rotate-master`` retired
+        (``<key file>.retired-<UTC time>``, mode 0600), newest first."""
+        folder, name = self.master_key_file.parent, self.master_key_file.name
+        return sorted(folder.glob(f"{name}.retired-*"), reverse=True) if folder.is_dir() else []
 
     def read_master_key_lines(self) -> tuple[str, list[str]]:
         """Return (setting name, base64 key lines): the current key first, then previous ones.
@@ -162,6 +186,54 @@ def parse_database_url(url: str) -> str:
     return url
 
 
+def parse_trusted_proxies(text: str) -> tuple[str, ...]:
+    """Check ``PHASE_LITE_TRUSTED_PROXIES``: comma-separated IP addresses or networks."""
+    entries = tuple(p.strip() for p in text.split(",") if p.strip())
+    for number, entry in enumerate(entries, 1):
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"PHASE_LITE_TRUSTED_PROXIES: entry {number} is not an IP address or network "
+                "(expected e.g. 127.0.0.1, 10.0.0.0/8 or ::1, separated by commas)") from None
+    return entries
+
+
+def parse_public_url(text: str) -> str:
+    """Check ``PHASE_LITE_PUBLIC_URL``: an absolute http(s) URL, no query or fragment; returned
+    without its trailing slash (links append their own path)."""
+    problem = "expected an absolute http:// or https:// URL, e.g. https://secrets.example.com"
+    try:
+        parts = urllib.parse.urlsplit(text.strip())
+        parts.port  # noqa: B018  (raises ValueError on a bad port)
+    except ValueError:
+        raise ConfigError(f"PHASE_LITE_PUBLIC_URL: {problem}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"PHASE_LITE_PUBLIC_URL: {problem}")
+    if parts.query or parts.fragment or "?" in text or "#" in text:
+        raise ConfigError("PHASE_LITE_PUBLIC_URL: a query or fragment has no place in it")
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError("PHASE_LITE_PUBLIC_URL: a user name or password has no place in it")
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+
+
+def unknown_settings(environ=None) -> list[str]:
+    """One warning per ``PHASE_LITE_*`` variable that is no setting, naming the nearest
+    setting (a misspelt name would otherwise be ignored without a word)."""
+    env = os.environ if environ is None else environ
+    lines = []
+    for name in sorted(env):
+        if (not name.startswith(PREFIX) or name in SETTINGS
+                or name.startswith(NOT_SETTINGS_PREFIX)):
+            continue
+        # Compared without the prefix that every name shares (it would make all look alike).
+        known = {setting.removeprefix(PREFIX): setting for setting in SETTINGS}
+        nearest = difflib.get_close_matches(name.removeprefix(PREFIX), known, n=1, cutoff=0.6)
+        hint = f"; did you mean {known[nearest[0]]}?" if nearest else ""
+        lines.append(f"{name} is not a phase_lite setting and is ignored{hint}")
+    return lines
+
+
 def load_config(environ=None, **overrides) -> Config:
     """Build a Config from the environment (``os.environ`` by default) plus overrides."""
     env = os.environ if environ is None else environ
@@ -170,10 +242,9 @@ def load_config(environ=None, **overrides) -> Config:
     if not re.fullmatch(r"[^\s:]+:\d{1,5}|\[[0-9a-fA-F:]+\]:\d{1,5}", listen) or not (
             0 < int(listen.rsplit(":", 1)[1]) < 65536):
         raise ConfigError("PHASE_LITE_LISTEN: expected HOST:PORT (port 1 to 65535)")
+    public_url = env.get("PHASE_LITE_PUBLIC_URL")
     rate = env.get("RATE_LIMIT_DEFAULT")
-    proxies = tuple(
-        p.strip() for p in (env.get("PHASE_LITE_TRUSTED_PROXIES") or "").split(",") if p.strip()
-    )
+    proxies = parse_trusted_proxies(env.get("PHASE_LITE_TRUSTED_PROXIES") or "")
     retention = env.get("PHASE_LITE_AUDIT_RETENTION_DAYS")
     database_url = env.get("PHASE_LITE_DATABASE_URL")
     rate_scope = (env.get("PHASE_LITE_RATE_LIMIT_SCOPE") or "node").lower()
@@ -189,6 +260,7 @@ def load_config(environ=None, **overrides) -> Config:
         master_key_env=env.get("PHASE_LITE_MASTER_KEY") or None,
         database_url=parse_database_url(database_url) if database_url else None,
         listen=listen,
+        public_url=parse_public_url(public_url) if public_url else None,
         threads=_int(env, "PHASE_LITE_THREADS", DEFAULT_THREADS),
         max_body_bytes=_int(env, "PHASE_LITE_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
         rate_limit=parse_rate(rate) if rate else None,

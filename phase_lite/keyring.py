@@ -146,6 +146,15 @@ class Keyring:
     def __repr__(self) -> str:
         return f"<Keyring current={self.current_key_id} keys={len(self._aeads)}>"
 
+    def also_opening(self, master_keys: list[bytes]) -> "Keyring":
+        """A keyring with the same current key that also unwraps with ``master_keys`` (a
+        retired key, to restore a backup made before a rotation)."""
+        ring = Keyring(master_keys)
+        ring._aeads = {**self._aeads, **{raw: aead for raw, aead in ring._aeads.items()
+                                         if raw not in self._aeads}}
+        ring._current_raw_id, ring.current_key_id = self._current_raw_id, self.current_key_id
+        return ring
+
     def key_ids(self) -> list[str]:
         """Return the ids of the loaded master keys, current first."""
         return [raw.hex() for raw in self._aeads]

@@ -105,8 +105,9 @@ class OpenedShare:
 # -- answers (REST and the console's script alike) --------------------------------------------
 
 
-def created_body(share: CreatedShare) -> dict:
-    return {"id": share.id, "link": share.path, "createdAt": share.created_at,
+def created_body(share: CreatedShare, url: str) -> dict:
+    """The answer to a new share; ``url`` is ``share.path`` made absolute (``links.link``)."""
+    return {"id": share.id, "link": share.path, "url": url, "createdAt": share.created_at,
             "expiresAt": share.expires_at, "views": share.views}
 
 

@@ -487,3 +487,36 @@ def m010_audit_read_sets(db):
         ALTER TABLE audit_events ADD COLUMN read_set_id TEXT;
         """
     )
+
+
+@migrations()
+def m012_backup_event_counts(db):
+    """The ``backup`` and ``restore`` events counted what they copied at the top of their
+    details, so their ``"secrets"`` was a number where every other event's is the list of
+    secrets it names (and the audit readers failed on it): the counts move under
+    ``"counts"``. PostgreSQL reads the details as jsonb."""
+    if getattr(db, "backend", "sqlite") == "postgresql":
+        db.execute(
+            """
+            UPDATE audit_events SET details = CAST(
+                (CAST(details AS jsonb) - 'apps' - 'environments' - 'secrets')
+                || jsonb_build_object('counts', jsonb_build_object(
+                    'apps', CAST(details AS jsonb) -> 'apps',
+                    'environments', CAST(details AS jsonb) -> 'environments',
+                    'secrets', CAST(details AS jsonb) -> 'secrets')) AS TEXT)
+            WHERE action IN ('backup', 'restore') AND resource_type = 'database'
+                AND jsonb_typeof(CAST(details AS jsonb) -> 'secrets') = 'number'
+            """
+        )
+        return
+    db.execute(
+        """
+        UPDATE audit_events SET details = json_set(
+            json_remove(details, '$.apps', '$.environments', '$.secrets'), '$.counts',
+            json_object('apps', json_extract(details, '$.apps'),
+                        'environments', json_extract(details, '$.environments'),
+                        'secrets', json_extract(details, '$.secrets')))
+        WHERE action IN ('backup', 'restore') AND resource_type = 'database'
+            AND json_type(details, '$.secrets') = 'integer'
+        """
+    )

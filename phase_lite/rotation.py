@@ -5,9 +5,11 @@ new check blob, in one transaction (the fields themselves do not change). With a
 new key is written first as ``<new>\\n<previous>\\n`` (atomically, mode 0600), so whichever
 moment the process stops at, the file opens the database: before the commit the previous key
 opens it, after the commit the new one does. Once the commit is confirmed the previous line is
-dropped. With ``PHASE_LITE_MASTER_KEY`` nothing is written: the new key is handed to
-``publish`` (printed for the operator) *before* the database changes, since a key that exists
-nowhere else would lose every secret.
+dropped. Before anything changes, the previous key line(s) are kept in
+``<key file>.retired-<UTC time>`` (mode 0600) beside the key file, which ``restore`` reads to
+open a backup made before the rotation. With ``PHASE_LITE_MASTER_KEY`` nothing is written:
+the new key is handed to ``publish`` (printed for the operator) *before* the database changes,
+since a key that exists nowhere else would lose every secret.
 
 ``rotate_app_key``: draw a new data key for one app, decrypt every encrypted field of that app
 (``store.ciphertexts``) with the old key and encrypt it with the new one, and store the new
@@ -17,6 +19,7 @@ Both drop the vault's cached key material afterwards.
 """
 
 import os
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +42,7 @@ class MasterRotation:
     apps: int
     key_file: Path | None  # where the new key was written; None when it comes from the env
     new_key: str | None = field(default=None, repr=False)  # only for PHASE_LITE_MASTER_KEY
+    retired_file: Path | None = None  # where the previous key was kept (with a key file)
 
 
 def decrypt_app_fields(db, vault, app_id):
@@ -86,6 +90,9 @@ def rotate_master_key(config: Config, db, vault, *, publish=None) -> MasterRotat
     rotating = keyring.Keyring([new_key, *previous])
     previous_ids = [keyring.master_key_id(key) for key in previous]
     key_file = None if config.master_key_env else config.master_key_file
+    retired_file = None
+    if key_file is not None:  # kept first: no moment at which the previous key exists nowhere
+        retired_file = retire_keys(key_file, previous_lines)
     if key_file is None:
         if publish is None:
             raise ValueError("publish is required when the key comes from the environment")
@@ -94,21 +101,10 @@ def rotate_master_key(config: Config, db, vault, *, publish=None) -> MasterRotat
         _write_key_file(key_file, [new_text, *previous_lines], changed="nothing was changed")
     try:
         with db.transaction():
-            apps = app_store.all_apps(db)
-            for app in apps:
-                try:
-                    data_key = rotating.unwrap_data_key(app["wrapped_data_key"], app["id"])
-                except keyring.KeyringError:
-                    raise RotationError(
-                        f"the data key of app {app['id']} does not open with the current master "
-                        "key; nothing was changed"
-                    ) from None
-                app_store.set_wrapped_data_key(db, app["id"],
-                                               rotating.wrap_data_key(data_key, app["id"]))
-            meta_store.put_blob(db, "master_key_check", rotating.make_check_blob())
+            apps = rewrap_data_keys(db, rotating)
             audit.record(db, None, audit.CLI_META, "rotate_master_key", "master_key",
                          details={"from": previous_ids[0], "to": rotating.current_key_id,
-                                  "apps": len(apps)})
+                                  "apps": apps})
     except BaseException:
         if key_file is not None:
             _write_key_file(key_file, previous_lines,
@@ -120,8 +116,38 @@ def rotate_master_key(config: Config, db, vault, *, publish=None) -> MasterRotat
         _write_key_file(key_file, [new_text],
                         changed=f"{key_file} still holds the previous key as its second line "
                                 "(harmless; run the rotation again to drop it)")
-    return MasterRotation(previous_ids, rotating.current_key_id, len(apps), key_file,
-                          None if key_file else new_text)
+    return MasterRotation(previous_ids, rotating.current_key_id, apps, key_file,
+                          None if key_file else new_text, retired_file)
+
+
+def rewrap_data_keys(db, ring: keyring.Keyring) -> int:
+    """Wrap every app's data key, and a new check blob, under ``ring``'s current key (call
+    inside a transaction); return how many apps. The fields themselves do not change."""
+    apps = app_store.all_apps(db)
+    for app in apps:
+        try:
+            data_key = ring.unwrap_data_key(app["wrapped_data_key"], app["id"])
+        except keyring.KeyringError:
+            raise RotationError(
+                f"the data key of app {app['id']} does not open with the loaded master keys; "
+                "nothing was changed"
+            ) from None
+        app_store.set_wrapped_data_key(db, app["id"], ring.wrap_data_key(data_key, app["id"]))
+    meta_store.put_blob(db, "master_key_check", ring.make_check_blob())
+    return len(apps)
+
+
+def retire_keys(key_file: Path, lines) -> Path:
+    """Keep retired key lines in ``<key file>.retired-<UTC time>`` beside it (mode 0600), so
+    that a backup made before the rotation can still be restored; return that file."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    retired = key_file.with_name(f"{key_file.name}.retired-{stamp}")
+    suffix = 1
+    while retired.exists():
+        suffix += 1
+        retired = key_file.with_name(f"{key_file.name}.retired-{stamp}-{suffix}")
+    _write_key_file(retired, lines, changed="nothing was changed")
+    return retired
 
 
 def _confirm(db, ring: keyring.Keyring):

@@ -354,6 +354,11 @@ class LockboxShareCreated(Schema):
         "example": "/lockbox/1bW4oHc0yJ3r2nE0c2nZ8Qk6dQm0v3XrQ1c9pVd5sYw",
         "description": "The share's path on this server, shown once; append `#` and the "
                        "base64url key to make the link."})
+    url = fields.String(required=True, metadata={
+        "example": "https://secrets.example.com/lockbox/"
+                   "1bW4oHc0yJ3r2nE0c2nZ8Qk6dQm0v3XrQ1c9pVd5sYw",
+        "description": "`link` made absolute: PHASE_LITE_PUBLIC_URL when set, else the "
+                       "request's scheme and host; append `#` and the key."})
     createdAt = fields.String(required=True, metadata={"format": "date-time"})
     expiresAt = fields.String(required=True, metadata={"format": "date-time"})
     views = fields.Integer(required=True)

@@ -20,7 +20,8 @@ import time
 
 from . import __version__
 from .access_log import configure_logging
-from .config import Config, ConfigError, load_config
+from .config import Config, ConfigError, load_config, unknown_settings
+from .links import base_url, serves_plain_http_to_everyone
 
 log = logging.getLogger("phase_lite.server")
 
@@ -70,6 +71,13 @@ def start(config: Config | None = None) -> "Serving":
     config = config or load_config()
     check_data_dir(config)
     configure_logging(config)
+    for line in unknown_settings():
+        log.warning("%s", line)
+    if serves_plain_http_to_everyone(config):
+        log.warning("listening on all interfaces (%s) over plain HTTP with no https:// "
+                    "PHASE_LITE_PUBLIC_URL: tokens and passwords cross the network in the clear "
+                    "unless a TLS proxy is in front; set PHASE_LITE_PUBLIC_URL to its address",
+                    config.listen)
     try:
         lock = hold_serving_lock(config)  # held until the process ends: "in use" for restore
     except OSError as exc:
@@ -212,8 +220,8 @@ class Serving:
                    or getattr(channel, "total_outbufs_len", 0))
 
     def print_banner(self):
-        base = f"http://{self.config.listen}"
-        print(f"phase_lite {__version__} serving on {base}\n"
+        base = base_url(self.config)
+        print(f"phase_lite {__version__} serving on http://{self.config.listen}\n"
               f"  REST API:        {base}/service/public/v1/secrets/\n"
               f"  OpenAPI:         {base}/service/public/openapi.json\n"
               f"  Phase CLI/SDKs:  export PHASE_HOST={base}", file=sys.stderr, flush=True)

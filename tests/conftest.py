@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 # The store, domain, HTTP contract and console tests; not the ones about SQLite files,
 # processes or the command line.
 BOTH_BACKENDS = {
+    "test_audit_kinds",
     "test_audit_read_sets",
     "test_client_protocol",
     "test_conditional_api",
@@ -38,6 +39,7 @@ BOTH_BACKENDS = {
     "test_console_security",
     "test_environment_order",
     "test_history_api",
+    "test_links",
     "test_lockbox_api",
     "test_lockbox_console",
     "test_management_api",

@@ -25,6 +25,18 @@ from phase_lite.accounts import Grantee
 from phase_lite.audit import RequestMeta
 from phase_lite.store import accounts as account_store
 
+def without_dac_override():
+    """Make root obey file modes in a child process (``preexec_fn``), as any other user does."""
+    import ctypes
+    import os
+
+    if os.geteuid() == 0:
+        libc = ctypes.CDLL(None, use_errno=True)
+        for capability in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+            if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+                raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
 TEST_META = RequestMeta(ip_address=None, user_agent="pytest", channel="cli")
 
 

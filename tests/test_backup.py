@@ -278,6 +278,32 @@ def test_cli_backup_and_restore(tmp_path, config, owner, services, seeded):
     assert support.read_with_fresh_app(config, owner) == seeded
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
+def test_a_backup_made_before_a_master_key_rotation_restores_with_the_retired_key(
+        tmp_path, config, owner, services, seeded, run):
+    target = tmp_path / "before-rotation.sqlite3"
+    run("backup", str(target))
+    services.close()
+    old_line = config.master_key_file.read_text().split()[0]
+    run("keys", "rotate-master")
+    retired, = config.retired_key_files()
+    old_id = keyring.master_key_id(keyring.parse_master_key(old_line))
+
+    restored = run("restore", "--yes", str(target))
+    assert "Restored 1 apps, 2 environments and 4 secrets" in restored.output
+    assert f"retired key {old_id} kept in {retired}" in restored.output
+    payload = json.loads(run("restore", "--yes", str(target), "--json").output)
+    assert (payload["retiredKeyId"], payload["retiredKeyFile"]) == (old_id, str(retired))
+    # The current key alone opens the restored database: the retired file is not needed.
+    retired.rename(tmp_path / "retired-elsewhere")
+    assert support.read_with_fresh_app(config, owner) == seeded
+    event = json.loads(run("audit", "list", "--json", "--limit", "1").output)[0]
+    assert (event["action"], event["details"]["retiredKeyId"]) == ("restore", old_id)
+    again = run("restore", "--yes", str(target), ok=False)
+    assert again.exit_code == 1 and old_id in again.output
+    assert len(again.output.strip().splitlines()) == 1
+
+
 def test_cli_restore_in_use_is_one_line_and_force_goes_on(tmp_path, config, owner, services,
                                                           seeded):
     target = tmp_path / "cli.sqlite3"

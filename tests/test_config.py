@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from phase_lite.config import ConfigError, load_config, parse_rate
+from phase_lite import config as config_module
+from phase_lite.config import ConfigError, load_config, parse_rate, unknown_settings
 
 
 def test_defaults(tmp_path, monkeypatch):
@@ -45,6 +46,9 @@ def test_settings_are_read(tmp_path):
     ("PHASE_LITE_LISTEN", "host:port"),
     ("RATE_LIMIT_DEFAULT", "lots"),
     ("RATE_LIMIT_DEFAULT", "0/minute"),
+    ("PHASE_LITE_TRUSTED_PROXIES", "not-an-ip"),
+    ("PHASE_LITE_TRUSTED_PROXIES", "10.0.0.1, 10.0.0.0/33"),
+    ("PHASE_LITE_TRUSTED_PROXIES", "127.0.0.1,localhost"),
 ])
 def test_bad_settings_name_the_variable(tmp_path, name, value):
     with pytest.raises(ConfigError, match=f"^{name}: "):
@@ -81,3 +85,49 @@ def test_a_database_url_is_named_without_its_password(tmp_path):
                           "PHASE_LITE_DATABASE_URL": "postgresql://phase:s3cret@db:5433/phase"})
     assert config.database_name == "postgresql://db:5433/phase"
     assert "s3cret" not in repr(config)
+
+
+def test_trusted_proxies_are_addresses_or_networks(tmp_path):
+    config = load_config({"PHASE_LITE_DATA_DIR": str(tmp_path),
+                          "PHASE_LITE_TRUSTED_PROXIES": " 127.0.0.1, 10.0.0.0/8 ,::1,"})
+    assert config.trusted_proxies == ("127.0.0.1", "10.0.0.0/8", "::1")
+    with pytest.raises(ConfigError, match="entry 2 is not an IP address or network"):
+        load_config({"PHASE_LITE_TRUSTED_PROXIES": "127.0.0.1,not-an-ip"})
+
+
+class ReadNames(dict):
+    """An environment that remembers every name read from it."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.read = set()
+
+    def get(self, name, default=None):
+        self.read.add(name)
+        return super().get(name, default)
+
+
+def test_the_list_of_settings_is_what_load_config_reads(tmp_path):
+    environ = ReadNames({"PHASE_LITE_DATA_DIR": str(tmp_path)})
+    load_config(environ)
+    assert environ.read == set(config_module.SETTINGS)
+
+
+@pytest.mark.parametrize("name, nearest", [
+    ("PHASE_LITE_DATADIR", "PHASE_LITE_DATA_DIR"),
+    ("PHASE_LITE_TRUSTED_PROXY", "PHASE_LITE_TRUSTED_PROXIES"),
+    ("PHASE_LITE_THREAD", "PHASE_LITE_THREADS"),
+    ("PHASE_LITE_MASTERKEY_FILE", "PHASE_LITE_MASTER_KEY_FILE"),
+    ("PHASE_LITE_PUBLICURL", "PHASE_LITE_PUBLIC_URL"),
+])
+def test_an_unknown_setting_is_named_with_the_nearest_one(name, nearest):
+    assert unknown_settings({name: "x", "PHASE_LITE_THREADS": "2", "HOME": "/root"}) == [
+        f"{name} is not a phase_lite setting and is ignored; did you mean {nearest}?"]
+
+
+def test_known_settings_and_the_test_suites_variables_are_not_warned_about():
+    environ = {name: "x" for name in config_module.SETTINGS}
+    environ.update(PHASE_LITE_TEST_CHROMIUM="/usr/bin/chromium", _PHASE_LITE_COMPLETE="bash")
+    assert unknown_settings(environ) == []
+    assert unknown_settings({"PHASE_LITE_ZZZZZZZZ": "1"}) == [
+        "PHASE_LITE_ZZZZZZZZ is not a phase_lite setting and is ignored"]

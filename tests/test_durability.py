@@ -319,3 +319,66 @@ def test_eight_clients_mixed_writes_on_one_environment(config, owner, demo):
         assert elapsed < 240
     finally:
         server.stop()
+
+
+def _read_only(path, read_only):
+    for item in path.iterdir():
+        item.chmod(0o444 if read_only else 0o600)
+    path.chmod(0o555 if read_only else 0o700)
+
+
+def test_no_write_fails_once_a_read_only_disk_is_writable_again(config, owner, demo):
+    """The data directory made read-only (file modes, obeyed by a server process without
+    CAP_DAC_OVERRIDE, as any non-root user does), then writable again: connections opened
+    meanwhile are read-only in SQLite, and none of them may fail a write afterwards."""
+    import subprocess
+    import sys
+
+    from conftest import REPO, free_port
+    from support import without_dac_override
+
+    app_row, _ = demo
+    port = free_port()
+    env = {**__import__("os").environ, "PHASE_LITE_DATA_DIR": str(config.data_dir),
+           "PHASE_LITE_LISTEN": f"127.0.0.1:{port}"}
+    log = open(config.data_dir.parent / "ro-server.log", "wb")
+    process = subprocess.Popen([sys.executable, "-m", "phase_lite.cli", "serve"], env=env,
+                               cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                               preexec_fn=without_dac_override)
+    base = f"http://127.0.0.1:{port}"
+    url = f"{base}/service/public/v1/secrets/?app_id={app_row['id']}&env=Development"
+    headers = bearer_headers(owner)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(base + "/health/", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        assert requests.get(url, headers=headers, timeout=30).status_code == 200  # last use
+        _read_only(config.data_dir, True)
+        try:
+            barrier = threading.Barrier(8)
+
+            def read():
+                barrier.wait()
+                requests.get(url, headers=headers, timeout=30)
+
+            readers = [threading.Thread(target=read) for _ in range(8)]
+            for reader in readers:
+                reader.start()
+            for reader in readers:
+                reader.join()
+        finally:
+            _read_only(config.data_dir, False)
+        statuses = []
+        for number in range(8):
+            answer = requests.post(url, json={"secrets": [{"key": f"K{number}", "value": "v"}]},
+                                   headers=headers, timeout=30)
+            statuses.append(answer.status_code)
+        assert statuses == [200] * 8
+    finally:
+        process.terminate()
+        process.wait(10)
+        log.close()

@@ -44,7 +44,8 @@ def test_a_share_round_trip_opens_once_then_is_gone(client, owner_headers, db):
     made = client.post("/v1/lockbox/", headers=owner_headers,
                        json={"ciphertext": ciphertext})
     assert made.status_code == 201, made.json
-    assert set(made.json) == {"id", "link", "createdAt", "expiresAt", "views"}
+    assert set(made.json) == {"id", "link", "url", "createdAt", "expiresAt", "views"}
+    assert made.json["url"] == "http://localhost" + made.json["link"]
     assert made.json["views"] == 1 and made.json["link"].startswith("/lockbox/")
     opened = client.get(f"/v1/lockbox/{link_id(made)}/")  # no token
     assert opened.status_code == 200

@@ -257,8 +257,27 @@ def test_cli_rotate_master_says_where_the_key_went(data_dir, config, owner, seed
     new_line, = key_lines(config)
     assert str(config.master_key_file) in result.output
     assert new_line not in result.output  # the file holds it; it is not printed
-    assert "Backups made before this rotation" in result.output
     assert support.read_with_fresh_app(config, owner) == seeded
+
+
+def test_rotate_master_keeps_the_retired_key_in_a_private_file_and_warns_first(
+        data_dir, config, owner, seeded):
+    old_line, = key_lines(config)
+    result = cli(data_dir, "keys", "rotate-master")
+    assert result.exit_code == 0, result.output
+    retired, = config.retired_key_files()
+    assert retired.parent == config.master_key_file.parent
+    assert retired.name.startswith("master.key.retired-20")
+    assert retired.read_text().split() == [old_line]
+    assert retired.stat().st_mode & 0o777 == 0o600
+    warning = result.output.index("Rotating the master key")
+    assert warning < result.output.index("Rotated the master key")
+    assert "master.key.retired-" in result.output[warning:result.output.index("Rotated")]
+    assert str(retired) in result.output
+    assert old_line not in result.output
+    assert cli(data_dir, "keys", "rotate-master").exit_code == 0
+    newest, oldest = config.retired_key_files()
+    assert oldest == retired and newest.read_text().split() != [old_line]
 
 
 def test_cli_rotate_master_with_environment_key_prints_it_alone_on_stdout(data_dir, owner):

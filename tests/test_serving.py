@@ -1,6 +1,5 @@
 """Serving as a process: start-up failures in one line, a clean stop on SIGTERM and SIGINT."""
 
-import ctypes
 import json
 import os
 import signal
@@ -14,7 +13,7 @@ import pytest
 import requests
 
 from conftest import REPO, LiveServer, bearer_headers, free_port
-from support import CSRF, make_app
+from support import CSRF, make_app, without_dac_override
 from phase_lite.app import open_services
 from phase_lite.backup import exclusive_lock
 from phase_lite.store import Database
@@ -53,6 +52,7 @@ def assert_one_line_failure(result, *expected):
     ("PHASE_LITE_LISTEN", "localhost"),
     ("PHASE_LITE_LISTEN", "127.0.0.1:70000"),
     ("RATE_LIMIT_DEFAULT", "lots"),
+    ("PHASE_LITE_TRUSTED_PROXIES", "not-an-ip"),
 ])
 def test_a_bad_setting_stops_start_up_in_one_line_naming_it(config, owner, name, value):
     assert_one_line_failure(serve(config, {name: value}), name)
@@ -77,15 +77,6 @@ def test_a_host_that_does_not_resolve_is_one_line(config, owner):
     assert_one_line_failure(result, "PHASE_LITE_LISTEN", "no-such-host.invalid")
 
 
-def without_dac_override():
-    """Make root obey file modes in the child, as any other user does."""
-    if os.geteuid() == 0:
-        libc = ctypes.CDLL(None, use_errno=True)
-        for capability in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
-            if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
-                raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
-
-
 def test_an_unwritable_data_directory_is_one_line(config, owner):
     config.data_dir.chmod(0o500)
     try:
@@ -104,6 +95,18 @@ def test_a_database_locked_by_a_restore_is_one_line(config, owner):
     with exclusive_lock(config):
         result = serve(config)
     assert_one_line_failure(result, "PHASE_LITE_DATABASE", "restore")
+
+
+def test_an_unknown_setting_is_one_warning_line_at_start(config, owner):
+    server = LiveServer(config.data_dir, {"PHASE_LITE_RATE_LIMIT_SCOPES": "node",
+                                          "PHASE_LITE_TEST_ANYTHING": "1"})
+    server.start()
+    server.stop()
+    lines = [line for line in server.log_path.read_text().splitlines()
+             if "PHASE_LITE_RATE_LIMIT_SCOPES" in line]
+    assert len(lines) == 1 and "WARNING" in lines[0], lines
+    assert "did you mean PHASE_LITE_RATE_LIMIT_SCOPE?" in lines[0]
+    assert "PHASE_LITE_TEST_ANYTHING" not in server.log_path.read_text()
 
 
 def test_the_banner_comes_once_the_socket_is_bound(live_server):

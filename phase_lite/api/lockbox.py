@@ -20,7 +20,7 @@ from flask import Response, request
 from flask.views import MethodView
 from werkzeug.exceptions import MethodNotAllowed
 
-from .. import lockbox, schemas, secrets
+from .. import links, lockbox, schemas, secrets
 from ..store import now
 from . import json_response
 from .context import principal, request_meta, services, throttle
@@ -82,7 +82,8 @@ class Shares(MethodView):
         throttle(environ, caller)
         new = lockbox.parse_new_share(secrets.parse_body(request.get_data()))
         share = lockbox.create_share(services(environ), caller, new, request_meta(environ))
-        return json_response(lockbox.created_body(share), 201)
+        url = links.link(services(environ).config, share.path, environ)
+        return json_response(lockbox.created_body(share, url), 201)
 
 
 @blp.route("/v1/lockbox/<link_id>/")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from .. import __version__
+from .. import __version__, links
 from ..config import load_config
 from .command import emit, json_option, main
 
@@ -61,7 +61,7 @@ def init(owner_email, token_file, as_json):
         f"Initialised phase_lite in {config.data_dir}.\n\n"
         f"Owner {owner_email}, personal access token (shown once, keep it safe):\n\n"
         f"    {issued.token}\n\n"
-        f"For the Phase CLI/SDKs:  export PHASE_HOST=http://{config.listen}\n"
+        f"For the Phase CLI/SDKs:  export PHASE_HOST={links.base_url(config)}\n"
         f"For the REST API:        Authorization: Bearer {issued.bearer_token}\n"
     )
     click.echo(_first_sign_in_text(link, owner_email))

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import click
 
 from .. import service_accounts
-from ..audit import names_in_events
+from ..audit import names_in_events, secret_ids
 from ..errors import DoesNotExist
 from ..store import NotFound
 from ..store import accounts as account_store
@@ -68,17 +68,12 @@ def _event_line(event):
     where = "".join(f"  {name}={named(event[key])}" for name, key in
                     (("app", "appId"), ("env", "environmentId"), ("ip", "ipAddress"))
                     if event[key])
-    keys = [names[i] for i in _secret_ids(event) if i in names]
+    keys = [names[i] for i in secret_ids(event["details"]) if i in names]
     what = f"  keys={','.join(keys)}" if keys else ""
     via = f"  via {event['channel']}" if event["channel"] else ""
     return (f"{event['createdAt']}  {event['action']} {event['resourceType']}"
             f"{' ' + named(event['resourceId']) if event['resourceId'] else ''}{what}"
             f"  by {actor}{where}{via}")
-
-
-def _secret_ids(event):
-    listed = event["details"].get("secrets") if isinstance(event["details"], dict) else None
-    return [s["id"] if isinstance(s, dict) else s for s in listed or ()]
 
 
 @main.group("audit")

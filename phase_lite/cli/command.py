@@ -12,7 +12,7 @@ import click
 
 from .. import __version__, accounts
 from ..audit import CLI_META
-from ..config import ConfigError, load_config
+from ..config import ConfigError, load_config, unknown_settings
 from ..errors import PhaseError
 from ..store import StoreError
 from ..textfields import printable
@@ -85,3 +85,6 @@ class PhaseLiteGroup(click.Group):
 @click.version_option(__version__, prog_name="phase-lite")
 def main():
     """phase_lite: a small, self-hostable secrets manager that speaks Phase's API."""
+    if click.get_current_context().invoked_subcommand != "serve":  # the server logs its own
+        for line in unknown_settings():
+            click.echo(printable(f"Warning: {line}"), err=True)

@@ -75,9 +75,15 @@ def restore_command(path, force, yes, as_json):
         line += f" The damaged database was moved to {result.set_aside}."
     if result.kept:
         line += f" The replaced database was kept as {result.kept} (mode 0600)."
+    if result.retired_key_file:
+        line += (f" It was made before a master key rotation: it opened with the retired key "
+                 f"{result.retired_key_id} kept in {result.retired_key_file}, and its data keys "
+                 "are now wrapped by the current key.")
     if result.was_in_use:
         line += " A server was running: restart it now so it drops its caches."
     emit(as_json, _summary_payload(summary) | {
+        "retiredKeyId": result.retired_key_id,
+        "retiredKeyFile": str(result.retired_key_file) if result.retired_key_file else None,
         "database": config.database_name, "serverWasRunning": result.was_in_use,
         "damagedDatabaseMovedTo": str(result.set_aside) if result.set_aside else None,
         "replacedDatabaseKeptAs": str(result.kept) if result.kept else None}, line)
@@ -97,6 +103,16 @@ def keys_rotate_master(as_json):
     from ..rotation import rotate_master_key
 
     config = load_config()
+    if config.master_key_env:
+        warning = ("Rotating the master key. PHASE_LITE_MASTER_KEY comes from the environment: "
+                   "the new key is printed next, and the current key is kept nowhere by "
+                   "phase-lite; keep it apart from your backups, since backups made before "
+                   "now open only with it.")
+    else:
+        warning = (f"Rotating the master key in {config.master_key_file}. The current key is "
+                   f"kept as {config.master_key_file.name}.retired-<UTC time> beside it (mode "
+                   "0600): restore uses it for backups made before now. Keep copies of both "
+                   "apart from your backups.")
 
     def publish(new_key):
         # Shown before the database changes: without it the database would be lost.
@@ -105,20 +121,22 @@ def keys_rotate_master(as_json):
 
     with one_line_errors(), exclusive_lock(config, action="key rotation"):
         services = open_services(config)
+        if not as_json:  # scripts read retiredKeyFile in the JSON
+            click.echo(warning, err=True)  # before anything changes: what to keep, and where
         try:
             result = rotate_master_key(config, services.db, services.vault, publish=publish)
         finally:
             services.close()
     payload = {"previousKeyIds": result.previous_key_ids, "keyId": result.new_key_id,
                "apps": result.apps,
+               "retiredKeyFile": str(result.retired_file) if result.retired_file else None,
                "keyFile": str(result.key_file) if result.key_file else None}
     if result.key_file:
         emit(as_json, payload,
              f"Rotated the master key: {result.apps} app data keys are now wrapped by key "
              f"{result.new_key_id} (was {result.previous_key_ids[0]}). The new key is in "
-             f"{result.key_file} (mode 0600); the previous key was removed from it. Copy the "
-             "file somewhere safe now. Backups made before this rotation open only with the "
-             "previous key.")
+             f"{result.key_file} (mode 0600); the previous key is kept in "
+             f"{result.retired_file} (mode 0600).")
         return
     if as_json:
         click.echo(json.dumps(payload | {"newMasterKey": result.new_key}, indent=2))
@@ -128,7 +146,7 @@ def keys_rotate_master(as_json):
         f"{result.new_key_id} (was {result.previous_key_ids[0]}). PHASE_LITE_MASTER_KEY comes "
         "from the environment, so nothing was written: the new key is the line printed above. "
         "Set PHASE_LITE_MASTER_KEY to it wherever phase-lite runs before starting the server; "
-        "the previous key no longer opens the database.",
+        "the previous key no longer opens the database, but backups made before now need it.",
         err=True,
     )
 

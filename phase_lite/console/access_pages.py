@@ -7,8 +7,8 @@ from flask import g, request, url_for
 from ..errors import DoesNotExist, InvalidRequest, PhaseError, status_of
 from ..store import format_time
 from . import actions, sessions
-from .web import (PREFIX, ask_then, back, bp, caller, posted, refused, render, services,
-                  signed_in, throttle, throttled_text, visitor_ip, whole_number)
+from .web import (PREFIX, absolute_link, ask_then, back, bp, caller, posted, refused, render,
+                  services, signed_in, throttle, throttled_text, visitor_ip, whole_number)
 
 TOKEN_EXPIRIES = (("", "Never"), ("86400", "1 day"), ("604800", "7 days"),
                   ("2592000", "30 days"), ("7776000", "90 days"), ("31536000", "1 year"))
@@ -141,7 +141,7 @@ def invite_member():
                                       request.form.get("role_id"))
     except PhaseError as exc:
         return members(status=status_of(exc), error=exc.message)
-    return members(invite_link=url_for("console.use_link", token=token, _external=True))
+    return members(invite_link=absolute_link(url_for("console.use_link", token=token)))
 
 
 @bp.route(PREFIX + "/members/<user_id>/role", methods=["POST"])

@@ -444,8 +444,7 @@ def _secret_key_names(caller, events):
     db, vault = caller.services.db, caller.services.vault
     wanted = {}  # environment id: secret ids
     for event in events:
-        ids = [item["id"] if isinstance(item, dict) else item
-               for item in event["details"].get("secrets", ())]
+        ids = audit.secret_ids(event["details"])
         if ids and event["environment_id"] and event["app_id"]:
             wanted.setdefault((event["app_id"], event["environment_id"]), set()).update(ids)
     names = {}

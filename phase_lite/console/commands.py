@@ -4,16 +4,13 @@ import sys
 
 import click
 
-from .. import accounts
+from .. import accounts, links
 from ..cli.command import pass_ctx
 from . import sessions
 
 
 def setup_link_url(config, token: str) -> str:
-    host, port = config.host, config.port
-    if host in ("0.0.0.0", "::", "[::]", ""):
-        host = "localhost"
-    return f"http://{host}:{port}/console/welcome?token={token}"
+    return links.link(config, f"/console/welcome?token={token}")
 
 
 def setup_link_for(config, services, email: str) -> str:

@@ -15,7 +15,7 @@ from ..api.context import throttle
 from ..errors import PhaseError, status_of
 from ..store import now
 from . import actions
-from .web import (PREFIX, back, bp, caller, console_meta, posted, render, services,
+from .web import (PREFIX, absolute_link, back, bp, caller, console_meta, posted, render, services,
                   signed_in, unconfirmed)
 
 EXPIRY_OPTIONS = ((str(lockbox.DAY), "1 day"), (str(7 * lockbox.DAY), "7 days"),
@@ -54,7 +54,7 @@ def new_share():
         share = actions.create_share(caller(), lockbox.parse_new_share(fields))
     except PhaseError as exc:
         return json_response({"error": exc.message}, status_of(exc))
-    return json_response(lockbox.created_body(share))
+    return json_response(lockbox.created_body(share, absolute_link(share.path)))
 
 
 @bp.route(PREFIX + "/apps/<app_id>/environments/<env_id>/secrets/<secret_id>/share")

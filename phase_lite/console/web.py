@@ -23,8 +23,9 @@ from flask import Blueprint, abort, current_app, g, redirect, render_template, r
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import RequestRedirect
 
+from .. import links
 from ..access_log import loggable_path
-from ..api.context import _PRINCIPAL, _is_trusted_proxy, client_ip, request_meta
+from ..api.context import _PRINCIPAL, client_ip, request_meta
 from ..errors import InvalidRequest, PhaseError, status_of
 from . import sessions
 from .actions import Caller
@@ -106,11 +107,12 @@ def throttled_text(wait, what="sign-in") -> str:
 
 def is_https() -> bool:
     """Served over HTTPS: known from the request, or from a trusted proxy's header."""
-    if request.scheme == "https":
-        return True
-    proxies = services().config.trusted_proxies
-    return bool(proxies) and _is_trusted_proxy(request.remote_addr, proxies) and \
-        request.headers.get("X-Forwarded-Proto", "").lower() == "https"
+    return links.request_is_https(services().config, request.environ)
+
+
+def absolute_link(path: str) -> str:
+    """A link to ``path`` to show on a page: the public URL's, else this request's."""
+    return links.link(services().config, path, request.environ)
 
 
 def console_meta():

@@ -13,6 +13,7 @@ package.
 """
 
 import contextlib
+import os
 import sqlite3
 import threading
 import time
@@ -30,6 +31,9 @@ BUSY_TIMEOUT_MS = 30_000
 _REOPEN_AFTER = {
     sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_FULL,
 }
+# SQLite opens a file it may not write read-only, without a word: reads work, and the first
+# write fails (SQLITE_READONLY) even after the file became writable again. Such a connection
+# is replaced before its next write transaction once the file opens for writing.
 
 
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
@@ -185,6 +189,14 @@ class Database(Statements):
             raise StoreError(f"cannot open the database: {exc.__class__.__name__}") from None
         return self._remember(conn)
 
+    def _writable(self) -> bool:
+        """The file may be written now (SQLite tries that first, then falls back to
+        read-only). Asked with access(2), never by opening the file: closing any descriptor
+        of it would drop this process's SQLite locks on it."""
+        if not os.path.exists(self.path):
+            return True  # SQLite creates it
+        return os.access(self.path, os.W_OK, effective_ids=os.access in os.supports_effective_ids)
+
     @property
     def conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -192,8 +204,22 @@ class Database(Statements):
             self._drop(conn)
             conn = None
         if conn is None:
+            writable = self._writable()
             conn = self._local.conn = self._open()
+            # Checked on both sides of the open: either failing means SQLite may have
+            # fallen back to read-only.
+            self._local.read_only = not (writable and self._writable())
         return conn
+
+    def _for_writing(self) -> sqlite3.Connection:
+        """This thread's connection for a write transaction: a fresh one in place of a
+        connection opened read-only, once the file is writable again."""
+        local = self._local
+        conn = getattr(local, "conn", None)
+        if (conn is not None and getattr(local, "read_only", False) and not conn.in_transaction
+                and self._writable()):
+            local.stale = True
+        return self.conn
 
     def _drop(self, conn):
         """Close this thread's connection; the next use opens a fresh one."""
@@ -203,7 +229,7 @@ class Database(Statements):
         with contextlib.suppress(sqlite3.Error):
             conn.close()
         self._local.conn = self._local.seen = None
-        self._local.stale = False
+        self._local.stale = self._local.read_only = False
 
     def _failed(self, exc: sqlite3.Error) -> Exception:
         """The store's exception for ``exc``; a connection that hit I/O trouble is replaced."""
@@ -271,7 +297,7 @@ class Database(Statements):
         version (``PRAGMA user_version``, moved by every other commit) and so every read cache
         of every process as they were.
         """
-        conn = self.conn
+        conn = self._for_writing()
         if conn.in_transaction:
             yield self
             return

@@ -93,7 +93,7 @@ if (form) {
     }).then(({ response, answer }) => {
       if (!response.ok) throw new Error(answer.error || String(response.status));
       const link = document.getElementById("share-link");
-      link.value = location.origin + answer.link + "#" + sealed.key;
+      link.value = answer.url + "#" + sealed.key;  // the server's public URL, or this page's
       const views = answer.views === 1 ? "1 view" : answer.views + " views";
       document.querySelector("[data-share-summary]").textContent =
         "Opens for " + views + ", until " + new Date(answer.expiresAt).toLocaleString() + ".";
