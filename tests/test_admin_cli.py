@@ -16,7 +16,9 @@ from phase_lite.store import Database
 
 def test_init_prints_a_phase_token_once(run, data_dir):
     payload = run_json(run, "init", "--owner-email", "me@example.com")
-    assert set(payload) == {"ownerEmail", "token", "bearerToken", "consoleSetupLink"}
+    assert set(payload) == {"ownerEmail", "token", "bearerToken", "consoleSetupLink",
+                            "dataDir", "database", "masterKeyFile"}
+    assert payload["masterKeyFile"] == str(data_dir / "master.key")
     assert "/console/welcome?token=" in payload["consoleSetupLink"]
     assert payload["ownerEmail"] == "me@example.com"
     assert TOKEN_PATTERN.match(payload["token"])
@@ -28,6 +30,89 @@ def test_init_prints_a_phase_token_once(run, data_dir):
     again = run("init")
     assert "already initialised" in again.output
     assert "pss_" not in again.output
+
+
+def test_init_says_where_the_install_is_and_to_keep_the_key_apart(run, data_dir):
+    for output in (run("init").output, run("init").output):  # initialising, then again
+        assert f"Data directory:  {data_dir}\n" in output
+        assert f"Master key:      {data_dir / 'master.key'}\n" in output
+        assert "keep a copy of the key apart from the backups" in output
+
+
+def test_init_again_names_the_token_file_state_and_how_to_mint_one(run, tmp_path):
+    token_file = tmp_path / "owner.token"
+    first = run("init", "--token-file", str(token_file))
+    assert "pss_" not in first.output and token_file.stat().st_mode & 0o777 == 0o600
+    again = run("init", "--token-file", str(token_file)).output
+    assert f"{token_file} holds a live token of owner@localhost." in again
+    other = tmp_path / "other.token"
+    missing = run("init", "--token-file", str(other)).output
+    assert not other.exists()
+    assert f"Nothing was written to {other}." in missing
+    assert f"users tokens create --email owner@localhost --token-file {other}" in missing
+    # The way it names: the Owner's new token goes to the file, audited as any token mint.
+    minted = run("users", "tokens", "create", "--email", "owner@localhost", "--name", "again",
+                 "--token-file", str(other)).output
+    assert "pss_" not in minted and f"it is in {other} (mode 0600)" in minted
+    assert other.stat().st_mode & 0o777 == 0o600
+    assert f"{other} holds a live token of owner@localhost." in run(
+        "init", "--token-file", str(other)).output
+    events = run_json(run, "audit", "list", "--limit", "1")
+    assert (events[0]["action"], events[0]["resourceType"], events[0]["details"]["name"]) == (
+        "create", "user_token", "again")
+    assert events[0]["channel"] == "cli"
+    # A revoked token no longer counts as the Owner's.
+    token_id = json.loads(run("users", "tokens", "list", "--json").output)[-1]["id"]
+    run("users", "tokens", "revoke", token_id)
+    assert "Nothing was written" in run("init", "--token-file", str(other)).output
+    refused = run("users", "tokens", "create", "--email", "owner@localhost",
+                  "--token-file", str(other), ok=False)
+    assert refused.exit_code == 1 and "already exists" in refused.output
+
+
+def _cli(args, cwd, env):
+    return subprocess.run([sys.executable, "-m", "phase_lite.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def _env_without_data_dir(tmp_path):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PHASE_LITE_")}
+    return env | {"HOME": str(tmp_path / "home"), "XDG_DATA_HOME": str(tmp_path / "xdg")}
+
+
+def test_the_install_is_the_same_from_any_folder(tmp_path):
+    env = _env_without_data_dir(tmp_path)
+    for folder in ("one", "two"):
+        (tmp_path / folder).mkdir()
+    assert _cli(["init"], tmp_path / "one", env).returncode == 0
+    assert _cli(["apps", "create", "shop"], tmp_path / "one", env).returncode == 0
+    listed = _cli(["apps", "list"], tmp_path / "two", env)
+    assert listed.returncode == 0 and "shop" in listed.stdout
+    again = _cli(["init"], tmp_path / "two", env)
+    assert "already initialised" in again.stdout
+    assert (tmp_path / "xdg" / "phase-lite" / "master.key").exists()
+    assert not (tmp_path / "one" / "data").exists() and not (tmp_path / "two" / "data").exists()
+
+
+def test_an_install_in_the_old_default_is_named_not_replaced(tmp_path):
+    env = _env_without_data_dir(tmp_path)
+    checkout = tmp_path / "checkout"
+    (checkout / "data").mkdir(parents=True)
+    made = _cli(["init"], checkout, env | {"PHASE_LITE_DATA_DIR": str(checkout / "data")})
+    assert made.returncode == 0, made.stderr
+    new_place = tmp_path / "xdg" / "phase-lite"
+    expected = (f"Error: PHASE_LITE_DATA_DIR: {checkout / 'data'} holds an install made when "
+                f"./data was the default data directory, which is now {new_place}; set "
+                f"PHASE_LITE_DATA_DIR={checkout / 'data'}, or move its files to {new_place}")
+    for args in (["init"], ["apps", "list"], ["serve"]):
+        result = _cli(args, checkout, env)
+        assert (result.returncode, result.stderr.strip()) == (1, expected), args
+    assert not (new_place / "master.key").exists()  # no second, empty install
+    # Named explicitly, it is used as before.
+    listed = _cli(["apps", "list"], checkout, env | {"PHASE_LITE_DATA_DIR": "data"})
+    assert (listed.returncode, listed.stdout.strip()) == (0, "No apps.")
 
 
 def test_init_human_output_explains_use(run):
