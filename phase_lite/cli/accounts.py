@@ -30,6 +30,18 @@ def token_state(row):
     return "revoked" if row["revokedAt"] else "active"
 
 
+def token_line(row, *columns):
+    """One token of ``tokens list``: id, ``columns``, state, and when it was made, last used
+    and expires (to the second, UTC)."""
+    def when(stamp, none):
+        return stamp[:19].replace("T", " ") if stamp else none
+
+    return "  ".join([row["id"], *columns, token_state(row),
+                      f"created {when(row['createdAt'], '-')}",
+                      f"last used {when(row['lastUsedAt'], 'never')}",
+                      f"expires {when(row['expiresAt'], 'never')}"])
+
+
 @dataclass(frozen=True)
 class AccountKind:
     """What the commands of one kind of account differ in."""
@@ -200,7 +212,7 @@ def user_tokens_list(ctx, as_json):
     """List personal access tokens (never their secret part)."""
     rows = account_store.list_user_tokens(ctx.db, ctx.operator.organisation_id)
     emit_rows(as_json, [token_row(r) | {"email": r["email"]} for r in rows],
-              lambda t: f"{t['id']}  {t['email']}  {t['name']}  {token_state(t)}", "No tokens.")
+              lambda t: token_line(t, t["email"], t["name"]), "No tokens.")
 
 
 @user_tokens.command("revoke")
@@ -280,7 +292,7 @@ def sa_tokens_list(ctx, account, as_json):
     sa = SERVICE_ACCOUNTS.find(ctx, account)
     rows = account_store.list_tokens(ctx.db, service_account_id=sa["id"], include_revoked=True)
     emit_rows(as_json, [token_row(r) for r in rows],
-              lambda t: f"{t['id']}  {t['name']}  {token_state(t)}", "No tokens.")
+              lambda t: token_line(t, t["name"]), "No tokens.")
 
 
 sa_tokens.add_command(tokens_revoke)  # one command: a token id names either kind
