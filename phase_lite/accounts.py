@@ -133,8 +133,15 @@ def list_users(services, principal):
 
 
 def user_by_email(services, principal, email):
-    with missing_as(DoesNotExist(f"No user with email '{email}'.")):
-        return account_store.get_user_by_email(services.db, principal.organisation_id, email)
+    """A live user by email, or by id (the admin command takes either)."""
+    org_id = principal.organisation_id
+    try:
+        return account_store.get_user_by_email(services.db, org_id, email)
+    except NotFound:
+        pass
+    with missing_as(DoesNotExist(f"No user with email or id '{email}' "
+                                 "('phase-lite users list' shows them).")):
+        return account_store.get_user(services.db, org_id, email)
 
 
 def create_user(services, principal, fields, meta):

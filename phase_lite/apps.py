@@ -16,9 +16,11 @@ environments, and an environment when it holds it (Phase's app membership and En
 rows).
 """
 
+import shlex
+
 from . import audit, contract
 from .errors import DoesNotExist, Duplicate, InvalidRequest, PermissionDenied
-from .store import missing_as, new_id
+from .store import NotFound, missing_as, new_id
 from .store import accounts as account_store
 from .store import apps as app_store
 from .textfields import validate_text_field as clean_text
@@ -63,7 +65,8 @@ def app_by_id_or_name(services, principal, id_or_name):
             raise InvalidRequest(
                 f"{len(matches)} apps are named {id_or_name}: use the id.") from None
         if not matches:
-            raise
+            raise DoesNotExist(f"No app with the name or id '{id_or_name}' "
+                               "('phase-lite apps list' shows them).") from None
         services.auth.check_app_access(principal, matches[0])
         return matches[0]
 
@@ -78,19 +81,46 @@ def environment_in_scope(services, principal, env_id):
     return app, env
 
 
+# The Phase CLI's short forms of the default environments (``--env dev``): their types.
+SHORT_FORMS = tuple(env_type for _, env_type in DEFAULT_ENVIRONMENTS)
+
+
 def environments_by_name(services, principal, app, names):
-    """The app's environments by name (case-insensitive), in the order given; every
-    environment the caller holds when ``names`` is empty."""
+    """The app's environments by name (case-insensitive), short form or id, in the order
+    given; every environment the caller holds when ``names`` is empty (the admin command's
+    way, as ``environment_by_name`` finds each)."""
     if not names:
         return visible_environments(services, principal, app)
     envs = []
     for name in names:
-        env = app_store.find_environment(services.db, app["id"], name)
-        if env is None:
-            raise DoesNotExist(f"Environment '{name}' not found in App {app['id']}")
+        env = environment_by_name(services.db, app, name)
         check_environment_access(services, principal, env)
         envs.append(env)
     return envs
+
+
+def environment_by_name(db, app, name):
+    """The app's environment named ``name`` (case-insensitive); else, for the Phase CLI's
+    short forms ``dev``, ``staging`` and ``prod``, the app's one environment of that type
+    (renamed or not); else the one with that id."""
+    env = app_store.find_environment(db, app["id"], name)
+    if env is None and name.lower() in SHORT_FORMS:
+        typed = [e for e in app_store.list_environments(db, app["id"])
+                 if e["env_type"] == name.lower()]
+        env = typed[0] if len(typed) == 1 else None
+    if env is None:
+        try:
+            env = app_store.get_environment(db, app["organisation_id"], name)
+        except NotFound:
+            env = None
+        if env is not None and env["app_id"] != app["id"]:
+            env = None
+    if env is None:
+        raise DoesNotExist(
+            f"No environment '{name}' in app {app['name']}: give its name, its id or one of "
+            f"{', '.join(SHORT_FORMS)} ('phase-lite envs list {shlex.quote(app['name'])}' shows "
+            "them).")
+    return env
 
 
 # -- apps ------------------------------------------------------------------------------------

@@ -4,6 +4,9 @@ Nothing else in the package reads ``os.environ``. Key material has no default: t
 comes from ``PHASE_LITE_MASTER_KEY`` or from the file named by ``PHASE_LITE_MASTER_KEY_FILE``
 (``<data dir>/master.key``, written by ``phase-lite init``), and a missing, unreadable or
 malformed key stops start-up with one line that names the setting.
+
+The data directory is ``PHASE_LITE_DATA_DIR``, else ``$XDG_DATA_HOME/phase-lite``, else
+``~/.local/share/phase-lite``: the same install whatever folder a command runs in.
 """
 
 import difflib
@@ -73,6 +76,7 @@ class Config:
     session_idle_minutes: int = DEFAULT_SESSION_IDLE_MINUTES  # console sign-in
     session_max_hours: int = DEFAULT_SESSION_MAX_HOURS
     testing: bool = False
+    data_dir_is_default: bool = False  # PHASE_LITE_DATA_DIR unset
 
     @property
     def host(self) -> str:
@@ -120,6 +124,8 @@ class Config:
         try:
             lines = self.master_key_file.read_text().split()
         except FileNotFoundError:
+            if old := old_default_install(self):
+                raise moved_install_error(self, old) from None
             raise ConfigError(
                 f"{setting}: no master key at {self.master_key_file} "
                 "(run 'phase-lite init' or set PHASE_LITE_MASTER_KEY)"
@@ -234,10 +240,42 @@ def unknown_settings(environ=None) -> list[str]:
     return lines
 
 
+def default_data_dir(env) -> Path:
+    """``$XDG_DATA_HOME/phase-lite``, else ``~/.local/share/phase-lite`` (XDG's base directories:
+    a relative ``XDG_DATA_HOME`` is ignored). Never the working directory."""
+    xdg = env.get("XDG_DATA_HOME") or ""
+    if os.path.isabs(xdg):
+        return Path(xdg) / "phase-lite"
+    home = env.get("HOME")
+    return (Path(home) if home and os.path.isabs(home) else Path.home()) / ".local/share/phase-lite"
+
+
+# The default data directory before it moved to ``default_data_dir``: ``./data``.
+OLD_DEFAULT_DATA_DIR = "data"
+
+
+def old_default_install(config: Config) -> Path | None:
+    """``./data`` when it holds an install made while it was the default and no
+    PHASE_LITE_DATA_DIR is set: what ``init`` and ``serve`` point at instead of the new place."""
+    old = Path(OLD_DEFAULT_DATA_DIR).resolve()
+    if not config.data_dir_is_default or old == config.data_dir:
+        return None
+    held = any((old / name).exists() for name in ("master.key", "phase_lite.sqlite3"))
+    return old if held else None
+
+
+def moved_install_error(config: Config, old: Path) -> ConfigError:
+    """The refusal to start a second, empty install while ``old`` holds the first."""
+    return ConfigError(
+        f"PHASE_LITE_DATA_DIR: {old} holds an install made when ./data was the default data "
+        f"directory, which is now {config.data_dir}; set PHASE_LITE_DATA_DIR={old}, or move "
+        f"its files to {config.data_dir}")
+
+
 def load_config(environ=None, **overrides) -> Config:
     """Build a Config from the environment (``os.environ`` by default) plus overrides."""
     env = os.environ if environ is None else environ
-    data_dir = Path(env.get("PHASE_LITE_DATA_DIR") or "data").resolve()
+    data_dir = Path(env.get("PHASE_LITE_DATA_DIR") or default_data_dir(env)).resolve()
     listen = env.get("PHASE_LITE_LISTEN") or DEFAULT_LISTEN
     if not re.fullmatch(r"[^\s:]+:\d{1,5}|\[[0-9a-fA-F:]+\]:\d{1,5}", listen) or not (
             0 < int(listen.rsplit(":", 1)[1]) < 65536):
@@ -278,6 +316,7 @@ def load_config(environ=None, **overrides) -> Config:
         session_idle_minutes=_int(env, "PHASE_LITE_SESSION_IDLE_MINUTES",
                                   DEFAULT_SESSION_IDLE_MINUTES),
         session_max_hours=_int(env, "PHASE_LITE_SESSION_MAX_HOURS", DEFAULT_SESSION_MAX_HOURS),
+        data_dir_is_default=not env.get("PHASE_LITE_DATA_DIR"),
     )
     for name, value in overrides.items():
         setattr(config, name, value)

@@ -20,7 +20,8 @@ import time
 
 from . import __version__
 from .access_log import configure_logging
-from .config import Config, ConfigError, load_config, unknown_settings
+from .config import (Config, ConfigError, load_config, moved_install_error, old_default_install,
+                     unknown_settings)
 from .links import base_url, serves_plain_http_to_everyone
 
 log = logging.getLogger("phase_lite.server")
@@ -107,6 +108,8 @@ def check_data_dir(config: Config) -> None:
     for setting, directory in (("PHASE_LITE_DATA_DIR", config.data_dir),
                                ("PHASE_LITE_DATABASE", config.database.parent)):
         if not directory.is_dir():
+            if old := old_default_install(config):
+                raise moved_install_error(config, old)
             raise ConfigError(f"{setting}: no directory {directory} (run 'phase-lite init')")
         if not os.access(directory, os.W_OK | os.X_OK):
             raise ConfigError(f"{setting}: {directory} is not writable by this user "
@@ -174,6 +177,7 @@ class Serving:
         previous = {sig: signal.signal(sig, self.request_stop)
                     for sig in (signal.SIGTERM, signal.SIGINT)}
         self.print_banner()
+        print("\n".join(storage_lines(self.config)), file=sys.stderr, flush=True)
         log.info("phase_lite %(version)s started on %(listen)s (pid %(pid)d)",
                  {"event": "start", "version": __version__, "listen": self.config.listen,
                   "pid": os.getpid()})
@@ -225,3 +229,18 @@ class Serving:
               f"  REST API:        {base}/service/public/v1/secrets/\n"
               f"  OpenAPI:         {base}/service/public/openapi.json\n"
               f"  Phase CLI/SDKs:  export PHASE_HOST={base}", file=sys.stderr, flush=True)
+
+
+MASTER_KEY_WARNING = ("keep a copy of the key apart from the backups: a backup opens only "
+                      "with it, and the two together open every secret")
+
+
+def storage_lines(config: Config) -> list[str]:
+    """Where the install lives: data directory, database and master key, for ``serve``'s
+    banner and ``init``."""
+    key = ("PHASE_LITE_MASTER_KEY (from the environment)" if config.master_key_env
+           else str(config.master_key_file))
+    lines = [f"  Data directory:  {config.data_dir}"]
+    if config.database_url or config.database.parent != config.data_dir:
+        lines.append(f"  Database:        {config.database_name}")
+    return lines + [f"  Master key:      {key}", f"  ({MASTER_KEY_WARNING})"]

@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,6 +28,12 @@ from phase_lite.cli import main as cli_main
 from phase_lite.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
+
+# The default data directory is ``$XDG_DATA_HOME/phase-lite`` (else ``~/.local/share``): a test
+# or a command it starts that forgets PHASE_LITE_DATA_DIR lands in this session's own folder,
+# never in the home of the user running the tests.
+TEST_XDG_DATA_HOME = Path(tempfile.mkdtemp(prefix="phase-lite-tests-xdg-"))
+os.environ["XDG_DATA_HOME"] = str(TEST_XDG_DATA_HOME)
 
 # The store, domain, HTTP contract and console tests; not the ones about SQLite files,
 # processes or the command line.
@@ -56,6 +63,10 @@ BOTH_BACKENDS = {
     "test_unicode_sweep",
     "test_webauth",
 }
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(TEST_XDG_DATA_HOME, ignore_errors=True)
 
 
 def pytest_generate_tests(metafunc):

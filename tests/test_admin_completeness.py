@@ -235,6 +235,7 @@ def test_init_token_file_refuses_an_existing_file_before_initialising(run, data_
     token_file.write_text("keep me")
     refused = run("init", "--token-file", str(token_file), ok=False)
     assert refused.exit_code == 1
-    assert refused.output == f"Error: {token_file} already exists; give a new file name\n"
+    assert refused.output == (f"Error: {token_file} already exists (a token of an earlier "
+                              "install?); remove it or give a new file name\n")
     assert token_file.read_text() == "keep me"
     assert not (data_dir / "phase_lite.sqlite3").exists()

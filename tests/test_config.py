@@ -1,5 +1,6 @@
 """Settings: defaults, validation, and key material without defaults."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,16 +11,40 @@ from phase_lite.config import ConfigError, load_config, parse_rate, unknown_sett
 
 def test_defaults(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    config = load_config({})
-    assert config.data_dir == tmp_path / "data"
-    assert config.database == tmp_path / "data" / "phase_lite.sqlite3"
-    assert config.master_key_file == tmp_path / "data" / "master.key"
+    config = load_config({"HOME": str(tmp_path / "home")})
+    data_dir = tmp_path / "home" / ".local" / "share" / "phase-lite"
+    assert config.data_dir == data_dir
+    assert config.database == data_dir / "phase_lite.sqlite3"
+    assert config.master_key_file == data_dir / "master.key"
     assert config.master_key_env is None
     assert config.listen == "127.0.0.1:8080"
     assert (config.host, config.port) == ("127.0.0.1", 8080)
     assert config.threads == 4
     assert config.max_body_bytes == 5 * 1024 * 1024
     assert config.rate_limit is None
+
+
+def test_the_default_data_directory_does_not_follow_the_working_directory(tmp_path,
+                                                                          monkeypatch):
+    env = {"HOME": str(tmp_path / "home"), "XDG_DATA_HOME": str(tmp_path / "xdg")}
+    seen = set()
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        monkeypatch.chdir(tmp_path / folder)
+        seen.add(load_config(env).data_dir)
+    assert seen == {tmp_path / "xdg" / "phase-lite"}
+    # XDG's rule: a relative XDG_DATA_HOME is ignored; PHASE_LITE_DATA_DIR wins over both.
+    relative = load_config({"HOME": str(tmp_path / "home"), "XDG_DATA_HOME": "rel"})
+    assert relative.data_dir == tmp_path / "home" / ".local" / "share" / "phase-lite"
+    assert load_config(env | {"PHASE_LITE_DATA_DIR": str(tmp_path / "d")}).data_dir == (
+        tmp_path / "d")
+
+
+def test_the_tests_never_reach_the_real_home():
+    from conftest import TEST_XDG_DATA_HOME
+
+    env = {k: v for k, v in os.environ.items() if k != "PHASE_LITE_DATA_DIR"}
+    assert load_config(env).data_dir == TEST_XDG_DATA_HOME / "phase-lite"
 
 
 def test_settings_are_read(tmp_path):

@@ -87,3 +87,30 @@ def test_the_editable_install_prints_no_warning(tmp_path):
     assert result.returncode == 0, result.stderr
     output = result.stdout + result.stderr
     assert "BuildBackendWarning" not in output and "Editable installation" not in output
+
+
+def make(*args, **kwargs):
+    return subprocess.run(["make", "--no-print-directory", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=60, **kwargs)
+
+
+def test_make_run_installs_only_what_serving_needs(tmp_path):
+    # -n prints what make would run for a fresh venv, running nothing.
+    planned = make("-n", "run", f"VENV={tmp_path / 'venv'}")
+    assert planned.returncode == 0, planned.stderr
+    installs = [line for line in planned.stdout.splitlines() if " install " in line]
+    assert installs[-1].endswith("pip install --quiet -e .")
+    assert "[test]" not in planned.stdout and "playwright" not in planned.stdout
+    tests = make("-n", "test", f"VENV={tmp_path / 'venv'}").stdout
+    assert "pip install --quiet -e '.[test]'" in tests
+
+
+def test_make_help_lists_every_task_with_its_comment():
+    listed = make("help")
+    assert listed.returncode == 0, listed.stderr
+    phony = next(line for line in (REPO / "Makefile").read_text().splitlines()
+                 if line.startswith(".PHONY:")).split()[1:]
+    names = [line.split()[1] for line in listed.stdout.splitlines()]
+    assert sorted(names) == sorted(phony)
+    run_line = next(line for line in listed.stdout.splitlines() if line.split()[1] == "run")
+    assert "owner.token" in run_line

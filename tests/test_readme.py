@@ -83,7 +83,7 @@ def test_the_walkthrough_is_marked_and_defines_what_it_uses():
     blocks = walkthrough()
     assert len(blocks) >= 8
     assert blocks[0][1].strip() == ".venv/bin/phase-lite init --token-file owner.token"
-    assert [needs for needs, _, _ in blocks if needs] == ["phase-cli"]
+    assert [needs for needs, _, _ in blocks if needs] == ["phase-cli", "phase-cli"]
     defined = set()
     for _, script, _ in blocks:
         used = set(re.findall(r"\$\{?([A-Za-z_]\w*)", script))
@@ -102,4 +102,5 @@ def test_the_walkthrough_runs_as_written(tmp_path):
 @pytest.mark.clients
 def test_the_walkthrough_runs_with_the_phase_cli(tmp_path, installed_clients):
     outputs = run_walkthrough(tmp_path, phase_cli=True)
-    assert "localhost" in outputs[-2].splitlines()  # phase run: the value in the process
+    assert "localhost" in outputs[-3].splitlines()  # phase run: the value in the process
+    assert outputs[-2].splitlines() == ['DB_HOST="localhost"']  # imported into Staging

@@ -19,13 +19,21 @@ from phase_lite.store import Database
 pytestmark = pytest.mark.slow
 
 
-def test_make_run_initialises_prints_a_token_and_serves(tmp_path):
+def test_make_run_initialises_writes_the_token_file_and_serves(tmp_path):
+    """`make run` from nothing: the Owner token in a 0600 file it names, the data directory and
+    key file named, and the README's walkthrough then goes on from there (its init sees the
+    install and the token file; its first request works), one story."""
+    from test_readme import walkthrough
+
     port = free_port()
-    env = dict(os.environ, PHASE_LITE_DATA_DIR=str(tmp_path / "data"),
+    token_file = tmp_path / "owner.token"
+    data_dir = tmp_path / "data"
+    env = dict(os.environ, PHASE_LITE_DATA_DIR=str(data_dir),
                PHASE_LITE_LISTEN=f"127.0.0.1:{port}")
     log = tmp_path / "make-run.log"
     with open(log, "wb") as out:
-        process = subprocess.Popen(["make", "--no-print-directory", "run"], cwd=REPO, env=env,
+        process = subprocess.Popen(["make", "--no-print-directory", "run",
+                                    f"TOKEN_FILE={token_file}"], cwd=REPO, env=env,
                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 30
@@ -39,14 +47,30 @@ def test_make_run_initialises_prints_a_token_and_serves(tmp_path):
             pytest.fail(f"no /health/ within 30 s: {log.read_text()[-2000:]}")
         assert health.json()["status"] == "alive"
         output = log.read_text()
-        token = re.search(r"pss_user:v1(:[0-9a-f]{64}){4}", output)
+        assert "pss_" not in output  # the token went to the file
+        assert f"token is in {token_file} (mode 0600)" in output
+        assert token_file.stat().st_mode & 0o777 == 0o600
+        token = re.fullmatch(r"pss_user:v1(:[0-9a-f]{64}){4}\n", token_file.read_text())
         assert token, output
         bearer = token.group(0).split(":")[2]
+        for shown in (f"Data directory:  {data_dir}", f"Master key:      {data_dir}/master.key",
+                      "apart from the backups"):
+            assert output.count(shown) == 2, output  # by init, then by serve's banner
         assert "/service/public/v1/secrets/" in output
         assert f"PHASE_HOST=http://127.0.0.1:{port}" in output
         apps = requests.get(f"http://127.0.0.1:{port}/service/public/v1/apps/",
                             headers={"Authorization": f"Bearer User {bearer}"}, timeout=5)
-        assert apps.status_code in (200, 404)  # 404 until the management API is registered
+        assert apps.status_code == 200
+
+        (tmp_path / ".venv").symlink_to(REPO / ".venv")
+        (_, init_block, _), (_, first_request, _) = walkthrough()[:2]
+        script = f"set -euo pipefail\n{init_block}\n{first_request}"
+        walked = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True,
+                                text=True, timeout=120,
+                                env=env | {"HOST": f"http://127.0.0.1:{port}"})
+        assert walked.returncode == 0, walked.stderr
+        assert "owner.token holds a live token of owner@localhost." in walked.stdout
+        assert walked.stdout.splitlines()[-1] == '{"data":[]}'
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(10)

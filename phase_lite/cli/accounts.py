@@ -2,6 +2,7 @@
 grants and their tokens."""
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import click
@@ -27,6 +28,18 @@ def token_row(row):
 
 def token_state(row):
     return "revoked" if row["revokedAt"] else "active"
+
+
+def token_line(row, *columns):
+    """One token of ``tokens list``: id, ``columns``, state, and when it was made, last used
+    and expires (to the second, UTC)."""
+    def when(stamp, none):
+        return stamp[:19].replace("T", " ") if stamp else none
+
+    return "  ".join([row["id"], *columns, token_state(row),
+                      f"created {when(row['createdAt'], '-')}",
+                      f"last used {when(row['lastUsedAt'], 'never')}",
+                      f"expires {when(row['expiresAt'], 'never')}"])
 
 
 @dataclass(frozen=True)
@@ -113,11 +126,30 @@ def access_message(grant, who, app, done, untouched):
     return " ".join(parts)
 
 
-def emit_issued_token(ctx, issue, row, name, expires_in, as_json):
-    """Mint a token with the domain function ``issue`` and print it (shown once)."""
+def emit_issued_token(ctx, issue, row, name, expires_in, as_json, token_file=None):
+    """Mint a token with the domain function ``issue`` and print it (shown once), or write it
+    to ``token_file``, a new file of mode 0600, and say where it is."""
+    from . import write_private_file
+
+    if token_file is not None and (token_file.exists() or not token_file.parent.is_dir()):
+        raise click.ClickException(
+            f"{token_file} already exists; give a new file name" if token_file.exists()
+            else f"{token_file.parent} is not a directory")
     issued = issue(ctx.services, ctx.operator, row, {"name": name, "expires_in": expires_in},
                    ctx.meta)
-    emit(as_json, token_payload(issued), issued.token)
+    if token_file is None:
+        emit(as_json, token_payload(issued), issued.token)
+        return
+    write_private_file(token_file, issued.token + "\n")
+    payload = {k: v for k, v in token_payload(issued).items() if k not in ("token", "bearerToken")}
+    emit(as_json, payload | {"tokenFile": str(token_file)},
+         f"Created token {issued.id} ({issued.name}); it is in {token_file} (mode 0600).")
+
+
+def token_file_option(fn):
+    return click.option(
+        "--token-file", type=click.Path(dir_okay=False, path_type=Path),
+        help="Write the token to this new file (mode 0600), not to standard output.")(fn)
 
 
 # -- users -----------------------------------------------------------------------------------
@@ -160,15 +192,17 @@ def user_tokens():
 
 
 @user_tokens.command("create")
-@click.option("--email", required=True)
+@click.option("--email", required=True, help="The user's email (or id).")
 @click.option("--name", default="Personal token", show_default=True)
 @click.option("--expires-in", type=click.IntRange(min=1), help="Lifetime in seconds.")
+@token_file_option
 @json_option
 @pass_ctx
-def user_tokens_create(ctx, email, name, expires_in, as_json):
-    """Mint a personal access token (shown once)."""
+def user_tokens_create(ctx, email, name, expires_in, token_file, as_json):
+    """Mint a personal access token (shown once), the Owner's too: a lost one is revoked
+    with 'tokens revoke ID' and replaced by a new one. Audited as every token mint."""
     emit_issued_token(ctx, tokens.issue_user_token, USERS.find(ctx, email), name, expires_in,
-                      as_json)
+                      as_json, token_file)
 
 
 @user_tokens.command("list")
@@ -178,7 +212,7 @@ def user_tokens_list(ctx, as_json):
     """List personal access tokens (never their secret part)."""
     rows = account_store.list_user_tokens(ctx.db, ctx.operator.organisation_id)
     emit_rows(as_json, [token_row(r) | {"email": r["email"]} for r in rows],
-              lambda t: f"{t['id']}  {t['email']}  {t['name']}  {token_state(t)}", "No tokens.")
+              lambda t: token_line(t, t["email"], t["name"]), "No tokens.")
 
 
 @user_tokens.command("revoke")
@@ -240,12 +274,13 @@ def sa_tokens():
 @click.argument("account")
 @click.option("--name", default="Token", show_default=True)
 @click.option("--expires-in", type=click.IntRange(min=1), help="Lifetime in seconds.")
+@token_file_option
 @json_option
 @pass_ctx
-def sa_tokens_create(ctx, account, name, expires_in, as_json):
+def sa_tokens_create(ctx, account, name, expires_in, token_file, as_json):
     """Mint a service-account token (shown once)."""
     emit_issued_token(ctx, tokens.issue_service_account_token, SERVICE_ACCOUNTS.find(ctx, account),
-                      name, expires_in, as_json)
+                      name, expires_in, as_json, token_file)
 
 
 @sa_tokens.command("list")
@@ -257,7 +292,7 @@ def sa_tokens_list(ctx, account, as_json):
     sa = SERVICE_ACCOUNTS.find(ctx, account)
     rows = account_store.list_tokens(ctx.db, service_account_id=sa["id"], include_revoked=True)
     emit_rows(as_json, [token_row(r) for r in rows],
-              lambda t: f"{t['id']}  {t['name']}  {token_state(t)}", "No tokens.")
+              lambda t: token_line(t, t["name"]), "No tokens.")
 
 
 sa_tokens.add_command(tokens_revoke)  # one command: a token id names either kind

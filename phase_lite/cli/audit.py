@@ -85,7 +85,8 @@ def audit_group():
 @click.option("--app", help="App id or name.")
 @click.option("--env", help="Environment id, or name with --app.")
 @click.option("--actor", help="User email, service account name, or account id.")
-@click.option("--since", help="7d, 12h, 30m, 45s, or an ISO-8601 date or time.")
+@click.option("--since", help="7d, 12h, 30m, 45s, or an ISO-8601 date or time.",
+              callback=lambda ctx, param, value: parse_since(value) if value else None)
 @click.option("--limit", type=click.IntRange(1, 10000), default=50, show_default=True)
 @json_option
 @pass_ctx
@@ -107,7 +108,7 @@ def audit_list(ctx, app, env, actor, since, limit, as_json):
     rows = audit_store.list_events(
         ctx.db, app_id=app_id, environment_id=env_id,
         actor_id=_actor_id(ctx, actor) if actor else None,
-        since=parse_since(since) if since else None, limit=limit,
+        since=since, limit=limit,
     )
     payload = [_event_payload(row) for row in rows]
     for event, names in zip(payload, names_in_events(ctx.db, ctx.services.vault, payload)):

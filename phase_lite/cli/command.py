@@ -6,7 +6,12 @@ and act as the local operator (``accounts.operator``), named in the audit events
 """
 
 import json
+import os
+import re
+import shlex
+import shutil
 import sys
+from pathlib import Path
 
 import click
 
@@ -70,6 +75,33 @@ def json_option(fn):
     return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(fn)
 
 
+def command_name() -> str:
+    """How to run ``phase-lite`` again as this process was run, for the hints it prints:
+    ``phase-lite`` when that is what PATH finds, else the path it was run by (for example
+    ``.venv/bin/phase-lite``), else ``python -m phase_lite.cli``."""
+    invoked = sys.argv[0] if os.path.basename(sys.argv[0]) == "phase-lite" else None
+    script = invoked or str(Path(sys.executable).parent / "phase-lite")
+    found = shutil.which("phase-lite")
+    try:
+        if found and os.path.samefile(found, script):
+            return "phase-lite"
+    except OSError:
+        pass
+    if invoked:
+        return shlex.quote(invoked)
+    if os.access(script, os.X_OK):
+        return shlex.quote(script)
+    return f"{shlex.quote(sys.executable)} -m phase_lite.cli"
+
+
+HINTED = re.compile(r"(?<=')phase-lite(?= )")
+
+
+def runnable(text: str) -> str:
+    """``text`` with each quoted ``'phase-lite ...'`` command written as it can be run here."""
+    return HINTED.sub(lambda _: command_name(), text)
+
+
 class PhaseLiteGroup(click.Group):
     """Turn domain and configuration errors into one line on stderr and exit status 1."""
 
@@ -77,7 +109,8 @@ class PhaseLiteGroup(click.Group):
         try:
             return super().invoke(ctx)
         except (ConfigError, PhaseError, StoreError) as exc:
-            click.echo(printable(f"Error: {getattr(exc, 'message', None) or exc}"), err=True)
+            message = runnable(str(getattr(exc, "message", None) or exc))
+            click.echo(printable(f"Error: {message}"), err=True)
             sys.exit(1)
 
 
