@@ -11,7 +11,7 @@ TEST_STAMP := $(VENV)/.installed-test
 # Where `make run` writes the Owner's token on the first run (mode 0600; the walkthrough reads it).
 TOKEN_FILE ?= owner.token
 
-.PHONY: help run venv test-venv test test-fast clients system-tools browser bench clean
+.PHONY: help run venv test-venv test test-fast clients system-tools browser container-tools bench clean
 
 ## List the tasks.
 help:
@@ -64,8 +64,17 @@ browser:
 		echo "chromium is missing: installing Debian's chromium package"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-## The whole suite: the real Phase clients and the web console's browser tests included.
-test: $(TEST_STAMP) clients system-tools browser
+## Debian's podman (builds the Containerfile) and mmdebstrap (makes its Debian base when no
+## registry is reachable) for tests/test_container.py.
+container-tools:
+	@command -v podman >/dev/null 2>&1 && command -v mmdebstrap >/dev/null 2>&1 || { \
+		echo "podman or mmdebstrap is missing: installing Debian's podman and mmdebstrap packages"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends podman mmdebstrap >/dev/null; }
+
+## The whole suite: the real Phase clients, the web console's browser tests and the container
+## image included.
+test: $(TEST_STAMP) clients system-tools browser container-tools
 	$(PY) -m pytest
 
 ## Everything but the real-client and slow process tests.

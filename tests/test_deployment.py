@@ -114,3 +114,17 @@ def test_make_help_lists_every_task_with_its_comment():
     assert sorted(names) == sorted(phony)
     run_line = next(line for line in listed.stdout.splitlines() if line.split()[1] == "run")
     assert "owner.token" in run_line
+
+
+def test_every_file_the_package_reads_is_in_its_package_data():
+    """A non-editable install (the unit's venv, the container image) gets the templates,
+    static files and JSON: each non-Python file of the package matches a package_data
+    pattern as setuptools reads setup.cfg."""
+    from setuptools.config.setupcfg import read_configuration
+
+    patterns = read_configuration(REPO / "setup.cfg")["options"]["package_data"]["phase_lite"]
+    package = REPO / "phase_lite"
+    matched = {path for pattern in patterns for path in package.glob(pattern) if path.is_file()}
+    data_files = {path for path in package.rglob("*") if path.is_file()
+                  and path.suffix not in (".py", ".pyc") and "__pycache__" not in path.parts}
+    assert data_files and data_files - matched == set()
