@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast clients system-tools browser bench clean
+.PHONY: run test test-fast clients system-tools browser oidc-provider bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,12 +42,17 @@ browser:
 		echo "chromium is missing: installing Debian's chromium package"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+## The OpenID provider the console's OpenID Connect tests sign in through (oidc-provider, from
+## npm, pinned by tests/oidc/package-lock.json).
+oidc-provider:
+	bash tests/oidc/install.sh
+
 ## The whole suite: the real Phase clients and the web console's browser tests included.
-test: $(STAMP) clients system-tools browser
+test: $(STAMP) clients system-tools browser oidc-provider
 	$(PY) -m pytest
 
 ## Everything but the real-client and slow process tests.
-test-fast: $(STAMP) system-tools browser
+test-fast: $(STAMP) system-tools browser oidc-provider
 	$(PY) -m pytest -m "not clients and not slow"
 
 ## phase_lite against a bare Flask + waitress baseline, one table of ratios.
