@@ -35,6 +35,7 @@ BOTH_BACKENDS = {
     "test_client_protocol",
     "test_conditional_api",
     "test_console_apps",
+    "test_console_oidc",
     "test_environment_order",
     "test_history_api",
     "test_lockbox_api",

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 import pytest
 
 import support
-from conftest import REPO, free_port
+from conftest import REPO, database_env, free_port
 from openid_provider import (CLIENT_ID, OTHER_CLIENT_ID, SHORT_CLIENT_ID, OpenIDTestProvider,
                              sign_in_at_provider)
 from phase_lite.app import create_app
@@ -429,7 +429,7 @@ def test_the_secret_from_a_file_and_never_in_repr(provider, tmp_path):
 def serve(config, provider_env, timeout=30):
     """``phase-lite serve`` with the provider settings: (process, port)."""
     port = free_port()
-    env = {**os.environ, "PHASE_LITE_DATA_DIR": str(config.data_dir),
+    env = {**os.environ, **database_env(config), "PHASE_LITE_DATA_DIR": str(config.data_dir),
            "PHASE_LITE_LISTEN": f"127.0.0.1:{port}", **provider_env}
     return subprocess.Popen([sys.executable, "-m", "phase_lite.cli", "serve"], env=env,
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
