@@ -160,6 +160,20 @@ def test_an_unknown_email_is_refused_with_a_clear_page(oidc_app):
     assert ("stranger@elsewhere.example is not a member of this organisation"
             in answer.get_data(as_text=True))
     assert client.get("/console/apps/").status_code == 303  # not signed in
+    # The Owner sees the refusal in the console's audit log.
+    assert sign_in(client, "owner").status_code == 303
+    log = client.get("/console/audit/")
+    assert log.status_code == 200 and "sign_in_refused" in log.get_data(as_text=True)
+
+
+def test_a_head_of_the_callback_does_nothing(oidc_app):
+    flask_app = oidc_app()
+    services, client = flask_app.extensions["phase_lite"], flask_app.test_client()
+    callback = sign_in_at_provider(start(client), "owner")
+    before = counts(services)
+    assert client.head(callback[len(CALLBACK):]).status_code == 303
+    assert counts(services) == before
+    assert come_back(client, callback).status_code == 303  # the code is still good
 
 
 def test_an_unverified_email_is_refused_even_for_a_members_address(oidc_app):

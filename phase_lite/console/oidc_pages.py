@@ -79,9 +79,14 @@ def oidc_start():
 
 @bp.route(FLOW_PATH + "callback")
 def oidc_callback():
+    """The provider sends the browser back here with a GET (OAuth's query response mode: a
+    cross-site POST would carry neither the flow's SameSite cookie nor a CSRF token). So this
+    GET signs in; a HEAD does nothing, as it must not use up the code."""
     found = provider()
     if found is None:
         return render("error.html", 404, status_code=404, message="Not Found")
+    if request.method != "GET":
+        return redirect(url_for("console.sign_in"), 303)
     wait = throttle().attempt(visitor_ip(), "oidc callback " + request.args.get("state", "")[:64])
     if wait:
         minutes = max(1, round(wait / 60))
@@ -103,7 +108,7 @@ def oidc_callback():
                    error=UNAVAILABLE.format(name=found.name)))
     else:
         g.signed_in = None
-        response = redirect((flow.next if flow else None) or url_for("console.apps"), 303)
+        response = redirect(safe_next(flow.next) or url_for("console.apps"), 303)
         response.delete_cookie(ANON_CSRF_COOKIE, path=PREFIX + "/")
         set_session_cookie(response, cookie_value)
     response.delete_cookie(FLOW_COOKIE, path=FLOW_PATH, httponly=True, samesite="Lax",
