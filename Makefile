@@ -11,7 +11,7 @@ TEST_STAMP := $(VENV)/.installed-test
 # Where `make run` writes the Owner's token on the first run (mode 0600; the walkthrough reads it).
 TOKEN_FILE ?= owner.token
 
-.PHONY: help run venv test-venv test test-fast clients system-tools browser container-tools bench clean
+.PHONY: help run venv test-venv test test-fast clients system-tools browser container-tools oidc-provider bench clean
 
 ## List the tasks.
 help:
@@ -72,13 +72,18 @@ container-tools:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 			--no-install-recommends podman mmdebstrap >/dev/null; }
 
-## The whole suite: the real Phase clients, the web console's browser tests and the container
-## image included.
-test: $(TEST_STAMP) clients system-tools browser container-tools
+## The OpenID provider the console's OpenID Connect tests sign in through (oidc-provider, from
+## npm, pinned by tests/oidc/package-lock.json).
+oidc-provider:
+	bash tests/oidc/install.sh
+
+## The whole suite: the real Phase clients, the web console's browser tests, the OpenID
+## provider and the container image included.
+test: $(TEST_STAMP) clients system-tools browser container-tools oidc-provider
 	$(PY) -m pytest
 
 ## Everything but the real-client and slow process tests.
-test-fast: $(TEST_STAMP) system-tools browser
+test-fast: $(TEST_STAMP) system-tools browser oidc-provider
 	$(PY) -m pytest -m "not clients and not slow"
 
 ## phase_lite against a bare Flask + waitress baseline, one table of ratios.

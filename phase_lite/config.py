@@ -75,6 +75,9 @@ class Config:
     stop_timeout: int = DEFAULT_STOP_TIMEOUT
     session_idle_minutes: int = DEFAULT_SESSION_IDLE_MINUTES  # console sign-in
     session_max_hours: int = DEFAULT_SESSION_MAX_HOURS
+    # -- console sign-in through an OpenID provider (load_oidc_settings) --
+    oidc: "OidcSettings | None" = None
+    password_sign_in: bool = True
     testing: bool = False
     data_dir_is_default: bool = False  # PHASE_LITE_DATA_DIR unset
 
@@ -318,6 +321,89 @@ def load_config(environ=None, **overrides) -> Config:
         session_max_hours=_int(env, "PHASE_LITE_SESSION_MAX_HOURS", DEFAULT_SESSION_MAX_HOURS),
         data_dir_is_default=not env.get("PHASE_LITE_DATA_DIR"),
     )
+    config.oidc, config.password_sign_in = load_oidc_settings(env)
     for name, value in overrides.items():
         setattr(config, name, value)
     return config
+
+
+# -- console sign-in through an OpenID provider ---------------------------------------------
+
+DEFAULT_OIDC_SCOPES = ("openid", "email", "profile")
+# Auto-joining gives at most the Developer role: a provider's account never becomes a Manager,
+# Admin or Owner by itself (Service is for service accounts).
+OIDC_AUTO_JOIN_ROLES = ("Developer",)
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+@dataclass(frozen=True)
+class OidcSettings:
+    """The console's OpenID provider (``PHASE_LITE_OIDC_*``)."""
+    issuer: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    display_name: str
+    scopes: tuple[str, ...] = DEFAULT_OIDC_SCOPES
+    auto_join_role: str | None = None  # None: an unknown email is refused
+    auto_join_domains: tuple[str, ...] = ()  # lower case, without "@"
+    auto_join_groups: tuple[str, ...] = ()
+    groups_claim: str = "groups"
+
+
+def _words(env, name) -> tuple[str, ...]:
+    return tuple(w for w in re.split(r"[\s,]+", env.get(name) or "") if w)
+
+
+def load_oidc_settings(env) -> tuple[OidcSettings | None, bool]:
+    """(the OpenID provider or None, whether password sign-in is on)."""
+    password_sign_in = _switch(env, "PHASE_LITE_PASSWORD_SIGN_IN", True)
+    issuer = (env.get("PHASE_LITE_OIDC_ISSUER") or "").strip()
+    if not issuer:
+        if not password_sign_in:
+            raise ConfigError("PHASE_LITE_PASSWORD_SIGN_IN: off needs PHASE_LITE_OIDC_ISSUER "
+                              "(nobody could sign in to the console)")
+        return None, True
+    parts = urllib.parse.urlsplit(issuer)
+    if (parts.scheme not in ("https", "http") or not parts.hostname or parts.query
+            or parts.fragment):
+        raise ConfigError("PHASE_LITE_OIDC_ISSUER: expected an https:// URL")
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
+        raise ConfigError("PHASE_LITE_OIDC_ISSUER: expected an https:// URL "
+                          "(plain http only on loopback)")
+    client_id = (env.get("PHASE_LITE_OIDC_CLIENT_ID") or "").strip()
+    if not client_id:
+        raise ConfigError("PHASE_LITE_OIDC_CLIENT_ID: needed with PHASE_LITE_OIDC_ISSUER")
+    secret = env.get("PHASE_LITE_OIDC_CLIENT_SECRET") or ""
+    secret_file = env.get("PHASE_LITE_OIDC_CLIENT_SECRET_FILE")
+    if secret_file and not secret:
+        try:
+            secret = Path(secret_file).read_text()
+        except OSError as exc:
+            raise ConfigError(f"PHASE_LITE_OIDC_CLIENT_SECRET_FILE: cannot read {secret_file} "
+                              f"({exc.strerror})") from None
+    secret = secret.strip()
+    if not secret:
+        raise ConfigError("PHASE_LITE_OIDC_CLIENT_SECRET: needed with PHASE_LITE_OIDC_ISSUER "
+                          "(or PHASE_LITE_OIDC_CLIENT_SECRET_FILE)")
+    scopes = _words(env, "PHASE_LITE_OIDC_SCOPES") or DEFAULT_OIDC_SCOPES
+    if "openid" not in scopes or "email" not in scopes:
+        raise ConfigError("PHASE_LITE_OIDC_SCOPES: must include openid and email")
+    role = (env.get("PHASE_LITE_OIDC_AUTO_JOIN_ROLE") or "").strip()
+    if role:
+        role = next((r for r in OIDC_AUTO_JOIN_ROLES if r.lower() == role.lower()), "")
+        if not role:
+            raise ConfigError("PHASE_LITE_OIDC_AUTO_JOIN_ROLE: expected "
+                              f"{' or '.join(OIDC_AUTO_JOIN_ROLES)} (never above Developer)")
+    domains = tuple(d.lower().lstrip("@") for d in _words(env, "PHASE_LITE_OIDC_AUTO_JOIN_DOMAINS"))
+    groups = _words(env, "PHASE_LITE_OIDC_AUTO_JOIN_GROUPS")
+    if (domains or groups) and not role:
+        raise ConfigError("PHASE_LITE_OIDC_AUTO_JOIN_ROLE: needed with "
+                          "PHASE_LITE_OIDC_AUTO_JOIN_DOMAINS or _GROUPS")
+    settings = OidcSettings(
+        issuer=issuer,
+        client_id=client_id, client_secret=secret,
+        display_name=(env.get("PHASE_LITE_OIDC_NAME") or "").strip() or parts.hostname,
+        scopes=scopes, auto_join_role=role or None, auto_join_domains=domains,
+        auto_join_groups=groups,
+        groups_claim=(env.get("PHASE_LITE_OIDC_GROUPS_CLAIM") or "").strip() or "groups")
+    return settings, password_sign_in

@@ -87,6 +87,7 @@ def start(config: Config | None = None) -> "Serving":
     try:
         app = create_app(config)
         try:
+            check_oidc_provider(app)
             server = bind(app, config)
         except BaseException:
             app.extensions["phase_lite"].close()
@@ -95,6 +96,21 @@ def start(config: Config | None = None) -> "Serving":
         lock.close()
         raise
     return Serving(app, server, lock, config)
+
+
+def check_oidc_provider(app) -> None:
+    """A configured OpenID provider must be the issuer it claims to be: a wrong issuer URL
+    (not found, not an OpenID configuration, another issuer) stops start-up; a provider that
+    does not answer now only delays its console sign-in (``oidc.check_at_start``)."""
+    from .console.oidc import ProviderMisconfigured, check_at_start
+
+    provider = app.extensions.get("phase_lite_oidc")
+    if provider is None:
+        return
+    try:
+        check_at_start(provider)
+    except ProviderMisconfigured as exc:
+        raise ConfigError(f"PHASE_LITE_OIDC_ISSUER: {exc}") from None
 
 
 def check_data_dir(config: Config) -> None:

@@ -43,6 +43,7 @@ BOTH_BACKENDS = {
     "test_client_protocol",
     "test_conditional_api",
     "test_console_apps",
+    "test_console_oidc",
     "test_console_security",
     "test_environment_order",
     "test_history_api",

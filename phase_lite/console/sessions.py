@@ -179,14 +179,17 @@ def sign_in(db, settings: SessionSettings, email: str, password: str, meta) -> s
     return open_session(db, settings, user["id"], meta)
 
 
-def open_session(db, settings: SessionSettings, user_id: str, meta) -> str:
+def open_session(db, settings: SessionSettings, user_id: str, meta, details=None) -> str:
+    """Open a session for the user; return the cookie value. ``details`` go into the sign-in
+    event (the OpenID provider that vouched for the user)."""
     cookie_value = secrets.token_urlsafe(32)
     expires_at = format_time(datetime.now(timezone.utc) + settings.absolute)
     with db.transaction():
         session_id = session_store.insert_session(db, user_id, _digest(cookie_value), expires_at,
                                                   meta.ip_address, meta.user_agent[:300])
         row = session_store.find_session_by_hash(db, _digest(cookie_value))
-        audit.record(db, _principal(row), meta, "sign_in", "console_session", session_id)
+        audit.record(db, _principal(row), meta, "sign_in", "console_session", session_id,
+                     details=details)
     return cookie_value
 
 

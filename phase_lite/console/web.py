@@ -58,7 +58,8 @@ HEADERS = {
 # reveal): their fields are an email, a password or two and a token.
 ANONYMOUS_BODY_MAX = 16 * 1024
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # they only read; every other needs a token
-ANONYMOUS_ENDPOINTS = {"console.sign_in", "console.use_link", "console.static"}
+ANONYMOUS_ENDPOINTS = {"console.sign_in", "console.use_link", "console.static",
+                       "console.oidc_start", "console.oidc_callback"}
 # Posts that act on no session and no cookie, only on a capability in the URL (a Lockbox
 # link's id): a forged post from another site could do nothing its URL does not already allow.
 CAPABILITY_ENDPOINTS = {"console.reveal_share"}
@@ -401,11 +402,14 @@ def register_console(app, services_):
 
     Called before ``api.register_api``: the API's middleware then wraps this one, and counts
     the blueprint's request hooks among the app's own (they only run for console pages)."""
-    from . import (access_pages, app_pages, lockbox_pages, secrets_pages,  # noqa: F401
-                   sign_in, webauth_pages)
+    from . import (access_pages, app_pages, lockbox_pages, oidc_pages,  # noqa: F401
+                   secrets_pages, sign_in, webauth_pages)
+    from .oidc import OpenIDProvider
 
     app.url_map.converters["link_data"] = webauth_pages.LinkData
     app.register_blueprint(bp)
+    if services_.config.oidc is not None:
+        app.extensions["phase_lite_oidc"] = OpenIDProvider(services_.config.oidc)
     app.extensions["phase_lite_console_throttle"] = sessions.make_sign_in_throttle(
         services_.config, services_.db)
     # Form bodies follow the body limit (Flask's own default, 500 KB, would refuse an
