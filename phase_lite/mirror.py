@@ -38,7 +38,7 @@ from . import secrets as secret_rules
 from .errors import DoesNotExist, Duplicate, InvalidRequest, PhaseError
 from .paths import normalize_path
 from .secrets.writes import Writer
-from .store import NotFound, format_time, missing_as, new_id, now
+from .store import StoreError, format_time, missing_as, new_id, now
 from .store import apps as app_store
 from .store import mirrors as mirror_store
 
@@ -571,23 +571,33 @@ def sync_named(services, principal, name=None, *, interval=None, meta=MIRROR_MET
     return outcomes
 
 
+def _due(sources):
+    stamp = now()
+    return [source for source in sources
+            if source["next_run_at"] is None or source["next_run_at"] <= stamp]
+
+
 def sync_due(services, interval: int) -> int:
     """One look of the server's schedule: sync every source whose next run has come (one
     node at a time on PostgreSQL); return how many were synced."""
     db = services.db
+    if not _due(mirror_store.all_sources(db)):
+        return 0  # the usual case: no lock taken, no connection opened
     with db.task_lock("mirror sync") as held:
         if not held:
             return 0
-        stamp = now()
         done = 0
-        for source in mirror_store.all_sources(db):
-            if source["next_run_at"] is not None and source["next_run_at"] > stamp:
-                continue
+        # Looked at again under the lock: another node may have synced some just now.
+        for source in _due(mirror_store.all_sources(db)):
             try:
                 sync_source(services, source, interval=interval)
             except MirrorError:
                 pass  # recorded and logged; the last good copy stays
-            except NotFound:
-                continue  # removed meanwhile
+            except StoreError:
+                raise  # the schedule logs it and tries again
+            except Exception as exc:  # keep the schedule alive; the class names no secret
+                log.error("mirror %s sync failed: %s", source["name"], exc.__class__.__name__)
+                with db.transaction():
+                    mirror_store.set_next_run(db, source["id"], _later(interval))
             done += 1
         return done

@@ -4,12 +4,14 @@ token reads; this test's server (SQLite or PostgreSQL) keeps the copy."""
 import json
 import secrets as random
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
+import requests
 
 import support
-from conftest import LiveServer, free_port, run_json
+from conftest import LiveServer, database_env, free_port, run_json
 from phase_lite import mirror
 from phase_lite import secrets as secret_domain
 from phase_lite.app import init_data_dir, open_services
@@ -368,3 +370,57 @@ def test_remove_deletes_the_copy_or_keeps_it_writable(run, services, source, tok
     run("mirror", "remove", "src")
     names = {row["name"] for row in services.db.all("SELECT name FROM apps")}
     assert names == {"shop"}
+
+
+def wait_for(check, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError("not in time")
+
+
+def test_the_server_syncs_on_its_schedule_and_backs_off(run, config, owner, source,
+                                                        token_file):
+    run("mirror", "add", "--host", source.server.url, "--token-file", str(token_file),
+        "--name", "src", "--app", "shop")
+    local = LiveServer(config.data_dir, {**database_env(config),
+                                         "PHASE_LITE_MIRROR_INTERVAL": "1"})
+    local.start()
+    try:
+        headers = support.bearer_headers(owner)
+
+        def local_values():
+            apps = requests.get(local.url + "/v1/apps/", headers=headers, timeout=5).json()
+            shop = [app for app in apps["data"] if app["name"] == "shop"]
+            if not shop:
+                return None
+            answer = requests.get(f"{local.url}/v1/secrets/?app_id={shop[0]['id']}"
+                                  "&env=Development", headers=headers, timeout=5)
+            return {row["key"]: row["value"] for row in answer.json()}
+
+        assert wait_for(local_values)["FLAG"] == "on"
+        flag = next(s for s in source.secrets("shop", "Development") if s.key == "FLAG")
+        secret_domain.update_secrets(source.services, source.by,
+                                     source.env("shop", "Development"),
+                                     [SecretChange(id=flag.id, value="off")])
+        wait_for(lambda: local_values()["FLAG"] == "off")
+        metrics = requests.get(local.url + "/metrics", timeout=5).text
+        assert "phase_lite_mirror_sources 1.0" in metrics
+        assert "phase_lite_mirror_sources_failing 0.0" in metrics
+        source.server.stop()
+        wait_for(lambda: run_json(run, "mirror", "list")[0]["failures"] >= 2)
+        (listed,) = run_json(run, "mirror", "list")
+        assert listed["lastError"].startswith("cannot reach")
+        assert "phase_lite_mirror_sources_failing 1.0" in requests.get(
+            local.url + "/metrics", timeout=5).text
+        assert local_values()["FLAG"] == "off"  # the last good copy serves
+        # Back-off: the wait doubles after each failure.
+        assert listed["nextRunAt"] > listed["lastAttemptAt"]
+    finally:
+        local.stop()
+    log = local.log_path.read_text()
+    assert "mirror src synced from" in log and "mirror src sync from" in log
+    assert source.owner.token.split(":")[2] not in log

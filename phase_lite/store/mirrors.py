@@ -84,3 +84,9 @@ def source_environment_ids(db, app_id):
     return {row[0]: row[1] for row in db.all(
         "SELECT mirror_env_id, id FROM environments WHERE app_id = ?"
         " AND mirror_env_id IS NOT NULL", (app_id,))}
+
+
+def state(db):
+    """(sources, sources whose last sync failed, oldest last success or None) for metrics."""
+    row = db.one("SELECT COUNT(*), COUNT(last_error), MIN(last_success_at) FROM mirror_sources")
+    return row[0], row[1], row[2]
