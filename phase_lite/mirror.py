@@ -351,6 +351,31 @@ def find_source(services, principal, name):
         return mirror_store.get_source(services.db, principal.organisation_id, name)
 
 
+def mirror_of_app(services, principal, app_row):
+    """What the console shows on a mirrored app (source, host, last sync, last error, next
+    run), or None for an app of this server."""
+    if not app_row["mirror_source_id"]:
+        return None
+    source = mirror_store.source_by_id(services.db, app_row["mirror_source_id"])
+    if source is None or source["organisation_id"] != principal.organisation_id:
+        return None
+    return {"name": source["name"], "host": source["host"],
+            "last_success_at": source["last_success_at"],
+            "last_attempt_at": source["last_attempt_at"],
+            "last_error": source["last_error"], "next_run_at": source["next_run_at"]}
+
+
+def sync_app_source(services, principal, app_row, meta):
+    """Sync the source of a mirrored app now (the console's "Sync now"): for those who may
+    update apps; return the SyncResult, or raise MirrorError (recorded, logged)."""
+    apps.require(principal, "Apps", "update", "apps")
+    source = app_row["mirror_source_id"] and mirror_store.source_by_id(
+        services.db, app_row["mirror_source_id"])
+    if not source or source["organisation_id"] != principal.organisation_id:
+        raise InvalidRequest("This app is not a mirror.")
+    return sync_source(services, source, interval=services.config.mirror_interval, meta=meta)
+
+
 def list_sources(services, principal) -> list[dict]:
     """Every source with its apps, environments, counts and state (no token)."""
     db = services.db

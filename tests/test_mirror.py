@@ -2,7 +2,9 @@
 token reads; this test's server (SQLite or PostgreSQL) keeps the copy."""
 
 import json
+import os
 import secrets as random
+import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -424,3 +426,72 @@ def test_the_server_syncs_on_its_schedule_and_backs_off(run, config, owner, sour
     log = local.log_path.read_text()
     assert "mirror src synced from" in log and "mirror src sync from" in log
     assert source.owner.token.split(":")[2] not in log
+
+
+@pytest.mark.clients
+def test_phase_run_against_the_mirror_sees_the_source_values(run, config, services, source,
+                                                             token_file, tmp_path,
+                                                             installed_clients):
+    """The real ``phase`` CLI, given the local server and a local service token granted the
+    mirrored environment (access to a mirror is granted as to any app)."""
+    add_and_sync(run, source, token_file, "--app", "shop", "--app", "billing")
+    env = local_env(services, "shop", "Development")
+    billing = local_env(services, "billing", "Production")
+    production = local_env(services, "shop", "Production")
+    _, issued = support.make_service_account(services, "dev", "Service",
+                                             [env, production, billing])
+    local = LiveServer(config.data_dir, {**database_env(config),
+                                         "PHASE_LITE_MIRROR_INTERVAL": "0"})
+    local.start()
+    home = tmp_path / "home"
+    home.mkdir()
+    try:
+        process = subprocess.run(
+            [str(support.PHASE), "run", "--app-id", env["app_id"], "--env", "Development",
+             "printenv DB_URL FLAG BILLING"],
+            capture_output=True, text=True, timeout=60, cwd=home, start_new_session=True,
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home),
+                 "LANG": "C.UTF-8", "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
+                 "PHASE_HOST": local.url, "PHASE_SERVICE_TOKEN": issued.token})
+    finally:
+        local.stop()
+    assert process.returncode == 0, process.stdout + process.stderr
+    lines = process.stdout.splitlines()
+    assert {"postgres://db.dev:5432/shopdb", "on", "42"} <= set(lines), lines
+
+
+def test_the_console_shows_the_source_and_syncs_now(run, services, source, token_file,
+                                                    owner_client):
+    add_and_sync(run, source, token_file, "--app", "shop")
+    app_id = local_env(services, "shop", "Development")["app_id"]
+    page = owner_client.get(f"/console/apps/{app_id}/").get_data(as_text=True)
+    assert f"This app is mirrored from <strong>{source.server.url}</strong>" in page
+    assert f'action="/console/apps/{app_id}/mirror/sync"' in page and "Sync now" in page
+    source.create("shop", "Development", NewSecret(key="FROM_CONSOLE", value="1"))
+    without = owner_client.post(f"/console/apps/{app_id}/mirror/sync")
+    assert without.status_code == 403  # no CSRF token: nothing done
+    assert "FROM_CONSOLE" not in {s.key for s in local_secrets(services, "shop",
+                                                                "Development")}
+    synced = owner_client.post(f"/console/apps/{app_id}/mirror/sync",
+                               data={"csrf_token": owner_client.csrf})
+    assert synced.status_code == 303
+    assert "FROM_CONSOLE" in {s.key for s in local_secrets(services, "shop", "Development")}
+    shown = owner_client.get(synced.headers["Location"]).get_data(as_text=True)
+    assert "Synced from the source: 1 created, 0 updated, 0 deleted." in shown
+    source.server.stop()
+    failed = owner_client.post(f"/console/apps/{app_id}/mirror/sync",
+                               data={"csrf_token": owner_client.csrf})
+    shown = owner_client.get(failed.headers["Location"]).get_data(as_text=True)
+    assert "The sync failed; the last good copy stays" in shown
+    assert f"cannot reach {source.server.url}" in shown
+
+
+@pytest.mark.sqlite_only  # the key file is SQLite's data directory's
+def test_a_master_key_rotation_rewraps_the_token_key(run, services, source, token_file,
+                                                     config):
+    add_and_sync(run, source, token_file, "--app", "billing")
+    run("keys", "rotate-master")
+    key_file = config.master_key_file.read_text().splitlines()
+    assert len(key_file) == 1  # the previous key is gone: only the new one opens anything
+    source.create("billing", "Production", NewSecret(key="AFTER", value="1"))
+    assert run_json(run, "mirror", "sync", "src")[0]["created"] == 1
