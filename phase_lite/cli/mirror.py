@@ -57,8 +57,9 @@ def mirror_sync(ctx, name, as_json):
                for source_name, outcome in outcomes]
     emit_rows(as_json, payload, lambda row: (
         f"{row['name']}: failed: {row['error']}" if "error" in row else
-        f"{row['name']}: {row['apps']} apps, {row['environments']} environments; "
-        f"{row['created']} created, {row['updated']} updated, {row['deleted']} deleted"),
+        f"{row['name']}: {row['created']} created, {row['updated']} updated, "
+        f"{row['deleted']} deleted in {_count(row['apps'], 'app')}, "
+        f"{_count(row['environments'], 'environment')}"),
         "No mirrors.")
     if any("error" in row for row in payload):
         raise SystemExit(1)
@@ -96,3 +97,7 @@ def mirror_remove(ctx, name, keep_data, as_json):
     emit(as_json, {"name": name, "apps": count, "keptData": keep_data},
          f"Removed mirror {name}; its {count} apps were "
          f"{'kept as local apps' if keep_data else 'deleted'}.")
+
+
+def _count(number, noun):
+    return f"{number} {noun}{'' if number == 1 else 's'}"
