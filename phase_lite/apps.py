@@ -19,10 +19,11 @@ rows).
 import shlex
 
 from . import audit, contract
-from .errors import DoesNotExist, Duplicate, InvalidRequest, PermissionDenied
+from .errors import DoesNotExist, Duplicate, InvalidRequest, Mirrored, PermissionDenied
 from .store import NotFound, missing_as, new_id
 from .store import accounts as account_store
 from .store import apps as app_store
+from .store import mirrors as mirror_store
 from .textfields import validate_text_field as clean_text
 
 DEFAULT_ENVIRONMENTS = (("Development", "dev"), ("Staging", "staging"), ("Production", "prod"))
@@ -35,6 +36,14 @@ def require(principal, resource, action, noun, *, app_level=False):
     """Refuse unless the caller's role grants ``action`` on ``resource`` (Phase's wording)."""
     if not principal.may(resource, action, app_level=app_level):
         raise PermissionDenied(f"You don't have permission to {action} {noun}.")
+
+
+def refuse_if_mirrored(db, app_id):
+    """Refuse any change to a mirrored app but its sync's: the source is the only truth, and
+    a local change would be silently undone by the next sync."""
+    mirror = mirror_store.mirror_of_app(db, app_id)
+    if mirror is not None:
+        raise Mirrored(mirror["host"])
 
 
 def creator_grant(principal) -> dict:
@@ -201,7 +210,7 @@ def create_app(services, principal, fields, meta):
                              wrapped)
         data_key = vault.data_key(app_id)
         for index, (env_name, env_type) in enumerate(environments):
-            env_id = _insert_environment(db, vault, data_key, app_id, env_name, env_type, index)
+            env_id = insert_environment(db, vault, data_key, app_id, env_name, env_type, index)
             _grant_creator(db, principal, env_id)
         audit.record(db, principal, meta, "create", "app", app_id, app_id=app_id,
                      details={"name": name})
@@ -223,6 +232,7 @@ def update_app(services, principal, app, fields, meta):
                                  required=False) or ""
     db = services.db
     with db.transaction():
+        refuse_if_mirrored(db, app["id"])
         if name is not None:
             check_app_name_free(db, principal.organisation_id, name, app["id"])
         app_store.update_app(db, app["id"], name, description)
@@ -246,6 +256,7 @@ def delete_app(services, principal, app, meta):
     require(principal, "Apps", "delete", "apps")
     db = services.db
     with db.transaction():
+        refuse_if_mirrored(db, app["id"])
         audit.record(db, principal, meta, "delete", "app", app["id"], app_id=app["id"],
                      details={"name": app["name"]})
         app_store.delete_app(db, app["id"])
@@ -282,11 +293,12 @@ def create_environment(services, principal, app, fields, meta):
     validate_environment_name(name)
     db, vault = services.db, services.vault
     with db.transaction():
+        refuse_if_mirrored(db, app["id"])
         if app_store.find_environment(db, app["id"], name) is not None:
             raise InvalidRequest(f"An environment named '{name}' already exists in this app.")
         data_key = vault.data_key(app["id"])
         index = app_store.next_sort_index(db, app["id"])
-        env_id = _insert_environment(db, vault, data_key, app["id"], name, "custom", index)
+        env_id = insert_environment(db, vault, data_key, app["id"], name, "custom", index)
         _grant_creator(db, principal, env_id)
         audit.record(db, principal, meta, "create", "environment", env_id, app_id=app["id"],
                      environment_id=env_id, details={"name": name})
@@ -303,6 +315,7 @@ def rename_environment(services, principal, env, fields, meta):
     validate_environment_name(name)
     db = services.db
     with db.transaction():
+        refuse_if_mirrored(db, env["app_id"])
         other = app_store.find_environment(db, env["app_id"], name)
         if other is not None and other["id"] != env["id"]:
             raise Duplicate(f"An environment named '{name}' already exists in this app.")
@@ -324,6 +337,7 @@ def move_environment(services, principal, env, fields, meta):
     place, other_id = place[0], fields[place[0]]
     db = services.db
     with db.transaction():
+        refuse_if_mirrored(db, env["app_id"])
         rows = app_store.list_environments(db, env["app_id"])
         other = next((row for row in rows if row["id"] == other_id), None)
         if other is None:
@@ -347,12 +361,15 @@ def delete_environment(services, principal, env, meta):
     require(principal, "Environments", "delete", "environments", app_level=True)
     db = services.db
     with db.transaction():
+        refuse_if_mirrored(db, env["app_id"])
         audit.record(db, principal, meta, "delete", "environment", env["id"], app_id=env["app_id"],
                      environment_id=env["id"], details={"name": env["name"]})
         app_store.delete_environment(db, env["id"])
 
 
-def _insert_environment(db, vault, data_key, app_id, name, env_type, index):
+def insert_environment(db, vault, data_key, app_id, name, env_type, index):
+    """Insert an environment with new key material (in the caller's transaction); return
+    its id. Checks nothing: the write functions above and a mirror's sync do that."""
     env_id = new_id()
     seed_enc, salt_enc, public_key = vault.seal_environment(data_key, env_id)
     app_store.insert_environment(

@@ -27,6 +27,7 @@ DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_THREADS = 4
 DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
 DEFAULT_STOP_TIMEOUT = 5
+DEFAULT_MIRROR_INTERVAL = 300  # PHASE_LITE_MIRROR_INTERVAL: five minutes between mirror syncs
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("text", "json")
 SWITCH_VALUES = {"1": True, "true": True, "yes": True, "on": True,
@@ -73,6 +74,7 @@ class Config:
     metrics: bool = True
     metrics_token: str | None = field(default=None, repr=False)
     stop_timeout: int = DEFAULT_STOP_TIMEOUT
+    mirror_interval: int = DEFAULT_MIRROR_INTERVAL  # seconds between syncs; 0: never
     session_idle_minutes: int = DEFAULT_SESSION_IDLE_MINUTES  # console sign-in
     session_max_hours: int = DEFAULT_SESSION_MAX_HOURS
     # -- console sign-in through an OpenID provider (load_oidc_settings) --
@@ -316,6 +318,8 @@ def load_config(environ=None, **overrides) -> Config:
         metrics=_switch(env, "PHASE_LITE_METRICS", True),
         metrics_token=(env.get("PHASE_LITE_METRICS_TOKEN") or "").strip() or None,
         stop_timeout=_int(env, "PHASE_LITE_STOP_TIMEOUT", DEFAULT_STOP_TIMEOUT, minimum=0),
+        mirror_interval=_int(env, "PHASE_LITE_MIRROR_INTERVAL", DEFAULT_MIRROR_INTERVAL,
+                             minimum=0),
         session_idle_minutes=_int(env, "PHASE_LITE_SESSION_IDLE_MINUTES",
                                   DEFAULT_SESSION_IDLE_MINUTES),
         session_max_hours=_int(env, "PHASE_LITE_SESSION_MAX_HOURS", DEFAULT_SESSION_MAX_HOURS),

@@ -27,6 +27,14 @@ class PermissionDenied(PhaseError):
     """The caller is known but may not do this."""
 
 
+class Mirrored(PermissionDenied):
+    """A write to an app that is a mirror of another Phase host (``phase-lite mirror``): 403,
+    as Phase refuses what no other request could make possible (its "SSE is not enabled")."""
+
+    def __init__(self, host: str):
+        super().__init__(f"this app is mirrored from {host}; change it there")
+
+
 class DoesNotExist(PhaseError):
     """The named object does not exist in the caller's organisation."""
 

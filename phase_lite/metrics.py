@@ -9,6 +9,7 @@ only for their own count and latency (``RequestFigures``).
 """
 
 import hmac
+from datetime import datetime
 import logging
 import threading
 import time
@@ -23,6 +24,7 @@ from prometheus_client.utils import floatToGoString
 from .api import SECURITY_HEADERS, error_response
 from .store import StoreError
 from .store import meta as meta_store
+from .store import mirrors as mirror_store
 
 log = logging.getLogger("phase_lite.metrics")
 
@@ -136,6 +138,7 @@ class StateCollector:
             tokens.add_metric(["user"], counts["user_tokens"])
             tokens.add_metric(["service"], counts["service_tokens"])
             yield tokens
+        yield from self.mirror_figures(db)
         yield GaugeMetricFamily("phase_lite_audit_read_buffer_events",
                                 "Read audit events waiting to be written.",
                                 value=len(self.services.read_log))
@@ -148,6 +151,25 @@ class StateCollector:
             misses.add_metric([name], missed)
         yield hits
         yield misses
+
+
+    @staticmethod
+    def mirror_figures(db):
+        """Mirror sources, those whose last sync failed, and the oldest last success."""
+        try:
+            sources, failing, oldest = mirror_store.state(db)
+        except StoreError as exc:
+            log.error("metrics: reading mirror sources failed: %s", exc)
+            return
+        yield GaugeMetricFamily("phase_lite_mirror_sources", "Mirror sources (phase-lite "
+                                "mirror).", value=sources)
+        yield GaugeMetricFamily("phase_lite_mirror_sources_failing",
+                                "Mirror sources whose last sync failed.", value=failing)
+        if oldest is not None:
+            yield GaugeMetricFamily(
+                "phase_lite_mirror_oldest_success_timestamp_seconds",
+                "Unix time of the least recent last successful sync of any mirror source.",
+                value=datetime.fromisoformat(oldest.replace("Z", "+00:00")).timestamp())
 
 
 class MetricsEndpoint:

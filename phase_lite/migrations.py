@@ -520,3 +520,40 @@ def m012_backup_event_counts(db):
             AND json_type(details, '$.secrets') = 'integer'
         """
     )
+
+
+def m013_mirror_sources(db):
+    """Mirrors of Phase hosts (``phase-lite mirror``): a source is a host and a token whose
+    readable apps are copied here, one-way. The token is encrypted under a data key of the
+    source's own, wrapped by the master key as an app's is (bound to ``mirror:<id>``). A
+    mirrored app names its source and its id there (its environments theirs), and no door
+    writes to it but the sync. The same statements serve PostgreSQL."""
+    _run_script(
+        db,
+        """
+        CREATE TABLE mirror_sources (
+            id TEXT PRIMARY KEY,
+            organisation_id TEXT NOT NULL REFERENCES organisations(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            host TEXT NOT NULL,
+            api_base TEXT NOT NULL, -- the URL of the client protocol that answered
+            wrapped_key BLOB NOT NULL,
+            token_enc BLOB NOT NULL,
+            token_kind TEXT NOT NULL CHECK (token_kind IN ('user', 'service')),
+            apps TEXT NOT NULL, -- JSON list of the app names or ids chosen, [] for all
+            environments TEXT NOT NULL, -- JSON list of the environment names chosen, [] for all
+            local_name TEXT, -- the local name of the one app chosen (option as)
+            created_at TEXT NOT NULL,
+            last_attempt_at TEXT,
+            last_success_at TEXT,
+            last_error TEXT,
+            failures INTEGER NOT NULL DEFAULT 0,
+            next_run_at TEXT,
+            counts TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE UNIQUE INDEX mirror_sources_by_name ON mirror_sources (organisation_id, name);
+        ALTER TABLE apps ADD COLUMN mirror_source_id TEXT REFERENCES mirror_sources(id);
+        ALTER TABLE apps ADD COLUMN mirror_app_id TEXT;
+        ALTER TABLE environments ADD COLUMN mirror_env_id TEXT;
+        """
+    )

@@ -29,6 +29,7 @@ from .config import Config
 from .store import apps as app_store
 from .store import ciphertexts as cipher_store
 from .store import meta as meta_store
+from .store import mirrors as mirror_store
 
 
 class RotationError(Exception):
@@ -133,6 +134,15 @@ def rewrap_data_keys(db, ring: keyring.Keyring) -> int:
                 "nothing was changed"
             ) from None
         app_store.set_wrapped_data_key(db, app["id"], ring.wrap_data_key(data_key, app["id"]))
+    for source in mirror_store.all_sources(db):  # a mirror's token key, as an app's
+        key_id = f"mirror:{source['id']}"
+        try:
+            data_key = ring.unwrap_data_key(source["wrapped_key"], key_id)
+        except keyring.KeyringError:
+            raise RotationError(
+                f"the token key of mirror {source['name']} does not open with the loaded master "
+                "keys; nothing was changed") from None
+        mirror_store.set_wrapped_key(db, source["id"], ring.wrap_data_key(data_key, key_id))
     meta_store.put_blob(db, "master_key_check", ring.make_check_blob())
     return len(apps)
 
@@ -157,6 +167,9 @@ def _confirm(db, ring: keyring.Keyring):
     for app in app_store.all_apps(db):
         if ring.wrapped_key_id(app["wrapped_data_key"]) != ring.current_key_id:
             raise RotationError(f"the data key of app {app['id']} was not re-wrapped")
+    for source in mirror_store.all_sources(db):
+        if ring.wrapped_key_id(source["wrapped_key"]) != ring.current_key_id:
+            raise RotationError(f"the token key of mirror {source['name']} was not re-wrapped")
 
 
 def _write_key_file(path: Path, lines, *, changed: str):

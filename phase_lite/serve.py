@@ -182,7 +182,7 @@ class Serving:
     def run(self) -> None:
         from waitress import wasyncore
 
-        from . import audit, lockbox
+        from . import audit, lockbox, mirror
 
         services = self.app.extensions["phase_lite"]
         db = services.db
@@ -190,6 +190,9 @@ class Serving:
             every("audit-retention", audit.RETENTION_INTERVAL,
                   lambda: audit.apply_retention(db, days))
         every("lockbox-purge", lockbox.PURGE_INTERVAL, lambda: lockbox.purge_expired(db))
+        if interval := self.config.mirror_interval:
+            every("mirror-sync", min(mirror.TICK, interval),
+                  lambda: mirror.sync_due(services, interval))
         previous = {sig: signal.signal(sig, self.request_stop)
                     for sig in (signal.SIGTERM, signal.SIGINT)}
         self.print_banner()

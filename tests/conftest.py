@@ -53,6 +53,7 @@ BOTH_BACKENDS = {
     "test_management_api",
     "test_management_flow",
     "test_metrics",
+    "test_mirror",
     "test_pipeline",
     "test_read_caches",
     "test_references",

@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from conftest import REPO, LiveServer
+from conftest import REPO, LiveServer, free_port
 from support import PHASE
 
 README = REPO / "README.md"
@@ -53,7 +53,8 @@ def run_walkthrough(tmp_path, *, phase_cli):
     path = f"{PHASE.parent}:/usr/local/bin:/usr/bin:/bin" if phase_cli else "/usr/bin:/bin"
     env = {"PATH": path, "HOME": str(tmp_path), "LANG": "C.UTF-8",
            "PHASE_LITE_DATA_DIR": str(data_dir), "PHASE_LITE_LISTEN": f"127.0.0.1:{server.port}",
-           "HOST": server.url, "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
+           "HOST": server.url, "MIRROR_HOST": f"http://127.0.0.1:{free_port()}",
+           "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
            "COLUMNS": "250"}
     save = (f"declare -p {' '.join(names)} > {state} 2>/dev/null || true\n"
             + (f"declare -f {' '.join(functions)} >> {state} || true\n" if functions else ""))
@@ -87,7 +88,8 @@ def test_the_walkthrough_is_marked_and_defines_what_it_uses():
     defined = set()
     for _, script, _ in blocks:
         used = set(re.findall(r"\$\{?([A-Za-z_]\w*)", script))
-        assert used <= defined | set(ASSIGNED.findall(script)) | {"HOST"}, script
+        assert used <= defined | set(ASSIGNED.findall(script)) | {"HOST", "MIRROR_HOST"}, \
+            script
         defined |= set(ASSIGNED.findall(script))
         assert not re.search(r"\bjq\b", script)  # python3 reads the JSON answers
 
@@ -96,11 +98,14 @@ def test_the_walkthrough_is_marked_and_defines_what_it_uses():
 def test_the_walkthrough_runs_as_written(tmp_path):
     outputs = run_walkthrough(tmp_path, phase_cli=False)
     assert "pss_" not in outputs[0]  # the token went to the file
-    assert "localhost" not in outputs[-1] and "db.internal" not in outputs[-1]
+    scripts = [script for needs, script, _ in walkthrough() if needs is None]
+    audit = next(i for i, script in enumerate(scripts) if "audit list" in script)
+    assert "localhost" not in outputs[audit] and "db.internal" not in outputs[audit]
 
 
 @pytest.mark.clients
 def test_the_walkthrough_runs_with_the_phase_cli(tmp_path, installed_clients):
     outputs = run_walkthrough(tmp_path, phase_cli=True)
-    assert "localhost" in outputs[-3].splitlines()  # phase run: the value in the process
-    assert outputs[-2].splitlines() == ['DB_HOST="localhost"']  # imported into Staging
+    ran = [needs for needs, _, _ in walkthrough()].index("phase-cli")
+    assert "localhost" in outputs[ran].splitlines()  # phase run: the value in the process
+    assert outputs[ran + 1].splitlines() == ['DB_HOST="localhost"']  # imported into Staging

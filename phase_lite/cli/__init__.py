@@ -177,7 +177,7 @@ def serve():
 
 
 # Importing the group modules registers their commands.
-from . import accounts, apps, audit, lockbox, maintenance, secrets  # noqa: E402,F401
+from . import accounts, apps, audit, lockbox, maintenance, mirror, secrets  # noqa: E402,F401
 from ..console import commands as _console  # noqa: E402  (console sign-in commands)
 
 accounts.users.add_command(_console.set_password)

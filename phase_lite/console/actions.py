@@ -8,7 +8,8 @@ call sites in one module keeps the console's pages free of domain rules.
 
 from dataclasses import dataclass
 
-from .. import accounts, apps, audit, conditional, history, lockbox, secrets, tokens, webauth
+from .. import (accounts, apps, audit, conditional, history, lockbox, mirror, secrets, tokens,
+               webauth)
 from .. import service_accounts as sa_domain
 from ..accounts import Grantee
 from ..errors import DoesNotExist, PreconditionFailed
@@ -68,6 +69,15 @@ def update_app(caller, app_row, name, description):
 
 def delete_app(caller, app_row):
     apps.delete_app(caller.services, caller.principal, app_row, caller.meta)
+
+
+def mirror_of(caller, app_row):
+    """The source of a mirrored app and its last sync, or None."""
+    return mirror.mirror_of_app(caller.services, caller.principal, app_row)
+
+
+def sync_mirror(caller, app_row):
+    return mirror.sync_app_source(caller.services, caller.principal, app_row, caller.meta)
 
 
 def encryption(caller, app_row):

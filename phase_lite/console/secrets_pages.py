@@ -6,7 +6,7 @@ from urllib.parse import quote
 
 from flask import Response, abort, g, request, url_for
 
-from .. import secrets
+from .. import mirror, secrets
 from ..errors import InvalidRequest, PhaseError
 from ..paths import ROOT, folder_chain, normalize_path
 from . import actions, dotenv
@@ -60,6 +60,7 @@ def app_overview(app_id, revealed=None, opened=None):
     tags = sorted({tag for found in listed.values() for secret in found for tag in secret.tags})
     filters = {"tag": request.args.get("tag", ""), "type": request.args.get("type", "")}
     return render("app.html", app=app_row, envs=envs, rows=filter_rows(rows, **filters),
+                  mirror=actions.mirror_of(who, app_row),
                   total=len(rows), tags=tags, filters=filters, mask=MASK,
                   revealed=revealed or {}, opened=opened,
                   counts={env_id: len(found) for env_id, found in listed.items()},
@@ -69,6 +70,21 @@ def app_overview(app_id, revealed=None, opened=None):
 def count_folders(found):
     """How many folders the secrets' paths make (``/a/b`` is two)."""
     return len({folder for secret in found for folder, _, _ in folder_chain(secret.path)})
+
+
+@bp.route(PREFIX + "/apps/<app_id>/mirror/sync", methods=["POST"])
+@signed_in
+def sync_mirror(app_id):
+    """Pull a mirrored app's source now."""
+    who = caller()
+    app_row = actions.app(who, app_id)
+    try:
+        result = actions.sync_mirror(who, app_row)
+    except mirror.MirrorError:
+        return back("console.app_overview", "mirror_failed", app_id=app_id)
+    return back("console.app_overview", "mirror_synced",
+                {"created": result.created, "updated": result.updated,
+                 "deleted": result.deleted}, app_id=app_id)
 
 
 @bp.route(PREFIX + "/apps/<app_id>/reveal", methods=["POST"])

@@ -345,6 +345,9 @@ NOTICES = {
     "signed_out_others": "Signed out {ended} other session(s).",
     "welcome": "Your password is set. Welcome!",
     "share_revoked": "Share revoked: its link no longer opens.",
+    "mirror_synced": "Synced from the source: {created} created, {updated} updated, "
+                     "{deleted} deleted.",
+    "mirror_failed": "The sync failed; the last good copy stays (the reason is below).",
 }
 
 

@@ -4,6 +4,7 @@ event. ``Writer`` is also how ``history`` writes a restore."""
 import dataclasses
 
 from .. import audit, conditional
+from ..apps import refuse_if_mirrored
 from ..errors import DoesNotExist, Duplicate, InvalidRequest
 from ..paths import ROOT, folder_chain, normalize_path
 from ..store import new_id, now
@@ -170,10 +171,13 @@ def _check_update_duplicates(db, env_id, changes, states, targets):
 
 class Writer:
     """The writes of one request, inside its transaction: rows, folders, tags, overrides,
-    version snapshots; then one environment bump and one audit event."""
+    version snapshots; then one environment bump and one audit event. Every door's write
+    comes here, so a mirrored app is refused here (only ``mirror``'s sync says ``syncing``)."""
 
-    def __init__(self, services, principal, env_row, data_key=None):
+    def __init__(self, services, principal, env_row, data_key=None, *, syncing=False):
         self.services, self.db, self.vault = services, services.db, services.vault
+        if not syncing:
+            refuse_if_mirrored(self.db, env_row["app_id"])
         self.principal = principal
         self.env_row = env_row
         self.env_id = env_row["id"]

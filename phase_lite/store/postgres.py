@@ -40,7 +40,7 @@ _GENERATION = f"SELECT value FROM {GENERATION_TABLE}"
 LOCK_SPACE = 0x7068_6C74  # "phlt"
 MIGRATION_LOCK = 1
 SERVING_LOCK = 2
-TASK_LOCKS = {"audit retention": 3, "lockbox purge": 4}  # work one node at a time does for all
+TASK_LOCKS = {"audit retention": 3, "lockbox purge": 4, "mirror sync": 5}  # work one node at a time does for all
 
 _PLACEHOLDER = re.compile(r"'(?:[^']|'')*'|\"[^\"]*\"|--[^\n]*|\?|(?<![:\w]):(\w+)|%")
 
@@ -306,6 +306,17 @@ class PostgresDatabase(Statements):
         """Claim ``task`` for the current transaction, or False when another node holds it."""
         return bool(self.scalar("SELECT pg_try_advisory_xact_lock(?, ?)",
                                 (LOCK_SPACE, TASK_LOCKS[task])))
+
+    @contextlib.contextmanager
+    def task_lock(self, task: str):
+        """Hold ``task`` across several transactions (a session advisory lock on a connection
+        of its own): the block gets True, or False when another node holds it now."""
+        lock = AdvisoryLock.try_take(self.url, TASK_LOCKS[task], shared=False)
+        try:
+            yield lock is not None
+        finally:
+            if lock is not None:
+                lock.close()
 
     @contextlib.contextmanager
     def lock_wait(self, milliseconds: int):

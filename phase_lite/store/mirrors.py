@@ -1,0 +1,92 @@
+"""Mirror sources (``phase-lite mirror``) and what mirrored apps and environments are."""
+
+import json
+
+from . import NotFound, now
+
+
+def insert_source(db, row: dict):
+    columns = list(row)
+    db.execute(f"INSERT INTO mirror_sources ({', '.join(columns)})"
+               f" VALUES ({', '.join('?' * len(columns))})", [row[c] for c in columns])
+
+
+def list_sources(db, organisation_id):
+    return db.all("SELECT * FROM mirror_sources WHERE organisation_id = ?"
+                  " ORDER BY created_at, name", (organisation_id,))
+
+
+def get_source(db, organisation_id, name):
+    row = db.one("SELECT * FROM mirror_sources WHERE organisation_id = ? AND name = ?",
+                 (organisation_id, name))
+    if row is None:
+        raise NotFound("mirror source")
+    return row
+
+
+def source_by_id(db, source_id):
+    return db.one("SELECT * FROM mirror_sources WHERE id = ?", (source_id,))
+
+
+def record_attempt(db, source_id, *, error=None, counts=None, next_run_at=None):
+    """Note a sync's outcome: a success clears the error and the failure count."""
+    stamp = now()
+    if error is None:
+        db.execute("UPDATE mirror_sources SET last_attempt_at = ?, last_success_at = ?,"
+                   " last_error = NULL, failures = 0, next_run_at = ?, counts = ? WHERE id = ?",
+                   (stamp, stamp, next_run_at, json.dumps(counts or {}), source_id))
+    else:
+        db.execute("UPDATE mirror_sources SET last_attempt_at = ?, last_error = ?,"
+                   " failures = failures + 1, next_run_at = ? WHERE id = ?",
+                   (stamp, error, next_run_at, source_id))
+
+
+def set_next_run(db, source_id, next_run_at):
+    db.execute("UPDATE mirror_sources SET next_run_at = ? WHERE id = ?", (next_run_at, source_id))
+
+
+def set_wrapped_key(db, source_id, wrapped):
+    db.execute("UPDATE mirror_sources SET wrapped_key = ? WHERE id = ?", (wrapped, source_id))
+
+
+def all_sources(db):
+    return db.all("SELECT * FROM mirror_sources ORDER BY created_at")
+
+
+def delete_source(db, source_id):
+    db.execute("UPDATE apps SET mirror_source_id = NULL, mirror_app_id = NULL"
+               " WHERE mirror_source_id = ?", (source_id,))
+    db.execute("DELETE FROM mirror_sources WHERE id = ?", (source_id,))
+
+
+def mirrored_apps(db, source_id):
+    return db.all("SELECT * FROM apps WHERE mirror_source_id = ? ORDER BY created_at",
+                  (source_id,))
+
+
+def mirror_of_app(db, app_id):
+    """(source name, host) of a mirrored app, or None for an app of this server."""
+    return db.one("SELECT s.name, s.host FROM apps a JOIN mirror_sources s"
+                  " ON s.id = a.mirror_source_id WHERE a.id = ?", (app_id,))
+
+
+def mark_mirrored(db, app_id, source_id, source_app_id):
+    db.execute("UPDATE apps SET mirror_source_id = ?, mirror_app_id = ? WHERE id = ?",
+               (source_id, source_app_id, app_id))
+
+
+def mark_environment(db, env_id, source_env_id):
+    db.execute("UPDATE environments SET mirror_env_id = ? WHERE id = ?", (source_env_id, env_id))
+
+
+def source_environment_ids(db, app_id):
+    """{source environment id: local environment id} of a mirrored app."""
+    return {row[0]: row[1] for row in db.all(
+        "SELECT mirror_env_id, id FROM environments WHERE app_id = ?"
+        " AND mirror_env_id IS NOT NULL", (app_id,))}
+
+
+def state(db):
+    """(sources, sources whose last sync failed, oldest last success or None) for metrics."""
+    row = db.one("SELECT COUNT(*), COUNT(last_error), MIN(last_success_at) FROM mirror_sources")
+    return row[0], row[1], row[2]
