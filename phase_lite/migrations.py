@@ -522,6 +522,7 @@ def m012_backup_event_counts(db):
     )
 
 
+@migrations()
 def m013_mirror_sources(db):
     """Mirrors of Phase hosts (``phase-lite mirror``): a source is a host and a token whose
     readable apps are copied here, one-way. The token is encrypted under a data key of the
