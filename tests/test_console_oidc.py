@@ -137,6 +137,19 @@ def test_a_member_signs_in_and_lands_on_apps(oidc_app, provider):
     assert client.get("/console/apps/").status_code == 303
 
 
+def test_the_redirect_uri_starts_with_the_public_url(oidc_app, config, owner, provider):
+    settings, password_sign_in = load_oidc_settings(provider.settings_env(CLIENT_ID))
+    flask_app = create_app(dataclasses.replace(
+        config, oidc=settings, password_sign_in=password_sign_in,
+        public_url="https://secrets.example.com/vault"))
+    try:
+        query = parse_qs(urlsplit(start(flask_app.test_client())).query)
+        assert query["redirect_uri"] == [
+            "https://secrets.example.com/vault/console/oidc/callback"]
+    finally:
+        flask_app.extensions["phase_lite"].close()
+
+
 def test_the_display_name_and_next_page(oidc_app):
     flask_app = oidc_app(PHASE_LITE_OIDC_NAME="Team SSO")
     client = flask_app.test_client()

@@ -2,6 +2,7 @@
 is set; else the request's trusted scheme and host (console, API); else the listen address
 (admin command, banner)."""
 
+import base64
 import re
 
 import pytest
@@ -153,3 +154,14 @@ def test_all_interfaces_over_plain_http_is_one_warning_line(config, owner):
     assert len(warnings) == 1 and "WARNING" in warnings[0], log
     assert f"0.0.0.0:{port}" in warnings[0] and "PHASE_LITE_PUBLIC_URL" in warnings[0]
     assert f"export PHASE_HOST=http://localhost:{port}\n" in log
+
+
+def test_the_cli_sign_in_page_names_the_public_url_as_the_host_to_give(app_with):
+    # `phase auth` only accepts an answer from the origin it was given as PHASE_HOST.
+    data = base64.b64encode(f"17001-{'ab' * 32}-alice@laptop".encode()).decode()
+    browser = signed_in(app_with(public_url=PUBLIC + "/vault"), headers={"Host": "10.0.0.7"})
+    page = browser.get("/webauth/" + data, headers={"Host": "10.0.0.7"}).get_data(as_text=True)
+    assert f"must be exactly <code>{PUBLIC}</code>" in page
+    direct = signed_in(app_with())
+    assert "must be exactly <code>http://localhost</code>" in direct.get(
+        "/webauth/" + data).get_data(as_text=True)

@@ -9,8 +9,8 @@ browser's (see ``oidc`` for why a forged start cannot sign anyone in as someone 
 from flask import current_app, g, redirect, request, url_for
 
 from . import oidc
-from .web import (ANON_CSRF_COOKIE, PREFIX, bp, console_meta, is_https, render, safe_next,
-                  services, session_settings, set_session_cookie, throttle, visitor_ip)
+from .web import (ANON_CSRF_COOKIE, PREFIX, absolute_link, bp, console_meta, is_https, render,
+                  safe_next, services, session_settings, set_session_cookie, throttle, visitor_ip)
 
 FLOW_COOKIE = "phase_lite_oidc"
 FLOW_PATH = PREFIX + "/oidc/"
@@ -27,10 +27,9 @@ def provider() -> "oidc.OpenIDProvider | None":
 def callback_url() -> str:
     """The redirect URI registered at the provider: ``<public URL>/console/oidc/callback``.
 
-    The one place it is built: from the request's host and its trusted scheme (``is_https``:
-    HTTPS, or a trusted proxy's X-Forwarded-Proto), as the console builds its other links."""
-    return url_for("console.oidc_callback", _external=True,
-                   _scheme="https" if is_https() else request.scheme)
+    Built as every link the console shows (``absolute_link``): the public URL when set, else
+    the request's host and its trusted scheme."""
+    return absolute_link(url_for("console.oidc_callback"))
 
 
 @bp.context_processor

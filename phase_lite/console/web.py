@@ -261,9 +261,10 @@ def safe_next(target) -> str | None:
 
 
 def console_origin() -> str:
-    """The scheme, host and port this console is reached at, as the browser sees them (the
-    scheme from a trusted proxy's header, as ``is_https``; the host from the request)."""
-    return f"{'https' if is_https() else 'http'}://{request.host}"
+    """The scheme, host and port this console is reached at, as the browser sees them: the
+    public URL's, else the request's (the scheme from a trusted proxy's header)."""
+    parts = urlsplit(links.base_url(services().config, request.environ))
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def render(template, status=200, **context):
