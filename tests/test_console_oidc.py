@@ -4,6 +4,7 @@ and requests at the provider, each attack refused with nothing created, auto-joi
 sign-in turned off, the provider's key rotation, and start-up with a bad or absent provider.
 The same flow in Chromium is in ``test_console_oidc_browser``."""
 
+import base64
 import dataclasses
 import json
 import os
@@ -161,6 +162,21 @@ def test_the_display_name_and_next_page(oidc_app):
     assert answer.headers["Location"] == "/console/account"
     event = last_event(flask_app.extensions["phase_lite"])
     assert event["details"]["provider"] == "Team SSO"
+
+
+def test_phase_auth_s_page_is_reached_through_the_provider(oidc_app):
+    # `phase auth` opens /webauth/<data>: a visitor signs in with the provider and comes back.
+    flask_app = oidc_app()
+    client = flask_app.test_client()
+    data = base64.b64encode(f"17001-{'ab' * 32}-alice@laptop".encode()).decode()
+    bounced = client.get("/webauth/" + data)
+    assert bounced.status_code == 303 and "/console/sign-in?next=" in bounced.headers["Location"]
+    authorization = client.get("/console/oidc/sign-in", query_string={
+        "next": "/webauth/" + data}).headers["Location"]
+    answer = come_back(client, sign_in_at_provider(authorization, "owner"))
+    assert answer.headers["Location"] == "/webauth/" + data
+    page = client.get("/webauth/" + data).get_data(as_text=True)
+    assert "Authorise the Phase CLI on alice@laptop" in page
 
 
 def test_an_unknown_email_is_refused_with_a_clear_page(oidc_app):
