@@ -3,12 +3,15 @@ writes, whatever its body; every unsafe method needs the CSRF token; one-time li
 password they were for; unauthenticated forms are bounded; ``next`` stays local; the password
 change is throttled like sign-in; out-of-range numbers and dates are a 400 page."""
 
+import base64
 import pytest
+from werkzeug.exceptions import HTTPException
 from click.testing import CliRunner
 
 import support
 from conftest import database_env
 from phase_lite import accounts
+from phase_lite.console.web import CAPABILITY_ENDPOINTS
 from phase_lite.cli import main as cli_main
 from phase_lite.console import sessions
 from phase_lite.store import audit as audit_store
@@ -62,18 +65,28 @@ def world(app, services, owner_client, demo, owner_headers, client):
     return {"app_id": app_row["id"], "env_id": dev["id"], "secret_id": secret_id,
             "sa_id": sa["id"], "token_id": issued.id, "user_id": member["id"],
             "share_id": share.json["id"], "kind": "env", "personal_token_id": personal.id,
-            "link_id": support.lockbox_link_id(share)}
+            "link_id": support.lockbox_link_id(share),
+            "data": base64.b64encode(f"17001-{'ab' * 32}-alice@laptop".encode()).decode()}
 
 
 def console_urls(app, world):
-    """(rule, url) of every console route, with real ids in its arguments."""
+    """(rule, url) of every console route (``/console/``, and the pages outside it: a Lockbox
+    link's page, ``phase auth``'s ``/webauth/``), with real ids in its arguments."""
     for rule in sorted(app.url_map.iter_rules(), key=lambda rule: rule.rule):
-        if not rule.rule.startswith("/console/"):
+        if not rule.endpoint.startswith("console.") or rule.endpoint == "console.static":
             continue
         values = {name: world[name] for name in rule.arguments}
         if rule.endpoint == "console.revoke_personal_token":
             values["token_id"] = world["personal_token_id"]
         yield rule, app.url_map.bind("localhost").build(rule.endpoint, values)
+
+
+def acts_on_its_url_alone(app, url, method):
+    try:
+        endpoint, _ = app.url_map.bind("localhost").match(url, method=method)
+    except HTTPException:
+        return False
+    return endpoint in CAPABILITY_ENDPOINTS
 
 
 def form_body(owner_client, world):
@@ -97,10 +110,14 @@ def test_every_console_route_refuses_head_get_bodies_and_unsafe_methods_without_
     for rule, url in console_urls(app, world):
         for method in ("HEAD", "GET"):
             # a HEAD is routed to the GET view; neither ever acts, whatever its body
-            answer = owner_client.open(url, method=method, data=body)
-            assert answer.status_code < 500, (method, url, answer.status_code)
+            for accept in ("text/html", "application/json"):
+                answer = owner_client.open(url, method=method, data=body,
+                                           headers={"Accept": accept})
+                assert answer.status_code < 500, (method, url, answer.status_code)
             assert fingerprint(db) == before, (method, url)
         for method in ("POST", "PUT", "PATCH", "DELETE"):
+            if acts_on_its_url_alone(app, url, method):
+                continue  # a Lockbox link's reveal: the capability is the URL itself
             answer = owner_client.open(url, method=method, data=tokenless)
             expected = (403,) if method in rule.methods else (403, 405)
             assert answer.status_code in expected, (method, url, answer.status_code)

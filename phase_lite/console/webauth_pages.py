@@ -16,7 +16,8 @@ from ..api import json_response
 from ..errors import InvalidRequest, PhaseError, status_of
 from . import actions
 from .access_pages import DEFAULT_TOKEN_EXPIRY, _expires_in
-from .web import CONTENT_SECURITY_POLICY, bp, caller, console_origin, render, signed_in
+from .web import (CONTENT_SECURITY_POLICY, bp, caller, console_origin, posted, render,
+                  signed_in)
 
 NEEDS_SCRIPT = ("Authorising the Phase CLI needs JavaScript: your browser hands the CLI its "
                 "token. Nothing was created.")
@@ -50,10 +51,10 @@ def authorise_cli(data):
     try:
         cli = webauth.parse_request(data)
     except InvalidRequest as exc:
-        if request.method == "POST" and _wants_json():
+        if posted() and _wants_json():
             return json_response({"error": exc.message}, status_of(exc))
         return page(data, status=status_of(exc), problem=exc.message)
-    if request.method == "GET":
+    if not posted():  # a GET or a HEAD (routed to this view) only shows the page
         return page(data, cli, cancelled="cancelled" in request.args)
     if not _wants_json():
         # Only the script can hand the CLI its token: a plain form post mints nothing.
