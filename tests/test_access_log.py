@@ -118,7 +118,8 @@ def test_a_served_process_logs_start_requests_and_stop_as_json(config, owner, db
         server.stop()
     lines = server.log_path.read_text().splitlines()
     entries = [json.loads(line) for line in lines if line.startswith("{")]
-    assert len(entries) == len([line for line in lines if line.strip()]) - 4  # the banner
+    # the banner, and the data directory, master key and backup warning lines after it
+    assert len(entries) == len([line for line in lines if line.strip()]) - 7
     events = [e.get("event") for e in entries]
     assert events[0] == "start" and events[-1] == "stop"
     read = [e for e in entries if e.get("path") == "/service/public/v1/secrets/"]
