@@ -330,12 +330,7 @@ def _keep_replaced(database: Path) -> Path | None:
     """Copy the database about to be replaced to ``<database>.replaced-<UTC time>`` (0600)."""
     if not database.exists():
         return None
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    kept = database.with_name(f"{database.name}.replaced-{stamp}")
-    suffix = 1
-    while kept.exists():
-        suffix += 1
-        kept = database.with_name(f"{database.name}.replaced-{stamp}-{suffix}")
+    kept = rotation.dated_sibling(database, "replaced")
     os.close(os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     db = Database(database)
     try:

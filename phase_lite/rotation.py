@@ -147,15 +147,21 @@ def rewrap_data_keys(db, ring: keyring.Keyring) -> int:
     return len(apps)
 
 
+def dated_sibling(path: Path, label: str) -> Path:
+    """A new name beside ``path``: ``<name>.<label>-<UTC time>``, numbered if already taken."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    sibling = path.with_name(f"{path.name}.{label}-{stamp}")
+    suffix = 1
+    while sibling.exists():
+        suffix += 1
+        sibling = path.with_name(f"{path.name}.{label}-{stamp}-{suffix}")
+    return sibling
+
+
 def retire_keys(key_file: Path, lines) -> Path:
     """Keep retired key lines in ``<key file>.retired-<UTC time>`` beside it (mode 0600), so
     that a backup made before the rotation can still be restored; return that file."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    retired = key_file.with_name(f"{key_file.name}.retired-{stamp}")
-    suffix = 1
-    while retired.exists():
-        suffix += 1
-        retired = key_file.with_name(f"{key_file.name}.retired-{stamp}-{suffix}")
+    retired = dated_sibling(key_file, "retired")
     _write_key_file(retired, lines, changed="nothing was changed")
     return retired
 
