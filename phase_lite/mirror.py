@@ -291,12 +291,17 @@ def _source_key_id(source_id):
     return f"mirror:{source_id}"
 
 
+def open_token(ring, source) -> str:
+    """A source's token, opened with the master key (keyring.KeyringError when it does not
+    open: another master key, or a damaged row). Backup verification opens it too."""
+    data_key = ring.unwrap_data_key(source["wrapped_key"], _source_key_id(source["id"]))
+    return keyring.decrypt_text(data_key, source["token_enc"],
+                                keyring.field_aad("mirror_sources", source["id"], "token"))
+
+
 def source_token(services, source) -> str:
-    ring = services.vault.keyring
     try:
-        data_key = ring.unwrap_data_key(source["wrapped_key"], _source_key_id(source["id"]))
-        return keyring.decrypt_text(data_key, source["token_enc"],
-                                    keyring.field_aad("mirror_sources", source["id"], "token"))
+        return open_token(services.vault.keyring, source)
     except keyring.KeyringError:
         raise MirrorError(f"the stored token of mirror {source['name']} does not open with "
                           "the master key") from None

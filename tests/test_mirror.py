@@ -709,3 +709,39 @@ def test_apps_and_environments_removed_at_the_source(run, services, source, toke
     assert local_app_row(services, "billing")["mirror_removed_at"] is None
     assert fields(local_secrets(services, "billing", "Production")) == \
         fields(source.secrets("billing", "Production"))
+
+
+@pytest.mark.sqlite_only  # a backup is a SQLite file
+def test_a_backup_verifies_the_mirror_token_and_reports_a_damaged_one(run, services, source,
+                                                                       token_file, tmp_path):
+    import sqlite3
+
+    from phase_lite.backup import BackupError, verify_backup
+
+    add_and_sync(run, source, token_file, "--app", "billing")
+    target = tmp_path / "with-mirror.sqlite3"
+    run("backup", str(target))
+    with_token = verify_backup(target, services.vault.keyring)
+    (wrapped,) = sqlite3.connect(target).execute(
+        "SELECT wrapped_key FROM mirror_sources").fetchone()
+    damaged = tmp_path / "damaged.sqlite3"
+    damaged.write_bytes(target.read_bytes())
+    conn = sqlite3.connect(damaged)
+    conn.execute("UPDATE mirror_sources SET wrapped_key = ?",
+                 (bytes(wrapped[:-1]) + bytes([wrapped[-1] ^ 1]),))
+    conn.commit()
+    conn.close()
+    with pytest.raises(BackupError) as refused:
+        verify_backup(damaged, services.vault.keyring)
+    assert str(refused.value) == (f"{damaged}: the token of mirror src does not open (another "
+                                  "master key, or a damaged file)")
+    # The token counts among the fields opened: one fewer without the mirror.
+    run("mirror", "remove", "src", "--keep-data")
+    without = tmp_path / "without-mirror.sqlite3"
+    run("backup", str(without))
+    assert verify_backup(without, services.vault.keyring).fields == with_token.fields - 1
+    # A restore checks the same way and refuses the damaged file, changing nothing.
+    restored = run("restore", "--yes", str(damaged), ok=False)
+    assert restored.exit_code == 1 and "the token of mirror src does not open" in \
+        restored.output
+    assert run_json(run, "mirror", "list") == []
