@@ -263,14 +263,32 @@ class _Answers(BaseHTTPRequestHandler):
         pass
 
 
+def served(handler):
+    server = HTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
 @pytest.fixture
 def not_phase():
-    server = HTTPServer(("127.0.0.1", 0), _Answers)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = served(_Answers)
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
     server.server_close()
+
+
+def answering(status, body):
+    """A host that answers every GET with this status and JSON body."""
+    class Answers(_Answers):
+        def do_GET(self):
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    return served(Answers)
 
 
 @pytest.fixture
@@ -316,8 +334,19 @@ def test_bad_input_is_refused_clearly_and_changes_nothing(run, services, source,
     unknown.write_text(":".join(parts[:2] + [random.token_hex(32)] + parts[3:]))
     dead = f"http://127.0.0.1:{free_port()}"
     tls = self_signed
+    unauthorized = answering(401, {"error": "Authentication credentials were not provided."})
+    shaped = answering(200, {"wrapped_key_share": "00", "apps": "not a list"})
+    refusing, wrong_shape = (f"http://127.0.0.1:{server.server_port}"
+                             for server in (unauthorized, shaped))
+    # A token of another kind: Phase's own tokens are pss_user or pss_service only.
+    other_kind = tmp_path / "other-kind"
+    other_kind.write_text(source.owner.token.replace("pss_user:", "pss_app:"))
     cases = [
         (source.server.url, wrong, mirror.WRONG_TOKEN),
+        (source.server.url, other_kind, mirror.WRONG_TOKEN),
+        (refusing, token_file, f"{refusing} refused the token (401)"),
+        (wrong_shape, token_file, f"{wrong_shape} answered /secrets/tokens/ with something "
+                                  "that is not what a Phase host sends (malformed JSON)"),
         (dead, token_file, f"cannot reach {dead}: "),
         (tls, token_file, f"TLS failure with {tls}: "),
         (source.server.url, unknown, f"{source.server.url} refused the token (403)"),
@@ -329,8 +358,67 @@ def test_bad_input_is_refused_clearly_and_changes_nothing(run, services, source,
         assert result.exit_code == 1, host
         assert result.output.startswith(f"Error: {message}"), (host, result.output)
         assert source.owner.token not in result.output
+    for server in (unauthorized, shaped):
+        server.shutdown()
+        server.server_close()
     assert run_json(run, "mirror", "list") == []
     assert services.db.scalar("SELECT COUNT(*) FROM apps") == 0
+    assert services.db.scalar("SELECT COUNT(*) FROM audit_events WHERE resource_type IN"
+                              " ('mirror_source', 'app')") == 0
+
+
+class _Breaking(BaseHTTPRequestHandler):
+    """A proxy in front of the source that, once ``broken``, cuts its secrets' answers short."""
+    target = None
+    broken = False
+
+    def do_GET(self):
+        answer = requests.get(self.target + self.path, timeout=10, headers={
+            name: value for name, value in self.headers.items() if name.lower() != "host"})
+        body = answer.content
+        if self.broken and self.path.endswith("/secrets/"):
+            body = body[:len(body) // 2]
+        self.send_response(answer.status_code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_sync_given_malformed_json_changes_nothing(run, services, source, tmp_path):
+    """The source answers a sync's reads with broken JSON (after a good first sync): the sync
+    fails saying so, and the copy, its versions and the list's counts stay as they were."""
+    class Proxy(_Breaking):
+        target = source.server.url
+
+    proxy = served(Proxy)
+    try:
+        url = f"http://127.0.0.1:{proxy.server_port}"
+        token = tmp_path / "token"
+        token.write_text(source.owner.token)
+        run_json(run, "mirror", "add", "--host", url, "--token-file", str(token), "--name",
+                 "src")
+        run_json(run, "mirror", "sync", "src")
+        before = [(s.id, s.version) for s in local_secrets(services, "shop", "Development")]
+        flag = source.secret("shop", "Development", "FLAG")
+        source.update("shop", "Development", SecretChange(id=flag.id, value="changed"))
+        Proxy.broken = True
+        failed = run("mirror", "sync", "src", "--json", ok=False)
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+    assert failed.exit_code == 1
+    assert json.loads(failed.output)[0]["error"] == (
+        f"{url} answered /secrets/ with something that is not what a Phase host sends "
+        "(malformed JSON)")
+    assert [(s.id, s.version) for s in local_secrets(services, "shop", "Development")] == before
+    assert next(s for s in local_secrets(services, "shop", "Development")
+                if s.key == "FLAG").value == "on"
+    (listed,) = run_json(run, "mirror", "list")
+    assert listed["counts"]["created"] == 7 and listed["failures"] == 1
 
 
 def test_remove_deletes_the_copy_or_keeps_it_writable(run, services, source, token_file):
