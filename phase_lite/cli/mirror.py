@@ -63,8 +63,12 @@ def mirror_sync(ctx, name, as_json):
     emit_rows(as_json, payload, lambda row: (
         f"{row['name']}: failed: {row['error']}" if "error" in row else
         f"{row['name']}: {row['created']} created, {row['updated']} updated, "
-        f"{row['deleted']} deleted in {_count(row['apps'], 'app')}, "
-        f"{_count(row['environments'], 'environment')}"),
+        f"{row['deleted']} deleted"
+        + (f", {_count(row['overrides'], 'override')} set or removed" if row["overrides"]
+           else "")
+        + f" in {_count(row['apps'], 'app')}, {_count(row['environments'], 'environment')}"
+        + (f"; removed at the source: {', '.join(row['removed'])}" if row.get("removed")
+           else "")),
         "No mirrors.")
     if any("error" in row for row in payload):
         raise SystemExit(1)
@@ -80,9 +84,12 @@ def mirror_list(ctx, as_json):
         apps = ", ".join(_listed_app(app) for app in row["apps"]) or "nothing copied yet"
         state = (f"last error: {row['lastError']}" if row["lastError"]
                  else f"last success {row['lastSuccessAt'] or 'never'}")
-        return (f"{row['name']}  {row['host']}  {apps}; "
+        overrides = (f", {counts['overrides']} overrides set or removed"
+                     if counts.get("overrides") else "")
+        mine = f" (personal overrides of {row['overridesFor']})" if row["overridesFor"] else ""
+        return (f"{row['name']}  {row['host']}{mine}  {apps}; "
                 f"{counts.get('created', 0)} created, {counts.get('updated', 0)} updated, "
-                f"{counts.get('deleted', 0)} deleted; {state}; "
+                f"{counts.get('deleted', 0)} deleted{overrides}; {state}; "
                 f"next run {row['nextRunAt'] or 'not scheduled'}")
 
     emit_rows(as_json, mirror.list_sources(ctx.services, ctx.operator), line, "No mirrors.")
