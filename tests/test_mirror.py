@@ -833,3 +833,18 @@ def test_a_backup_verifies_the_mirror_token_and_reports_a_damaged_one(run, servi
     assert restored.exit_code == 1 and "the token of mirror src does not open" in \
         restored.output
     assert run_json(run, "mirror", "list") == []
+
+
+def test_an_api_host_is_accepted_and_named(run, services, source, token_file):
+    """Phase Cloud's client API is also at its API host's root (``<host>/secrets/``): given
+    such a host, the mirror says that one answered, and syncs through it."""
+    api_host = source.server.url + "/service"
+    added = run_json(run, "mirror", "add", "--host", api_host, "--token-file", str(token_file),
+                     "--name", "api", "--app", "billing")
+    assert (added["host"], added["apiBase"]) == (api_host, api_host)
+    text = run("mirror", "add", "--host", source.server.url, "--token-file", str(token_file),
+               "--name", "console", "--app", "shop").output
+    assert f"(client API at {source.server.url}/service/secrets/)" in text
+    assert run_json(run, "mirror", "sync", "api")[0]["created"] == 1
+    assert fields(local_secrets(services, "billing", "Production")) == \
+        fields(source.secrets("billing", "Production"))
