@@ -22,6 +22,7 @@ actor ``mirror`` (audit events name the source), writes them. The token is kept 
 a data key of the source's own, wrapped by the master key (bound to ``mirror:<source id>``).
 """
 
+import contextlib
 import json
 import logging
 import re
@@ -423,7 +424,22 @@ def sync_app_source(services, principal, app_row, meta):
         services.db, app_row["mirror_source_id"])
     if not source or source["organisation_id"] != principal.organisation_id:
         raise InvalidRequest("This app is not a mirror.")
-    return sync_source(services, source, interval=services.config.mirror_interval, meta=meta)
+    with _one_node(services):
+        return sync_source(services, source, interval=services.config.mirror_interval,
+                           meta=meta)
+
+
+BUSY = "another node is syncing the mirrors now; try again in a moment"
+
+
+@contextlib.contextmanager
+def _one_node(services):
+    """Sync on one node at a time (a PostgreSQL advisory lock; on SQLite, the write lock
+    already serialises): two nodes copying one new app would make it twice."""
+    with services.db.task_lock("mirror sync") as held:
+        if not held:
+            raise MirrorError(BUSY)
+        yield
 
 
 def list_sources(services, principal) -> list[dict]:
@@ -813,12 +829,13 @@ def sync_named(services, principal, name=None, *, interval=None, meta=MIRROR_MET
     else:
         sources = mirror_store.list_sources(services.db, principal.organisation_id)
     outcomes = []
-    for source in sources:
-        try:
-            outcomes.append((source["name"], sync_source(services, source, interval=interval,
-                                                         meta=meta)))
-        except MirrorError as exc:
-            outcomes.append((source["name"], exc))
+    with _one_node(services):
+        for source in sources:
+            try:
+                outcomes.append((source["name"], sync_source(services, source,
+                                                             interval=interval, meta=meta)))
+            except MirrorError as exc:
+                outcomes.append((source["name"], exc))
     return outcomes
 
 

@@ -54,8 +54,11 @@ def all_sources(db):
 
 
 def delete_source(db, source_id):
-    db.execute("UPDATE apps SET mirror_source_id = NULL, mirror_app_id = NULL"
-               " WHERE mirror_source_id = ?", (source_id,))
+    """Forget a source; the apps still here (kept with ``--keep-data``) become local apps."""
+    db.execute("UPDATE environments SET mirror_env_id = NULL, mirror_removed_at = NULL"
+               " WHERE app_id IN (SELECT id FROM apps WHERE mirror_source_id = ?)", (source_id,))
+    db.execute("UPDATE apps SET mirror_source_id = NULL, mirror_app_id = NULL,"
+               " mirror_removed_at = NULL WHERE mirror_source_id = ?", (source_id,))
     db.execute("DELETE FROM mirror_sources WHERE id = ?", (source_id,))
 
 
