@@ -381,12 +381,20 @@ def _check_local_names(services, principal, source_id, host, found, local_name):
     of this source whose app the source no longer gives is no conflict: it is taken up again
     (an app deleted and made anew there)."""
     found_ids = {app.id for app in found}
+    db = services.db
     for app in found:
         wanted = local_name or app.name
-        for row in app_store.find_apps_by_name(services.db, principal.organisation_id, wanted):
+        for row in app_store.find_apps_by_name(db, principal.organisation_id, wanted):
             if row["mirror_source_id"] == source_id and (row["mirror_app_id"] == app.id
                                                          or row["mirror_app_id"] not in found_ids):
                 continue
+            copy = db.one("SELECT name FROM apps WHERE mirror_source_id = ?"
+                          " AND mirror_app_id = ?", (source_id, app.id))
+            if copy is not None:
+                raise MirrorError(
+                    f"{host} renamed {copy['name']} to {app.name}, and an app named "
+                    f"{row['name']} exists on this server and is not its copy: rename or "
+                    "delete that app here, then sync again")
             raise MirrorError(
                 f"an app named {row['name']} exists on this server and is not the copy of "
                 f"{app.name} at {host}: rename the app here, or mirror {app.name} alone "

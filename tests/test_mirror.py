@@ -243,7 +243,9 @@ def test_a_local_app_of_the_same_name_is_refused_or_renamed(run, services, sourc
     refused = run("mirror", "add", "--host", source.server.url, "--token-file",
                   str(token_file), ok=False)
     assert refused.exit_code == 1
-    assert "an app named shop exists on this server" in refused.output
+    assert (f"an app named shop exists on this server and is not the copy of shop at "
+            f"{source.server.url}: rename the app here, or mirror shop alone with --as NAME "
+            "to name its copy") in refused.output
     assert run_json(run, "mirror", "list") == []
     add_and_sync(run, source, token_file, "--app", "shop", "--as", "shop-cloud")
     assert fields(local_secrets(services, "shop-cloud", "Development")) == \
@@ -730,9 +732,8 @@ def test_a_rename_onto_a_local_apps_name_is_refused_and_changes_nothing(run, ser
     assert failed.exit_code == 1
     (outcome,) = json.loads(failed.output)
     assert outcome["error"] == (
-        f"an app named store exists on this server and is not the copy of store at "
-        f"{source.server.url}: rename the app here, or mirror store alone with --as NAME to "
-        "name its copy")
+        f"{source.server.url} renamed shop to store, and an app named store exists on this "
+        "server and is not its copy: rename or delete that app here, then sync again")
     assert fields(local_secrets(services, "shop", "Development")) == before
     assert run_json(run, "mirror", "list")[0]["lastError"] == outcome["error"]
     # A copy named with --as keeps its name whatever the source calls the app.
