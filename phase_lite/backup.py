@@ -36,12 +36,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import audit, keyring, rotation
+from . import audit, keyring, mirror, rotation
 from .config import Config, ConfigError
 from .store import Database, StoreError, open_database
 from .store import apps as app_store
 from .store import backups as backup_store
 from .store import meta as meta_store
+from .store import mirrors as mirror_store
 from .vault import DecryptionFailed, Vault
 
 
@@ -189,8 +190,8 @@ def create_backup(db: Database, ring: keyring.Keyring, target) -> BackupSummary:
 def verify_backup(path, ring: keyring.Keyring) -> BackupSummary:
     """Check that a database file is whole and opens with the master key; never writes to it.
 
-    Checks ``PRAGMA integrity_check``, the master-key check blob, every app's data key and
-    every encrypted field. Raise BackupError naming what failed (never a value).
+    Checks ``PRAGMA integrity_check``, the master-key check blob, every app's data key, every
+    encrypted field and every mirror source's token. Raise BackupError naming what failed (never a value).
     """
     path = Path(path)
     if not path.is_file():
@@ -211,6 +212,7 @@ def verify_backup(path, ring: keyring.Keyring) -> BackupSummary:
         fields = 0
         for app in app_store.all_apps(snapshot):
             fields += sum(1 for _ in rotation.decrypt_app_fields(snapshot, vault, app["id"]))
+        fields += _open_mirror_tokens(path, snapshot, ring)
         counts = backup_store.count_rows(snapshot)
     except DecryptionFailed as exc:
         raise BackupError(f"{path}: {exc} (another master key, or a damaged file)") from None
@@ -220,6 +222,22 @@ def verify_backup(path, ring: keyring.Keyring) -> BackupSummary:
         snapshot.close()
     return BackupSummary(str(path), counts["apps"], counts["environments"], counts["secrets"],
                          fields)
+
+
+def _open_mirror_tokens(path, snapshot, ring) -> int:
+    """Open every mirror source's token (its key wrapped by the master key, as an app's);
+    return how many. A backup made before mirrors existed has none."""
+    if snapshot.one("SELECT 1 FROM sqlite_master WHERE type = 'table'"
+                    " AND name = 'mirror_sources'") is None:
+        return 0
+    sources = mirror_store.all_sources(snapshot)
+    for source in sources:
+        try:
+            mirror.open_token(ring, source)
+        except keyring.KeyringError:
+            raise BackupError(f"{path}: the token of mirror {source['name']} does not open "
+                              "(another master key, or a damaged file)") from None
+    return len(sources)
 
 
 # -- restore -----------------------------------------------------------------------------------

@@ -558,3 +558,19 @@ def m013_mirror_sources(db):
         ALTER TABLE environments ADD COLUMN mirror_env_id TEXT;
         """
     )
+
+
+@migrations()
+def m014_mirror_overrides_and_removals(db):
+    """Mirrors: whose personal overrides a personal token brings (the local user its overrides
+    are kept for), and apps or environments the source no longer gives (removed there, or no
+    longer readable by the token): their secrets are deleted here, kept in history, and the
+    copy stays, marked, read-only. The same statements serve PostgreSQL."""
+    _run_script(
+        db,
+        """
+        ALTER TABLE mirror_sources ADD COLUMN overrides_user_id TEXT REFERENCES users(id);
+        ALTER TABLE apps ADD COLUMN mirror_removed_at TEXT;
+        ALTER TABLE environments ADD COLUMN mirror_removed_at TEXT;
+        """
+    )

@@ -22,6 +22,7 @@ actor ``mirror`` (audit events name the source), writes them. The token is kept 
 a data key of the source's own, wrapped by the master key (bound to ``mirror:<source id>``).
 """
 
+import contextlib
 import json
 import logging
 import re
@@ -38,9 +39,11 @@ from . import secrets as secret_rules
 from .errors import DoesNotExist, Duplicate, InvalidRequest, PhaseError
 from .paths import normalize_path
 from .secrets.writes import Writer
-from .store import StoreError, format_time, missing_as, new_id, now
+from .store import NotFound, StoreError, format_time, missing_as, new_id, now
+from .store import accounts as account_store
 from .store import apps as app_store
 from .store import mirrors as mirror_store
+from .store import secrets as secret_store
 
 log = logging.getLogger("phase_lite.mirror")
 
@@ -71,6 +74,7 @@ class SourceSecret:
     tags: tuple
     path: str
     type: str
+    override: tuple | None = field(default=None, repr=False)  # (value, active): the token's user's
 
 
 @dataclass
@@ -124,9 +128,12 @@ class Source:
                          "Accept": "application/json",
                          "User-Agent": MIRROR_META.user_agent}
 
-    def read(self, app_choices=(), env_choices=(), *, with_secrets=True) -> list[SourceApp]:
-        """The chosen apps (names or ids; all when none) and environments (names; all when
-        none) the token can read, with their secrets opened."""
+    def read(self, app_choices=(), env_choices=(), *, with_secrets=True, strict=True,
+             known_env_ids=frozenset()) -> list[SourceApp]:
+        """The chosen apps (names or ids; all when none) and environments (names, or source
+        ids in ``known_env_ids``: those already copied, which a rename keeps; all when none)
+        the token can read, with their secrets opened. ``strict``: a choice the source does not
+        have is an error (when adding; a sync takes it as removed there)."""
         payload = self._token_keys()
         try:
             private = phase_crypto.recover_token_private_key(self.token,
@@ -142,18 +149,18 @@ class Source:
             for choice in app_choices:
                 matches = [app for app in found if app.id == choice
                            or app.name.lower() == choice.lower()]
-                if not matches:
+                if not matches and strict:
                     raise MirrorError(f"the token cannot read an app {choice!r} at {self.host}")
                 chosen.extend(app for app in matches if app not in chosen)
         wanted = {name.lower() for name in env_choices}
         for app in chosen:
             if wanted:
                 app.environments = [env for env in app.environments
-                                    if env.name.lower() in wanted]
+                                    if env.name.lower() in wanted or env.id in known_env_ids]
             if with_secrets:
                 for env in app.environments:
                     env.secrets = self._secrets(app, env)
-        if wanted and not any(app.environments for app in chosen):
+        if strict and wanted and not any(app.environments for app in chosen):
             raise MirrorError(f"the token cannot read an environment named "
                               f"{', '.join(sorted(env_choices))} at {self.host}")
         return chosen
@@ -184,6 +191,10 @@ class Source:
             for row in rows:
                 comment = row.get("comment") or ""
                 tags = row.get("tags") or []
+                override = row.get("override") if self.kind == "user" else None
+                if override is not None:
+                    override = (self._open(env, override["value"]),
+                                override.get("is_active", True) is not False)
                 secrets.append(SourceSecret(
                     key=self._open(env, row["key"]),
                     value=self._open(env, row["value"]),
@@ -192,6 +203,7 @@ class Source:
                                for tag in tags),
                     path=normalize_path(row.get("path") or "/"),
                     type=row.get("type") or "secret",
+                    override=override,
                 ))
         except (KeyError, TypeError, AttributeError, InvalidRequest):
             raise self._malformed("/secrets/") from None
@@ -280,21 +292,32 @@ def _source_key_id(source_id):
     return f"mirror:{source_id}"
 
 
+def open_token(ring, source) -> str:
+    """A source's token, opened with the master key (keyring.KeyringError when it does not
+    open: another master key, or a damaged row). Backup verification opens it too."""
+    data_key = ring.unwrap_data_key(source["wrapped_key"], _source_key_id(source["id"]))
+    return keyring.decrypt_text(data_key, source["token_enc"],
+                                keyring.field_aad("mirror_sources", source["id"], "token"))
+
+
 def source_token(services, source) -> str:
-    ring = services.vault.keyring
     try:
-        data_key = ring.unwrap_data_key(source["wrapped_key"], _source_key_id(source["id"]))
-        return keyring.decrypt_text(data_key, source["token_enc"],
-                                    keyring.field_aad("mirror_sources", source["id"], "token"))
+        return open_token(services.vault.keyring, source)
     except keyring.KeyringError:
         raise MirrorError(f"the stored token of mirror {source['name']} does not open with "
                           "the master key") from None
 
 
 def add_source(services, principal, *, host, token_text, app_choices=(), env_choices=(),
-               name=None, local_name=None, meta=audit.CLI_META, timeout=TIMEOUT):
+               name=None, local_name=None, overrides_user=None, meta=audit.CLI_META,
+               timeout=TIMEOUT):
     """Register a source after checking that it answers and that its apps can be mirrored
-    here; return its row. Nothing is stored when anything is wrong."""
+    here; return its row. Nothing is stored when anything is wrong.
+
+    The chosen apps are kept as their source ids (a rename there keeps them chosen). A personal
+    token brings its user's personal overrides, kept here as the overrides of the local user
+    ``overrides_user`` (an email or id), by default the organisation's Owner when it has one
+    only: the source names the token's user by an id of its own, never by an email."""
     apps.require(principal, "Apps", "create", "apps")
     kind, token = parse_token(token_text)
     host = clean_host(host)
@@ -303,6 +326,7 @@ def add_source(services, principal, *, host, token_text, app_choices=(), env_cho
         raise InvalidRequest("--name: letters, digits, '.', '_' or '-', at most 64")
     if local_name is not None and len(app_choices) != 1:
         raise InvalidRequest("--as names the local copy of one app: give exactly one --app")
+    overrides_user_id = _overrides_user(services, principal, kind, overrides_user)
     db = services.db
     if db.one("SELECT 1 FROM mirror_sources WHERE organisation_id = ? AND name = ?",
               (principal.organisation_id, name)):
@@ -322,7 +346,8 @@ def add_source(services, principal, *, host, token_text, app_choices=(), env_cho
         "token_enc": keyring.encrypt_text(data_key, token,
                                           keyring.field_aad("mirror_sources", source_id,
                                                             "token")),
-        "token_kind": kind, "apps": json.dumps(list(app_choices)),
+        "token_kind": kind, "overrides_user_id": overrides_user_id,
+        "apps": json.dumps([app.id for app in found] if app_choices else []),
         "environments": json.dumps(list(env_choices)), "local_name": local_name,
         "created_at": now(),
     }
@@ -334,16 +359,46 @@ def add_source(services, principal, *, host, token_text, app_choices=(), env_cho
     return mirror_store.source_by_id(db, source_id)
 
 
+def _overrides_user(services, principal, kind, chosen):
+    """The id of the local user a personal token's overrides are kept for, or None."""
+    db = services.db
+    if kind != "user":
+        if chosen:
+            raise InvalidRequest("--user: a service account token has no personal overrides")
+        return None
+    if chosen:
+        return accounts.user_by_email(services, principal, chosen)["id"]
+    owners = [user for user in account_store.list_users(db, principal.organisation_id)
+              if user["role_name"] == "Owner"]
+    if len(owners) != 1:
+        raise InvalidRequest(f"this server has {len(owners)} Owners: name the local user whose "
+                             "personal overrides the token's are with --user EMAIL")
+    return owners[0]["id"]
+
+
 def _check_local_names(services, principal, source_id, host, found, local_name):
-    """Refuse a source app whose name a local app that is not its mirror already has."""
+    """Refuse a source app whose name a local app that is not its mirror already has. A copy
+    of this source whose app the source no longer gives is no conflict: it is taken up again
+    (an app deleted and made anew there)."""
+    found_ids = {app.id for app in found}
+    db = services.db
     for app in found:
         wanted = local_name or app.name
-        for row in app_store.find_apps_by_name(services.db, principal.organisation_id, wanted):
-            if row["mirror_source_id"] == source_id and row["mirror_app_id"] == app.id:
+        for row in app_store.find_apps_by_name(db, principal.organisation_id, wanted):
+            if row["mirror_source_id"] == source_id and (row["mirror_app_id"] == app.id
+                                                         or row["mirror_app_id"] not in found_ids):
                 continue
+            copy = db.one("SELECT name FROM apps WHERE mirror_source_id = ?"
+                          " AND mirror_app_id = ?", (source_id, app.id))
+            if copy is not None:
+                raise MirrorError(
+                    f"{host} renamed {copy['name']} to {app.name}, and an app named "
+                    f"{row['name']} exists on this server and is not its copy: rename or "
+                    "delete that app here, then sync again")
             raise MirrorError(
-                f"an app named {row['name']} exists on this server and is not this mirror of "
-                f"{host}: rename it, or give --as NAME to name the copy")
+                f"an app named {row['name']} exists on this server and is not the copy of "
+                f"{app.name} at {host}: rename the app here, or mirror {app.name} alone "
+                "with --as NAME to name its copy")
 
 
 def find_source(services, principal, name):
@@ -359,7 +414,11 @@ def mirror_of_app(services, principal, app_row):
     source = mirror_store.source_by_id(services.db, app_row["mirror_source_id"])
     if source is None or source["organisation_id"] != principal.organisation_id:
         return None
+    removed = [row["name"] for row in mirror_store.mirrored_environments(services.db,
+                                                                        app_row["id"])
+               if row["mirror_removed_at"] is not None]
     return {"name": source["name"], "host": source["host"],
+            "removed_at": app_row["mirror_removed_at"], "removed_environments": removed,
             "last_success_at": source["last_success_at"],
             "last_attempt_at": source["last_attempt_at"],
             "last_error": source["last_error"], "next_run_at": source["next_run_at"]}
@@ -373,22 +432,37 @@ def sync_app_source(services, principal, app_row, meta):
         services.db, app_row["mirror_source_id"])
     if not source or source["organisation_id"] != principal.organisation_id:
         raise InvalidRequest("This app is not a mirror.")
-    return sync_source(services, source, interval=services.config.mirror_interval, meta=meta)
+    with _one_node(services):
+        return sync_source(services, source, interval=services.config.mirror_interval,
+                           meta=meta)
+
+
+BUSY = "another node is syncing the mirrors now; try again in a moment"
+
+
+@contextlib.contextmanager
+def _one_node(services):
+    """Sync on one node at a time (a PostgreSQL advisory lock; on SQLite, the write lock
+    already serialises): two nodes copying one new app would make it twice."""
+    with services.db.task_lock("mirror sync") as held:
+        if not held:
+            raise MirrorError(BUSY)
+        yield
 
 
 def list_sources(services, principal) -> list[dict]:
     """Every source with its apps, environments, counts and state (no token)."""
     db = services.db
     listed = []
+    emails = {user["id"]: user["email"]
+              for user in account_store.list_users(db, principal.organisation_id)}
     for source in mirror_store.list_sources(db, principal.organisation_id):
         mirrored = mirror_store.mirrored_apps(db, source["id"])
         listed.append({
             "name": source["name"], "host": source["host"], "apiBase": source["api_base"],
             "tokenKind": source["token_kind"],
-            "apps": [{"id": app["id"], "name": app["name"],
-                      "environments": [env["name"] for env in
-                                       app_store.list_environments(db, app["id"])]}
-                     for app in mirrored],
+            "overridesFor": emails.get(source["overrides_user_id"]),
+            "apps": [_listed_app(db, app) for app in mirrored],
             "chosenApps": json.loads(source["apps"]),
             "chosenEnvironments": json.loads(source["environments"]),
             "counts": json.loads(source["counts"]),
@@ -398,6 +472,15 @@ def list_sources(services, principal) -> list[dict]:
             "nextRunAt": source["next_run_at"],
         })
     return listed
+
+
+def _listed_app(db, app):
+    envs = mirror_store.mirrored_environments(db, app["id"])
+    return {"id": app["id"], "name": app["name"],
+            "environments": [env["name"] for env in envs],
+            "removedAtSource": app["mirror_removed_at"],
+            "environmentsRemovedAtSource": [env["name"] for env in envs
+                                            if env["mirror_removed_at"] is not None]}
 
 
 def remove_source(services, principal, name, *, keep_data=False, meta=audit.CLI_META):
@@ -427,40 +510,68 @@ class SyncResult:
     created: int = 0
     updated: int = 0
     deleted: int = 0
+    overrides: int = 0  # personal overrides of the token's user set, changed or removed
     apps: int = 0
     environments: int = 0
+    removed: list = field(default_factory=list)  # "app" or "app/env" the source stopped giving
 
     def as_dict(self):
-        return {"created": self.created, "updated": self.updated, "deleted": self.deleted,
-                "apps": self.apps, "environments": self.environments}
+        shown = {"created": self.created, "updated": self.updated, "deleted": self.deleted,
+                 "overrides": self.overrides, "apps": self.apps,
+                 "environments": self.environments}
+        if self.removed:
+            shown["removed"] = list(self.removed)
+        return shown
+
+    def add(self, counts):
+        created, updated, deleted, overrides = counts
+        self.created += created
+        self.updated += updated
+        self.deleted += deleted
+        self.overrides += overrides
 
 
 def sync_source(services, source, *, interval=None, meta=MIRROR_META,
                 timeout=TIMEOUT) -> SyncResult:
     """Pull one source now; record the outcome (and the next run, ``interval`` seconds on or
-    later after failures). Raise MirrorError when it failed (the last good copy stays)."""
+    later after failures). Raise MirrorError when it failed (the last good copy stays).
+
+    Apps and environments are matched by their source ids, so a rename there is a rename here.
+    One the source no longer gives (deleted there, or no longer readable by the token) keeps
+    its copy, read-only and marked as removed at the source, with its secrets deleted (kept in
+    history); if the source gives it again, or a new one of its name, the copy is filled again.
+    """
     db = services.db
     actor = mirror_actor(services, source)
     result = SyncResult()
     try:
         client = Source(source["host"], source_token(services, source), source["token_kind"],
                         api_base=source["api_base"], timeout=timeout)
-        found = client.read(json.loads(source["apps"]), json.loads(source["environments"]))
+        found = client.read(json.loads(source["apps"]), json.loads(source["environments"]),
+                            strict=False,
+                            known_env_ids=mirror_store.mirrored_environment_ids(db, source["id"]))
         _check_local_names(services, actor, source["id"], source["host"], found,
                            source["local_name"])
-        for app in found:
-            local_app = _ensure_app(services, actor, source, app)
-            result.apps += 1
+        user_id = _overrides_user_here(db, source)
+        copies = [(_ensure_app(services, actor, source, app), app) for app in found]
+        found_ids = {app.id for app in found}
+        gone = [row for row in mirror_store.mirrored_apps(db, source["id"])
+                if row["mirror_app_id"] not in found_ids]
+        for local_app, app in copies:
             env_ids = mirror_store.source_environment_ids(db, local_app["id"])
             for env in app.environments:
                 env_row = app_store.get_environment(db, actor.organisation_id,
                                                     env_ids[env.id])
-                created, updated, deleted = sync_environment(services, actor, env_row,
-                                                             env.secrets, meta)
-                result.created += created
-                result.updated += updated
-                result.deleted += deleted
+                result.add(sync_environment(services, actor, env_row, env.secrets, meta,
+                                            overrides_user_id=user_id))
                 result.environments += 1
+            live = {env.id for env in app.environments}
+            for row in mirror_store.mirrored_environments(db, local_app["id"]):
+                if row["mirror_env_id"] not in live:
+                    _empty_removed(services, actor, source, local_app, row, meta, result)
+            result.apps += 1
+        for local_app in gone:
+            _empty_removed(services, actor, source, local_app, None, meta, result)
     except (MirrorError, InvalidRequest, Duplicate) as exc:
         message = exc.message
         _record_failure(services, actor, source, message, interval, meta)
@@ -474,6 +585,46 @@ def sync_source(services, source, *, interval=None, meta=MIRROR_META,
     log.info("mirror %s synced from %s: %d created, %d updated, %d deleted",
              source["name"], source["host"], result.created, result.updated, result.deleted)
     return result
+
+
+def _overrides_user_here(db, source):
+    """The local user whose overrides a personal token brings, while that user is here."""
+    user_id = source["overrides_user_id"]
+    if user_id is None or source["token_kind"] != "user":
+        return None
+    try:
+        return account_store.get_user(db, source["organisation_id"], user_id)["id"]
+    except NotFound:
+        return None  # deleted here since: their overrides went with them
+
+
+def _empty_removed(services, actor, source, app_row, env_row, meta, result):
+    """A copy (an environment, or with ``env_row`` None the whole app) that the source no
+    longer gives: delete its secrets (kept in history), mark it, keep it read-only."""
+    db = services.db
+    rows = [env_row] if env_row is not None else \
+        mirror_store.mirrored_environments(db, app_row["id"])
+    for row in rows:
+        env = app_store.get_environment(db, actor.organisation_id, row["id"])
+        result.add(sync_environment(services, actor, env, [], meta))
+    marked = env_row if env_row is not None else app_row
+    if marked["mirror_removed_at"] is not None:
+        return
+    with db.transaction():
+        if env_row is None:
+            mirror_store.mark_app_removed(db, app_row["id"], now())
+            audit.record(db, actor, MIRROR_META, "update", "app", app_row["id"],
+                         app_id=app_row["id"], details={"name": app_row["name"],
+                                                        "mirror": source["name"],
+                                                        "removedAtSource": True})
+            result.removed.append(app_row["name"])
+        else:
+            mirror_store.mark_environment_removed(db, env_row["id"], now())
+            audit.record(db, actor, MIRROR_META, "update", "environment", env_row["id"],
+                         app_id=app_row["id"], environment_id=env_row["id"],
+                         details={"name": env_row["name"], "mirror": source["name"],
+                                  "removedAtSource": True})
+            result.removed.append(f"{app_row['name']}/{env_row['name']}")
 
 
 def _record_failure(services, actor, source, message, interval, meta):
@@ -496,48 +647,106 @@ def _later(seconds):
 
 
 def _ensure_app(services, actor, source, app):
-    """The local copy of a source app, made (with its environments) when missing."""
-    db, vault = services.db, services.vault
+    """The local copy of a source app, made (with its environments) when missing, renamed
+    as the source renamed it or its environments (matched by source id)."""
+    db = services.db
+    name = source["local_name"] or app.name
     with db.transaction():
         local = db.one("SELECT * FROM apps WHERE mirror_source_id = ? AND mirror_app_id = ?",
                        (source["id"], app.id))
         if local is None:
+            # A copy of this source whose app the source no longer gives, of the same name:
+            # the app was deleted and made anew there (_check_local_names allowed no other).
+            local = next((row for row in app_store.find_apps_by_name(
+                db, actor.organisation_id, name) if row["mirror_source_id"] == source["id"]),
+                None)
+        if local is None:
             local_id = new_id()
-            name = source["local_name"] or app.name
             app_store.insert_app(db, local_id, actor.organisation_id, name, "",
-                                 vault.new_wrapped_data_key(local_id))
+                                 services.vault.new_wrapped_data_key(local_id))
             mirror_store.mark_mirrored(db, local_id, source["id"], app.id)
             audit.record(db, actor, MIRROR_META, "create", "app", local_id, app_id=local_id,
                          details={"name": name, "mirror": source["name"]})
-            local = app_store.get_app(db, actor.organisation_id, local_id)
-        known = mirror_store.source_environment_ids(db, local["id"])
-        missing = [env for env in app.environments if env.id not in known]
-        if missing:
-            data_key = vault.data_key(local["id"])
-            for env in missing:
-                row = app_store.find_environment(db, local["id"], env.name)
-                if row is not None:
-                    mirror_store.mark_environment(db, row["id"], env.id)
-                    continue
-                env_type = env.env_type if env.env_type in ("dev", "staging", "prod") \
-                    else "custom"
-                env_id = apps.insert_environment(db, vault, data_key, local["id"], env.name,
-                                                 env_type, app_store.next_sort_index(
-                                                     db, local["id"]))
-                mirror_store.mark_environment(db, env_id, env.id)
-                audit.record(db, actor, MIRROR_META, "create", "environment", env_id,
-                             app_id=local["id"], environment_id=env_id,
-                             details={"name": env.name, "mirror": source["name"]})
-    return local
+        else:
+            local_id = local["id"]
+            changed = []
+            if local["mirror_app_id"] != app.id or local["mirror_removed_at"] is not None:
+                mirror_store.mark_mirrored(db, local_id, source["id"], app.id)
+                changed.append("source")
+            if local["name"] != name:
+                app_store.update_app(db, local_id, name=name)
+                changed.append("name")
+            if changed:
+                audit.record(db, actor, MIRROR_META, "update", "app", local_id,
+                             app_id=local_id, details={"fields": changed, "name": name,
+                                                       "from": local["name"],
+                                                       "mirror": source["name"]})
+        _ensure_environments(services, actor, source, local_id, app)
+        return app_store.get_app(db, actor.organisation_id, local_id)
 
 
-def sync_environment(services, actor, env_row, source_secrets, meta=MIRROR_META):
+def _ensure_environments(services, actor, source, app_id, app):
+    """Rename, take up again or make the copies of the source app's environments."""
+    db, vault = services.db, services.vault
+    rows = mirror_store.mirrored_environments(db, app_id)
+    by_source = {row["mirror_env_id"]: row for row in rows if row["mirror_env_id"]}
+    live = {env.id for env in app.environments}
+    stale = [row for row in rows if row["mirror_env_id"] not in live]
+    taken_up = []
+    for env in app.environments:
+        if env.id in by_source:
+            continue
+        # One of the name the source no longer gives: deleted and made anew there.
+        row = next((row for row in stale if row["name"].lower() == env.name.lower()), None)
+        if row is not None:
+            stale.remove(row)
+            mirror_store.mark_environment(db, row["id"], env.id)
+            by_source[env.id] = row
+            taken_up.append(row["id"])
+    renames = {by_source[env.id]["id"]: (by_source[env.id]["name"], env.name)
+               for env in app.environments
+               if env.id in by_source and by_source[env.id]["name"] != env.name}
+    wanted = {new.lower() for _, new in renames.values()} | {
+        env.name.lower() for env in app.environments if env.id not in by_source}
+    for row in stale:  # a removed copy holding a name the source now gives another
+        if row["name"].lower() in wanted:
+            renames[row["id"]] = (row["name"], f"{row['name']}-removed-{row['id'][:8]}")
+    for env_id in renames:  # two steps: names swapped at the source would collide
+        app_store.rename_environment(db, env_id, f"~{env_id}")
+    for env_id, (old, new) in renames.items():
+        app_store.rename_environment(db, env_id, new)
+        audit.record(db, actor, MIRROR_META, "update", "environment", env_id, app_id=app_id,
+                     environment_id=env_id,
+                     details={"from": old, "to": new, "mirror": source["name"]})
+    for env_id in set(taken_up) - set(renames):
+        audit.record(db, actor, MIRROR_META, "update", "environment", env_id, app_id=app_id,
+                     environment_id=env_id, details={"fields": ["source"],
+                                                     "mirror": source["name"]})
+    missing = [env for env in app.environments if env.id not in by_source]
+    if not missing:
+        return
+    data_key = vault.data_key(app_id)
+    for env in missing:
+        env_type = env.env_type if env.env_type in ("dev", "staging", "prod") else "custom"
+        env_id = apps.insert_environment(db, vault, data_key, app_id, env.name, env_type,
+                                         app_store.next_sort_index(db, app_id))
+        mirror_store.mark_environment(db, env_id, env.id)
+        audit.record(db, actor, MIRROR_META, "create", "environment", env_id,
+                     app_id=app_id, environment_id=env_id,
+                     details={"name": env.name, "mirror": source["name"]})
+
+
+def sync_environment(services, actor, env_row, source_secrets, meta=MIRROR_META, *,
+                     overrides_user_id=None):
     """Bring one environment in step with the source's secrets in one transaction; return
-    (created, updated, deleted). Nothing is written when nothing changed."""
+    (created, updated, deleted, overrides). Nothing is written when nothing changed. With
+    ``overrides_user_id``, that local user's overrides become the source's (``override`` of
+    each source secret; those it lacks are removed)."""
     db = services.db
     wanted = {}
     for secret in source_secrets:
         wanted[(secret.path, secret.key)] = secret
+    written = []
     with db.transaction():
         env_row = app_store.get_environment(db, actor.organisation_id, env_row["id"])
         local = {(s.path, s.key): s for s in secret_rules.list_secrets(services, env_row)}
@@ -562,22 +771,63 @@ def sync_environment(services, actor, env_row, source_secrets, meta=MIRROR_META)
                 type=None if source.type == current.type else source.type)
             if (change.value, change.comment, change.tags, change.type) != (None,) * 4:
                 updates.append((current, change, change.tags))
-        if not (creates or updates or deletes):
-            return 0, 0, 0
-        writer = Writer(services, actor, env_row, syncing=True)
-        written = [writer.delete(current) for current in deletes]
-        for current, change, names in updates:
-            written.append(writer.update(current, change, names))
-        keys = writer.env_keys
-        written += writer.insert([
-            (secret_rules.NewSecret(key=source.key, value=source.value,
-                                    comment=source.comment, path=source.path,
-                                    tags=source.tags, type=source.type),
-             keys.digest(source.key), names)
-            for source, names in creates])
-        writer.finish("mirror", written, meta)
-    writer.publish(written)
-    return len(creates), len(updates), len(deletes)
+        if creates or updates or deletes:
+            writer = Writer(services, actor, env_row, syncing=True)
+            written = [writer.delete(current) for current in deletes]
+            for current, change, names in updates:
+                written.append(writer.update(current, change, names))
+            keys = writer.env_keys
+            made = writer.insert([
+                (secret_rules.NewSecret(key=source.key, value=source.value,
+                                        comment=source.comment, path=source.path,
+                                        tags=source.tags, type=source.type),
+                 keys.digest(source.key), names)
+                for source, names in creates])
+            written += made
+            writer.finish("mirror", written, meta)
+        overrides = 0
+        if overrides_user_id is not None:
+            gone = {current.id for current in deletes}
+            ids = {position: s.id for position, s in local.items() if s.id not in gone}
+            if creates:
+                ids.update({(s.path, s.key): s.id for s in made})
+            overrides = _sync_overrides(services, env_row, overrides_user_id, wanted, ids)
+    if written:
+        writer.publish(written)
+    return len(creates), len(updates), len(deletes), overrides
+
+
+def _sync_overrides(services, env_row, user_id, wanted, ids) -> int:
+    """Make the user's overrides of these secrets the source's; return how many changed.
+    An override is the user's own layer: setting one makes no secret version."""
+    db, vault = services.db, services.vault
+    existing = secret_store.environment_personal_secrets(db, user_id, env_row["id"])
+    data_key = vault.data_key(env_row["app_id"])
+    stamp, changed, removed = now(), 0, []
+    for position, source in wanted.items():
+        secret_id = ids.get(position)
+        row = existing.pop(secret_id, None)
+        if source.override is None:
+            if row is not None:
+                removed.append(row["id"])
+            continue
+        value, active = source.override
+        if row is not None and bool(row["is_active"]) == active and value == vault.decrypt(
+                data_key, "personal_secrets", row["id"], "value", row["value_enc"]):
+            continue
+        personal_id = row["id"] if row is not None else new_id()
+        value_enc = vault.encrypt(data_key, "personal_secrets", personal_id, "value", value)
+        if row is not None:
+            secret_store.update_personal_secret(db, personal_id, value_enc, None, active, stamp)
+        else:
+            secret_store.insert_personal_secret(db, {
+                "id": personal_id, "secret_id": secret_id, "user_id": user_id,
+                "value_enc": value_enc, "wire_value": None, "is_active": int(active),
+                "created_at": stamp, "updated_at": stamp})
+        changed += 1
+    removed += [row["id"] for row in existing.values()]
+    mirror_store.delete_personal_secrets(db, removed)
+    return changed + len(removed)
 
 
 def sync_named(services, principal, name=None, *, interval=None, meta=MIRROR_META):
@@ -587,12 +837,13 @@ def sync_named(services, principal, name=None, *, interval=None, meta=MIRROR_MET
     else:
         sources = mirror_store.list_sources(services.db, principal.organisation_id)
     outcomes = []
-    for source in sources:
-        try:
-            outcomes.append((source["name"], sync_source(services, source, interval=interval,
-                                                         meta=meta)))
-        except MirrorError as exc:
-            outcomes.append((source["name"], exc))
+    with _one_node(services):
+        for source in sources:
+            try:
+                outcomes.append((source["name"], sync_source(services, source,
+                                                             interval=interval, meta=meta)))
+            except MirrorError as exc:
+                outcomes.append((source["name"], exc))
     return outcomes
 
 

@@ -201,3 +201,91 @@ def test_a_node_killed_under_concurrent_writers_loses_no_acknowledged_write(clus
     assert all(len(keys) == 3 for keys in batches.values())  # no batch half-written
     assert cluster.call(2, "GET", path, headers).json() == cluster.call(1, "GET", path,
                                                                         headers).json()
+
+
+def test_one_node_at_a_time_syncs_a_mirror(tmp_path, postgres_server):
+    """Two nodes, a mirror due every 2 seconds: each due sync is done once, by whichever node
+    takes the lock first (the other finds it done), never by both."""
+    import json
+    import time
+
+    import support
+    from phase_lite import mirror
+    from phase_lite.app import open_services
+    from phase_lite.secrets import NewSecret
+    from phase_source import PhaseSource
+
+    (tmp_path / "upstream").mkdir()
+    source = PhaseSource(tmp_path / "upstream")
+    try:
+        support.make_app(source.services, "shop", ["Development"])
+        source.create("shop", "Development", NewSecret(key="A", value="1"))
+        source.server.start()
+        url = postgres_server.create_database(f"mirror_{uuid.uuid4().hex[:12]}")
+        cluster = Cluster(tmp_path, url, count=0)
+        config = load_config({"PHASE_LITE_DATA_DIR": str(cluster.data_dir), **cluster.env})
+        services = open_services(config)
+        try:
+            mirror.add_source(services, support.operator(services), host=source.server.url,
+                              token_text=source.owner.token, name="up")
+        finally:
+            services.close()
+        cluster.nodes = [LiveServer(cluster.data_dir, {**cluster.env,
+                                                       "PHASE_LITE_MIRROR_INTERVAL": "2"})
+                         for _ in range(2)]
+        cluster.start()
+        try:
+            time.sleep(11)
+        finally:
+            cluster.stop()
+        services = open_services(config)
+        try:
+            events = services.db.all("SELECT created_at, details FROM audit_events"
+                                     " WHERE action = 'sync' ORDER BY id")
+        finally:
+            services.close()
+    finally:
+        source.close()
+    assert 3 <= len(events) <= 6, [row[0] for row in events]
+    assert all("error" not in json.loads(row[1]) for row in events)
+    times = [time.mktime(time.strptime(row[0][:19], "%Y-%m-%dT%H:%M:%S"))
+             + float("0" + row[0][19:-1]) for row in events]
+    assert min(b - a for a, b in zip(times, times[1:])) >= 1.5, [row[0] for row in events]
+
+
+def test_a_mirror_sync_while_another_node_syncs_is_refused(tmp_path, postgres_server):
+    """``mirror sync`` (and the console's "Sync now") wait for no one: while another node holds
+    the mirrors' lock they say so and copy nothing (two nodes would make a new app twice)."""
+    import support
+    from phase_lite import mirror
+    from phase_lite.app import open_services
+    from phase_lite.secrets import NewSecret
+    from phase_lite.store.postgres import TASK_LOCKS, AdvisoryLock
+    from phase_source import PhaseSource
+
+    (tmp_path / "upstream").mkdir()
+    source = PhaseSource(tmp_path / "upstream")
+    support.make_app(source.services, "shop", ["Development"])
+    source.create("shop", "Development", NewSecret(key="A", value="1"))
+    source.server.start()
+    url = postgres_server.create_database(f"mirror_{uuid.uuid4().hex[:12]}")
+    cluster = Cluster(tmp_path, url, count=0)
+    services = open_services(load_config({"PHASE_LITE_DATA_DIR": str(cluster.data_dir),
+                                          **cluster.env}))
+    try:
+        by = support.operator(services)
+        mirror.add_source(services, by, host=source.server.url, token_text=source.owner.token,
+                          name="up")
+        other_node = AdvisoryLock.try_take(url, TASK_LOCKS["mirror sync"], shared=False)
+        try:
+            with pytest.raises(mirror.MirrorError, match=mirror.BUSY):
+                mirror.sync_named(services, by, "up")
+        finally:
+            other_node.close()
+        assert services.db.scalar("SELECT COUNT(*) FROM apps") == 0
+        assert services.db.scalar("SELECT last_error FROM mirror_sources") is None
+        (outcome,) = mirror.sync_named(services, by, "up")
+        assert outcome[1].created == 1
+    finally:
+        services.close()
+        source.close()

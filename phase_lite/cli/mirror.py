@@ -25,9 +25,13 @@ def mirror_group():
 @click.option("--name", help="This mirror's name. Default: the host's name.")
 @click.option("--as", "local_name", help="The local name of the one --app (when a local "
               "app already has its name).")
+@click.option("--user", "overrides_user", metavar="EMAIL", help="With a personal token: the "
+              "local user (email or id) whose personal overrides the token's user's become. "
+              "Default: the Owner, when there is one only.")
 @json_option
 @pass_ctx
-def mirror_add(ctx, host, token_file, app_choices, env_choices, name, local_name, as_json):
+def mirror_add(ctx, host, token_file, app_choices, env_choices, name, local_name,
+               overrides_user, as_json):
     """Register a Phase host to mirror (checked now; 'mirror sync' copies it)."""
     try:
         token_text = token_file.read_text()
@@ -36,7 +40,8 @@ def mirror_add(ctx, host, token_file, app_choices, env_choices, name, local_name
                                    f"{getattr(exc, 'strerror', None) or 'not text'}")
     source = mirror.add_source(ctx.services, ctx.operator, host=host, token_text=token_text,
                                app_choices=app_choices, env_choices=env_choices, name=name,
-                               local_name=local_name, meta=ctx.meta)
+                               local_name=local_name, overrides_user=overrides_user,
+                               meta=ctx.meta)
     emit(as_json, {"name": source["name"], "host": source["host"],
                    "apiBase": source["api_base"], "tokenKind": source["token_kind"]},
          f"Added mirror {source['name']} of {source['host']} (client API at "
@@ -58,8 +63,12 @@ def mirror_sync(ctx, name, as_json):
     emit_rows(as_json, payload, lambda row: (
         f"{row['name']}: failed: {row['error']}" if "error" in row else
         f"{row['name']}: {row['created']} created, {row['updated']} updated, "
-        f"{row['deleted']} deleted in {_count(row['apps'], 'app')}, "
-        f"{_count(row['environments'], 'environment')}"),
+        f"{row['deleted']} deleted"
+        + (f", {_count(row['overrides'], 'override')} set or removed" if row["overrides"]
+           else "")
+        + f" in {_count(row['apps'], 'app')}, {_count(row['environments'], 'environment')}"
+        + (f"; removed at the source: {', '.join(row['removed'])}" if row.get("removed")
+           else "")),
         "No mirrors.")
     if any("error" in row for row in payload):
         raise SystemExit(1)
@@ -72,13 +81,15 @@ def mirror_list(ctx, as_json):
     """List mirrors: source, apps, environments, counts, last success, last error, next run."""
     def line(row):
         counts = row["counts"]
-        apps = ", ".join(f"{app['name']} ({', '.join(app['environments'])})"
-                         for app in row["apps"]) or "nothing copied yet"
+        apps = ", ".join(_listed_app(app) for app in row["apps"]) or "nothing copied yet"
         state = (f"last error: {row['lastError']}" if row["lastError"]
                  else f"last success {row['lastSuccessAt'] or 'never'}")
-        return (f"{row['name']}  {row['host']}  {apps}; "
+        overrides = (f", {counts['overrides']} overrides set or removed"
+                     if counts.get("overrides") else "")
+        mine = f" (personal overrides of {row['overridesFor']})" if row["overridesFor"] else ""
+        return (f"{row['name']}  {row['host']}{mine}  {apps}; "
                 f"{counts.get('created', 0)} created, {counts.get('updated', 0)} updated, "
-                f"{counts.get('deleted', 0)} deleted; {state}; "
+                f"{counts.get('deleted', 0)} deleted{overrides}; {state}; "
                 f"next run {row['nextRunAt'] or 'not scheduled'}")
 
     emit_rows(as_json, mirror.list_sources(ctx.services, ctx.operator), line, "No mirrors.")
@@ -97,6 +108,14 @@ def mirror_remove(ctx, name, keep_data, as_json):
     emit(as_json, {"name": name, "apps": count, "keptData": keep_data},
          f"Removed mirror {name}; its {count} apps were "
          f"{'kept as local apps' if keep_data else 'deleted'}.")
+
+
+def _listed_app(app):
+    removed = set(app["environmentsRemovedAtSource"])
+    envs = ", ".join(f"{env} (removed at the source)" if env in removed else env
+                     for env in app["environments"])
+    gone = "; removed at the source" if app["removedAtSource"] else ""
+    return f"{app['name']} ({envs}{gone})"
 
 
 def _count(number, noun):

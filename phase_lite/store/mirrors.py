@@ -54,8 +54,11 @@ def all_sources(db):
 
 
 def delete_source(db, source_id):
-    db.execute("UPDATE apps SET mirror_source_id = NULL, mirror_app_id = NULL"
-               " WHERE mirror_source_id = ?", (source_id,))
+    """Forget a source; the apps still here (kept with ``--keep-data``) become local apps."""
+    db.execute("UPDATE environments SET mirror_env_id = NULL, mirror_removed_at = NULL"
+               " WHERE app_id IN (SELECT id FROM apps WHERE mirror_source_id = ?)", (source_id,))
+    db.execute("UPDATE apps SET mirror_source_id = NULL, mirror_app_id = NULL,"
+               " mirror_removed_at = NULL WHERE mirror_source_id = ?", (source_id,))
     db.execute("DELETE FROM mirror_sources WHERE id = ?", (source_id,))
 
 
@@ -65,18 +68,49 @@ def mirrored_apps(db, source_id):
 
 
 def mirror_of_app(db, app_id):
-    """(source name, host) of a mirrored app, or None for an app of this server."""
-    return db.one("SELECT s.name, s.host FROM apps a JOIN mirror_sources s"
+    """(source name, host, when the source stopped giving the app or None) of a mirrored app,
+    or None for an app of this server."""
+    return db.one("SELECT s.name, s.host, a.mirror_removed_at FROM apps a JOIN mirror_sources s"
                   " ON s.id = a.mirror_source_id WHERE a.id = ?", (app_id,))
 
 
 def mark_mirrored(db, app_id, source_id, source_app_id):
-    db.execute("UPDATE apps SET mirror_source_id = ?, mirror_app_id = ? WHERE id = ?",
-               (source_id, source_app_id, app_id))
+    """The app is the copy of the source's app ``source_app_id`` (again, if it was removed)."""
+    db.execute("UPDATE apps SET mirror_source_id = ?, mirror_app_id = ?, mirror_removed_at = NULL"
+               " WHERE id = ?", (source_id, source_app_id, app_id))
 
 
 def mark_environment(db, env_id, source_env_id):
-    db.execute("UPDATE environments SET mirror_env_id = ? WHERE id = ?", (source_env_id, env_id))
+    db.execute("UPDATE environments SET mirror_env_id = ?, mirror_removed_at = NULL WHERE id = ?",
+               (source_env_id, env_id))
+
+
+def mark_app_removed(db, app_id, stamp):
+    db.execute("UPDATE apps SET mirror_removed_at = ? WHERE id = ? AND mirror_removed_at IS NULL",
+               (stamp, app_id))
+
+
+def mark_environment_removed(db, env_id, stamp):
+    db.execute("UPDATE environments SET mirror_removed_at = ? WHERE id = ?"
+               " AND mirror_removed_at IS NULL", (stamp, env_id))
+
+
+def mirrored_environments(db, app_id):
+    """A mirrored app's environments with their source ids and removal marks, in order."""
+    return db.all("SELECT id, name, mirror_env_id, mirror_removed_at FROM environments"
+                  " WHERE app_id = ? ORDER BY sort_index, created_at", (app_id,))
+
+
+def mirrored_environment_ids(db, source_id):
+    """The source ids of every environment copied from this source (chosen for good)."""
+    return {row[0] for row in db.all(
+        "SELECT e.mirror_env_id FROM environments e JOIN apps a ON a.id = e.app_id"
+        " WHERE a.mirror_source_id = ? AND e.mirror_env_id IS NOT NULL", (source_id,))}
+
+
+def delete_personal_secrets(db, personal_ids):
+    """Overrides the source no longer has (a mirrored app's, written by its sync only)."""
+    db.executemany("DELETE FROM personal_secrets WHERE id = ?", [(i,) for i in personal_ids])
 
 
 def source_environment_ids(db, app_id):
