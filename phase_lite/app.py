@@ -1,6 +1,7 @@
 """The application factory: the one place where things are wired together."""
 
 import os
+from typing import TYPE_CHECKING
 
 from flask import Flask
 from flask.globals import request_ctx
@@ -15,9 +16,12 @@ from .client_protocol import ClientProtocol
 from .config import Config, ConfigError, load_config
 from .ratelimit import make_limiter
 from .secrets import SnapshotCache, new_body_cache
-from .store import Database, StoreError, open_database as open_store
+from .store import SqliteDatabase, StoreError, open_database as open_store
 from .store import meta as meta_store
 from .vault import Vault
+
+if TYPE_CHECKING:  # psycopg is an optional dependency
+    from .store.postgres import PostgresDatabase
 
 
 def open_keyring(config: Config) -> keyring.Keyring:
@@ -31,7 +35,7 @@ def open_keyring(config: Config) -> keyring.Keyring:
     return keyring.Keyring(keys)
 
 
-def open_database(config: Config, ring: keyring.Keyring) -> Database:
+def open_database(config: Config, ring: keyring.Keyring) -> "SqliteDatabase | PostgresDatabase":
     """Open and migrate the database and check that the master key belongs to it."""
     setting = "PHASE_LITE_DATABASE_URL" if config.database_url else "PHASE_LITE_DATABASE"
     if not config.database_url and not config.database.exists():

@@ -27,11 +27,11 @@ def set_environment_seed(services, env_row, seed, salt):
     vault = services.vault
     data_key = vault.data_key(env_row["app_id"])
     with services.db.transaction():
-        app_store.set_environment_keys(
-            services.db, env_row["id"],
-            vault.encrypt(data_key, "environments", env_row["id"], "seed", seed),
-            vault.encrypt(data_key, "environments", env_row["id"], "salt", salt),
-        )
+        services.db.execute(  # no door changes an environment's keys: written here
+            "UPDATE environments SET seed_enc = ?, salt_enc = ? WHERE id = ?",
+            (vault.encrypt(data_key, "environments", env_row["id"], "seed", seed),
+             vault.encrypt(data_key, "environments", env_row["id"], "salt", salt),
+             env_row["id"]))
     vault.forget()
     return app_store.get_environment(services.db, support.organisation_id(services),
                                      env_row["id"])

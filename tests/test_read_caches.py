@@ -1,7 +1,7 @@
 """Reads served from memory stay exact: every change is seen by the very next request.
 
 Principals, scopes and encoded GET answers are kept for one database generation
-(``Database.generation()``); these tests change the data every way it can change (this app,
+(``db.generation()``); these tests change the data every way it can change (this app,
 another connection, another process) and check the next answer.
 """
 

@@ -14,6 +14,7 @@ from phase_lite.audit import RequestMeta
 from phase_lite.errors import Duplicate, InvalidRequest
 from phase_lite.store import StoreError
 from phase_lite.store import apps as app_store
+from phase_lite.store import history as history_store
 from phase_lite.store import secrets as secret_store
 from phase_lite.store.audit import EVENTS
 
@@ -124,7 +125,7 @@ def test_every_write_keeps_an_encrypted_version(client, url, sa_headers, db, ser
     client.put(url, headers=sa_headers, data=json.dumps(
         {"secrets": [{"id": secret_id, "value": "v2", "path": "/p", "tags": ["t2", "t3"]}]}))
     client.delete(url, headers=sa_headers, data=json.dumps({"secrets": [secret_id]}))
-    rows = secret_store.list_versions(db, secret_id)
+    rows = list(reversed(history_store.secret_versions(db, secret_id)))
     data_key = services.vault.data_key(demo[0]["id"])
 
     def opened(row, field):

@@ -16,7 +16,7 @@ from conftest import REPO, LiveServer, bearer_headers, free_port
 from support import CSRF, make_app, without_dac_override
 from phase_lite.app import open_services
 from phase_lite.backup import exclusive_lock
-from phase_lite.store import Database
+from phase_lite.store import SqliteDatabase
 
 pytestmark = pytest.mark.slow
 
@@ -126,7 +126,7 @@ def seeded_app(config, name="stopping"):
 
 
 def count(config, sql):
-    db = Database(config.database)
+    db = SqliteDatabase(config.database)
     try:
         return db.scalar(sql)
     finally:

@@ -5,12 +5,12 @@ from datetime import datetime, timezone
 
 import pytest
 
-from phase_lite.store import Conflict, Database, format_time, now, render_time
+from phase_lite.store import Conflict, SqliteDatabase, format_time, now, render_time
 
 
 @pytest.fixture
 def fresh(tmp_path):
-    db = Database(tmp_path / "t.sqlite3")
+    db = SqliteDatabase(tmp_path / "t.sqlite3")
     db.migrate()
     yield db
     db.close()
@@ -114,7 +114,7 @@ def test_bookkeeping_commits_leave_the_generation_and_others_move_it(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
     path = tmp_path / "g.sqlite3"
-    db, other = Database(path), Database(path)  # other: as another process would hold it
+    db, other = SqliteDatabase(path), SqliteDatabase(path)  # other: as another process would hold it
     worker = ThreadPoolExecutor(max_workers=1)  # one serving thread, its own connection
     try:
         db.migrate()

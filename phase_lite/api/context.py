@@ -34,7 +34,7 @@ def services(environ):
 
 
 def generation(environ) -> int:
-    """The database generation this request reads at (``Database.generation()``), taken once
+    """The database generation this request reads at (``db.generation()``), taken once
     per request before anything is read."""
     found = environ.get(_GENERATION)
     if found is None:

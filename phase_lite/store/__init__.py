@@ -51,7 +51,7 @@ def open_database(location):
         from .postgres import PostgresDatabase  # psycopg is an optional dependency
 
         return PostgresDatabase(str(location))
-    return Database(location)
+    return SqliteDatabase(location)
 
 
 class StoreError(Exception):
@@ -161,7 +161,7 @@ class Statements:
                          f" VALUES ({', '.join('?' * len(columns))})", rows)
 
 
-class Database(Statements):
+class SqliteDatabase(Statements):
     """A SQLite file with one connection per thread."""
 
     backend = "sqlite"

@@ -159,7 +159,7 @@ class _BoolAsInteger(Dumper):
 
 
 class PostgresDatabase(Statements):
-    """A PostgreSQL database with one connection per thread (same interface as ``Database``)."""
+    """A PostgreSQL database with one connection per thread (same interface as ``SqliteDatabase``)."""
 
     backend = "postgresql"
     observe_transaction = None  # metrics: called with each write transaction's seconds
