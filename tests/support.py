@@ -519,3 +519,8 @@ def lockbox_create(client, headers, prefix="", **fields):
 
 def lockbox_link_id(answer):
     return answer.json["link"].rsplit("/", 1)[1]
+
+
+def run_json(run, *args):
+    """The JSON a ``phase-lite`` command prints with ``--json``."""
+    return json.loads(run(*args, "--json").output)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_json
+from support import run_json
 from support import TOKEN_PATTERN
 from phase_lite.app import create_app
 from phase_lite.config import load_config

@@ -17,7 +17,7 @@ from phase_lite import __version__, accounts
 from phase_lite.cli import main
 from phase_lite.errors import PermissionDenied
 from phase_lite.store import SqliteDatabase
-from conftest import run_json
+from support import run_json
 from support import TOKEN_PATTERN, principal_of
 
 

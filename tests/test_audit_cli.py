@@ -9,7 +9,7 @@ import requests
 from click.testing import CliRunner
 
 import support
-from conftest import LiveServer
+from live import LiveServer
 from phase_lite import audit, serve
 from phase_lite import secrets as secret_domain
 from phase_lite.audit import RequestMeta

@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 
 import support
-from conftest import bearer_headers
+from support import bearer_headers
 from phase_lite.app import create_app
+
+pytestmark = pytest.mark.both_backends
 
 PACKAGE = Path(__file__).resolve().parents[1] / "phase_lite"
 

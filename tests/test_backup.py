@@ -11,7 +11,8 @@ import requests
 from click.testing import CliRunner
 
 import support
-from conftest import LiveServer, bearer_headers
+from live import LiveServer
+from support import bearer_headers
 from phase_lite import keyring
 from phase_lite.backup import (
     BackupError,

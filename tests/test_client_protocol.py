@@ -21,6 +21,8 @@ from phase_lite.vault import EnvironmentKeys
 from support import (SECRETS_URL, TOKENS_URL, VECTORS, Session, bearer_headers, fetch_keys,
                      make_user_token, opened, send, unwrap_environments, wire_rows)
 
+pytestmark = pytest.mark.both_backends
+
 
 def set_environment_seed(services, env_row, seed, salt):
     """Give an environment known key material (for known-answer tests)."""

@@ -11,7 +11,8 @@ from collections import defaultdict
 import pytest
 import requests
 
-from conftest import LiveServer, bearer_headers
+from live import LiveServer
+from support import bearer_headers
 from phase_lite.app import create_app
 from phase_lite.config import ConfigError
 from phase_lite.store import BUSY_TIMEOUT_MS, SqliteDatabase, StoreError
@@ -334,7 +335,7 @@ def test_no_write_fails_once_a_read_only_disk_is_writable_again(config, owner, d
     import subprocess
     import sys
 
-    from conftest import REPO, free_port
+    from live import REPO, free_port
     from support import without_dac_override
 
     app_row, _ = demo

@@ -13,13 +13,16 @@ import pytest
 import requests
 
 import support
-from conftest import LiveServer, database_env, free_port, run_json
+from live import LiveServer, database_env, free_port
+from support import run_json
 from phase_lite import mirror
 from phase_lite import secrets as secret_domain
 from phase_lite.app import init_data_dir, open_services
 from phase_lite.config import load_config
 from phase_lite.secrets import NewSecret, SecretChange
 from phase_lite.store import apps as app_store
+
+pytestmark = pytest.mark.both_backends
 
 
 class PhaseSource:

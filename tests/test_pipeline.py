@@ -6,10 +6,12 @@ import json
 import pytest
 
 import support
-from conftest import bearer_headers
+from support import bearer_headers
 from phase_lite.api import error_response
 from phase_lite.app import create_app
 from phase_lite.store import accounts as account_store
+
+pytestmark = pytest.mark.both_backends
 
 
 @pytest.fixture

@@ -19,9 +19,11 @@ from phase_lite.app import open_services
 from phase_lite.caches import GenerationCache
 from phase_lite.store import format_time, open_database
 from phase_lite.store import accounts as account_store
-from conftest import REPO, database_env
+from live import REPO, database_env
 from support import (SECRETS_URL, bearer_headers, fetch_keys, limited_app, make_user_token,
                      unwrap_environments)
+
+pytestmark = pytest.mark.both_backends
 
 GONE = {"error": "Token expired or deleted"}
 SA_NO_ACCESS = {"error": "Service account cannot access this environment"}

@@ -8,7 +8,8 @@ import requests
 from click.testing import CliRunner
 
 import support
-from conftest import LiveServer, bearer_headers
+from live import LiveServer
+from support import bearer_headers
 from phase_lite import keyring, rotation
 from phase_lite.app import create_app
 from phase_lite.backup import hold_serving_lock

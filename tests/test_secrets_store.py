@@ -8,6 +8,8 @@ from phase_lite.store import Conflict, new_id, now
 from phase_lite.store import history as history_store
 from phase_lite.store import secrets as store
 
+pytestmark = pytest.mark.both_backends
+
 
 @pytest.fixture
 def env_id(demo):

@@ -18,6 +18,8 @@ from phase_lite.store import history as history_store
 from phase_lite.store import secrets as secret_store
 from phase_lite.store.audit import EVENTS
 
+pytestmark = pytest.mark.both_backends
+
 TABLES = ("secrets", "secret_tags", "tags", "folders", "secret_versions", "personal_secrets",
           "audit_events")
 

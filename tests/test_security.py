@@ -19,7 +19,8 @@ from hypothesis.errors import Unsatisfiable
 from hypothesis import strategies as st
 
 import support
-from conftest import LiveServer, bearer_headers
+from live import LiveServer
+from support import bearer_headers
 from phase_lite import paths, phase_crypto, references
 from phase_lite import secrets as secret_domain
 from phase_lite.api import json_response
@@ -30,6 +31,8 @@ from phase_lite.config import load_config
 from phase_lite.secrets import NewSecret, Override
 from phase_lite.store import apps as app_store
 from phase_lite.store import format_time, open_database
+
+pytestmark = pytest.mark.both_backends
 
 INTERNAL = {"error": "Internal server error."}
 REFUSED = (401, 403, 404)

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 import support
-from conftest import REPO, LiveServer, free_port
+from live import REPO, LiveServer, free_port
 from phase_lite import keyring
 from phase_lite.app import open_services
 from phase_lite.store import SqliteDatabase

@@ -12,7 +12,8 @@ import time
 import pytest
 import requests
 
-from conftest import REPO, LiveServer, bearer_headers, free_port
+from live import REPO, LiveServer, free_port
+from support import bearer_headers
 from support import CSRF, make_app, without_dac_override
 from phase_lite.app import open_services
 from phase_lite.backup import exclusive_lock

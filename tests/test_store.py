@@ -7,6 +7,8 @@ import pytest
 
 from phase_lite.store import Conflict, SqliteDatabase, format_time, now, render_time
 
+pytestmark = pytest.mark.both_backends
+
 
 @pytest.fixture
 def fresh(tmp_path):
