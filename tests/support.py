@@ -17,7 +17,7 @@ from flask import request
 from phase_lite import accounts, apps, phase_crypto, service_accounts, tokens
 from phase_lite import secrets as secret_domain
 from phase_lite.api import json_response
-from phase_lite.api.context import principal, throttle
+from phase_lite.request_context import principal, throttle
 from phase_lite.app import create_app
 from phase_lite.secrets import NewSecret, Override, SecretChange
 from phase_lite.store import apps as app_store

@@ -21,7 +21,7 @@ from ..auth import NO_CREDENTIALS
 from ..schemas import Error
 from ..store import StoreError
 from ..vault import DecryptionFailed
-from .context import bind
+from ..request_context import bind
 
 log = logging.getLogger("phase_lite.api")
 

@@ -10,7 +10,7 @@ from flask.views import MethodView
 from .. import contract, schemas
 from .. import secrets as secret_rules
 from . import PUBLIC_FLAG, PhaseBlueprint, encoded_json_response, json_response
-from .context import generation, request_meta, services, throttle
+from ..request_context import generation, request_meta, services, throttle
 from .pipeline import client_secrets_request
 
 blp = PhaseBlueprint(

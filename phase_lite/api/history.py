@@ -12,7 +12,7 @@ from flask.views import MethodView
 
 from .. import history, schemas, secrets
 from . import PhaseBlueprint, json_response
-from .context import request_meta, services
+from ..request_context import request_meta, services
 from .pipeline import secrets_request
 from .secrets import IF_MATCH, expected_version
 

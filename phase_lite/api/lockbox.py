@@ -23,7 +23,7 @@ from werkzeug.exceptions import MethodNotAllowed
 from .. import links, lockbox, schemas, secrets
 from ..store import now
 from . import json_response
-from .context import principal, request_meta, services, throttle
+from ..request_context import principal, request_meta, services, throttle
 from .history import blp
 
 _ERRORS = {

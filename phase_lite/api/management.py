@@ -28,7 +28,8 @@ from werkzeug.exceptions import MethodNotAllowed
 from .. import accounts, apps, schemas, service_accounts, tokens
 from ..errors import InvalidRequest, PermissionDenied, UnsupportedMediaType
 from ..store import render_time
-from . import PhaseBlueprint, context, json_response
+from .. import request_context as context
+from . import PhaseBlueprint, json_response
 
 blp = PhaseBlueprint("management", __name__,
                      description="Apps, environments, roles, service accounts and their tokens")

@@ -13,7 +13,7 @@ with the same outcome and is counted against the rate limit once.
 from werkzeug.exceptions import NotAcceptable
 
 from .. import secrets
-from . import context
+from .. import request_context as context
 
 
 def accepts_json(accept: str | None) -> bool:

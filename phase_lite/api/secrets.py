@@ -14,7 +14,7 @@ from flask.views import MethodView
 
 from .. import conditional, schemas, secrets
 from . import PhaseBlueprint, encoded_json_response, json_response, not_modified
-from .context import generation, query_args, request_meta, services
+from ..request_context import generation, query_args, request_meta, services
 from .pipeline import secrets_request
 
 blp = PhaseBlueprint("secrets", __name__, description="Secrets of an app environment")

@@ -25,7 +25,7 @@ from werkzeug.routing import RequestRedirect
 
 from .. import links
 from ..access_log import loggable_path
-from ..api.context import _PRINCIPAL, client_ip, request_meta
+from ..request_context import client_ip, request_meta, set_principal
 from ..errors import InvalidRequest, PhaseError, status_of
 from . import sessions
 from .actions import Caller
@@ -154,7 +154,7 @@ def load_visitor():
     g.signed_in = sessions.authenticate(services().db, session_settings(),
                                         request.cookies.get(SESSION_COOKIE))
     if g.signed_in is not None:  # the access log names the caller's account, as for the API
-        request.environ[_PRINCIPAL] = g.signed_in.principal
+        set_principal(request.environ, g.signed_in.principal)
     g.anon_csrf = request.cookies.get(ANON_CSRF_COOKIE) or None
 
 
