@@ -576,7 +576,6 @@ def sync_environment(services, actor, env_row, source_secrets, meta=MIRROR_META)
              keys.digest(source.key), names)
             for source, names in creates])
         writer.finish("mirror", written, meta)
-    writer.publish(written)
     return len(creates), len(updates), len(deletes)
 
 

@@ -75,6 +75,33 @@ def test_transactions_roll_back_on_error(fresh):
     assert [tuple(r) for r in fresh.all("SELECT key FROM meta")] == [("a",)]
 
 
+def test_commit_actions_run_after_the_outermost_commit_and_never_after_a_rollback(db):
+    done = []
+    with db.transaction():
+        db.execute("INSERT INTO meta (key, value) VALUES ('commit-test', '1')")
+        db.on_commit(lambda: done.append("outer"))
+        with db.transaction():  # a nested block joins: its actions wait for the outer commit
+            db.on_commit(lambda: done.append("inner"))
+        assert done == []
+    assert done == ["outer", "inner"]
+
+    with pytest.raises(RuntimeError), db.transaction():
+        db.execute("DELETE FROM meta WHERE key = 'commit-test'")
+        db.on_commit(lambda: done.append("rolled back"))
+        raise RuntimeError
+    with pytest.raises(Conflict), db.transaction():
+        db.on_commit(lambda: done.append("refused"))
+        db.execute("INSERT INTO meta (key, value) VALUES ('commit-test', '2')")
+    assert done == ["outer", "inner"]
+    assert db.scalar("SELECT value FROM meta WHERE key = 'commit-test'") == "1"
+
+    with db.transaction():  # what a rolled-back transaction registered is not carried over
+        pass
+    assert done == ["outer", "inner"]
+    db.on_commit(lambda: done.append("now"))  # outside a transaction: at once
+    assert done == ["outer", "inner", "now"]
+
+
 def test_integrity_errors_become_conflicts_without_sqlite_types(fresh):
     fresh.execute("INSERT INTO meta (key, value) VALUES ('a', '1')")
     with pytest.raises(Conflict):

@@ -55,7 +55,6 @@ def create_secrets(services, principal, env_row, entries, meta=None, *,
         writer = Writer(services, principal, env_row)
         created = writer.insert(list(zip(entries, digests, names)))
         writer.finish("create", created, meta)
-    writer.publish(created)
     return created
 
 
@@ -97,7 +96,6 @@ def update_secrets(services, principal, env_row, changes, meta=None, *,
             states[change.id] = writer.update(current, change, names)
             updated.append(states[change.id])
         writer.finish("update", updated, meta)
-    writer.publish(updated)
     return updated
 
 
@@ -126,7 +124,6 @@ def delete_secrets(services, principal, env_row, ids, meta=None, *,
             for secret_id in dict.fromkeys(ids)
         ]
         writer.finish("delete", deleted, meta)
-    writer.publish(deleted)
     return len(deleted)
 
 
@@ -292,18 +289,17 @@ class Writer:
         return secret
 
     def finish(self, action: str, secrets, meta):
+        """Write the versions, bump the environment, record the audit event; once the
+        transaction commits (never if it rolls back), move the cached snapshot on to the new
+        version."""
         secret_store.insert_versions(self.db, self._versions)
         app_store.bump_environment(self.db, self.env_id)
         audit.record_secret_write(
             self.db, self.principal, action, self.env_row,
             [(secret.id, secret.version) for secret in secrets], meta,
         )
-
-    def publish(self, written):
-        """After commit: move the cached snapshot on to the new version."""
-        self.services.snapshots.advance(
-            self.env_id, self.version_before, self.version_before + 1, written
-        )
+        self.db.on_commit(lambda: self.services.snapshots.advance(
+            self.env_id, self.version_before, self.version_before + 1, secrets))
 
     def _encrypt(self, table, row_id, field_name, text):
         return self.vault.encrypt(self.data_key, table, row_id, field_name, text)
