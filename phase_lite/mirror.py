@@ -540,7 +540,7 @@ def sync_environment(services, actor, env_row, source_secrets, meta=MIRROR_META)
         wanted[(secret.path, secret.key)] = secret
     with db.transaction():
         env_row = app_store.get_environment(db, actor.organisation_id, env_row["id"])
-        local = {(s.path, s.key): s for s in secret_rules.list_secrets(services, env_row)}
+        local = {(s.path, s.key): s for s in secret_rules.list_secrets(services, actor, env_row)}
         deletes = [s for position, s in local.items() if position not in wanted]
         creates, updates = [], []
         for position, source in wanted.items():

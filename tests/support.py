@@ -209,7 +209,7 @@ def read_everything(services, principal):
     found = {}
     for app in app_store.list_apps(services.db, organisation_id(services)):
         for env in app_store.list_environments(services.db, app["id"]):
-            listed = secret_domain.list_secrets(services, env)
+            listed = secret_domain.list_secrets(services, None, env)
             overrides = secret_domain.personal_overrides(services, principal, env,
                                                          [s.id for s in listed])
             for secret in listed:

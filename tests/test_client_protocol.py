@@ -258,7 +258,7 @@ def rest_create(services, env_row, *entries, principal=None):
 
 
 def rest_list(services, env_row):
-    return {s.key: s for s in secret_rules.list_secrets(services, env_row)}
+    return {s.key: s for s in secret_rules.list_secrets(services, None, env_row)}
 
 
 def assert_written(response):
@@ -395,9 +395,9 @@ def test_post_keeps_the_client_ciphertexts_and_the_rest_view_agrees(client, serv
         entry["key"], entry["value"], entry["comment"])
     assert (row["path"], row["tags"], row["key_digest"]) == ("/backend", ["team-a"],
                                                             entry["keyDigest"])
-    rendered = secret_rules.render_secrets(services, None, demo[1]["Development"],
-                                           secret_rules.list_secrets(services,
-                                                                     demo[1]["Development"]))
+    development = demo[1]["Development"]
+    rendered = secret_rules.render_secrets(
+        services, None, development, secret_rules.list_secrets(services, None, development))
     [rest] = rendered
     assert (rest["id"], rest["key"], rest["value"], rest["comment"], rest["keyDigest"],
             rest["path"], rest["tags"], rest["version"]) == (
@@ -488,7 +488,8 @@ def test_duplicates_give_409_against_live_rows_and_inside_a_batch(client, servic
     assert response.status_code == 409
     elsewhere = session.entry("TAKEN", "deep", path="/deep")
     assert_written(send(client, "POST", session, {"secrets": [elsewhere]}))
-    assert {(s.key, s.path) for s in secret_rules.list_secrets(services, envs["Development"])} == {
+    listed = secret_rules.list_secrets(services, None, envs["Development"])
+    assert {(s.key, s.path) for s in listed} == {
         ("TAKEN", "/"), ("TAKEN", "/deep")}
 
 
@@ -530,7 +531,8 @@ def test_put_conflicts_and_unknown_ids(client, services, demo, session):
     assert response.get_json() == {"error": f"Secret not found: {unknown['id']}"}
     response = send(client, "PUT", session, {"secrets": [{"value": env.encrypt("x")}]})
     assert (response.status_code, response.get_json()) == (400, {"error": "Secret ID not provided"})
-    assert {s.key: s.version for s in secret_rules.list_secrets(services, envs["Development"])} == {
+    listed = secret_rules.list_secrets(services, None, envs["Development"])
+    assert {s.key: s.version for s in listed} == {
         "ONE": 1, "TWO": 1}
 
 

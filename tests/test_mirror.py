@@ -47,7 +47,7 @@ class PhaseSource:
                                             list(entries))
 
     def secrets(self, app, env_name):
-        return secret_domain.list_secrets(self.services, self.env(app, env_name))
+        return secret_domain.list_secrets(self.services, None, self.env(app, env_name))
 
     def close(self):
         self.server.stop()
@@ -92,7 +92,7 @@ def local_env(services, app, env_name):
 
 
 def local_secrets(services, app, env_name):
-    return secret_domain.list_secrets(services, local_env(services, app, env_name))
+    return secret_domain.list_secrets(services, None, local_env(services, app, env_name))
 
 
 def add_and_sync(run, source, token_file, *extra):

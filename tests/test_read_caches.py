@@ -248,7 +248,7 @@ def test_a_rolled_back_write_never_reaches_the_cached_snapshot(client, services,
         raise RuntimeError
     assert rest_values(client, headers, app_row) == before
     assert "PHANTOM" not in client_values(client, sa_token, env_row)
-    assert "PHANTOM" not in {s.key for s in secret_rules.list_secrets(services, env_row)}
+    assert "PHANTOM" not in {s.key for s in secret_rules.list_secrets(services, None, env_row)}
 
     secret_rules.create_secrets(services, None, env_row,
                                 [secret_rules.NewSecret(key="KEPT", value="y")])

@@ -127,8 +127,7 @@ def fresh_environment(caller, env):
 
 
 def list_secrets(caller, env, path=None):
-    secrets.require_permission(caller.principal, env, "GET")
-    return secrets.list_secrets(caller.services, env, path=path)
+    return secrets.list_secrets(caller.services, caller.principal, env, path=path)
 
 
 def get_secret(caller, env, secret_id):
@@ -150,17 +149,14 @@ def reveal(caller, env, secret_ids):
 
 
 def create_secrets(caller, env, entries):
-    secrets.require_permission(caller.principal, env, "POST")
     return secrets.create_secrets(caller.services, caller.principal, env, entries, caller.meta)
 
 
 def update_secrets(caller, env, changes):
-    secrets.require_permission(caller.principal, env, "PUT")
     return secrets.update_secrets(caller.services, caller.principal, env, changes, caller.meta)
 
 
 def delete_secrets(caller, env, secret_ids):
-    secrets.require_permission(caller.principal, env, "DELETE")
     return secrets.delete_secrets(caller.services, caller.principal, env, secret_ids,
                                   caller.meta)
 
@@ -528,7 +524,7 @@ def apply_pairs(caller, env, path, pairs, expected_version, *, delete_missing):
             conditional.require_version(env["version"], expected_version)
         except PreconditionFailed:
             raise PreconditionFailed(CHANGED_SINCE) from None
-        current = [secret for secret in secrets.list_secrets(caller.services, env)
+        current = [secret for secret in secrets.list_secrets(caller.services, caller.principal, env)
                    if secret.path == path]
         plan = plan_changes(current, pairs, delete_missing=delete_missing)
         values, by_key = dict(pairs), {secret.key: secret for secret in current}

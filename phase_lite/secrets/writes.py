@@ -10,7 +10,8 @@ from ..paths import ROOT, folder_chain, normalize_path
 from ..store import new_id, now
 from ..store import apps as app_store
 from ..store import secrets as secret_store
-from .model import DUPLICATE, SEALED, NewSecret, Override, Secret, SecretChange, Wire
+from .model import (DUPLICATE, SEALED, NewSecret, Override, Secret, SecretChange, Wire,
+                    require_permission)
 from .parsing import tag_names
 from .snapshots import decrypt_row
 
@@ -37,6 +38,7 @@ def create_secrets(services, principal, env_row, entries, meta=None, *,
     another entry of the batch; tags are checked after that, as Phase does. With
     ``expected_version`` (an ``If-Match``), 412 unless the environment is still at it.
     """
+    require_permission(principal, env_row, "POST")
     db, vault = services.db, services.vault
     env_id = env_row["id"]
     env_keys = vault.environment_keys(env_row)
@@ -67,6 +69,7 @@ def update_secrets(services, principal, env_row, changes, meta=None, *,
     secret's own path when the change gives none, and looks at the batch as a whole.
     ``expected_version`` as for ``create_secrets``.
     """
+    require_permission(principal, env_row, "PUT")
     db, vault = services.db, services.vault
     env_id = env_row["id"]
     env_keys = vault.environment_keys(env_row)
@@ -106,6 +109,7 @@ def delete_secrets(services, principal, env_row, ids, meta=None, *,
     Any id that is not a live secret of this environment gives 404 and deletes nothing.
     ``expected_version`` as for ``create_secrets``.
     """
+    require_permission(principal, env_row, "DELETE")
     db, vault = services.db, services.vault
     env_id = env_row["id"]
     with db.transaction():
