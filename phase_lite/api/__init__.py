@@ -12,7 +12,7 @@ import logging
 
 import orjson
 from flask import Flask, Response, request
-from flask_smorest import Api, Blueprint
+from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 from werkzeug.wsgi import get_content_length
 
@@ -154,31 +154,9 @@ class PhaseApi(Api):
     ERROR_SCHEMA = Error
 
 
-class PhaseBlueprint(Blueprint):
-    """flask-smorest's Blueprint whose ``doc`` and ``alt_response`` only annotate the view.
-
-    Upstream wraps the view in one more function per decorator, each call going through
-    ``ensure_sync`` (six layers on a secrets GET); these two only feed the OpenAPI document,
-    so the view keeps the document upstream builds and loses the wrappers.
-    """
-
-    def doc(self, **kwargs):
-        return _annotate_only(super().doc(**kwargs))
-
-    def alt_response(self, *args, **kwargs):
-        return _annotate_only(super().alt_response(*args, **kwargs))
-
-
-def _annotate_only(decorator):
-    def annotate(view):
-        view._apidoc = decorator(view)._apidoc
-        return view
-    return annotate
-
-
 def register_api(app: Flask, services) -> None:
     # The blueprint modules import helpers from this package, so they are imported here.
-    from . import client_protocol, history, lockbox, management, meta, secrets  # noqa: F401
+    from . import client_protocol, history, lockbox, management, meta, secrets
 
     api = PhaseApi(
         app,
@@ -198,7 +176,7 @@ def register_api(app: Flask, services) -> None:
         },
     )
     app.config.setdefault("OPENAPI_URL_PREFIX", "/")
-    for module in (meta, secrets, history, management, client_protocol):
+    for module in (meta, secrets, history, lockbox, management, client_protocol):
         api.register_blueprint(module.blp)
     app.extensions["phase_lite_api"] = api
 
