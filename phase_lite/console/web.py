@@ -70,7 +70,7 @@ class ConsoleRootMiddleware:
     it (``REQUEST_URI``, which waitress and werkzeug set; ``PATH_INFO`` has lost any
     ``/service`` or ``/public`` prefix by now) whose Accept names ``text/html``. Phase's
     clients never ask for HTML, so they keep the API root's JSON, as do ``/service/`` and
-    ``/service/public/``. Sits inside ``api.PrefixMiddleware``."""
+    ``/service/public/``. Sits inside ``api.PrefixMiddleware`` (``app.build_middleware``)."""
 
     def __init__(self, wsgi_app):
         self.wsgi_app = wsgi_app
@@ -402,10 +402,9 @@ def unexpected(error):
 
 
 def register_console(app, services_):
-    """Wire the console into the app: blueprint, middleware for ``/``, sign-in throttle.
-
-    Called before ``api.register_api``: the API's middleware then wraps this one, and counts
-    the blueprint's request hooks among the app's own (they only run for console pages)."""
+    """Wire the console into the app: blueprint, sign-in throttle (its middleware for ``/`` is
+    placed by ``app.build_middleware``, which counts the blueprint's request hooks among the
+    app's own: they only run for console pages)."""
     from . import (access_pages, app_pages, lockbox_pages, oidc_pages,  # noqa: F401
                    secrets_pages, sign_in, webauth_pages)
     from .oidc import OpenIDProvider
@@ -419,4 +418,3 @@ def register_console(app, services_):
     # Form bodies follow the body limit (Flask's own default, 500 KB, would refuse an
     # .env upload that the API accepts).
     app.config["MAX_FORM_MEMORY_SIZE"] = services_.config.max_body_bytes
-    app.wsgi_app = ConsoleRootMiddleware(app.wsgi_app)
