@@ -143,7 +143,7 @@ def test_bookkeeping_commits_leave_the_generation_and_others_move_it(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
     path = tmp_path / "g.sqlite3"
-    db, other = SqliteDatabase(path), SqliteDatabase(path)  # other: as another process would hold it
+    db, other = SqliteDatabase(path), SqliteDatabase(path)  # other: as another process holds it
     worker = ThreadPoolExecutor(max_workers=1)  # one serving thread, its own connection
     try:
         db.migrate()

@@ -159,7 +159,7 @@ class _BoolAsInteger(Dumper):
 
 
 class PostgresDatabase(Statements):
-    """A PostgreSQL database with one connection per thread (same interface as ``SqliteDatabase``)."""
+    """A PostgreSQL database with one connection per thread (``SqliteDatabase``'s interface)."""
 
     backend = "postgresql"
     observe_transaction = None  # metrics: called with each write transaction's seconds
