@@ -22,9 +22,9 @@ from urllib.parse import quote
 
 import orjson
 
-from .api.context import _PRINCIPAL as PRINCIPAL_KEY
-from .api.context import _SERVICES as SERVICES_KEY
-from .api.context import bind, client_ip, peer_address
+from .request_context import PRINCIPAL as PRINCIPAL_KEY
+from .request_context import SERVICES as SERVICES_KEY
+from .request_context import bind, client_ip, peer_address
 
 ACCESS_LOGGER = "phase_lite.access"
 ROUTE_KEY = "phase_lite.route"  # the URL rule Flask dispatched the request to (app.PhaseFlask)

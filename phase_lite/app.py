@@ -1,6 +1,7 @@
 """The application factory: the one place where things are wired together."""
 
 import os
+from typing import TYPE_CHECKING
 
 from flask import Flask
 from flask.globals import request_ctx
@@ -15,9 +16,12 @@ from .client_protocol import ClientProtocol
 from .config import Config, ConfigError, load_config
 from .ratelimit import make_limiter
 from .secrets import SnapshotCache, new_body_cache
-from .store import Database, StoreError, open_database as open_store
+from .store import SqliteDatabase, StoreError, open_database as open_store
 from .store import meta as meta_store
 from .vault import Vault
+
+if TYPE_CHECKING:  # psycopg is an optional dependency
+    from .store.postgres import PostgresDatabase
 
 
 def open_keyring(config: Config) -> keyring.Keyring:
@@ -31,7 +35,7 @@ def open_keyring(config: Config) -> keyring.Keyring:
     return keyring.Keyring(keys)
 
 
-def open_database(config: Config, ring: keyring.Keyring) -> Database:
+def open_database(config: Config, ring: keyring.Keyring) -> "SqliteDatabase | PostgresDatabase":
     """Open and migrate the database and check that the master key belongs to it."""
     setting = "PHASE_LITE_DATABASE_URL" if config.database_url else "PHASE_LITE_DATABASE"
     if not config.database_url and not config.database.exists():
@@ -153,17 +157,36 @@ def create_app(config: Config | None = None) -> Flask:
     from .api import register_api
     from .console.web import register_console
 
-    register_console(app, services)  # first: the API's middleware wraps the console's
-    register_api(app, services)
-    wrap_observed(app, config, services)
+    register_console(app, services)
+    register_api(app)
+    build_middleware(app, config, services)
     return app
 
 
-def wrap_observed(app: Flask, config: Config, services) -> None:
-    """Put the metrics endpoint and the access log around the whole app (fast paths included)."""
+def build_middleware(app: Flask, config: Config, services) -> None:
+    """The WSGI stack around Flask, in the order a request meets it:
+
+    1. ``access_log.AccessLog`` (``PHASE_LITE_ACCESS_LOG`` or the metrics): times every
+       request and queues its line and figures, the fast path's and ``/metrics``'s included;
+    2. ``metrics.MetricsEndpoint`` (``PHASE_LITE_METRICS``): answers ``/metrics``;
+    3. ``api.PrefixMiddleware``: strips ``/service`` and ``/public``, attaches the services,
+       refuses a declared body over the limit (413), adds the security headers, and answers
+       the secrets GETs directly (the fast path; anything else goes on);
+    4. ``console.web.ConsoleRootMiddleware``: a browser opening ``/`` is shown the console;
+    5. Flask.
+
+    Built from the inside out, after every blueprint and hook is registered: the fast path
+    then knows the app's own request hooks (``PrefixMiddleware.seal``).
+    """
     from .access_log import AccessLog, AccessLogWriter
+    from .api import PrefixMiddleware, direct_gets
+    from .console.web import ConsoleRootMiddleware
     from .metrics import PATH, Metrics, MetricsEndpoint
 
+    prefixes = PrefixMiddleware(ConsoleRootMiddleware(app.wsgi_app), app, services,
+                                direct_gets())
+    prefixes.seal()
+    app.wsgi_app = prefixes
     metrics = None
     if config.metrics:
         metrics = app.extensions["phase_lite_metrics"] = Metrics(services)

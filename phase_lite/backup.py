@@ -38,7 +38,7 @@ from pathlib import Path
 
 from . import audit, keyring, mirror, rotation
 from .config import Config, ConfigError
-from .store import Database, StoreError, open_database
+from .store import SqliteDatabase, StoreError, open_database
 from .store import apps as app_store
 from .store import backups as backup_store
 from .store import meta as meta_store
@@ -153,7 +153,7 @@ def _open_lock(config: Config):
 # -- backup ------------------------------------------------------------------------------------
 
 
-def create_backup(db: Database, ring: keyring.Keyring, target) -> BackupSummary:
+def create_backup(db: SqliteDatabase, ring: keyring.Keyring, target) -> BackupSummary:
     """Write a checked, consistent copy of the live database to ``target`` (a new file)."""
     target = Path(target).absolute()
     if target.exists():
@@ -270,7 +270,7 @@ def restore_backup(config: Config, ring: keyring.Keyring, source, *,
         if not config.database.exists():
             config.database.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.close(os.open(config.database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        db = Database(config.database)
+        db = SqliteDatabase(config.database)
         try:
             backup_store.copy_into(source, db)
             db.migrate()
@@ -350,7 +350,7 @@ def _keep_replaced(database: Path) -> Path | None:
         return None
     kept = rotation.dated_sibling(database, "replaced")
     os.close(os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    db = Database(database)
+    db = SqliteDatabase(database)
     try:
         backup_store.vacuum_into(db, kept)
     except StoreError as exc:
@@ -376,7 +376,7 @@ def _restore_into_postgres(config: Config, ring: keyring.Keyring, source, *,
         db = open_database(config.database_url)
         try:
             shutil.copyfile(source, work)
-            staged = Database(work)
+            staged = SqliteDatabase(work)
             try:
                 staged.migrate()  # a backup made by an older version: bring it up to date
             finally:
@@ -425,7 +425,7 @@ def _set_aside_if_damaged(database: Path) -> Path | None:
     """Move a database that does not open or fails its check (with its WAL) out of the way."""
     if not database.exists():
         return None
-    db = Database(database)
+    db = SqliteDatabase(database)
     try:
         healthy = db.integrity_check()
     except StoreError:

@@ -1,6 +1,6 @@
 """In-memory caches of what reads compute, valid for one database generation.
 
-``Database.generation()`` moves whenever the data a read shows may have changed (a commit in
+``db.generation()`` moves whenever the data a read shows may have changed (a commit in
 this process, or another connection's, such as the admin command revoking a token; not a
 bookkeeping commit such as a batch of read audit events or a token's last use). A
 ``GenerationCache`` holds entries of one generation only: the first use with a newer generation

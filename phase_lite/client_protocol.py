@@ -170,6 +170,7 @@ class ClientProtocol:
         secrets is audited as one event naming them, as ``/v1/secrets/`` reads are. The body
         is remembered per token for the database ``generation`` (as ``/v1/secrets/`` bodies).
         """
+        secret_rules.require_permission(principal, env, "GET")
         if generation is None:
             generation = self.db.generation()
         slot = (env["id"], env["version"], principal.token_id, key_digest or None,

@@ -181,7 +181,6 @@ def restore_secret(services, principal, env_row, secret_id, version, meta=None, 
             key_digest=target_row["key_digest"],
         ), secrets.tag_names(target.tags), restored_from=version)
         writer.finish("restore", [restored], meta)
-    writer.publish([restored])
     return restored
 
 

@@ -22,11 +22,11 @@ def listen_url(config: Config) -> str:
 
 def request_is_https(config: Config, environ) -> bool:
     """The request came over HTTPS: to this server, or to a trusted proxy that says so."""
-    from .api.context import _is_trusted_proxy
+    from .request_context import is_trusted_proxy
 
     if environ.get("wsgi.url_scheme") == "https":
         return True
-    return bool(config.trusted_proxies) and _is_trusted_proxy(
+    return bool(config.trusted_proxies) and is_trusted_proxy(
         environ.get("REMOTE_ADDR"), config.trusted_proxies) and \
         environ.get("HTTP_X_FORWARDED_PROTO", "").strip().lower() == "https"
 

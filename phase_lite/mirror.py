@@ -749,7 +749,7 @@ def sync_environment(services, actor, env_row, source_secrets, meta=MIRROR_META,
     written = []
     with db.transaction():
         env_row = app_store.get_environment(db, actor.organisation_id, env_row["id"])
-        local = {(s.path, s.key): s for s in secret_rules.list_secrets(services, env_row)}
+        local = {(s.path, s.key): s for s in secret_rules.list_secrets(services, actor, env_row)}
         deletes = [s for position, s in local.items() if position not in wanted]
         creates, updates = [], []
         for position, source in wanted.items():
@@ -792,8 +792,6 @@ def sync_environment(services, actor, env_row, source_secrets, meta=MIRROR_META,
             if creates:
                 ids.update({(s.path, s.key): s.id for s in made})
             overrides = _sync_overrides(services, env_row, overrides_user_id, wanted, ids)
-    if written:
-        writer.publish(written)
     return len(creates), len(updates), len(deletes), overrides
 
 

@@ -1,71 +1,28 @@
 """Shared fixtures: a fresh data directory, app and database per test, tokens, a live server.
 
-The modules named in ``BOTH_BACKENDS`` run every test that uses a database twice: on SQLite and
-on a PostgreSQL server the session starts itself (``postgres_server.PostgresServer``), emptied
-before each test. The others run on SQLite only.
+A test marked ``both_backends`` (the store, domain, HTTP contract and console modules mark
+themselves with ``pytestmark``) that uses a database runs twice: on SQLite and on a PostgreSQL
+server the session starts itself (``postgres_server.PostgresServer``), emptied before each
+test. The others run on SQLite only.
 """
 
 import dataclasses
-import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
 
 import pytest
-import requests
 from click.testing import CliRunner
 
 import support
-from support import bearer_headers  # noqa: F401 (the tests' import of it, kept in one place)
+from live import CHROMIUM, CHROMIUM_ARGS, REPO, TEST_XDG_DATA_HOME, LiveServer, database_env
+from support import bearer_headers
 from phase_lite import accounts
 from phase_lite.app import create_app, init_data_dir, open_services
 from phase_lite.cli import main as cli_main
 from phase_lite.config import load_config
 
-REPO = Path(__file__).resolve().parents[1]
-
-# The default data directory is ``$XDG_DATA_HOME/phase-lite`` (else ``~/.local/share``): a test
-# or a command it starts that forgets PHASE_LITE_DATA_DIR lands in this session's own folder,
-# never in the home of the user running the tests.
-TEST_XDG_DATA_HOME = Path(tempfile.mkdtemp(prefix="phase-lite-tests-xdg-"))
-os.environ["XDG_DATA_HOME"] = str(TEST_XDG_DATA_HOME)
-
-# The store, domain, HTTP contract and console tests; not the ones about SQLite files,
-# processes or the command line.
-BOTH_BACKENDS = {
-    "test_audit_kinds",
-    "test_audit_read_sets",
-    "test_client_protocol",
-    "test_conditional_api",
-    "test_console_apps",
-    "test_console_oidc",
-    "test_console_security",
-    "test_environment_order",
-    "test_history_api",
-    "test_links",
-    "test_lockbox_api",
-    "test_lockbox_console",
-    "test_management_api",
-    "test_management_flow",
-    "test_metrics",
-    "test_mirror",
-    "test_pipeline",
-    "test_read_caches",
-    "test_references",
-    "test_secrets_api",
-    "test_secrets_store",
-    "test_secrets_writes",
-    "test_security",
-    "test_store",
-    "test_unicode_sweep",
-    "test_webauth",
-}
-
+os.environ["XDG_DATA_HOME"] = str(TEST_XDG_DATA_HOME)  # see ``live.TEST_XDG_DATA_HOME``
 
 def pytest_unconfigure(config):
     shutil.rmtree(TEST_XDG_DATA_HOME, ignore_errors=True)
@@ -73,14 +30,15 @@ def pytest_unconfigure(config):
 
 def pytest_generate_tests(metafunc):
     if ("backend" in metafunc.fixturenames
-            and metafunc.module.__name__.rsplit(".", 1)[-1] in BOTH_BACKENDS
+            and metafunc.definition.get_closest_marker("both_backends") is not None
             and metafunc.definition.get_closest_marker("sqlite_only") is None):
         metafunc.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
 
 
 @pytest.fixture
 def backend(request):
-    """The database backend of this test: "sqlite", or "postgresql" in ``BOTH_BACKENDS``."""
+    """The database backend of this test: "sqlite", or "postgresql" too where the test (or its
+    module's ``pytestmark``) is marked ``both_backends``."""
     return getattr(request, "param", "sqlite")
 
 
@@ -196,14 +154,6 @@ def owner_client(app, services):
     return signed_in
 
 
-def database_env(config) -> dict:
-    """The environment a child process (server, admin command) needs for ``config``'s data."""
-    env = {"PHASE_LITE_DATA_DIR": str(config.data_dir)}
-    if config.database_url:
-        env["PHASE_LITE_DATABASE_URL"] = config.database_url
-    return env
-
-
 @pytest.fixture(scope="module")
 def installed_clients():
     """The real Phase clients, installed on first use."""
@@ -229,11 +179,6 @@ def run(config):
         return result
 
     return invoke
-
-
-def run_json(run, *args):
-    """The JSON a ``phase-lite`` command prints with ``--json``."""
-    return json.loads(run(*args, "--json").output)
 
 
 @pytest.fixture
@@ -308,56 +253,6 @@ def sa(request, client, app_id, sa_headers):
     return secrets_routes(request, client, app_id, sa_headers)
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class LiveServer:
-    """``phase-lite serve`` in a child process on a free loopback port."""
-
-    def __init__(self, data_dir, extra_env=None):
-        self.data_dir = Path(data_dir)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "PHASE_LITE_DATA_DIR": str(data_dir),
-                    "PHASE_LITE_LISTEN": f"127.0.0.1:{self.port}", **(extra_env or {})}
-        self.process = None
-        self.log_path = self.data_dir.parent / f"server-{self.port}.log"
-
-    def start(self, timeout=30):
-        self._log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "phase_lite.cli", "serve"], env=self.env, cwd=REPO,
-            stdout=self._log, stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log_path.read_text()[-2000:]}")
-            try:
-                if requests.get(self.url + "/health/", timeout=1).status_code == 200:
-                    return self
-            except requests.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("server did not answer /health/ in time")
-
-    def stop(self, sig=None):
-        if self.process and self.process.poll() is None:
-            if sig is None:
-                self.process.terminate()
-            else:
-                self.process.send_signal(sig)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        if getattr(self, "_log", None):
-            self._log.close()
-
-
 @pytest.fixture
 def live_server(config, owner):
     """A served phase_lite on the test's data directory (initialised, Owner token in .owner)."""
@@ -384,16 +279,6 @@ def app_with(config, owner):
 
 
 # -- the browser (web console tests) ---------------------------------------------------------
-
-CHROMIUM = Path(os.environ.get("PHASE_LITE_TEST_CHROMIUM", "/usr/lib/chromium/chromium"))
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-    # Nothing but the page under test goes on the network.
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-default-apps", "--no-first-run", "--disable-domain-reliability",
-    "--disable-features=Translate,MediaRouter,OptimizationHints,AutofillServerCommunication",
-]
-
 
 @pytest.fixture(scope="session")
 def browser():

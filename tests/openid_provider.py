@@ -17,7 +17,7 @@ from urllib.parse import urljoin
 
 import requests
 
-from conftest import free_port
+from live import free_port
 
 HERE = Path(__file__).resolve().parent / "oidc"
 SCRIPT = HERE / "provider.mjs"

@@ -2,7 +2,7 @@
 (tests/test_mirror.py, tests/test_audit_kinds.py, tests/test_console_mirror_browser.py)."""
 
 import support
-from conftest import LiveServer
+from live import LiveServer
 from phase_lite import apps
 from phase_lite import secrets as secret_domain
 from phase_lite.app import init_data_dir, open_services
@@ -32,7 +32,7 @@ class PhaseSource:
                                             list(entries))
 
     def secrets(self, app, env_name):
-        return secret_domain.list_secrets(self.services, self.env(app, env_name))
+        return secret_domain.list_secrets(self.services, None, self.env(app, env_name))
 
     def close(self):
         self.server.stop()

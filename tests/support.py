@@ -17,7 +17,7 @@ from flask import request
 from phase_lite import accounts, apps, phase_crypto, service_accounts, tokens
 from phase_lite import secrets as secret_domain
 from phase_lite.api import json_response
-from phase_lite.api.context import principal, throttle
+from phase_lite.request_context import principal, throttle
 from phase_lite.app import create_app
 from phase_lite.secrets import NewSecret, Override, SecretChange
 from phase_lite.store import apps as app_store
@@ -209,7 +209,7 @@ def read_everything(services, principal):
     found = {}
     for app in app_store.list_apps(services.db, organisation_id(services)):
         for env in app_store.list_environments(services.db, app["id"]):
-            listed = secret_domain.list_secrets(services, env)
+            listed = secret_domain.list_secrets(services, None, env)
             overrides = secret_domain.personal_overrides(services, principal, env,
                                                          [s.id for s in listed])
             for secret in listed:
@@ -519,3 +519,8 @@ def lockbox_create(client, headers, prefix="", **fields):
 
 def lockbox_link_id(answer):
     return answer.json["link"].rsplit("/", 1)[1]
+
+
+def run_json(run, *args):
+    """The JSON a ``phase-lite`` command prints with ``--json``."""
+    return json.loads(run(*args, "--json").output)

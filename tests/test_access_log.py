@@ -8,7 +8,8 @@ import pytest
 import requests
 from flask import Response
 
-from conftest import LiveServer, bearer_headers
+from live import LiveServer
+from support import bearer_headers
 
 
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_json
+from support import run_json
 from support import TOKEN_PATTERN
 from phase_lite.app import create_app
 from phase_lite.config import load_config
-from phase_lite.store import Database
+from phase_lite.store import SqliteDatabase
 
 
 
@@ -126,7 +126,7 @@ def test_init_human_output_explains_use(run):
 def test_tokens_are_stored_only_as_hashes(run, data_dir):
     token = run_json(run, "init")["token"]
     bearer = token.split(":")[2]
-    db = Database(data_dir / "phase_lite.sqlite3")
+    db = SqliteDatabase(data_dir / "phase_lite.sqlite3")
     (stored,) = db.one("SELECT token_hash FROM tokens")
     assert stored != bearer and len(stored) == 64
     db.close()

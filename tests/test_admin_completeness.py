@@ -16,8 +16,8 @@ import support
 from phase_lite import __version__, accounts
 from phase_lite.cli import main
 from phase_lite.errors import PermissionDenied
-from phase_lite.store import Database
-from conftest import run_json
+from phase_lite.store import SqliteDatabase
+from support import run_json
 from support import TOKEN_PATTERN, principal_of
 
 
@@ -142,7 +142,7 @@ def _restore_on_a_terminal(data_dir, backup, answer):
 
 
 def app_names(database):
-    db = Database(database)
+    db = SqliteDatabase(database)
     try:
         return sorted(row[0] for row in db.all("SELECT name FROM apps"))
     finally:
@@ -223,7 +223,7 @@ def test_init_token_file_writes_a_private_file_not_stdout(run, data_dir, tmp_pat
     token = token_file.read_text().strip()
     assert TOKEN_PATTERN.match(token)
 
-    db = Database(data_dir / "phase_lite.sqlite3")
+    db = SqliteDatabase(data_dir / "phase_lite.sqlite3")
     from phase_lite.auth import Authenticator
     assert Authenticator(db).authenticate(f"Bearer User {token.split(':')[2]}").kind == "user"
     db.close()

@@ -9,13 +9,13 @@ import requests
 from click.testing import CliRunner
 
 import support
-from conftest import LiveServer
+from live import LiveServer
 from phase_lite import audit, serve
 from phase_lite import secrets as secret_domain
 from phase_lite.audit import RequestMeta
 from phase_lite.cli import main
 from phase_lite.secrets import NewSecret
-from phase_lite.store import Database, format_time
+from phase_lite.store import SqliteDatabase, format_time
 from phase_lite.store import audit as audit_store
 
 SECRET_VALUE = "audit-cli-secret-value-7f3a"
@@ -161,7 +161,7 @@ def test_prune_defaults_to_the_retention_setting(data_dir, db, owner):
 
 
 def test_retention_thread_prunes_at_start_and_then_periodically(config, owner):
-    db = Database(config.database)
+    db = SqliteDatabase(config.database)
     old_event(db, 5)
     stop = serve.every("audit-retention", 0.05, lambda: audit.apply_retention(db, 3))
     try:
@@ -180,14 +180,14 @@ def test_retention_thread_prunes_at_start_and_then_periodically(config, owner):
 
 @pytest.mark.slow
 def test_serve_applies_retention_at_start(config, owner):
-    db = Database(config.database)
+    db = SqliteDatabase(config.database)
     old_event(db, 100)
     old_event(db, 1, "kept")
     db.close()
     server = LiveServer(config.data_dir, {"PHASE_LITE_AUDIT_RETENTION_DAYS": "30"}).start()
     try:
         deadline = time.monotonic() + 10
-        db = Database(config.database)
+        db = SqliteDatabase(config.database)
         try:
             while db.scalar("SELECT count(*) FROM audit_events WHERE action = 'old'"):
                 assert time.monotonic() < deadline, "retention did not run at start"

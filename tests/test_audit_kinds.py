@@ -15,10 +15,12 @@ from pathlib import Path
 import pytest
 
 import support
-from conftest import bearer_headers
 from phase_source import PhaseSource
+from support import bearer_headers
 from phase_lite.app import create_app
 from phase_lite.secrets import NewSecret
+
+pytestmark = pytest.mark.both_backends
 
 PACKAGE = Path(__file__).resolve().parents[1] / "phase_lite"
 

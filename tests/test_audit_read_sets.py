@@ -5,12 +5,16 @@ event naming it."""
 
 import json
 
+import pytest
+
 from phase_lite import audit
 from phase_lite.store import audit as audit_store
 from phase_lite.store.audit import EVENTS
 
 import support
-from conftest import run_json
+from support import run_json
+
+pytestmark = pytest.mark.both_backends
 
 OLD = "2000-01-01T00:00:00.000000Z"
 NEWER = "2000-06-01T00:00:00.000000Z"

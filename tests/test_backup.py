@@ -11,7 +11,8 @@ import requests
 from click.testing import CliRunner
 
 import support
-from conftest import LiveServer, bearer_headers
+from live import LiveServer
+from support import bearer_headers
 from phase_lite import keyring
 from phase_lite.backup import (
     BackupError,
@@ -23,7 +24,7 @@ from phase_lite.backup import (
 )
 from phase_lite.cli import main
 from phase_lite.config import ConfigError
-from phase_lite.store import Database
+from phase_lite.store import SqliteDatabase
 
 
 @pytest.fixture
@@ -72,7 +73,7 @@ def test_backup_is_consistent_while_writes_go_on(tmp_path, config, owner, servic
     errors = []
 
     def writer():
-        db = Database(config.database)
+        db = SqliteDatabase(config.database)
         try:
             while not stop.is_set():
                 with db.transaction():
@@ -176,11 +177,11 @@ def test_restore_round_trip_brings_back_secrets_and_tokens(tmp_path, config, own
     assert support.read_with_fresh_app(config, owner) == seeded
     for issued in (owner, sa_token):
         assert cli(config.data_dir, "apps", "list").exit_code == 0
-        db = Database(config.database)
+        db = SqliteDatabase(config.database)
         from phase_lite.auth import Authenticator
         assert Authenticator(db).authenticate(f"Bearer {issued.bearer_token}")
         db.close()
-    db = Database(config.database)
+    db = SqliteDatabase(config.database)
     event = db.one("SELECT * FROM audit_events ORDER BY id DESC LIMIT 1")
     db.close()
     assert (event["action"], event["resource_type"]) == ("restore", "database")

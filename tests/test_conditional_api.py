@@ -7,7 +7,7 @@ import json
 import pytest
 
 import support
-from conftest import bearer_headers
+from support import bearer_headers
 from phase_lite import history
 from phase_lite import secrets as secret_domain
 from phase_lite.app import create_app
@@ -15,6 +15,8 @@ from phase_lite.errors import PreconditionFailed
 from phase_lite.secrets import SecretChange
 from phase_lite.store import apps as app_store
 from phase_lite.store.audit import EVENTS
+
+pytestmark = pytest.mark.both_backends
 
 PREFIXES = ["", "/public", "/service", "/service/public"]
 CHANGED = ("The environment has changed since the ETag given in If-Match was issued; "

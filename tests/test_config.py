@@ -41,7 +41,7 @@ def test_the_default_data_directory_does_not_follow_the_working_directory(tmp_pa
 
 
 def test_the_tests_never_reach_the_real_home():
-    from conftest import TEST_XDG_DATA_HOME
+    from live import TEST_XDG_DATA_HOME
 
     env = {k: v for k, v in os.environ.items() if k != "PHASE_LITE_DATA_DIR"}
     assert load_config(env).data_dir == TEST_XDG_DATA_HOME / "phase-lite"

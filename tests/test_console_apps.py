@@ -16,7 +16,9 @@ from phase_lite import accounts, rotation, tokens
 from phase_lite.accounts import Grantee
 from phase_lite.store import audit as audit_store
 
-from conftest import bearer_headers
+from support import bearer_headers
+
+pytestmark = pytest.mark.both_backends
 
 
 def text_of(answer):

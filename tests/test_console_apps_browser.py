@@ -15,7 +15,7 @@ import requests
 from playwright.sync_api import expect
 
 import support
-from conftest import REPO
+from live import REPO
 from phase_lite import accounts
 from phase_lite.accounts import Grantee
 from phase_lite.store import apps as app_store

@@ -21,7 +21,7 @@ import requests
 from playwright.sync_api import expect
 
 import support
-from conftest import REPO
+from live import REPO
 from phase_lite import accounts
 from phase_lite.accounts import Grantee
 

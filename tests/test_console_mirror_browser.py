@@ -48,7 +48,7 @@ def local_keys(server, app_row, env_name="Development"):
     from phase_lite import secrets
 
     env = app_store.find_environment(server.services.db, app_row["id"], env_name)
-    return {secret.key for secret in secrets.list_secrets(server.services, env)}
+    return {secret.key for secret in secrets.list_secrets(server.services, None, env)}
 
 
 def test_the_owner_sees_the_source_and_syncs_now(page, server, source, mirrored):

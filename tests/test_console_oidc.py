@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 import pytest
 
 import support
-from conftest import REPO, database_env, free_port
+from live import REPO, database_env, free_port
 from openid_provider import (CLIENT_ID, OTHER_CLIENT_ID, SHORT_CLIENT_ID, OpenIDTestProvider,
                              sign_in_at_provider)
 from phase_lite.app import create_app
@@ -24,6 +24,8 @@ from phase_lite.config import ConfigError, load_config, load_oidc_settings
 from phase_lite.console import oidc
 from phase_lite.store import accounts as account_store
 from phase_lite.store import audit as audit_store
+
+pytestmark = pytest.mark.both_backends
 
 CALLBACK = "http://localhost"
 

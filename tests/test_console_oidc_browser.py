@@ -7,7 +7,7 @@ import pytest
 from playwright.sync_api import expect
 
 import support
-from conftest import LiveServer
+from live import LiveServer
 from openid_provider import OpenIDTestProvider
 from phase_lite.app import init_data_dir, open_services
 from phase_lite.config import load_config

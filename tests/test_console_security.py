@@ -9,12 +9,14 @@ from werkzeug.exceptions import HTTPException
 from click.testing import CliRunner
 
 import support
-from conftest import database_env
+from live import database_env
 from phase_lite import accounts
 from phase_lite.console.web import CAPABILITY_ENDPOINTS
 from phase_lite.cli import main as cli_main
 from phase_lite.console import sessions
 from phase_lite.store import audit as audit_store
+
+pytestmark = pytest.mark.both_backends
 
 PASSWORD = support.CONSOLE_PASSWORD
 csrf_of = support.csrf_of

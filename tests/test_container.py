@@ -34,7 +34,7 @@ import pytest
 import requests
 import yaml
 
-from conftest import REPO, free_port
+from live import REPO, free_port
 from support import PHASE
 
 pytestmark = [pytest.mark.slow, pytest.mark.clients]

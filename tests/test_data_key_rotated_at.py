@@ -6,7 +6,7 @@ import pytest
 
 import support
 from phase_lite import migrations, rotation
-from phase_lite.store import Database
+from phase_lite.store import SqliteDatabase
 from phase_lite.store import apps as app_store
 
 
@@ -36,7 +36,7 @@ def test_rotate_app_keeps_the_time_and_rotate_master_does_not(config, services, 
 @pytest.fixture
 def old_db(tmp_path):
     """A database before m009 with two apps, one rotated twice by the admin command."""
-    db = Database(tmp_path / "old.sqlite3")
+    db = SqliteDatabase(tmp_path / "old.sqlite3")
     migrations.migrations.apply(db.utils(), stop_before="m009_data_key_rotated_at")
     stamp = "2026-01-01T00:00:00.000000Z"
     with db.transaction():

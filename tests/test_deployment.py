@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from live import REPO
 from phase_lite import __version__
 
 UNIT = REPO / "deploy" / "phase-lite.service"

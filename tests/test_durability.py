@@ -11,16 +11,17 @@ from collections import defaultdict
 import pytest
 import requests
 
-from conftest import LiveServer, bearer_headers
+from live import LiveServer
+from support import bearer_headers
 from phase_lite.app import create_app
 from phase_lite.config import ConfigError
-from phase_lite.store import BUSY_TIMEOUT_MS, Database, StoreError
+from phase_lite.store import BUSY_TIMEOUT_MS, SqliteDatabase, StoreError
 
 # -- the connection settings -------------------------------------------------------------------
 
 
 def test_every_connection_has_the_durable_settings(config, owner):
-    db = Database(config.database)
+    db = SqliteDatabase(config.database)
     try:
         assert db.scalar("PRAGMA journal_mode") == "wal"
         assert db.scalar("PRAGMA synchronous") == 2  # FULL
@@ -43,7 +44,7 @@ def test_every_connection_has_the_durable_settings(config, owner):
 
 
 def test_write_transactions_take_the_write_lock_at_begin(config, owner):
-    db = Database(config.database)
+    db = SqliteDatabase(config.database)
     other = sqlite3.connect(config.database, isolation_level=None, timeout=0)
     try:
         with db.transaction():
@@ -58,7 +59,7 @@ def test_write_transactions_take_the_write_lock_at_begin(config, owner):
 
 
 def test_concurrent_writers_queue_instead_of_failing(config, owner):
-    db = Database(config.database)
+    db = SqliteDatabase(config.database)
     with db.transaction():
         db.execute("INSERT INTO meta (key, value) VALUES ('counter', 0)")
     errors = []
@@ -86,7 +87,7 @@ def test_concurrent_writers_queue_instead_of_failing(config, owner):
 
 
 def test_a_failed_transaction_leaves_nothing(config, owner):
-    db = Database(config.database)
+    db = SqliteDatabase(config.database)
     try:
         with pytest.raises(RuntimeError):
             with db.transaction():
@@ -98,7 +99,7 @@ def test_a_failed_transaction_leaves_nothing(config, owner):
 
 
 def test_start_up_refuses_a_corrupt_database(config, owner):
-    db = Database(config.database)
+    db = SqliteDatabase(config.database)
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     pages = db.scalar("PRAGMA page_count")
     page_size = db.scalar("PRAGMA page_size")
@@ -334,7 +335,7 @@ def test_no_write_fails_once_a_read_only_disk_is_writable_again(config, owner, d
     import subprocess
     import sys
 
-    from conftest import REPO, free_port
+    from live import REPO, free_port
     from support import without_dac_override
 
     app_row, _ = demo

@@ -11,7 +11,9 @@ from phase_lite import apps
 from phase_lite.errors import DoesNotExist, InvalidRequest, PermissionDenied
 from phase_lite.store import audit as audit_store
 
-from conftest import bearer_headers, run_json
+from support import bearer_headers, run_json
+
+pytestmark = pytest.mark.both_backends
 
 ORDER = ["Development", "Staging", "Production"]
 

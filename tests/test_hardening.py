@@ -8,7 +8,7 @@ import pytest
 from phase_lite.store import accounts as account_store
 
 import support
-from conftest import bearer_headers
+from support import bearer_headers
 
 SA_NOT_FOUND = {"error": "Service account not found."}
 

@@ -7,10 +7,12 @@ import json
 import pytest
 
 import support
-from conftest import bearer_headers
+from support import bearer_headers
 from phase_lite import schemas
 from phase_lite.store import accounts as account_store
 from phase_lite.store.audit import EVENTS
+
+pytestmark = pytest.mark.both_backends
 
 PREFIXES = ["", "/public", "/service", "/service/public"]
 NO_ENV = "Environment context required. Supply `app_id` and `env` as query parameters."

@@ -6,7 +6,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from conftest import run_json
+from support import run_json
 from phase_lite.audit import operator_name
 
 

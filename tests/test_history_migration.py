@@ -6,7 +6,7 @@ import json
 import pytest
 
 from phase_lite import migrations
-from phase_lite.store import Conflict, Database
+from phase_lite.store import Conflict, SqliteDatabase
 
 SECRET, OTHER = "secret-1", "secret-2"
 
@@ -15,7 +15,7 @@ SECRET, OTHER = "secret-1", "secret-2"
 def old_db(tmp_path):
     """A database at m001 holding three versions of one secret and one of another, with audit
     events for the create (a user) and the update (a service account) only."""
-    db = Database(tmp_path / "old.sqlite3")
+    db = SqliteDatabase(tmp_path / "old.sqlite3")
     migrations.migrations.apply(db.utils(), stop_before="m007_secret_version_events")
     stamp = "2026-01-01T00:00:00.000000Z"
     with db.transaction():

@@ -13,7 +13,7 @@ from phase_lite.store import apps as app_store
 from phase_lite.textfields import printable, validate_text_field
 
 import support
-from conftest import bearer_headers
+from support import bearer_headers
 
 
 @pytest.fixture

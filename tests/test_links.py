@@ -8,9 +8,11 @@ import re
 import pytest
 
 import support
-from conftest import LiveServer, free_port
+from live import LiveServer, free_port
 from phase_lite import links
 from phase_lite.config import ConfigError, load_config
+
+pytestmark = pytest.mark.both_backends
 
 PUBLIC = "https://secrets.example.com"
 PROXY = {"REMOTE_ADDR": "127.0.0.1"}

@@ -18,6 +18,8 @@ from phase_lite import lockbox
 from phase_lite.errors import DoesNotExist
 from phase_lite.store import audit as audit_store
 
+pytestmark = pytest.mark.both_backends
+
 AAD = support.LOCKBOX_AAD
 VALUE = support.LOCKBOX_VALUE
 GONE = {"error": lockbox.SHARE_GONE}

@@ -10,6 +10,8 @@ import support
 from phase_lite import lockbox
 from phase_lite.store import audit as audit_store
 
+pytestmark = pytest.mark.both_backends
+
 CONFIRMED = support.CONFIRMED
 csrf_of = support.csrf_of
 env_url = support.console_env_url

@@ -13,7 +13,9 @@ from phase_lite.store import accounts as account_store
 from phase_lite.store import apps as app_store
 from phase_lite.store import audit as audit_store
 
-from conftest import bearer_headers
+from support import bearer_headers
+
+pytestmark = pytest.mark.both_backends
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$")
 ENV_NAME_INVALID = (

@@ -5,6 +5,8 @@ import importlib.util
 import pytest
 import requests
 
+pytestmark = pytest.mark.both_backends
+
 SECRETS_API = importlib.util.find_spec("phase_lite.api.secrets") is not None
 
 

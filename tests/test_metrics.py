@@ -7,8 +7,11 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import LiveServer, bearer_headers, database_env
+from live import LiveServer, database_env
+from support import bearer_headers
 from phase_lite.config import load_config
+
+pytestmark = pytest.mark.both_backends
 
 
 def scrape(client, headers=None) -> dict:

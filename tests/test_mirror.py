@@ -13,12 +13,15 @@ import pytest
 import requests
 
 import support
-from conftest import LiveServer, database_env, free_port, run_json
+from live import LiveServer, database_env, free_port
 from phase_source import PhaseSource
+from support import run_json
 from phase_lite import mirror
 from phase_lite import secrets as secret_domain
 from phase_lite.secrets import NewSecret, Override, SecretChange
 from phase_lite.store import apps as app_store
+
+pytestmark = pytest.mark.both_backends
 
 
 @pytest.fixture
@@ -59,7 +62,7 @@ def local_env(services, app, env_name):
 
 
 def local_secrets(services, app, env_name):
-    return secret_domain.list_secrets(services, local_env(services, app, env_name))
+    return secret_domain.list_secrets(services, None, local_env(services, app, env_name))
 
 
 def add_and_sync(run, source, token_file, *extra):

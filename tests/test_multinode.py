@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from conftest import LiveServer
+from live import LiveServer
 from support import bearer_headers
 from phase_lite.app import init_data_dir
 from phase_lite.config import load_config

@@ -21,7 +21,7 @@ import requests
 import support
 from phase_lite.app import init_data_dir, open_services
 from phase_lite.config import load_config
-from conftest import LiveServer
+from live import LiveServer
 from support import NODE_MODULES, PHASE, SDK_PYTHON
 
 pytestmark = pytest.mark.clients

@@ -6,10 +6,12 @@ import json
 import pytest
 
 import support
-from conftest import bearer_headers
+from support import bearer_headers
 from phase_lite.api import error_response
 from phase_lite.app import create_app
 from phase_lite.store import accounts as account_store
+
+pytestmark = pytest.mark.both_backends
 
 
 @pytest.fixture
@@ -169,3 +171,24 @@ def test_throttling_is_the_same_and_counted_once(config, owner, demo):
         flask_app.extensions["phase_lite"].close()
     assert answers["fast"] == answers["view"]
     assert [status for status, _, _ in answers["fast"]] == [200, 200, 429]
+
+
+def test_what_the_fast_path_hands_to_flask_is_logged_once_per_kind(client, demo, sa_token,
+                                                                   caplog):
+    """A GET the fast path cannot finish goes to Flask, and a debug line says so once per kind
+    of refusal: the route and the exception's class, never the query, a token or a value."""
+    app_row, _ = demo
+    url = f"/service/public/v1/secrets/?app_id={app_row['id']}&env=Development"
+    unknown = {"Authorization": "Bearer ServiceAccount " + "f" * 64}
+    with caplog.at_level("DEBUG", logger="phase_lite.api"):
+        for headers in (unknown, unknown, bearer_headers(sa_token)):
+            client.get(url, headers=headers)
+        client.get(url.replace("Development", "Nowhere"), headers=bearer_headers(sa_token))
+    handed = [record.getMessage() for record in caplog.records
+              if record.name == "phase_lite.api" and "handed to Flask" in record.getMessage()]
+    assert handed == [
+        "fast path: GET /v1/secrets/ handed to Flask on AuthenticationFailed (said once per kind)",
+        "fast path: GET /v1/secrets/ handed to Flask on DoesNotExist (said once per kind)"]
+    logged = caplog.text
+    assert "f" * 64 not in logged and sa_token.bearer_token not in logged
+    assert app_row["id"] not in logged

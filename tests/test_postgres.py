@@ -319,7 +319,7 @@ def test_an_unreachable_server_is_one_line_without_the_password(tmp_path):
 
 def test_a_node_with_its_key_in_the_environment_needs_no_data_directory(tmp_path, config,
                                                                         owner):
-    from conftest import free_port
+    from live import free_port
     from phase_lite import serve
 
     key = config.master_key_file.read_text().strip()

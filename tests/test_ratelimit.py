@@ -5,7 +5,7 @@ import threading
 import pytest
 
 import support
-from conftest import bearer_headers
+from support import bearer_headers
 from phase_lite.errors import Throttled
 from phase_lite.ratelimit import RateLimiter, account_key
 

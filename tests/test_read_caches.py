@@ -1,7 +1,7 @@
 """Reads served from memory stay exact: every change is seen by the very next request.
 
 Principals, scopes and encoded GET answers are kept for one database generation
-(``Database.generation()``); these tests change the data every way it can change (this app,
+(``db.generation()``); these tests change the data every way it can change (this app,
 another connection, another process) and check the next answer.
 """
 
@@ -19,9 +19,12 @@ from phase_lite.app import open_services
 from phase_lite.caches import GenerationCache
 from phase_lite.store import format_time, open_database
 from phase_lite.store import accounts as account_store
-from conftest import REPO, database_env
+from phase_lite.store import apps as app_store
+from live import REPO, database_env
 from support import (SECRETS_URL, bearer_headers, fetch_keys, limited_app, make_user_token,
                      unwrap_environments)
+
+pytestmark = pytest.mark.both_backends
 
 GONE = {"error": "Token expired or deleted"}
 SA_NO_ACCESS = {"error": "Service account cannot access this environment"}
@@ -227,6 +230,29 @@ def test_writes_are_seen_at_once_by_both_read_paths_and_by_references(client, co
         other.close()
     assert rest_values(client, headers, app_row, "Staging")["ELSEWHERE"] == "3"
     assert client_values(client, sa_token, envs["Staging"])["ELSEWHERE"] == "3"
+
+
+def test_a_rolled_back_write_never_reaches_the_cached_snapshot(client, services, filled,
+                                                              sa_token):
+    """A write that commits moves the cached snapshot on (``db.on_commit``); one rolled back
+    with the transaction around it (as the console's bulk edit does) leaves it as it was."""
+    app_row, envs = filled
+    headers = bearer_headers(sa_token)
+    before = rest_values(client, headers, app_row)
+    env_row = app_store.get_environment(services.db, support.organisation_id(services),
+                                        envs["Development"]["id"])  # at its current version
+    assert services.snapshots.get(env_row["id"], env_row["version"]) is not None  # warm
+    with pytest.raises(RuntimeError), services.db.transaction():
+        secret_rules.create_secrets(services, None, env_row,
+                                    [secret_rules.NewSecret(key="PHANTOM", value="x")])
+        raise RuntimeError
+    assert rest_values(client, headers, app_row) == before
+    assert "PHANTOM" not in client_values(client, sa_token, env_row)
+    assert "PHANTOM" not in {s.key for s in secret_rules.list_secrets(services, None, env_row)}
+
+    secret_rules.create_secrets(services, None, env_row,
+                                [secret_rules.NewSecret(key="KEPT", value="y")])
+    assert rest_values(client, headers, app_row) == {**before, "KEPT": "y"}
 
 
 # -- one caller's answer is never another's ---------------------------------------------------

@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from conftest import REPO, LiveServer, free_port
+from live import REPO, LiveServer, free_port
 from support import PHASE
 
 README = REPO / "README.md"

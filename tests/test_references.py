@@ -7,6 +7,8 @@ import pytest
 from phase_lite import references
 from phase_lite.references import CROSS_APP_PATTERN, CROSS_ENV_PATTERN, LOCAL_PATTERN
 
+pytestmark = pytest.mark.both_backends
+
 # -- the patterns (public-api.md §10.5.1) ---------------------------------------------------
 
 
@@ -210,7 +212,7 @@ def get_value(client, sa_headers):
 
 
 def test_every_syntax_resolves_in_get(demo, make_app, make_service_token, post, get_value):
-    from conftest import bearer_headers
+    from support import bearer_headers
     app_row, envs = demo
     other_row, other_envs = make_app("Billing")
     headers = bearer_headers(make_service_token([*envs.values(), *other_envs.values()],
@@ -233,7 +235,7 @@ def test_every_syntax_resolves_in_get(demo, make_app, make_service_token, post, 
 
 def test_access_is_checked_for_cross_environment_references(client, demo, make_service_token,
                                                             post, get_value, sa_headers):
-    from conftest import bearer_headers
+    from support import bearer_headers
     app_row, envs = demo
     app_id = app_row["id"]
     post(app_id, "Production", [{"key": "PROD_ONLY", "value": "p-val"}])
@@ -250,7 +252,7 @@ def test_access_is_checked_for_cross_environment_references(client, demo, make_s
 
 def test_ambiguous_app_names_stay_verbatim(demo, make_app, post, get_value, make_service_token,
                                            services):
-    from conftest import bearer_headers
+    from support import bearer_headers
     app_row, envs = demo
     twin_a, twin_a_envs = make_app("twin")
     twin_b, twin_b_envs = make_app("other")

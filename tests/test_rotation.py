@@ -8,7 +8,8 @@ import requests
 from click.testing import CliRunner
 
 import support
-from conftest import LiveServer, bearer_headers
+from live import LiveServer
+from support import bearer_headers
 from phase_lite import keyring, rotation
 from phase_lite.app import create_app
 from phase_lite.backup import hold_serving_lock
@@ -16,7 +17,7 @@ from phase_lite.cli import main
 from phase_lite.config import ConfigError, load_config
 from phase_lite.store import ciphertexts as cipher_store
 from phase_lite.store import meta as meta_store
-from phase_lite.store import Database
+from phase_lite.store import SqliteDatabase
 from phase_lite.vault import DecryptionFailed
 
 
@@ -233,7 +234,7 @@ def test_rotate_master_from_environment_publishes_the_key_before_changing_anythi
 
     def publish(new_key):
         # At this moment the database still opens with the old key only.
-        probe = Database(config.database)
+        probe = SqliteDatabase(config.database)
         blob = meta_store.get_blob(probe, "master_key_check")
         probe.close()
         assert keyring.Keyring([keyring.parse_master_key(old_line)]).verify_check_blob(blob)

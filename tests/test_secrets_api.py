@@ -11,6 +11,8 @@ import support
 from phase_lite import phase_crypto
 from phase_lite.store import accounts as account_store
 
+pytestmark = pytest.mark.both_backends
+
 FIELDS = ["id", "key", "value", "comment", "tags", "override", "type", "lifecycle", "path",
           "keyDigest", "version", "createdAt", "updatedAt", "environment", "folder"]
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z$")
@@ -58,7 +60,7 @@ SECRETS_ROUTES = Secrets  # what the ``pat`` and ``sa`` fixtures call
 
 @pytest.fixture
 def dev_only_headers(envs, make_service_token):
-    from conftest import bearer_headers
+    from support import bearer_headers
     return bearer_headers(make_service_token([envs["Development"]], name="dev-only"))
 
 
@@ -482,7 +484,7 @@ def test_wrong_token_type_for_the_token(client, app_id, sa_token):
 
 
 def test_revoked_and_expired_tokens(client, app_id, services, envs, make_service_token):
-    from conftest import bearer_headers
+    from support import bearer_headers
     revoked = make_service_token(list(envs.values()), name="revoked")
     support.revoke(services, revoked.id)
     expired = make_service_token(list(envs.values()), name="expired",
@@ -494,7 +496,7 @@ def test_revoked_and_expired_tokens(client, app_id, services, envs, make_service
 
 
 def test_deleted_user_is_not_found(client, app_id, services, db):
-    from conftest import bearer_headers
+    from support import bearer_headers
     user, token = support.make_user(services, "gone@example.com", "Admin")
     user_id = user["id"]
     with db.transaction():
@@ -580,7 +582,7 @@ def test_service_account_restricted_to_one_environment(client, app_id, dev_only_
 @pytest.fixture
 def make_user(services):
     """A user of a role, granted some environments; return its REST headers."""
-    from conftest import bearer_headers
+    from support import bearer_headers
 
     def make(email, role, env_rows=()):
         return bearer_headers(support.make_user(services, email, role, env_rows)[1])

@@ -5,7 +5,10 @@ import pytest
 import support
 from phase_lite.paths import folder_chain
 from phase_lite.store import Conflict, new_id, now
+from phase_lite.store import history as history_store
 from phase_lite.store import secrets as store
+
+pytestmark = pytest.mark.both_backends
 
 
 @pytest.fixture
@@ -119,7 +122,7 @@ def test_versions(db, env_id):
             for v, event in ((1, "create"), (2, "update"))]
     with db.transaction():
         store.insert_versions(db, rows)
-    listed = store.list_versions(db, secret_id)
+    listed = list(reversed(history_store.secret_versions(db, secret_id)))
     assert [(r["version"], r["event"], r["tags"]) for r in listed] == [
         (1, "create", '["a","b"]'), (2, "update", '["a","b"]')]
     with pytest.raises(Conflict), db.transaction():

@@ -8,14 +8,20 @@ import secrets as random
 
 import pytest
 
+import support
+
 from phase_lite import secrets
 from phase_lite.app import create_app
 from phase_lite.audit import RequestMeta
-from phase_lite.errors import Duplicate, InvalidRequest
+from phase_lite.errors import Duplicate, InvalidRequest, PermissionDenied
 from phase_lite.store import StoreError
+from phase_lite.store import accounts as account_store
 from phase_lite.store import apps as app_store
+from phase_lite.store import history as history_store
 from phase_lite.store import secrets as secret_store
 from phase_lite.store.audit import EVENTS
+
+pytestmark = pytest.mark.both_backends
 
 TABLES = ("secrets", "secret_tags", "tags", "folders", "secret_versions", "personal_secrets",
           "audit_events")
@@ -124,7 +130,7 @@ def test_every_write_keeps_an_encrypted_version(client, url, sa_headers, db, ser
     client.put(url, headers=sa_headers, data=json.dumps(
         {"secrets": [{"id": secret_id, "value": "v2", "path": "/p", "tags": ["t2", "t3"]}]}))
     client.delete(url, headers=sa_headers, data=json.dumps({"secrets": [secret_id]}))
-    rows = secret_store.list_versions(db, secret_id)
+    rows = list(reversed(history_store.secret_versions(db, secret_id)))
     data_key = services.vault.data_key(demo[0]["id"])
 
     def opened(row, field):
@@ -260,11 +266,11 @@ def test_cached_snapshot_always_equals_the_database(client, url, sa_headers, ser
     def fresh():
         services.snapshots.clear()
         row = app_store.get_environment(services.db, demo[0]["organisation_id"], env_row["id"])
-        return secrets.list_secrets(services, row)
+        return secrets.list_secrets(services, None, row)
 
     def cached():
         row = app_store.get_environment(services.db, demo[0]["organisation_id"], env_row["id"])
-        return secrets.list_secrets(services, row)
+        return secrets.list_secrets(services, None, row)
 
     def send(method, body):
         response = client.open(url, method=method, headers=sa_headers, data=json.dumps(body))
@@ -358,11 +364,12 @@ def test_domain_functions_list_and_delete(services, dev):
         secrets.NewSecret(key="A", value="1", path="/x", tags=("t",)),
         secrets.NewSecret(key="B", value="2")])
     digest = services.vault.environment_keys(env_row).digest("a")
-    assert [s.key for s in secrets.list_secrets(services, env_row, key_digest=digest)] == ["A"]
-    assert [s.key for s in secrets.list_secrets(services, env_row, path="/")] == ["B"]
-    assert [s.key for s in secrets.list_secrets(services, env_row, tags=["t"])] == ["A"]
+    by_digest = secrets.list_secrets(services, None, env_row, key_digest=digest)
+    assert [s.key for s in by_digest] == ["A"]
+    assert [s.key for s in secrets.list_secrets(services, None, env_row, path="/")] == ["B"]
+    assert [s.key for s in secrets.list_secrets(services, None, env_row, tags=["t"])] == ["A"]
     assert secrets.delete_secrets(services, principal, env_row, [s.id for s in created]) == 2
-    assert secrets.list_secrets(services, env_row) == []
+    assert secrets.list_secrets(services, None, env_row) == []
     with pytest.raises(InvalidRequest):
         secrets.create_secrets(services, None, env_row, [
             secrets.NewSecret(key="T", value="v", tags=("z" * 65,))])
@@ -389,3 +396,43 @@ def test_domain_normalises_paths_from_any_caller(services, dev):
     with pytest.raises(Duplicate):
         secrets.create_secrets(services, principal, env_row, [
             secrets.NewSecret(key="N", value="v", path="/c/")])
+
+
+@pytest.mark.parametrize("allowed, denied", [
+    (["read"], "create"), (["read"], "update"), (["read"], "delete"),
+    (["create", "update", "delete"], "read"),
+])
+def test_every_read_and_write_checks_the_role_whoever_calls_it(services, demo, db, allowed,
+                                                               denied):
+    """The domain functions refuse a role without the permission themselves: a door that
+    forgot the check would still be refused, and nothing is written."""
+    _, envs = demo
+    env_row = envs["Development"]
+    (seeded,) = secrets.create_secrets(services, None, env_row,
+                                       [secrets.NewSecret(key="SEEDED", value="v")])
+    env_row = app_store.get_environment(db, support.organisation_id(services), env_row["id"])
+    permissions = {"permissions": {}, "appPermissions": {"Secrets": allowed}}
+    with db.transaction():
+        account_store.insert_role(db, support.organisation_id(services), "Limited", "", "",
+                                  json.dumps(permissions), False)
+    _, issued = support.make_service_account(services, "limited", "Limited", [env_row])
+    limited = support.principal_of(services, issued)
+    calls = {
+        "create": lambda: secrets.create_secrets(services, limited, env_row,
+                                                 [secrets.NewSecret(key="NEW", value="v")]),
+        "update": lambda: secrets.update_secrets(services, limited, env_row,
+                                                 [secrets.SecretChange(id=seeded.id, value="w")]),
+        "delete": lambda: secrets.delete_secrets(services, limited, env_row, [seeded.id]),
+        "read": lambda: secrets.list_secrets(services, limited, env_row),
+    }
+    before = fingerprint(db)
+    with pytest.raises(PermissionDenied) as refused:
+        calls[denied]()
+    assert refused.value.message == (
+        f"You don't have permission to {denied} secrets in this environment.")
+    if denied == "read":
+        with pytest.raises(PermissionDenied):
+            secrets.read_secrets(services, limited, env_row)
+        with pytest.raises(PermissionDenied):
+            services.client_protocol.read_secrets(limited, env_row)
+    assert fingerprint(db) == before

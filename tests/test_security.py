@@ -19,17 +19,20 @@ from hypothesis.errors import Unsatisfiable
 from hypothesis import strategies as st
 
 import support
-from conftest import LiveServer, bearer_headers
+from live import LiveServer
+from support import bearer_headers
 from phase_lite import paths, phase_crypto, references
 from phase_lite import secrets as secret_domain
 from phase_lite.api import json_response
-from phase_lite.api.context import request_meta
+from phase_lite.request_context import request_meta
 from phase_lite.app import create_app, init_data_dir
 from phase_lite.cli import main
 from phase_lite.config import load_config
 from phase_lite.secrets import NewSecret, Override
 from phase_lite.store import apps as app_store
 from phase_lite.store import format_time, open_database
+
+pytestmark = pytest.mark.both_backends
 
 INTERNAL = {"error": "Internal server error."}
 REFUSED = (401, 403, 404)
@@ -113,7 +116,7 @@ def test_audit_records_the_forwarded_address(ip_probe, services, demo, owner_hea
 
 
 def test_unauthenticated_rate_limit_key_uses_the_client_ip(ip_probe, config):
-    from phase_lite.api.context import throttle
+    from phase_lite.request_context import throttle
 
     config.rate_limit = (1, 60)
     client = ip_probe(["127.0.0.1"])

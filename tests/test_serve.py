@@ -11,10 +11,10 @@ import pytest
 import requests
 
 import support
-from conftest import REPO, LiveServer, free_port
+from live import REPO, LiveServer, free_port
 from phase_lite import keyring
 from phase_lite.app import open_services
-from phase_lite.store import Database
+from phase_lite.store import SqliteDatabase
 
 pytestmark = pytest.mark.slow
 
@@ -122,7 +122,7 @@ def test_sigterm_writes_buffered_read_events(config, owner):
     finally:
         server.stop(signal.SIGTERM)
     assert server.process.returncode == 0
-    db = Database(config.database)
+    db = SqliteDatabase(config.database)
     reads = db.scalar("SELECT count(*) FROM audit_events WHERE action = 'secrets.read'")
     db.close()
     assert reads == 5

@@ -12,11 +12,12 @@ import time
 import pytest
 import requests
 
-from conftest import REPO, LiveServer, bearer_headers, free_port
+from live import REPO, LiveServer, free_port
+from support import bearer_headers
 from support import CSRF, make_app, without_dac_override
 from phase_lite.app import open_services
 from phase_lite.backup import exclusive_lock
-from phase_lite.store import Database
+from phase_lite.store import SqliteDatabase
 
 pytestmark = pytest.mark.slow
 
@@ -126,7 +127,7 @@ def seeded_app(config, name="stopping"):
 
 
 def count(config, sql):
-    db = Database(config.database)
+    db = SqliteDatabase(config.database)
     try:
         return db.scalar(sql)
     finally:

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from conftest import LiveServer
+from live import LiveServer
 
 LIMIT = 4096
 pytestmark = pytest.mark.slow  # starts server processes

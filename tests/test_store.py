@@ -5,12 +5,14 @@ from datetime import datetime, timezone
 
 import pytest
 
-from phase_lite.store import Conflict, Database, format_time, now, render_time
+from phase_lite.store import Conflict, SqliteDatabase, format_time, now, render_time
+
+pytestmark = pytest.mark.both_backends
 
 
 @pytest.fixture
 def fresh(tmp_path):
-    db = Database(tmp_path / "t.sqlite3")
+    db = SqliteDatabase(tmp_path / "t.sqlite3")
     db.migrate()
     yield db
     db.close()
@@ -73,6 +75,33 @@ def test_transactions_roll_back_on_error(fresh):
     assert [tuple(r) for r in fresh.all("SELECT key FROM meta")] == [("a",)]
 
 
+def test_commit_actions_run_after_the_outermost_commit_and_never_after_a_rollback(db):
+    done = []
+    with db.transaction():
+        db.execute("INSERT INTO meta (key, value) VALUES ('commit-test', '1')")
+        db.on_commit(lambda: done.append("outer"))
+        with db.transaction():  # a nested block joins: its actions wait for the outer commit
+            db.on_commit(lambda: done.append("inner"))
+        assert done == []
+    assert done == ["outer", "inner"]
+
+    with pytest.raises(RuntimeError), db.transaction():
+        db.execute("DELETE FROM meta WHERE key = 'commit-test'")
+        db.on_commit(lambda: done.append("rolled back"))
+        raise RuntimeError
+    with pytest.raises(Conflict), db.transaction():
+        db.on_commit(lambda: done.append("refused"))
+        db.execute("INSERT INTO meta (key, value) VALUES ('commit-test', '2')")
+    assert done == ["outer", "inner"]
+    assert db.scalar("SELECT value FROM meta WHERE key = 'commit-test'") == "1"
+
+    with db.transaction():  # what a rolled-back transaction registered is not carried over
+        pass
+    assert done == ["outer", "inner"]
+    db.on_commit(lambda: done.append("now"))  # outside a transaction: at once
+    assert done == ["outer", "inner", "now"]
+
+
 def test_integrity_errors_become_conflicts_without_sqlite_types(fresh):
     fresh.execute("INSERT INTO meta (key, value) VALUES ('a', '1')")
     with pytest.raises(Conflict):
@@ -114,7 +143,7 @@ def test_bookkeeping_commits_leave_the_generation_and_others_move_it(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
     path = tmp_path / "g.sqlite3"
-    db, other = Database(path), Database(path)  # other: as another process would hold it
+    db, other = SqliteDatabase(path), SqliteDatabase(path)  # other: as another process holds it
     worker = ThreadPoolExecutor(max_workers=1)  # one serving thread, its own connection
     try:
         db.migrate()

@@ -12,6 +12,8 @@ from phase_lite.store import accounts as account_store
 
 import support
 
+pytestmark = pytest.mark.both_backends
+
 METHODS = ("get", "post", "put", "delete")
 BAD_TEXT = ["x\ud800", "\udfff", "x\u0000y"]
 BAD_QUERY = ["x%00", "%ED%A0%80", "%FF%FE", "\u0000"]

@@ -13,6 +13,8 @@ from phase_lite import phase_crypto, webauth
 from phase_lite.store import accounts as account_store
 from phase_lite.store import audit as audit_store
 
+pytestmark = pytest.mark.both_backends
+
 JSON = {"Accept": "application/json"}
 PUBLIC, PRIVATE = (key.hex() for key in nacl.bindings.crypto_kx_keypair())
 

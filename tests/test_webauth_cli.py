@@ -21,7 +21,7 @@ import pytest
 from playwright.sync_api import expect
 
 import support
-from conftest import CHROMIUM, REPO
+from live import CHROMIUM, REPO
 from phase_lite import accounts, webauth
 from phase_lite.console import sessions
 from phase_lite.store import accounts as account_store

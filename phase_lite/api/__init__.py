@@ -12,7 +12,7 @@ import logging
 
 import orjson
 from flask import Flask, Response, request
-from flask_smorest import Api, Blueprint
+from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 from werkzeug.wsgi import get_content_length
 
@@ -21,7 +21,7 @@ from ..auth import NO_CREDENTIALS
 from ..schemas import Error
 from ..store import StoreError
 from ..vault import DecryptionFailed
-from .context import bind
+from ..request_context import bind
 
 log = logging.getLogger("phase_lite.api")
 
@@ -51,12 +51,13 @@ class PrefixMiddleware:
     every request goes through Flask, so no hook is ever skipped.
     """
 
-    def __init__(self, wsgi_app, app, services):
+    def __init__(self, wsgi_app, app, services, direct_gets=None):
         self.wsgi_app = wsgi_app
         self.app = app
         self.services = services
-        self.direct_gets = {}
+        self.direct_gets = dict(direct_gets or {})
         self._own_hooks = None
+        self._handed_kinds = set()
 
     def seal(self):
         """Remember the request hooks registered now: the app's own, which the direct GETs
@@ -86,11 +87,22 @@ class PrefixMiddleware:
         if direct is not None and self._hooks() == self._own_hooks:
             try:
                 body, headers = direct(environ)
-            except Exception:  # noqa: BLE001 - Flask runs the same steps and answers it
-                pass
+            except Exception as exc:  # noqa: BLE001 - Flask runs the same steps and answers it
+                self._handed_to_flask(path, exc)
             else:
                 return _json_body(environ, start_response, body, headers)
         return self.wsgi_app(environ, _secured(start_response))
+
+    def _handed_to_flask(self, path, exc):
+        """Say at debug level, once per kind of exception, that the fast path left a GET to
+        Flask: a refusal (401, 404, 429...) is answered there, and anything else shows here
+        first. Only the route's path and the exception's class are written, never a value,
+        a query or a token."""
+        kind = exc.__class__.__name__
+        if kind not in self._handed_kinds:
+            self._handed_kinds.add(kind)
+            log.debug("fast path: GET %s handed to Flask on %s (said once per kind)", path,
+                      kind)
 
 
 def _count(hooks: dict) -> int:
@@ -154,31 +166,11 @@ class PhaseApi(Api):
     ERROR_SCHEMA = Error
 
 
-class PhaseBlueprint(Blueprint):
-    """flask-smorest's Blueprint whose ``doc`` and ``alt_response`` only annotate the view.
-
-    Upstream wraps the view in one more function per decorator, each call going through
-    ``ensure_sync`` (six layers on a secrets GET); these two only feed the OpenAPI document,
-    so the view keeps the document upstream builds and loses the wrappers.
-    """
-
-    def doc(self, **kwargs):
-        return _annotate_only(super().doc(**kwargs))
-
-    def alt_response(self, *args, **kwargs):
-        return _annotate_only(super().alt_response(*args, **kwargs))
-
-
-def _annotate_only(decorator):
-    def annotate(view):
-        view._apidoc = decorator(view)._apidoc
-        return view
-    return annotate
-
-
-def register_api(app: Flask, services) -> None:
+def register_api(app: Flask) -> None:
+    """Register the blueprints, the OpenAPI document and the error handlers (the middleware
+    around them is ``app.build_middleware``'s)."""
     # The blueprint modules import helpers from this package, so they are imported here.
-    from . import client_protocol, history, lockbox, management, meta, secrets  # noqa: F401
+    from . import client_protocol, history, lockbox, management, meta, secrets
 
     api = PhaseApi(
         app,
@@ -198,20 +190,21 @@ def register_api(app: Flask, services) -> None:
         },
     )
     app.config.setdefault("OPENAPI_URL_PREFIX", "/")
-    for module in (meta, secrets, history, management, client_protocol):
+    for module in (meta, secrets, history, lockbox, management, client_protocol):
         api.register_blueprint(module.blp)
     app.extensions["phase_lite_api"] = api
-
-    middleware = app.wsgi_app = PrefixMiddleware(app.wsgi_app, app, services)
-    for module in (secrets, client_protocol):
-        middleware.direct_gets.update(module.DIRECT_GETS)
     _register_error_handlers(app)
 
     @app.route("/openapi.json")
     def openapi_document():
         return json_response(api.spec.to_dict())
 
-    middleware.seal()
+
+def direct_gets() -> dict:
+    """{path: answer(environ)} of the GETs the fast path answers (``PrefixMiddleware``)."""
+    from . import client_protocol, secrets
+
+    return {**secrets.DIRECT_GETS, **client_protocol.DIRECT_GETS}
 
 
 def _register_error_handlers(app: Flask) -> None:

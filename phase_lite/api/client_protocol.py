@@ -5,21 +5,29 @@ They live beside the public API (``PrefixMiddleware`` strips ``/service``), neve
 """
 
 from flask import Response, abort, request
-from flask.views import MethodView
 
-from .. import contract, schemas
+from .. import contract
 from .. import secrets as secret_rules
-from . import PUBLIC_FLAG, PhaseBlueprint, encoded_json_response, json_response
-from .context import generation, request_meta, services, throttle
+from ..request_context import generation, request_meta, services, throttle
+from . import PUBLIC_FLAG, encoded_json_response, json_response
+from .docs import PhaseBlueprint, ScopedView
 from .pipeline import client_secrets_request
 
 blp = PhaseBlueprint(
     "client_protocol", __name__,
     description="The protocol of the Phase CLI and SDKs: ph:v1 ciphertexts, client-side crypto",
+    errors={
+        400: "Invalid body or ciphertext, or a keyDigest that does not match the key",
+        401: "Missing, malformed, unknown or expired token; service account without access",
+        403: "Refused token (key-share endpoint), no access, or role without permission",
+        404: "Unknown secret id (update)",
+        409: "Duplicate secret found",
+    },
 )
 
 # These routes sit under /service, not under the public API's /service/public.
-DOC = {"servers": [{"url": "/service", "description": "self-hosted prefix"}]}
+SERVERS = [{"url": "/service", "description": "self-hosted prefix"}]
+WRITTEN = "Written (empty body)"
 
 _CIPHERTEXT = {"type": "string", "description": "ph:v1 ciphertext to the environment key"}
 _ENVIRONMENT = {"in": "header", "name": "Environment", "required": True,
@@ -112,34 +120,9 @@ _TOKEN_KEYS = {
 }
 
 
-def _json_body(entry):
-    schema = {"type": "object", "required": ["secrets"],
-              "properties": {"secrets": {"type": "array", "items": entry}}}
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
-
-
-def _doc(parameters, body=None, *errors, answer=None):
-    """Document an operation: its headers, body, 200 (``answer``, else empty) and
-    ``{"error": ...}`` answers."""
-    def decorate(view):
-        for status in errors:
-            view = blp.alt_response(status, schema=schemas.Error,
-                                    description=ERROR_MEANINGS[status])(view)
-        ok = {"description": "Written (empty body)"}
-        if answer is not None:
-            ok = {"description": "OK", "content": {"application/json": {"schema": answer}}}
-        extra = {"requestBody": body} if body else {}
-        return blp.doc(parameters=parameters, responses={"200": ok}, **DOC, **extra)(view)
-    return decorate
-
-
-ERROR_MEANINGS = {
-    400: "Invalid body or ciphertext, or a keyDigest that does not match the key",
-    401: "Missing, malformed, unknown or expired token; service account without access",
-    403: "Refused token (key-share endpoint), no access, or role without permission",
-    404: "Unknown secret id (update)",
-    409: "Duplicate secret found",
-}
+def _secrets_body(entry):
+    return {"type": "object", "required": ["secrets"],
+            "properties": {"secrets": {"type": "array", "items": entry}}}
 
 
 def protocol(environ):
@@ -153,14 +136,16 @@ def _not_under_public():
 
 
 @blp.route("/secrets/tokens/")
-class TokenKeys(MethodView):
-    @_doc([], None, 403, answer=_TOKEN_KEYS)
-    def get(self):
+class TokenKeys(ScopedView):
+    def steps(self, environ, method):
+        caller = protocol(environ).authenticate_for_keys(environ.get("HTTP_AUTHORIZATION"))
+        throttle(environ, caller)
+        return (caller,)
+
+    @blp.operation(200, _TOKEN_KEYS, "OK", errors=(403,), parameters=[], servers=SERVERS)
+    def get(self, caller):
         """Return the token's wrapped key share and the environment keys it may use"""
-        client = protocol(request.environ)
-        caller = client.authenticate_for_keys(request.headers.get("Authorization"))
-        throttle(request.environ, caller)
-        return json_response(client.token_keys(caller))
+        return json_response(protocol(request.environ).token_keys(caller))
 
 
 # Phase answers these (after authentication) with 403, so they must reach the view.
@@ -177,35 +162,38 @@ def _written():
 
 
 @blp.route("/secrets/", methods=[*secret_rules.ACTIONS, *OTHER_METHODS])
-class Secrets(MethodView):
-    init_every_request = False  # no per-request state on the view
-
-    def dispatch_request(self, **kwargs):
+class Secrets(ScopedView):
+    def steps(self, environ, method):
         """Authenticate, find the environment (``Environment`` header), check the role."""
-        caller, env_row = client_secrets_request(request.environ, request.method)
-        return getattr(self, request.method.lower())(caller, env_row)
+        return client_secrets_request(environ, method)
 
-    @_doc(_READ_HEADERS, None, 401, 403, answer=_WIRE_SECRETS)
+    @blp.operation(200, _WIRE_SECRETS, "OK", errors=(401, 403), parameters=_READ_HEADERS,
+                   servers=SERVERS)
     def get(self, caller, env):
         """List an environment's secrets as ph:v1 ciphertexts"""
         return encoded_json_response(_read(caller, env, request.environ))
 
-    @_doc([_ENVIRONMENT], _json_body(_ENTRY), 400, 401, 403, 409)
+    @blp.operation(200, None, WRITTEN, errors=(400, 401, 403, 409), body=_secrets_body(_ENTRY),
+                   parameters=[_ENVIRONMENT], servers=SERVERS)
     def post(self, caller, env):
         """Create secrets sent as ph:v1 ciphertexts"""
         protocol(request.environ).create_secrets(caller, env, _body(),
                                                  request_meta(request.environ))
         return _written()
 
-    @_doc([_ENVIRONMENT], _json_body({**_ENTRY, "required": ["id"], "properties": {
-        "id": {"type": "string"}, **_ENTRY["properties"]}}), 400, 401, 403, 404, 409)
+    @blp.operation(200, None, WRITTEN, errors=(400, 401, 403, 404, 409), body=_secrets_body(
+        {**_ENTRY, "required": ["id"], "properties": {
+            "id": {"type": "string"}, **_ENTRY["properties"]}}),
+        parameters=[_ENVIRONMENT], servers=SERVERS)
     def put(self, caller, env):
         """Update secrets sent as ph:v1 ciphertexts"""
         protocol(request.environ).update_secrets(caller, env, _body(),
                                                  request_meta(request.environ))
         return _written()
 
-    @_doc([_ENVIRONMENT], _json_body({"type": "string"}), 400, 401, 403)
+    @blp.operation(200, None, WRITTEN, errors=(400, 401, 403),
+                   body=_secrets_body({"type": "string"}), parameters=[_ENVIRONMENT],
+                   servers=SERVERS)
     def delete(self, caller, env):
         """Delete secrets by id"""
         protocol(request.environ).delete_secrets(caller, env, _body(),

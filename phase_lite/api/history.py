@@ -8,19 +8,30 @@ Phase's clients never call them.
 """
 
 from flask import request
-from flask.views import MethodView
 
 from .. import history, schemas, secrets
-from . import PhaseBlueprint, json_response
-from .context import request_meta, services
+from ..request_context import request_meta, services
+from . import json_response
+from .docs import PhaseBlueprint, ScopedView
 from .pipeline import secrets_request
 from .secrets import IF_MATCH, expected_version
 
-# One tag for every extension: ``api.lockbox`` adds its routes to this blueprint too.
+# One tag for every extension: ``api.lockbox``'s routes carry it too.
+TAG = "phase_lite_extensions"
 blp = PhaseBlueprint(
-    "phase_lite_extensions", __name__,
+    TAG, __name__,
     description="phase_lite extensions, not part of Phase's API (Phase's clients never call "
                 "them): secret history, restore and deleted secrets, and Lockbox shares.",
+    errors={
+        400: "Invalid body",
+        401: "Missing, malformed, unknown or expired token; service account without access",
+        403: "No access to the environment, no environment named, or role without permission",
+        404: "Unknown app, environment, secret (or a secret of another environment) or "
+             "version",
+        409: "The restored key and path belong to another live secret",
+        412: "If-Match names an earlier state of the environment",
+        429: "Rate limit exceeded",
+    },
 )
 
 _SCOPE = [
@@ -28,51 +39,23 @@ _SCOPE = [
     {"in": "header", "name": "Environment", "schema": {"type": "string"},
      "description": "Environment id (instead of `app_id` and `env`)."},
 ]
-_ERRORS = {
-    400: "Invalid body",
-    401: "Missing, malformed, unknown or expired token; service account without access",
-    403: "No access to the environment, no environment named, or role without permission",
-    404: "Unknown app, environment, secret (or a secret of another environment) or version",
-    409: "The restored key and path belong to another live secret",
-    412: "If-Match names an earlier state of the environment",
-    429: "Rate limit exceeded",
-}
+_READ_ERRORS = (401, 403, 404, 429)
 
 
-def extension(status, schema, description, *statuses, body=None):
-    """Document an extension operation (marked ``x-phase-lite-extension``); a write (one with a
-    ``body``) also takes ``If-Match``."""
-
-    def decorate(view):
-        doc = {"parameters": _SCOPE, "x-phase-lite-extension": True}
-        if body is not None:
-            doc["parameters"] = [*_SCOPE, IF_MATCH]
-            doc["requestBody"] = {"required": True,
-                                  "content": {"application/json": {"schema": body}}}
-        view = blp.doc(**doc)(view)
-        for code in reversed((401, 403, 404, *statuses, 429)):
-            view = blp.alt_response(code, schema=schemas.Error, description=_ERRORS[code])(view)
-        return blp.alt_response(status, schema=schema, success=True,
-                                description=description)(view)
-
-    return decorate
-
-
-class ScopedView(MethodView):
+class EnvironmentView(ScopedView):
     """A route with the steps of ``/v1/secrets/`` for the permission of ``as_method`` (a
     restore is an update); its handlers get the caller and the environment row."""
 
-    init_every_request = False
     as_method = "GET"
 
-    def dispatch_request(self, **kwargs):
-        caller, env_row = secrets_request(request.environ, self.as_method)
-        return getattr(self, request.method.lower())(caller, env_row, **kwargs)
+    def steps(self, environ, method, **url_values):
+        return secrets_request(environ, self.as_method)
 
 
 @blp.route("/v1/secrets/<secret_id>/history/")
-class SecretHistory(ScopedView):
-    @extension(200, schemas.SecretHistory, "Every version, newest first")
+class SecretHistory(EnvironmentView):
+    @blp.operation(200, schemas.SecretHistory, "Every version, newest first",
+                   errors=_READ_ERRORS, parameters=_SCOPE, extension=True)
     def get(self, caller, env_row, secret_id):
         """List every version of a secret, live or deleted"""
         versions = history.secret_history(services(request.environ), caller, env_row,
@@ -81,11 +64,12 @@ class SecretHistory(ScopedView):
 
 
 @blp.route("/v1/secrets/<secret_id>/restore/", methods=["POST"])
-class RestoreSecret(ScopedView):
+class RestoreSecret(EnvironmentView):
     as_method = "PUT"
 
-    @extension(200, schemas.Secret, "The secret at its new version", 400, 409, 412,
-               body=schemas.Restore)
+    @blp.operation(200, schemas.Secret, "The secret at its new version",
+                   errors=(401, 403, 404, 400, 409, 412, 429), body=schemas.Restore,
+                   parameters=[*_SCOPE, IF_MATCH], extension=True)
     def post(self, caller, env_row, secret_id):
         """Restore a version of a secret as a new version (undeleting it)"""
         expected = expected_version(env_row)
@@ -98,8 +82,9 @@ class RestoreSecret(ScopedView):
 
 
 @blp.route("/v1/secrets/deleted/")
-class DeletedSecrets(ScopedView):
-    @extension(200, schemas.DeletedSecrets, "Deleted secrets, most recently deleted first")
+class DeletedSecrets(EnvironmentView):
+    @blp.operation(200, schemas.DeletedSecrets, "Deleted secrets, most recently deleted first",
+                   errors=_READ_ERRORS, parameters=_SCOPE, extension=True)
     def get(self, caller, env_row):
         """List an environment's deleted secrets"""
         deleted = history.deleted_secrets(services(request.environ), caller, env_row,

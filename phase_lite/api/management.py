@@ -22,21 +22,18 @@ import re
 from urllib.parse import parse_qsl
 
 from flask import Response, request
-from flask.views import MethodView
 from werkzeug.exceptions import MethodNotAllowed
 
 from .. import accounts, apps, schemas, service_accounts, tokens
+from .. import request_context as context
 from ..errors import InvalidRequest, PermissionDenied, UnsupportedMediaType
 from ..store import render_time
-from . import PhaseBlueprint, context, json_response
+from . import json_response
+from .docs import PhaseBlueprint, ScopedView
 
 blp = PhaseBlueprint("management", __name__,
-                     description="Apps, environments, roles, service accounts and their tokens")
-
-BEARER = [{"bearer": []}]
-METHOD_TO_ACTION = {"GET": "read", "POST": "create", "PUT": "update", "DELETE": "delete"}
-ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
-ERROR_DESCRIPTIONS = {
+                     description="Apps, environments, roles, service accounts and their tokens",
+                     errors={
     400: "Invalid request body",
     401: "Missing, malformed, unknown or expired token (or a service account without access)",
     403: "The caller's role or access does not allow this",
@@ -44,34 +41,14 @@ ERROR_DESCRIPTIONS = {
     409: "The name is taken (by another app, or another environment of the app)",
     415: "The body is neither JSON nor form-encoded",
     429: "Rate limit exceeded",
-}
+})
+
+METHOD_TO_ACTION = {"GET": "read", "POST": "create", "PUT": "update", "DELETE": "delete"}
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 APP_ID_QUERY = [{"in": "query", "name": "app_id", "required": True, "schema": {"type": "string"},
                  "description": "The app whose environments to use"}]
-
-
-def operation(status, schema=None, *, body=None, query=None, errors=(401, 403)):
-    """Document an operation: success response, error responses, body, bearer security."""
-
-    def decorate(view):
-        doc = {"security": BEARER}
-        codes = errors
-        if body is not None:
-            doc["requestBody"] = {"required": True,
-                                  "content": {"application/json": {"schema": body}}}
-            codes = (*errors, 415)
-        if query:
-            doc["parameters"] = query
-        view = blp.doc(**doc)(view)
-        for code in (*codes, 429):
-            view = blp.alt_response(code, schema=schemas.Error,
-                                    description=ERROR_DESCRIPTIONS[code])(view)
-        if status is None:
-            return view
-        return blp.response(status, schema)(view)
-
-    return decorate
 
 
 # -- request handling ------------------------------------------------------------------------
@@ -83,27 +60,28 @@ def route(rule, tag):
     return blp.route(rule, tags=[tag], methods=ALL_METHODS)
 
 
-class ManagementView(MethodView):
-    """A management route with Phase's order of checks (see the module docstring)."""
+class ManagementView(ScopedView):
+    """A management route with Phase's order of checks (see the module docstring); what the
+    steps find is kept on the view, made anew for every request."""
 
+    init_every_request = True
     resource = noun = None  # role permission checked, e.g. "Apps" / "apps"
     app_level = False       # look in the role's app-level map
     action = None           # fixed action for routes whose permission ignores the method
 
-    def dispatch_request(self, **kwargs):
-        environ = request.environ
+    def steps(self, environ, method, **url_values):
         self.services = context.services(environ)
         self.principal = context.principal(environ)
-        self.resolve(**kwargs)
+        self.resolve(**url_values)
         context.throttle(environ, self.principal)
         # Phase checks the role's permission for the method's action before DRF looks for a
         # handler: a caller without it gets 403 even where the route lacks the method.
-        action = self.action or METHOD_TO_ACTION.get(request.method)
+        action = self.action or METHOD_TO_ACTION.get(method)
         if action is not None:
             self.require(action)
-        if request.method not in type(self).methods:
+        if method not in type(self).methods:
             raise MethodNotAllowed(valid_methods=sorted(type(self).methods))
-        return super().dispatch_request(**kwargs)
+        return ()
 
     def resolve(self, **kwargs):
         """Phase's authentication class on a route without an app or environment in its URL."""
@@ -244,14 +222,14 @@ def issued_token_object(issued) -> dict:
 class Apps(ManagementView):
     resource, noun = "Apps", "apps"
 
-    @operation(200, schemas.AppList)
+    @blp.operation(200, schemas.AppList, errors=(401, 403, 429))
     def get(self):
         """List the apps the caller can see, newest first"""
         rows = apps.visible_apps(self.services, self.principal)
         return json_response({"data": [app_object(row) for row in rows]})
 
-    @operation(201, schemas.AppWithEnvironments, body=schemas.NewApp,
-               errors=(400, 401, 403, 409))
+    @blp.operation(201, schemas.AppWithEnvironments, errors=(400, 401, 403, 409, 415, 429),
+                   body=schemas.NewApp)
     def post(self):
         """Create an app with its environments"""
         app, envs = apps.create_app(self.services, self.principal, json_body(),
@@ -267,19 +245,20 @@ class AppDetail(ManagementView):
     def resolve(self, app_id):
         self.app = apps.app_in_scope(self.services, self.principal, app_id)
 
-    @operation(200, schemas.App, errors=(401, 403, 404))
+    @blp.operation(200, schemas.App, errors=(401, 403, 404, 429))
     def get(self, app_id):
         """Read an app"""
         return json_response(app_object(self.app))
 
-    @operation(200, schemas.App, body=schemas.AppChange, errors=(400, 401, 403, 404, 409))
+    @blp.operation(200, schemas.App, errors=(400, 401, 403, 404, 409, 415, 429),
+                   body=schemas.AppChange)
     def put(self, app_id):
         """Rename an app or change its description"""
         app = apps.update_app(self.services, self.principal, self.app, json_body(),
                               request_meta())
         return json_response(app_object(app))
 
-    @operation(204, errors=(401, 403, 404))
+    @blp.operation(204, errors=(401, 403, 404, 429))
     def delete(self, app_id):
         """Delete an app with its environments, secrets and access grants"""
         apps.delete_app(self.services, self.principal, self.app, request_meta())
@@ -299,14 +278,15 @@ class Environments(ManagementView):
             raise PermissionDenied("Could not resolve app from request.")
         self.app = self.scope.app
 
-    @operation(200, schemas.EnvironmentList, query=APP_ID_QUERY, errors=(401, 403, 404))
+    @blp.operation(200, schemas.EnvironmentList, errors=(401, 403, 404, 429),
+                   parameters=APP_ID_QUERY)
     def get(self):
         """List the app's environments the caller holds, in order"""
         rows = apps.visible_environments(self.services, self.principal, self.app)
         return json_response({"data": [environment_object(row) for row in rows]})
 
-    @operation(201, schemas.Environment, body=schemas.EnvironmentName, query=APP_ID_QUERY,
-               errors=(400, 401, 403, 404))
+    @blp.operation(201, schemas.Environment, errors=(400, 401, 403, 404, 415, 429),
+                   body=schemas.EnvironmentName, parameters=APP_ID_QUERY)
     def post(self):
         """Add a custom environment to the app"""
         env = apps.create_environment(self.services, self.principal, self.app,
@@ -326,13 +306,13 @@ class EnvironmentDetail(ManagementView):
         apps.check_environment_access(self.services, self.principal, self.env)
         return self.env
 
-    @operation(200, schemas.Environment, errors=(401, 403, 404))
+    @blp.operation(200, schemas.Environment, errors=(401, 403, 404, 429))
     def get(self, env_id):
         """Read an environment"""
         return json_response(environment_object(self.environment()))
 
-    @operation(200, schemas.Environment, body=schemas.EnvironmentName,
-               errors=(400, 401, 403, 404, 409))
+    @blp.operation(200, schemas.Environment, errors=(400, 401, 403, 404, 409, 415, 429),
+                   body=schemas.EnvironmentName)
     def put(self, env_id):
         """Rename an environment"""
         env = self.environment()
@@ -340,7 +320,7 @@ class EnvironmentDetail(ManagementView):
                                       request_meta())
         return json_response(environment_object(env))
 
-    @operation(204, errors=(401, 403, 404))
+    @blp.operation(204, errors=(401, 403, 404, 429))
     def delete(self, env_id):
         """Delete an environment with its secrets"""
         apps.delete_environment(self.services, self.principal, self.environment(),
@@ -355,13 +335,13 @@ class EnvironmentDetail(ManagementView):
 class Roles(ManagementView):
     resource, noun = "Roles", "roles"
 
-    @operation(200, schemas.RoleList)
+    @blp.operation(200, schemas.RoleList, errors=(401, 403, 429))
     def get(self):
         """List the organisation's roles (the five default roles)"""
         rows = accounts.list_roles(self.services, self.principal)
         return json_response({"data": [role_object(row) for row in rows]})
 
-    @operation(None, body=schemas.RoleChange)
+    @blp.operation(None, errors=(401, 403, 415, 429), body=schemas.RoleChange)
     def post(self):
         """Create a custom role (not available: always refused with 403)"""
         raise PermissionDenied(accounts.CUSTOM_ROLES_UNAVAILABLE)
@@ -371,18 +351,18 @@ class Roles(ManagementView):
 class RoleDetail(ManagementView):
     resource, noun = "Roles", "roles"
 
-    @operation(200, schemas.RoleDetail, errors=(401, 403, 404))
+    @blp.operation(200, schemas.RoleDetail, errors=(401, 403, 404, 429))
     def get(self, role_id):
         """Read a role with its permission maps"""
         role = accounts.get_role(self.services, self.principal, role_id)
         return json_response(role_object(role, with_permissions=True))
 
-    @operation(None, body=schemas.RoleChange, errors=(401, 403, 404))
+    @blp.operation(None, errors=(401, 403, 404, 415, 429), body=schemas.RoleChange)
     def put(self, role_id):
         """Change a role (default roles cannot be modified: always refused with 403)"""
         accounts.refuse_role_change(self.services, self.principal, role_id, "update")
 
-    @operation(None, errors=(401, 403, 404))
+    @blp.operation(None, errors=(401, 403, 404, 429))
     def delete(self, role_id):
         """Delete a role (default roles cannot be deleted: always refused with 403)"""
         accounts.refuse_role_change(self.services, self.principal, role_id, "delete")
@@ -395,14 +375,14 @@ class RoleDetail(ManagementView):
 class ServiceAccounts(ManagementView):
     resource, noun = "ServiceAccounts", "service accounts"
 
-    @operation(200, schemas.ServiceAccountList)
+    @blp.operation(200, schemas.ServiceAccountList, errors=(401, 403, 429))
     def get(self):
         """List the organisation's service accounts, newest first"""
         rows = service_accounts.list_service_accounts(self.services, self.principal)
         return json_response({"data": [service_account_object(row) for row in rows]})
 
-    @operation(201, schemas.ServiceAccountCreated, body=schemas.NewServiceAccount,
-               errors=(400, 401, 403, 404))
+    @blp.operation(201, schemas.ServiceAccountCreated, errors=(400, 401, 403, 404, 415, 429),
+                   body=schemas.NewServiceAccount)
     def post(self):
         """Create a service account with its first token (shown once)"""
         sa, token = service_accounts.create_service_account(self.services, self.principal,
@@ -418,14 +398,14 @@ class ServiceAccountDetail(ManagementView):
     def account(self, sa_id):
         return service_accounts.get_service_account(self.services, self.principal, sa_id)
 
-    @operation(200, schemas.ServiceAccountDetail, errors=(401, 403, 404))
+    @blp.operation(200, schemas.ServiceAccountDetail, errors=(401, 403, 404, 429))
     def get(self, sa_id):
         """Read a service account with its tokens and the environments it holds"""
         sa = self.account(sa_id)
         return json_response(service_account_detail(self.services, self.principal, sa))
 
-    @operation(200, schemas.ServiceAccountDetail, body=schemas.ServiceAccountChange,
-               errors=(400, 401, 403, 404))
+    @blp.operation(200, schemas.ServiceAccountDetail, errors=(400, 401, 403, 404, 415, 429),
+                   body=schemas.ServiceAccountChange)
     def put(self, sa_id):
         """Rename a service account or give it another role"""
         sa = service_accounts.update_service_account(self.services, self.principal,
@@ -433,7 +413,7 @@ class ServiceAccountDetail(ManagementView):
                                                      request_meta())
         return json_response(service_account_detail(self.services, self.principal, sa))
 
-    @operation(204, errors=(401, 403, 404))
+    @blp.operation(204, errors=(401, 403, 404, 429))
     def delete(self, sa_id):
         """Delete a service account; its tokens stop working at once"""
         service_accounts.delete_service_account(self.services, self.principal,
@@ -445,8 +425,8 @@ class ServiceAccountDetail(ManagementView):
 class ServiceAccountAccess(ManagementView):
     resource, noun, action = "ServiceAccounts", "service accounts", "update"
 
-    @operation(200, schemas.ServiceAccountDetail, body=schemas.ServiceAccountAccess,
-               errors=(400, 401, 403, 404))
+    @blp.operation(200, schemas.ServiceAccountDetail, errors=(400, 401, 403, 404, 415, 429),
+                   body=schemas.ServiceAccountAccess)
     def put(self, sa_id):
         """Replace the apps and environments a service account may use"""
         sa = service_accounts.get_service_account(self.services, self.principal, sa_id)
@@ -459,7 +439,8 @@ class ServiceAccountAccess(ManagementView):
 class ServiceAccountTokens(ManagementView):
     resource, noun, action = "ServiceAccountTokens", "service account tokens", "create"
 
-    @operation(201, schemas.IssuedToken, body=schemas.NewToken, errors=(400, 401, 403, 404))
+    @blp.operation(201, schemas.IssuedToken, errors=(400, 401, 403, 404, 415, 429),
+                   body=schemas.NewToken)
     def post(self, sa_id):
         """Mint another token for a service account (shown once)"""
         sa = service_accounts.get_service_account(self.services, self.principal, sa_id)
@@ -472,7 +453,7 @@ class ServiceAccountTokens(ManagementView):
 class ServiceAccountToken(ManagementView):
     resource, noun, action = "ServiceAccountTokens", "service account tokens", "delete"
 
-    @operation(204, errors=(401, 403, 404))
+    @blp.operation(204, errors=(401, 403, 404, 429))
     def delete(self, sa_id, token_id):
         """Revoke a service account's token; it stops working at once"""
         sa = service_accounts.get_service_account(self.services, self.principal, sa_id)

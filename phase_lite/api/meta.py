@@ -1,9 +1,8 @@
 """The root and health endpoints, answered as Phase answers them."""
 
-from flask.views import MethodView
-
 from .. import __version__, schemas
-from . import PhaseBlueprint, json_response
+from . import json_response
+from .docs import PhaseBlueprint, ScopedView
 
 blp = PhaseBlueprint("meta", __name__, description="Liveness of the API")
 
@@ -14,19 +13,16 @@ ROOT_MESSAGE = (
 
 
 @blp.route("/")
-class Root(MethodView):
-    @blp.doc(security=[])
-    @blp.alt_response(200, schema=schemas.Alive, description="The API is alive", success=True)
+class Root(ScopedView):
+    @blp.operation(200, schemas.Alive, "The API is alive", public=True)
     def get(self):
         """Say that the API is alive"""
         return json_response({"message": ROOT_MESSAGE, "status": "ok"})
 
 
 @blp.route("/health/")
-class Health(MethodView):
-    @blp.doc(security=[])
-    @blp.alt_response(200, schema=schemas.Health, description="Liveness and version",
-                      success=True)
+class Health(ScopedView):
+    @blp.operation(200, schemas.Health, "Liveness and version", public=True)
     def get(self):
         """Report liveness and the server version"""
         return json_response({"status": "alive", "version": __version__})

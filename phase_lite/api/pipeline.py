@@ -13,7 +13,7 @@ with the same outcome and is counted against the rate limit once.
 from werkzeug.exceptions import NotAcceptable
 
 from .. import secrets
-from . import context
+from .. import request_context as context
 
 
 def accepts_json(accept: str | None) -> bool:
@@ -40,6 +40,8 @@ def environment_request(environ, method, *, check_accept):
     caller = context.principal(environ)
     env_row = context.find_scope(environ, caller).environment
     context.throttle(environ, caller)
+    # The domain functions check the permission again whoever calls them; here it comes in
+    # Phase's order (403 before a body's 400) and refuses the methods they lack (PATCH...).
     secrets.require_permission(caller, env_row, method)
     return caller, env_row
 

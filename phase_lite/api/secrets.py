@@ -10,14 +10,22 @@ first offered to ``read_directly``, the same steps and read before Flask (``Pref
 """
 
 from flask import request
-from flask.views import MethodView
 
 from .. import conditional, schemas, secrets
-from . import PhaseBlueprint, encoded_json_response, json_response, not_modified
-from .context import generation, query_args, request_meta, services
+from ..request_context import generation, query_args, request_meta, services
+from . import encoded_json_response, json_response, not_modified
+from .docs import PhaseBlueprint, ScopedView
 from .pipeline import secrets_request
 
-blp = PhaseBlueprint("secrets", __name__, description="Secrets of an app environment")
+blp = PhaseBlueprint("secrets", __name__, description="Secrets of an app environment", errors={
+    400: "Invalid body or parameters",
+    401: "Missing, malformed, unknown or expired token; service account without access",
+    403: "No access to the environment, no environment named, or role without permission",
+    404: "Unknown app, environment or secret",
+    409: "Duplicate secret found",
+    412: "phase_lite extension: If-Match names an earlier state of the environment",
+    429: "Rate limit exceeded",
+})
 
 # Phase answers these (after authentication) with 403, so they must reach the view.
 OTHER_METHODS = ("PATCH", "HEAD", "OPTIONS", "TRACE")
@@ -43,61 +51,22 @@ IF_MATCH = {
 }
 _ETAG = {"ETag": {"schema": {"type": "string"}, "x-phase-lite-extension": True,
                   "description": "phase_lite extension: changes whenever this answer could."}}
-
-
-def _errors(*statuses):
-    """Document the ``{"error": ...}`` responses of an operation."""
-    meanings = {
-        400: "Invalid body or parameters",
-        401: "Missing, malformed, unknown or expired token; service account without access",
-        403: "No access to the environment, no environment named, or role without permission",
-        404: "Unknown app, environment or secret",
-        409: "Duplicate secret found",
-        412: "phase_lite extension: If-Match names an earlier state of the environment",
-        429: "Rate limit exceeded",
-    }
-
-    def decorate(view):
-        for status in reversed(statuses):
-            view = blp.alt_response(status, schema=schemas.Error,
-                                    description=meanings[status])(view)
-        return view
-
-    return decorate
-
-
-def _body(schema):
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
-
-
-def _write(body_schema, answer_schema, description, *conflict):
-    """The document of a write: scope, If-Match and body in, ``answer_schema`` out, and its
-    errors (409 where it can conflict)."""
-    def decorate(view):
-        view = _errors(400, 401, 403, 404, *conflict, 412, 429)(view)
-        view = blp.alt_response(200, schema=answer_schema, success=True,
-                                description=description)(view)
-        return blp.doc(parameters=[*_SCOPE, *_ENVIRONMENT_HEADERS, IF_MATCH],
-                       requestBody=_body(body_schema))(view)
-
-    return decorate
+WRITE_PARAMETERS = [*_SCOPE, *_ENVIRONMENT_HEADERS, IF_MATCH]
 
 
 @blp.route("/v1/secrets/", methods=[*secrets.ACTIONS, *OTHER_METHODS])
-class Secrets(MethodView):
-    init_every_request = False  # no per-request state on the view
+class Secrets(ScopedView):
+    def steps(self, environ, method):
+        return secrets_request(environ, method)
 
-    def dispatch_request(self, **kwargs):
-        caller, env_row = secrets_request(request.environ, request.method)
-        return getattr(self, request.method.lower())(caller, env_row)
-
-    @blp.doc(parameters=[{"in": "query", "schema": schemas.SecretsFilter},
-                         *_ENVIRONMENT_HEADERS, _IF_NONE_MATCH])
-    @blp.alt_response(200, schema=schemas.Secret(many=True), success=True, headers=_ETAG,
-                      description="The matching secrets (an empty array when none match)")
-    @blp.alt_response(304, headers=_ETAG, description=(
-        "phase_lite extension: If-None-Match names this answer's ETag; no body"))
-    @_errors(400, 401, 403, 404, 429)
+    @blp.operation(200, schemas.Secret(many=True),
+                   "The matching secrets (an empty array when none match)", headers=_ETAG,
+                   answers={304: {"headers": _ETAG, "description": (
+                       "phase_lite extension: If-None-Match names this answer's ETag; "
+                       "no body")}},
+                   errors=(400, 401, 403, 404, 429),
+                   parameters=[{"in": "query", "schema": schemas.SecretsFilter},
+                               *_ENVIRONMENT_HEADERS, _IF_NONE_MATCH])
     def get(self, caller, env_row):
         """List an environment's secrets, by key, path or tags"""
         body, headers = _answer(caller, env_row, request.environ)
@@ -105,18 +74,24 @@ class Secrets(MethodView):
             return not_modified(headers)
         return encoded_json_response(body, headers)
 
-    @_write(schemas.CreateSecrets, schemas.Secret(many=True), "The created secrets", 409)
+    @blp.operation(200, schemas.Secret(many=True), "The created secrets",
+                   errors=(400, 401, 403, 404, 409, 412, 429), body=schemas.CreateSecrets,
+                   parameters=WRITE_PARAMETERS)
     def post(self, caller, env_row):
         """Create secrets: all of them or none"""
         return _write_secrets(caller, env_row, secrets.parse_new_secrets, secrets.create_secrets)
 
-    @_write(schemas.UpdateSecrets, schemas.Secret(many=True), "The updated secrets", 409)
+    @blp.operation(200, schemas.Secret(many=True), "The updated secrets",
+                   errors=(400, 401, 403, 404, 409, 412, 429), body=schemas.UpdateSecrets,
+                   parameters=WRITE_PARAMETERS)
     def put(self, caller, env_row):
         """Update secrets by id: all of them or none"""
         return _write_secrets(caller, env_row, secrets.parse_secret_changes,
                               secrets.update_secrets)
 
-    @_write(schemas.DeleteSecrets, schemas.Message, "`Deleted N secret(s)`")
+    @blp.operation(200, schemas.Message, "`Deleted N secret(s)`",
+                   errors=(400, 401, 403, 404, 412, 429), body=schemas.DeleteSecrets,
+                   parameters=WRITE_PARAMETERS)
     def delete(self, caller, env_row):
         """Delete secrets by id: all of them or none"""
         expected = expected_version(env_row)

@@ -145,7 +145,7 @@ def _first_sign_in_text(link, owner_email):
 
 def _first_sign_in_link(config, owner_email):
     from ..app import open_services
-    from ..console.commands import setup_link_for
+    from .console import setup_link_for
 
     services = open_services(config)
     try:
@@ -177,10 +177,7 @@ def serve():
 
 
 # Importing the group modules registers their commands.
-from . import accounts, apps, audit, lockbox, maintenance, mirror, secrets  # noqa: E402,F401
-from ..console import commands as _console  # noqa: E402  (console sign-in commands)
-
-accounts.users.add_command(_console.set_password)
-accounts.users.add_command(_console.setup_link)
+from . import (accounts, apps, audit, console, lockbox, maintenance, mirror,  # noqa: E402,F401
+               secrets)
 
 __all__ = ["main"]

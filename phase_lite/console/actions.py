@@ -127,8 +127,7 @@ def fresh_environment(caller, env):
 
 
 def list_secrets(caller, env, path=None):
-    secrets.require_permission(caller.principal, env, "GET")
-    return secrets.list_secrets(caller.services, env, path=path)
+    return secrets.list_secrets(caller.services, caller.principal, env, path=path)
 
 
 def get_secret(caller, env, secret_id):
@@ -150,17 +149,14 @@ def reveal(caller, env, secret_ids):
 
 
 def create_secrets(caller, env, entries):
-    secrets.require_permission(caller.principal, env, "POST")
     return secrets.create_secrets(caller.services, caller.principal, env, entries, caller.meta)
 
 
 def update_secrets(caller, env, changes):
-    secrets.require_permission(caller.principal, env, "PUT")
     return secrets.update_secrets(caller.services, caller.principal, env, changes, caller.meta)
 
 
 def delete_secrets(caller, env, secret_ids):
-    secrets.require_permission(caller.principal, env, "DELETE")
     return secrets.delete_secrets(caller.services, caller.principal, env, secret_ids,
                                   caller.meta)
 
@@ -520,39 +516,29 @@ def apply_pairs(caller, env, path, pairs, expected_version, *, delete_missing):
     for method in ("POST", "PUT", "DELETE") if delete_missing else ("POST", "PUT"):
         secrets.require_permission(caller.principal, env, method)
     db = caller.services.db
-    try:
-        with db.transaction():
+    with db.transaction():
+        env = fresh_environment(caller, env)
+        if expected_version is None:  # every page sends the version it showed
+            raise PreconditionFailed(CHANGED_SINCE)
+        try:  # the If-Match rule of the API's writes, said for a page
+            conditional.require_version(env["version"], expected_version)
+        except PreconditionFailed:
+            raise PreconditionFailed(CHANGED_SINCE) from None
+        current = [secret for secret in secrets.list_secrets(caller.services, caller.principal, env)
+                   if secret.path == path]
+        plan = plan_changes(current, pairs, delete_missing=delete_missing)
+        values, by_key = dict(pairs), {secret.key: secret for secret in current}
+        if plan.created:
+            secrets.create_secrets(caller.services, caller.principal, env, [
+                secrets.NewSecret(key=key, value=values[key], path=path)
+                for key in plan.created], caller.meta)
             env = fresh_environment(caller, env)
-            if expected_version is None:  # every page sends the version it showed
-                raise PreconditionFailed(CHANGED_SINCE)
-            try:  # the If-Match rule of the API's writes, said for a page
-                conditional.require_version(env["version"], expected_version)
-            except PreconditionFailed:
-                raise PreconditionFailed(CHANGED_SINCE) from None
-            current = [secret for secret in secrets.list_secrets(caller.services, env)
-                       if secret.path == path]
-            plan = plan_changes(current, pairs, delete_missing=delete_missing)
-            values, by_key = dict(pairs), {secret.key: secret for secret in current}
-            if plan.created:
-                secrets.create_secrets(caller.services, caller.principal, env, [
-                    secrets.NewSecret(key=key, value=values[key], path=path)
-                    for key in plan.created], caller.meta)
-                env = fresh_environment(caller, env)
-            if plan.updated:
-                secrets.update_secrets(caller.services, caller.principal, env, [
-                    secrets.SecretChange(id=by_key[key].id, value=values[key])
-                    for key in plan.updated], caller.meta)
-                env = fresh_environment(caller, env)
-            if plan.deleted:
-                secrets.delete_secrets(caller.services, caller.principal, env,
-                                       [by_key[key].id for key in plan.deleted], caller.meta)
-    except BaseException:
-        # The domain functions moved the in-memory snapshot on as each step wrote; the steps
-        # were rolled back together, so that snapshot must not be served.
-        _forget_snapshot(caller, env)
-        raise
+        if plan.updated:
+            secrets.update_secrets(caller.services, caller.principal, env, [
+                secrets.SecretChange(id=by_key[key].id, value=values[key])
+                for key in plan.updated], caller.meta)
+            env = fresh_environment(caller, env)
+        if plan.deleted:
+            secrets.delete_secrets(caller.services, caller.principal, env,
+                                   [by_key[key].id for key in plan.deleted], caller.meta)
     return plan
-
-
-def _forget_snapshot(caller, env):
-    caller.services.snapshots.clear()  # rare (a refused bulk edit): every snapshot is re-read

@@ -11,7 +11,7 @@ from flask import request, url_for
 
 from .. import lockbox
 from ..api import json_response
-from ..api.context import throttle
+from ..request_context import throttle
 from ..errors import PhaseError, status_of
 from ..store import now
 from . import actions

@@ -25,7 +25,7 @@ from werkzeug.routing import RequestRedirect
 
 from .. import links
 from ..access_log import loggable_path
-from ..api.context import _PRINCIPAL, client_ip, request_meta
+from ..request_context import client_ip, request_meta, set_principal
 from ..errors import InvalidRequest, PhaseError, status_of
 from . import sessions
 from .actions import Caller
@@ -70,7 +70,7 @@ class ConsoleRootMiddleware:
     it (``REQUEST_URI``, which waitress and werkzeug set; ``PATH_INFO`` has lost any
     ``/service`` or ``/public`` prefix by now) whose Accept names ``text/html``. Phase's
     clients never ask for HTML, so they keep the API root's JSON, as do ``/service/`` and
-    ``/service/public/``. Sits inside ``api.PrefixMiddleware``."""
+    ``/service/public/``. Sits inside ``api.PrefixMiddleware`` (``app.build_middleware``)."""
 
     def __init__(self, wsgi_app):
         self.wsgi_app = wsgi_app
@@ -154,7 +154,7 @@ def load_visitor():
     g.signed_in = sessions.authenticate(services().db, session_settings(),
                                         request.cookies.get(SESSION_COOKIE))
     if g.signed_in is not None:  # the access log names the caller's account, as for the API
-        request.environ[_PRINCIPAL] = g.signed_in.principal
+        set_principal(request.environ, g.signed_in.principal)
     g.anon_csrf = request.cookies.get(ANON_CSRF_COOKIE) or None
 
 
@@ -402,10 +402,9 @@ def unexpected(error):
 
 
 def register_console(app, services_):
-    """Wire the console into the app: blueprint, middleware for ``/``, sign-in throttle.
-
-    Called before ``api.register_api``: the API's middleware then wraps this one, and counts
-    the blueprint's request hooks among the app's own (they only run for console pages)."""
+    """Wire the console into the app: blueprint, sign-in throttle (its middleware for ``/`` is
+    placed by ``app.build_middleware``, which counts the blueprint's request hooks among the
+    app's own: they only run for console pages)."""
     from . import (access_pages, app_pages, lockbox_pages, oidc_pages,  # noqa: F401
                    secrets_pages, sign_in, webauth_pages)
     from .oidc import OpenIDProvider
@@ -419,4 +418,3 @@ def register_console(app, services_):
     # Form bodies follow the body limit (Flask's own default, 500 KB, would refuse an
     # .env upload that the API accepts).
     app.config["MAX_FORM_MEMORY_SIZE"] = services_.config.max_body_bytes
-    app.wsgi_app = ConsoleRootMiddleware(app.wsgi_app)

@@ -13,7 +13,7 @@ means the local operator, as in a bulk import), the environment row that
 (``audit.RequestMeta``). No Flask.
 Errors are ``errors.PhaseError`` subclasses carrying Phase's exact messages.
 
-- ``list_secrets(services, env_row, *, key_digest=None, path=None, tags=None)``
+- ``list_secrets(services, principal, env_row, *, key_digest=None, path=None, tags=None)``
   -> ``list[Secret]``: the live secrets, decrypted, values *not* reference-resolved, in
   Phase's order. Served from an in-memory snapshot keyed by (environment id, version).
 - ``create_secrets(services, principal, env_row, entries: list[NewSecret], meta)``
@@ -29,7 +29,9 @@ Errors are ``errors.PhaseError`` subclasses carrying Phase's exact messages.
   (references resolved, the caller's override attached); ``read_secrets`` is the REST GET
   (its encoded body and ETag, remembered for a database generation).
 - ``require_permission(principal, env_row, method)``: Phase's view checks (unsupported method,
-  environment required, the role's ``Secrets`` permission), 403 each.
+  environment required, the role's ``Secrets`` permission), 403 each. Every read and write
+  above makes it itself (``render_secrets`` renders what one of them returned), so no door
+  can leave it out; a request's pipeline also makes it early, for Phase's order of answers.
 - ``parse_body``, ``parse_new_secrets``, ``parse_secret_changes``, ``parse_secret_ids``: the
   REST body rules and messages.
 

@@ -104,13 +104,17 @@ class PersonalOverride:
 
 
 def require_permission(principal, env_row, method: str) -> str:
-    """Apply Phase's secrets-view checks after authentication and scope; return the action."""
+    """Apply Phase's secrets-view checks after authentication and scope; return the action.
+
+    Every read and write of secrets makes this check itself, whichever door called it; a
+    request's pipeline makes it early too, to answer in Phase's order. ``principal`` None is
+    the local operator (an Owner: a bulk import, the tests' seeding)."""
     action = ACTIONS.get(method)
     if action is None:
         raise PermissionDenied(f"Unsupported HTTP method: {method}")
     if env_row is None:
         raise PermissionDenied(ENVIRONMENT_REQUIRED)
-    if not principal.may("Secrets", action, app_level=True):
+    if principal is not None and not principal.may("Secrets", action, app_level=True):
         raise PermissionDenied(
             f"You don't have permission to {action} secrets in this environment."
         )

@@ -9,7 +9,7 @@ from ..paths import normalize_path
 from ..store import render_time
 from ..store import apps as app_store
 from ..store import secrets as secret_store
-from .model import secret_body
+from .model import require_permission, secret_body
 from .snapshots import environment_snapshot, personal_overrides, select
 
 BODY_CACHE_ENTRIES = 1024              # encoded GET answers kept per database generation
@@ -31,6 +31,7 @@ def read_secrets(services, principal, env_row, *, key=None, path=None, tags=None
     that reference resolution checks are the caller's). Any commit moves the generation,
     including writes to environments that references point into.
     """
+    require_permission(principal, env_row, "GET")
     if generation is None:
         generation = services.db.generation()
     cache = services.answers

@@ -8,7 +8,7 @@ import orjson
 from ..caches import kept_bytes
 from ..store import apps as app_store
 from ..store import secrets as secret_store
-from .model import PersonalOverride, Secret, secret_body
+from .model import PersonalOverride, Secret, require_permission, secret_body
 
 CACHE_ENVIRONMENTS = 256
 
@@ -114,10 +114,12 @@ def environment_snapshot(services, env_row) -> Snapshot:
     return snapshot
 
 
-def list_secrets(services, env_row, *, key_digest=None, path=None, tags=None) -> list[Secret]:
+def list_secrets(services, principal, env_row, *, key_digest=None, path=None,
+                 tags=None) -> list[Secret]:
     """The environment's live secrets, filtered: keyDigest (every path unless ``path``),
     normalised ``path`` (exact, not recursive), ``tags`` (any of these names; each secret
-    once)."""
+    once). The caller's role must allow reading them."""
+    require_permission(principal, env_row, "GET")
     return select(environment_snapshot(services, env_row), key_digest, path, tags)
 
 

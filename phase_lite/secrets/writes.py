@@ -10,7 +10,8 @@ from ..paths import ROOT, folder_chain, normalize_path
 from ..store import new_id, now
 from ..store import apps as app_store
 from ..store import secrets as secret_store
-from .model import DUPLICATE, SEALED, NewSecret, Override, Secret, SecretChange, Wire
+from .model import (DUPLICATE, SEALED, NewSecret, Override, Secret, SecretChange, Wire,
+                    require_permission)
 from .parsing import tag_names
 from .snapshots import decrypt_row
 
@@ -37,6 +38,7 @@ def create_secrets(services, principal, env_row, entries, meta=None, *,
     another entry of the batch; tags are checked after that, as Phase does. With
     ``expected_version`` (an ``If-Match``), 412 unless the environment is still at it.
     """
+    require_permission(principal, env_row, "POST")
     db, vault = services.db, services.vault
     env_id = env_row["id"]
     env_keys = vault.environment_keys(env_row)
@@ -55,7 +57,6 @@ def create_secrets(services, principal, env_row, entries, meta=None, *,
         writer = Writer(services, principal, env_row)
         created = writer.insert(list(zip(entries, digests, names)))
         writer.finish("create", created, meta)
-    writer.publish(created)
     return created
 
 
@@ -68,6 +69,7 @@ def update_secrets(services, principal, env_row, changes, meta=None, *,
     secret's own path when the change gives none, and looks at the batch as a whole.
     ``expected_version`` as for ``create_secrets``.
     """
+    require_permission(principal, env_row, "PUT")
     db, vault = services.db, services.vault
     env_id = env_row["id"]
     env_keys = vault.environment_keys(env_row)
@@ -97,7 +99,6 @@ def update_secrets(services, principal, env_row, changes, meta=None, *,
             states[change.id] = writer.update(current, change, names)
             updated.append(states[change.id])
         writer.finish("update", updated, meta)
-    writer.publish(updated)
     return updated
 
 
@@ -108,6 +109,7 @@ def delete_secrets(services, principal, env_row, ids, meta=None, *,
     Any id that is not a live secret of this environment gives 404 and deletes nothing.
     ``expected_version`` as for ``create_secrets``.
     """
+    require_permission(principal, env_row, "DELETE")
     db, vault = services.db, services.vault
     env_id = env_row["id"]
     with db.transaction():
@@ -126,7 +128,6 @@ def delete_secrets(services, principal, env_row, ids, meta=None, *,
             for secret_id in dict.fromkeys(ids)
         ]
         writer.finish("delete", deleted, meta)
-    writer.publish(deleted)
     return len(deleted)
 
 
@@ -292,18 +293,17 @@ class Writer:
         return secret
 
     def finish(self, action: str, secrets, meta):
+        """Write the versions, bump the environment, record the audit event; once the
+        transaction commits (never if it rolls back), move the cached snapshot on to the new
+        version."""
         secret_store.insert_versions(self.db, self._versions)
         app_store.bump_environment(self.db, self.env_id)
         audit.record_secret_write(
             self.db, self.principal, action, self.env_row,
             [(secret.id, secret.version) for secret in secrets], meta,
         )
-
-    def publish(self, written):
-        """After commit: move the cached snapshot on to the new version."""
-        self.services.snapshots.advance(
-            self.env_id, self.version_before, self.version_before + 1, written
-        )
+        self.db.on_commit(lambda: self.services.snapshots.advance(
+            self.env_id, self.version_before, self.version_before + 1, secrets))
 
     def _encrypt(self, table, row_id, field_name, text):
         return self.vault.encrypt(self.data_key, table, row_id, field_name, text)

@@ -51,7 +51,7 @@ def open_database(location):
         from .postgres import PostgresDatabase  # psycopg is an optional dependency
 
         return PostgresDatabase(str(location))
-    return Database(location)
+    return SqliteDatabase(location)
 
 
 class StoreError(Exception):
@@ -137,6 +137,29 @@ class Statements:
                 conn.close()
         self._local = threading.local()
 
+    def on_commit(self, action):
+        """Call ``action()`` once the write transaction this thread is in commits (the
+        outermost, when blocks nest), after every earlier one; drop it if it rolls back.
+        Outside a transaction, call it now. What others may see of a write (a cached
+        snapshot moved on to it) is published this way, so a rolled-back write never is."""
+        pending = getattr(self._local, "after_commit", None)
+        if pending is None:
+            action()
+        else:
+            pending.append(action)
+
+    def _begun(self):
+        """The outermost transaction began: collect its ``on_commit`` actions."""
+        self._local.after_commit = []
+
+    def _ended(self, committed: bool):
+        """The outermost transaction ended: run its ``on_commit`` actions if it committed."""
+        local = self._local
+        pending, local.after_commit = getattr(local, "after_commit", None), None
+        if committed:
+            for action in pending or ():
+                action()
+
     def one(self, sql, params=()):
         return self.execute(sql, params).fetchone()
 
@@ -161,7 +184,7 @@ class Statements:
                          f" VALUES ({', '.join('?' * len(columns))})", rows)
 
 
-class Database(Statements):
+class SqliteDatabase(Statements):
     """A SQLite file with one connection per thread."""
 
     backend = "sqlite"
@@ -306,18 +329,21 @@ class Database(Statements):
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             raise self._failed(exc) from None
+        self._begun()
         try:
             yield self
             if not bookkeeping:
                 content = conn.execute("PRAGMA user_version").fetchone()[0]
                 conn.execute(f"PRAGMA user_version = {(content + 1) % CONTENT_VERSION_WRAP}")
         except BaseException:
+            self._ended(committed=False)
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
+            self._ended(committed=False)
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise self._failed(exc) from None
@@ -326,10 +352,11 @@ class Database(Statements):
             seen = getattr(local, "seen", None)
             if seen is not None:  # this connection's own changes were bookkeeping only
                 local.seen = (seen[0], conn.total_changes)
-            return
-        self._advance_generation()
-        if self.observe_transaction is not None:
-            self.observe_transaction(time.perf_counter() - started)
+        else:
+            self._advance_generation()
+            if self.observe_transaction is not None:
+                self.observe_transaction(time.perf_counter() - started)
+        self._ended(committed=True)
 
     def take_turn(self, task: str) -> bool:
         """Claim ``task`` (one node at a time) for the current transaction: here always, since

@@ -162,13 +162,6 @@ def environment_versions(db, env_ids):
     return dict(db.all(f"SELECT id, version FROM environments WHERE id IN ({marks})", env_ids))
 
 
-def set_environment_keys(db, env_id, seed_enc, salt_enc):
-    db.execute(
-        "UPDATE environments SET seed_enc = ?, salt_enc = ? WHERE id = ?",
-        (seed_enc, salt_enc, env_id),
-    )
-
-
 def environment_of_secret(db, organisation_id, secret_id):
     """The environment holding a secret (live or deleted) of the organisation, or None."""
     return db.one(

@@ -9,10 +9,10 @@ way back. So a deployment moves between the backends with ``backup`` and ``resto
 import sqlite3
 from pathlib import Path
 
-from . import Database, StoreError
+from . import SqliteDatabase, StoreError
 
 
-class ReadOnlyDatabase(Database):
+class ReadOnlyDatabase(SqliteDatabase):
     """A database file opened read-only (a backup being checked): nothing is ever written to it,
     not even a WAL or a journal-mode change."""
 
@@ -30,7 +30,7 @@ class ReadOnlyDatabase(Database):
         return conn
 
 
-def vacuum_into(db: Database, path) -> None:
+def vacuum_into(db: SqliteDatabase, path) -> None:
     """Write a compact, consistent copy of the database to ``path`` (absent or empty).
 
     One read transaction: writers on other connections go on while it runs (WAL).
@@ -38,13 +38,13 @@ def vacuum_into(db: Database, path) -> None:
     db.execute("VACUUM INTO ?", (str(path),))
 
 
-def integrity_check(db: Database) -> bool:
+def integrity_check(db: SqliteDatabase) -> bool:
     """The full ``PRAGMA integrity_check`` (slower than start-up's quick_check)."""
     rows = db.all("PRAGMA integrity_check")
     return len(rows) == 1 and rows[0][0] == "ok"
 
 
-def copy_into(source_path, db: Database) -> None:
+def copy_into(source_path, db: SqliteDatabase) -> None:
     """Replace the content of ``db`` with the database at ``source_path`` (SQLite's backup API).
 
     The copy is one write transaction on the destination: other connections see the old or the
@@ -59,12 +59,12 @@ def copy_into(source_path, db: Database) -> None:
         source.close()
 
 
-def checkpoint(db: Database) -> None:
+def checkpoint(db: SqliteDatabase) -> None:
     """Move the WAL into the database file and truncate it."""
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
-def count_rows(db: Database) -> dict:
+def count_rows(db: SqliteDatabase) -> dict:
     """How many apps, environments and live secrets the database holds."""
     return {
         "apps": db.scalar("SELECT count(*) FROM apps"),
@@ -76,7 +76,7 @@ def count_rows(db: Database) -> dict:
 # -- between the backends ----------------------------------------------------------------------
 
 
-def _tables(sqlite_db: Database) -> list:
+def _tables(sqlite_db: SqliteDatabase) -> list:
     """[(table, columns, rowid column or None)] of the schema, parents before children."""
     names = [row[0] for row in sqlite_db.all(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%'"
@@ -106,7 +106,7 @@ def _order(columns, rowid):
 
 def export_to_sqlite(source, path) -> None:
     """Copy a PostgreSQL database into the new, empty SQLite file at ``path``."""
-    target = Database(path)
+    target = SqliteDatabase(path)
     try:
         target.migrate()
         with source.snapshot(), target.transaction():

@@ -8,12 +8,6 @@ from .audit import EVENTS, event_filters
 # -- members ---------------------------------------------------------------------------------
 
 
-def users_with_password(db, organisation_id):
-    return {row[0] for row in db.all(
-        "SELECT p.user_id FROM user_passwords p JOIN users u ON u.id = p.user_id"
-        " WHERE u.organisation_id = ?", (organisation_id,))}
-
-
 def pending_invitations(db, organisation_id, stamp):
     return db.all(
         "SELECT l.id, l.user_id, l.expires_at FROM console_links l"

@@ -159,7 +159,7 @@ class _BoolAsInteger(Dumper):
 
 
 class PostgresDatabase(Statements):
-    """A PostgreSQL database with one connection per thread (same interface as ``Database``)."""
+    """A PostgreSQL database with one connection per thread (``SqliteDatabase``'s interface)."""
 
     backend = "postgresql"
     observe_transaction = None  # metrics: called with each write transaction's seconds
@@ -283,18 +283,22 @@ class PostgresDatabase(Statements):
             self._rollback(conn)
             raise self._error(exc) from None
         local.moved = not bookkeeping
+        self._begun()
         try:
             yield self
         except BaseException:
+            self._ended(committed=False)
             self._rollback(conn)
             raise
         try:
             conn.execute("COMMIT")
         except psycopg.Error as exc:
+            self._ended(committed=False)
             self._rollback(conn)
             raise self._error(exc) from None
         if not bookkeeping and self.observe_transaction is not None:
             self.observe_transaction(time.perf_counter() - started)
+        self._ended(committed=True)
 
     @staticmethod
     def _rollback(conn):

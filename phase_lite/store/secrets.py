@@ -202,13 +202,6 @@ def insert_versions(db, rows):
     )
 
 
-def list_versions(db, secret_id):
-    return db.all(
-        "SELECT * FROM secret_versions WHERE secret_id = ? ORDER BY version, created_at, rowid",
-        (secret_id,),
-    )
-
-
 # -- personal overrides ----------------------------------------------------------------------
 
 

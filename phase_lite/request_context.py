@@ -1,4 +1,9 @@
-"""Per-request helpers shared by the blueprints: services, caller, scope, arguments, origin."""
+"""What a request carries on its WSGI environ: the app's services, the caller, the scope it
+names, its arguments, its client address and rate-limit count.
+
+Shared by every HTTP surface (the API's blueprints and fast path, the console, the access log);
+nothing here knows Flask.
+"""
 
 import functools
 import ipaddress
@@ -9,8 +14,8 @@ from urllib.parse import parse_qsl
 
 import werkzeug.urls  # noqa: F401  (registers the "werkzeug.url_quote" decoding error handler)
 
-from ..audit import RequestMeta
-from ..ratelimit import account_key
+from .audit import RequestMeta
+from .ratelimit import account_key
 
 _CAMEL_BOUNDARY = re.compile(r"([a-z0-9])([A-Z])")
 
@@ -18,23 +23,29 @@ _CAMEL_BOUNDARY = re.compile(r"([a-z0-9])([A-Z])")
 # Every helper takes the request's WSGI environ (``request.environ`` in a view) and keeps what
 # it works out there, so the steps of a request run the same inside Flask and on the fast path
 # (``pipeline``) and each is done once per request however often it is asked for.
-_SERVICES = "phase_lite.services"
+SERVICES = "phase_lite.services"    # the app's Services (``bind``)
+PRINCIPAL = "phase_lite.principal"  # the authenticated caller, once known (``principal``)
 _GENERATION = "phase_lite.generation"
-_PRINCIPAL = "phase_lite.principal"
 _THROTTLED = "phase_lite.throttled"
 
 
 def bind(environ, services_):
     """Attach the app's services to a request (``PrefixMiddleware`` does, for every request)."""
-    environ[_SERVICES] = services_
+    environ[SERVICES] = services_
 
 
 def services(environ):
-    return environ[_SERVICES]
+    return environ[SERVICES]
+
+
+def set_principal(environ, caller):
+    """Note who the request is when it was authenticated another way (the console's session):
+    the access log names its account."""
+    environ[PRINCIPAL] = caller
 
 
 def generation(environ) -> int:
-    """The database generation this request reads at (``Database.generation()``), taken once
+    """The database generation this request reads at (``db.generation()``), taken once
     per request before anything is read."""
     found = environ.get(_GENERATION)
     if found is None:
@@ -44,11 +55,11 @@ def generation(environ) -> int:
 
 def principal(environ):
     """Authenticate the request (cached on the request) or raise AuthenticationFailed."""
-    found = environ.get(_PRINCIPAL)
+    found = environ.get(PRINCIPAL)
     if found is None:
         found = services(environ).auth.authenticate(environ.get("HTTP_AUTHORIZATION"),
                                                     generation(environ))
-        environ[_PRINCIPAL] = found
+        environ[PRINCIPAL] = found
     return found
 
 
@@ -122,7 +133,7 @@ def client_ip(environ) -> str | None:
     """
     peer = environ.get("REMOTE_ADDR")
     proxies = services(environ).config.trusted_proxies
-    if not proxies or not _is_trusted_proxy(peer, proxies):
+    if not proxies or not is_trusted_proxy(peer, proxies):
         return peer_address(peer)
     forwarded = environ.get("HTTP_X_FORWARDED_FOR")
     if forwarded is None:
@@ -134,7 +145,7 @@ def client_ip(environ) -> str | None:
         if not _valid_ip(entry):
             break
         client = entry
-        if not _is_trusted_proxy(entry, proxies):
+        if not is_trusted_proxy(entry, proxies):
             break
     return client
 
@@ -158,7 +169,8 @@ _valid_peer = functools.lru_cache(maxsize=256)(_valid_ip)
 
 
 @functools.lru_cache(maxsize=256)
-def _is_trusted_proxy(peer, proxies: tuple) -> bool:
+def is_trusted_proxy(peer, proxies: tuple) -> bool:
+    """Whether ``peer`` is in one of ``proxies`` (PHASE_LITE_TRUSTED_PROXIES)."""
     if not peer or not _valid_peer(peer):
         return False
     address = ipaddress.ip_address(peer)

@@ -1,12 +1,13 @@
-"""Admin commands for console sign-in: set a password, print a one-time setup link."""
+"""``users set-password`` and ``users setup-link``: console sign-in from the admin command."""
 
 import sys
 
 import click
 
 from .. import accounts, links
-from ..cli.command import pass_ctx
-from . import sessions
+from ..console import sessions
+from .accounts import users
+from .command import pass_ctx
 
 
 def setup_link_url(config, token: str) -> str:
@@ -19,7 +20,7 @@ def setup_link_for(config, services, email: str) -> str:
     return setup_link_url(config, sessions.issue_link(services.db, "setup", user["id"]))
 
 
-@click.command("set-password")
+@users.command("set-password")
 @click.argument("email")
 @click.option("--password-stdin", is_flag=True,
               help="Read the password from the first line of standard input (for scripts).")
@@ -35,7 +36,7 @@ def set_password(ctx, email, password_stdin):
     click.echo(f"Password set for {email}; their console sessions were ended.")
 
 
-@click.command("setup-link")
+@users.command("setup-link")
 @click.argument("email")
 @pass_ctx
 def setup_link(ctx, email):
