@@ -142,6 +142,14 @@ def baseline_server(threads, log_dir, cpus=None) -> Server:
                   server_environment(), port, "/", Path(log_dir) / f"baseline-{port}.log", cpus)
 
 
+def ceiling_server(threads, log_dir, body_path, cpus=None) -> Server:
+    """The bare WSGI app on waitress answering the bytes of ``body_path`` (``baseline.py``)."""
+    port = free_port()
+    return Server("ceiling", [sys.executable, str(BASELINE), f"127.0.0.1:{port}", str(threads),
+                              str(body_path)],
+                  server_environment(), port, "/", Path(log_dir) / f"ceiling-{port}.log", cpus)
+
+
 def request(base_url, method, path, headers=None, body=None, timeout=120, with_headers=False):
     """One HTTP request; return (status, body bytes), and the response headers after them
     with ``with_headers``."""

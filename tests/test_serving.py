@@ -117,6 +117,45 @@ def test_the_banner_comes_once_the_socket_is_bound(live_server):
     assert requests.get(live_server.url + "/health/", timeout=5).status_code == 200
 
 
+def test_a_304_keeps_the_connection_open_unless_the_client_closes_it(config, owner):
+    """waitress closes the connection after an answer without a Content-Length, which a 304
+    never carries: phase_lite's server keeps it open, so a revalidating client does not
+    reconnect for every answer; a client asking to close still gets its connection closed."""
+    import http.client
+
+    app_id = seeded_app(config, "revalidating")
+    server = LiveServer(config.data_dir).start()
+    headers = bearer_headers(owner)
+    path = f"/v1/secrets/?app_id={app_id}&env=Development"
+    try:
+        tag = requests.get(server.url + path, headers=headers, timeout=10).headers["ETag"]
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        try:
+            peers = []
+            for _ in range(3):
+                connection.request("GET", path, headers=dict(headers, **{"If-None-Match": tag}))
+                answer = connection.getresponse()
+                assert (answer.status, answer.read()) == (304, b"")
+                assert answer.getheader("Connection") is None
+                assert answer.getheader("ETag") == tag
+                peers.append(connection.sock.getsockname())
+            connection.request("GET", path, headers=headers)
+            answer = connection.getresponse()
+            assert answer.status == 200 and answer.read().startswith(b"[")
+            peers.append(connection.sock.getsockname())
+            assert len(set(peers)) == 1  # one connection throughout
+            connection.request("GET", path, headers=dict(
+                headers, **{"If-None-Match": tag, "Connection": "close"}))
+            answer = connection.getresponse()
+            assert answer.status == 304 and answer.getheader("Connection") == "close"
+            answer.read()
+            assert answer.will_close
+        finally:
+            connection.close()
+    finally:
+        server.stop()
+
+
 def seeded_app(config, name="stopping"):
     services = open_services(config)
     try:

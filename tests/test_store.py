@@ -173,3 +173,46 @@ def test_bookkeeping_commits_leave_the_generation_and_others_move_it(tmp_path):
         worker.shutdown()
         db.close()
         other.close()
+
+
+def test_a_commit_of_this_process_moves_the_generation_once_for_every_thread(tmp_path):
+    """Every serving thread sees one move per commit, whether this process made it (the
+    committing thread or another) or another connection (process) did: a move per thread
+    would empty the read caches once more each time. A commit of another connection still
+    moves it, also when this process committed after it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "g.sqlite3"
+    db, other = Database(path), Database(path)
+    workers = [ThreadPoolExecutor(max_workers=1) for _ in range(2)]
+    try:
+        db.migrate()
+
+        def looks():
+            return [db.generation()] + [w.submit(db.generation).result() for w in workers]
+
+        def write(database, n):
+            with database.transaction():
+                database.execute("INSERT INTO meta (key, value) VALUES (?, 'x')", (f"k{n}",))
+
+        looks()
+        start = db.generation()
+        assert looks() == [start] * 3
+        write(db, 1)
+        assert looks() == [start + 1] * 3
+        with ThreadPoolExecutor(max_workers=1) as writer:
+            writer.submit(write, db, 2).result()
+        assert looks() == [start + 2] * 3
+        write(other, 3)  # another process
+        assert looks() == [start + 3] * 3
+        write(other, 4)  # then this process, before any thread looked
+        write(db, 5)
+        assert looks() == [start + 4] * 3
+        write(other, 6)
+        assert [w.submit(db.generation).result() for w in workers] == [start + 5] * 2
+        assert db.generation() == start + 5
+    finally:
+        for worker in workers:
+            worker.shutdown()
+        db.close()
+        other.close()

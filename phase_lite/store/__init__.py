@@ -195,6 +195,10 @@ class SqliteDatabase(Statements):
         self.path = str(path)
         self._generation = 0
         self._generation_lock = threading.Lock()
+        # The content version the generation last moved for (a commit of this process, or
+        # another's that a thread found): another thread finding the database at that version
+        # has nothing to add.
+        self._moved_for_content = None
         # Called with the seconds each committed write transaction took (metrics), or None.
         self.observe_transaction = None
 
@@ -271,7 +275,10 @@ class SqliteDatabase(Statements):
         events, a token's last use) change nothing a read shows and leave the content version
         and the generation alone. Caches of what reads compute are valid for one generation.
         A connection's first look moves it too: it cannot tell what happened before it was
-        opened.
+        opened. A commit moves it once: a thread that finds the content version it last moved
+        for (this process's commit, or another's found by another thread; no commit since)
+        leaves it, which would otherwise empty every read cache once more per thread and per
+        commit.
         """
         local = self._local
         conn = getattr(local, "conn", None) or self.conn
@@ -280,17 +287,21 @@ class SqliteDatabase(Statements):
             if getattr(local, "seen", None) != seen:
                 content = conn.execute("PRAGMA user_version").fetchone()[0]
                 previous = getattr(local, "seen", None)
-                if (previous is None or previous[1] != seen[1]
-                        or getattr(local, "content", None) != content):
+                if previous is None or previous[1] != seen[1]:
                     self._advance_generation()
+                elif getattr(local, "content", None) != content != self._moved_for_content:
+                    self._advance_generation(content)
                 local.seen, local.content = seen, content
         except sqlite3.Error as exc:
             raise self._failed(exc) from None
         return self._generation
 
-    def _advance_generation(self):
+    def _advance_generation(self, content=None):
+        """Move the generation (for the database's content version ``content``, if known)."""
         with self._generation_lock:  # += is not atomic across threads; a lost move is a bug
             self._generation += 1
+            if content is not None:
+                self._moved_for_content = content
 
     def utils(self) -> sqlite_utils.Database:
         return sqlite_utils.Database(self.conn)
@@ -330,11 +341,13 @@ class SqliteDatabase(Statements):
         except sqlite3.Error as exc:
             raise self._failed(exc) from None
         self._begun()
+        written = None
         try:
             yield self
             if not bookkeeping:
                 content = conn.execute("PRAGMA user_version").fetchone()[0]
-                conn.execute(f"PRAGMA user_version = {(content + 1) % CONTENT_VERSION_WRAP}")
+                written = (content + 1) % CONTENT_VERSION_WRAP
+                conn.execute(f"PRAGMA user_version = {written}")
         except BaseException:
             self._ended(committed=False)
             if conn.in_transaction:
@@ -348,12 +361,15 @@ class SqliteDatabase(Statements):
                 conn.execute("ROLLBACK")
             raise self._failed(exc) from None
         local = self._local
+        seen = getattr(local, "seen", None)
         if bookkeeping:
-            seen = getattr(local, "seen", None)
             if seen is not None:  # this connection's own changes were bookkeeping only
                 local.seen = (seen[0], conn.total_changes)
         else:
-            self._advance_generation()
+            if seen is not None:  # its own changes, counted by the move below (data_version
+                local.seen = (seen[0], conn.total_changes)  # stays: others' commits still show)
+                local.content = written
+            self._advance_generation(written)
             if self.observe_transaction is not None:
                 self.observe_transaction(time.perf_counter() - started)
         self._ended(committed=True)
