@@ -63,3 +63,55 @@ def test_the_throttle_forgives_only_what_it_counted():
     assert throttle.attempt("10.0.0.1", "a@example.com") > 0
     throttle.forgive("10.0.0.2", "b@example.com")  # nothing counted: nothing to take back
     assert throttle.attempt("10.0.0.1", "a@example.com") > 0
+
+
+# -- what the caller may use -----------------------------------------------------------------
+
+
+def nav_links(page):
+    nav = body(page).split('<nav aria-label="Main">')[1].split("</nav>")[0]
+    return re.findall(r">([^<>]+)</a>", nav)
+
+
+def test_the_navigation_shows_only_what_the_role_may_open(app, services, owner_client):
+    support.set_console_password(services, "dev@example.com", support.CONSOLE_PASSWORD,
+                                 role="Developer")
+    dev = app.test_client()
+    assert sign_in(dev, email="dev@example.com").status_code == 303
+    shown = nav_links(dev.get("/console/apps/"))
+    assert "Service accounts" not in shown
+    assert {"Apps", "Members", "Audit log", "Account"} <= set(shown)
+    for link in shown:  # every link the Developer is shown opens
+        path = {"Apps": "/console/apps/", "Members": "/console/members/",
+                "Audit log": "/console/audit/", "Lockbox": "/console/lockbox/",
+                "Account": "/console/account/"}[link]
+        assert dev.get(path).status_code == 200, link
+    assert dev.get("/console/service-accounts/").status_code == 403
+    assert "Service accounts" in nav_links(owner_client.get("/console/apps/"))
+
+
+# -- the service account's REST header -------------------------------------------------------
+
+
+def test_the_header_shown_with_a_new_token_authenticates(demo, owner_client, client, services):
+    app_row, envs = demo
+    url = env_url(app_row, envs["Production"])
+    owner_client.post(url + "secrets/new", data={"key": "K", "value": "v",
+                                                 "csrf_token": owner_client.csrf})
+    from phase_lite import accounts
+    role = accounts.role_by_name(services, support.operator(services), "Service")
+    owner_client.post("/console/service-accounts/new", data={
+        "name": "deployer", "role_id": role["id"], "csrf_token": owner_client.csrf})
+    listing = body(owner_client.get("/console/service-accounts/"))
+    sa_url = re.search(r'href="(/console/service-accounts/[^"]+/)">deployer</a>', listing).group(1)
+    owner_client.post(sa_url + "access", data={"environment": envs["Production"]["id"],
+                                               "csrf_token": owner_client.csrf})
+    minted = body(owner_client.post(sa_url + "tokens/new", data={
+        "name": "ci", "csrf_token": owner_client.csrf}))
+    shown = html.unescape(re.search(r'<code id="bearer-header"[^>]*>([^<]+)</code>',
+                                    minted).group(1))
+    name, _, value = shown.partition(": ")
+    assert name == "Authorization" and value.startswith("Bearer ServiceAccount ")
+    answer = client.get(f"/v1/secrets/?app_id={app_row['id']}&env=Production",
+                        headers={name: value})
+    assert answer.status_code == 200 and answer.get_json()[0]["value"] == "v"
