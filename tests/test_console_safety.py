@@ -10,12 +10,27 @@ import re
 import pytest
 
 import support
+from phase_lite import audit
 from phase_lite.store import apps as app_store
 from phase_lite.store import audit as audit_store
 
 CONFIRMED = support.CONFIRMED
 env_url = support.console_env_url
 sign_in = support.console_sign_in
+
+
+def put(services, env, key, value, path="/", **fields):
+    """Write a secret as another client would (the domain function the API calls)."""
+    from phase_lite import secrets
+
+    return secrets.create_secrets(services, support.operator(services), env, [
+        secrets.NewSecret(key=key, value=value, path=path, **fields)], support.TEST_META)[0]
+
+
+def read_secret_ids(services):
+    services.read_log.flush()
+    return [audit.secret_ids(json.loads(event["details"] or "null")) for event in
+            audit_store.list_events(services.db, limit=1000) if event["action"] == "secrets.read"]
 
 
 def version_of(db, env):
@@ -115,3 +130,42 @@ def test_the_header_shown_with_a_new_token_authenticates(demo, owner_client, cli
     answer = client.get(f"/v1/secrets/?app_id={app_row['id']}&env=Production",
                         headers={name: value})
     assert answer.status_code == 200 and answer.get_json()[0]["value"] == "v"
+
+
+# -- folders ---------------------------------------------------------------------------------
+
+
+def test_reveal_all_in_a_folder_reveals_and_records_that_folder_only(demo, owner_client,
+                                                                     services):
+    app_row, envs = demo
+    env = envs["Staging"]
+    top = put(services, env, "TOP", "top-value")
+    inner = put(services, env, "INNER", "inner-value", path="/backend")
+    put(services, env, "DEEPER", "deeper-value", path="/backend/db")
+    before = len(read_secret_ids(services))
+    url = env_url(app_row, env)
+    page = body(owner_client.get(url + "?path=/backend"))
+    form = page.split('class="inline reveal-all"')[1].split("</form>")[0]
+    fields = dict(re.findall(r'name="([^"]+)" value="([^"]*)"', form))
+    assert fields["path"] == "/backend"
+    shown = body(owner_client.post(url + "reveal", data=fields))
+    assert "inner-value" in shown and "top-value" not in shown and "deeper-value" not in shown
+    assert '<span aria-current="page">backend</span>' in shown  # still in the folder
+    after = read_secret_ids(services)
+    assert len(after) == before + 1 and [inner.id] in after
+    assert not [ids for ids in after if top.id in ids]  # the root's secret stayed unread
+
+
+def test_bulk_edit_and_import_opened_in_a_folder_stay_in_it(demo, owner_client, services):
+    app_row, envs = demo
+    env = envs["Staging"]
+    put(services, env, "TOP", "top-value")
+    put(services, env, "INNER", "inner-value", path="/backend")
+    url = env_url(app_row, env)
+    page = body(owner_client.get(url + "?path=/backend"))
+    for action in ("bulk-edit", "import"):
+        form = page.split(f'action="{url}{action}"')[1].split("</form>")[0]
+        assert 'name="path" value="/backend"' in form, action
+    editor = body(owner_client.get(url + "bulk-edit?path=/backend"))
+    assert "INNER=" in editor and "TOP=" not in editor
+    assert f'href="{url}?path=/backend">Cancel</a>' in editor

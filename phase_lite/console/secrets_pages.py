@@ -160,7 +160,7 @@ def _environment(app_id, env_id):
 @signed_in
 def environment(app_id, env_id, revealed=None, status=200, error=None):
     who, app_row, env = _environment(app_id, env_id)
-    path = normalize_path(request.args.get("path") or ROOT)
+    path = normalize_path(request.values.get("path") or ROOT)  # a reveal posts its folder
     every = actions.list_secrets(who, env)
     here = [secret for secret in every if secret.path == path]
     prefix = path.rstrip("/") + "/"
@@ -197,11 +197,13 @@ def _crumbs(path):
 @bp.route(PREFIX + "/apps/<app_id>/environments/<env_id>/reveal", methods=["POST"])
 @signed_in
 def reveal(app_id, env_id):
-    """Reveal values: JSON for the page's script, else the page with those values shown."""
+    """Reveal values: JSON for the page's script, else the page with those values shown.
+    "Reveal all" reveals (and records as read) the folder it was asked in, nothing else."""
     who, _, env = _environment(app_id, env_id)
     ids = request.form.getlist("secret")
     if request.form.get("all"):
-        ids = [secret.id for secret in actions.list_secrets(who, env)
+        path = normalize_path(request.form.get("path") or ROOT)
+        ids = [secret.id for secret in actions.list_secrets(who, env, path)
                if secret.type != "sealed"]
     sealed = {secret.id for secret in actions.list_secrets(who, env) if secret.type == "sealed"}
     found = actions.reveal(who, env, [secret_id for secret_id in ids if secret_id not in sealed])
