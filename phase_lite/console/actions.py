@@ -6,6 +6,7 @@ console has the API's roles, grants, validation, messages and audit events. Keep
 call sites in one module keeps the console's pages free of domain rules.
 """
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from .. import (accounts, apps, audit, conditional, history, lockbox, mirror, secrets, tokens,
@@ -149,20 +150,43 @@ def reveal(caller, env, secret_ids):
     return {item["id"]: item for item in rendered}
 
 
-def create_secrets(caller, env, entries):
+@contextmanager
+def as_of(page_version):
+    """The API's ``If-Match`` rule for a write from a page: the environment must still be at
+    the version the page showed (``page_version``; a page that sent none is refused too),
+    checked in the write's transaction; a refusal says so as a page would (CHANGED_SINCE)."""
+    if page_version is None:
+        raise PreconditionFailed(CHANGED_SINCE)
+    try:
+        yield page_version
+    except PreconditionFailed:
+        raise PreconditionFailed(CHANGED_SINCE) from None
+
+
+def create_secrets(caller, env, entries, page_version=None):
+    """Create secrets; with ``page_version``, only if the environment is still at it (a form
+    that adds a value beside others it showed)."""
     secrets.require_permission(caller.principal, env, "POST")
-    return secrets.create_secrets(caller.services, caller.principal, env, entries, caller.meta)
+    if page_version is None:
+        return secrets.create_secrets(caller.services, caller.principal, env, entries,
+                                      caller.meta)
+    with as_of(page_version):
+        return secrets.create_secrets(caller.services, caller.principal, env, entries,
+                                      caller.meta, expected_version=page_version)
 
 
-def update_secrets(caller, env, changes):
+def update_secrets(caller, env, changes, page_version):
     secrets.require_permission(caller.principal, env, "PUT")
-    return secrets.update_secrets(caller.services, caller.principal, env, changes, caller.meta)
+    with as_of(page_version):
+        return secrets.update_secrets(caller.services, caller.principal, env, changes,
+                                      caller.meta, expected_version=page_version)
 
 
-def delete_secrets(caller, env, secret_ids):
+def delete_secrets(caller, env, secret_ids, page_version):
     secrets.require_permission(caller.principal, env, "DELETE")
-    return secrets.delete_secrets(caller.services, caller.principal, env, secret_ids,
-                                  caller.meta)
+    with as_of(page_version):
+        return secrets.delete_secrets(caller.services, caller.principal, env, secret_ids,
+                                      caller.meta, expected_version=page_version)
 
 
 def secret_versions(caller, env, secret_id):
@@ -176,13 +200,15 @@ def deleted_secrets(caller, env):
     return history.deleted_secrets(caller.services, caller.principal, env, caller.meta)
 
 
-def restore_secret(caller, env, secret_id, version):
-    """Make ``version`` current again, as a new version (a deleted secret is undeleted)."""
-    return history.restore_secret(caller.services, caller.principal, env, secret_id, version,
-                                  caller.meta)
+def restore_secret(caller, env, secret_id, version, page_version):
+    """Make ``version`` current again, as a new version (a deleted secret is undeleted), if
+    the environment is still at ``page_version``."""
+    with as_of(page_version):
+        return history.restore_secret(caller.services, caller.principal, env, secret_id,
+                                      version, caller.meta, expected_version=page_version)
 
 
-def restore_deleted(caller, env, secret_id):
+def restore_deleted(caller, env, secret_id, page_version):
     """Undelete a deleted secret with the content it had before its deletion."""
     if secret_store.secrets_by_id(caller.services.db, env["id"], [secret_id]):
         raise DoesNotExist("This secret is not deleted.")
@@ -190,7 +216,7 @@ def restore_deleted(caller, env, secret_id):
                  if version.event != "deleted"), None)
     if last is None:
         raise DoesNotExist(f"Secret not found: {secret_id}")
-    return restore_secret(caller, env, secret_id, last.version)
+    return restore_secret(caller, env, secret_id, last.version, page_version)
 
 
 ANONYMOUS_ACTORS = {"anonymous": "anyone with the link", "server": "the server",

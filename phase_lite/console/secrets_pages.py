@@ -7,7 +7,7 @@ from urllib.parse import quote
 from flask import Response, abort, g, request, url_for
 
 from .. import mirror, secrets
-from ..errors import InvalidRequest, PhaseError
+from ..errors import InvalidRequest, PhaseError, PreconditionFailed
 from ..paths import ROOT, folder_chain, normalize_path
 from . import actions, dotenv
 from .web import (PREFIX, back, bp, caller, posted, refused, render, signed_in,
@@ -235,18 +235,30 @@ def new_secret(app_id, env_id):
         if request.args.get("like"):  # "add value": the key of a secret of another environment
             _, like_env = actions.environment(who, app_id, request.args.get("like_env"))
             like = actions.get_secret(who, like_env, request.args["like"])
-            form.update(key=like.key, path=like.path)
+            form.update(key=like.key, path=like.path,  # the overview's version, if it said
+                        env_version=request.args.get("env_version") or env["version"])
         return render("secret_form.html", app=app_row, env=env, secret=None, form=form,
                       override=None)
     entry = {"key": request.form.get("key", ""), "value": request.form.get("value", ""),
              "comment": request.form.get("comment", ""), "path": path,
              "tags": _tags(request.form.get("tags")), "type": request.form.get("type") or None}
     try:
-        actions.create_secrets(who, env, secrets.parse_new_secrets({"secrets": [entry]}))
+        # "Add value" was opened beside the other environments' values: it carries the
+        # version this environment had then (a plain new secret overwrites nothing)
+        actions.create_secrets(who, env, secrets.parse_new_secrets({"secrets": [entry]}),
+                               page_version(required=False))
     except PhaseError as exc:
         return refused("secret_form.html", exc, app=app_row, env=env, secret=None,
                        form=request.form, override=None)
     return back_to_folder(env, path, "secret_created")
+
+
+def page_version(required=True):
+    """The environment version a single-secret form was opened at (``env_version``)."""
+    found = whole_number(request.values.get("env_version"), "env_version")
+    if found is None and required:
+        raise PreconditionFailed(actions.CHANGED_SINCE)
+    return found
 
 
 def _secret(app_id, env_id, secret_id):
@@ -268,7 +280,8 @@ def edit_secret(app_id, env_id, secret_id):
                                           [secret.id]).get(secret.id)
     if not posted():
         form = {"key": secret.key, "comment": secret.comment, "path": secret.path,
-                "tags": ", ".join(secret.tags), "type": secret.type}
+                "tags": ", ".join(secret.tags), "type": secret.type,
+                "env_version": env["version"]}
         if secret.type != "sealed":  # opening the editor reveals the value, as a read
             actions.reveal(who, env, [secret.id])
             form["value"] = secret.value
@@ -287,7 +300,8 @@ def edit_secret(app_id, env_id, secret_id):
                               "isActive": bool(request.form.get("override_active"))
                               and bool(override_value)}
     try:
-        actions.update_secrets(who, env, secrets.parse_secret_changes({"secrets": [change]}))
+        actions.update_secrets(who, env, secrets.parse_secret_changes({"secrets": [change]}),
+                               page_version())
     except PhaseError as exc:
         return refused("secret_form.html", exc, app=app_row, env=env, secret=secret,
                        form=request.form, override=override)
@@ -302,12 +316,16 @@ def delete_secret(app_id, env_id, secret_id):
     overview = request.values.get("from") == "overview"  # a GET only asks
     cancel = (url_for("console.app_overview", app_id=app_id) if overview
               else env_url(ENV_PAGE, env, path=folder_arg(secret.path)))
+    # The page that asks carries the version it was asked at (its question shows the secret
+    # as it is then), or the version of the page the delete button was on.
+    seen = page_version(required=False)
     asked = unconfirmed(f"Delete {secret.key} from {env['name']}?", "Delete secret", cancel,
                         "It can be found and restored from the environment's deleted secrets.",
-                        **{"from": "overview" if overview else None})
+                        **{"from": "overview" if overview else None,
+                           "env_version": str(env["version"] if seen is None else seen)})
     if asked is not None:
         return asked
-    actions.delete_secrets(who, env, [secret.id])
+    actions.delete_secrets(who, env, [secret.id], page_version())
     if overview:
         return back("console.app_overview", "secret_deleted", app_id=app_id)
     return back_to_folder(env, secret.path, "secret_deleted")
@@ -318,14 +336,18 @@ def delete_secret(app_id, env_id, secret_id):
 @signed_in
 def secret_history(app_id, env_id, secret_id):
     """Every version with its changes; a POST reveals the values of one version's change."""
+    shown = whole_number(request.form.get("version"), "version") if posted() else None
+    return history_page(app_id, env_id, secret_id, shown)
+
+
+def history_page(app_id, env_id, secret_id, shown=None, status=200, error=None):
     who, app_row, env = _environment(app_id, env_id)
     versions = actions.secret_versions(who, env, secret_id)
-    shown = whole_number(request.form.get("version"), "version") if posted() else None
     live = any(secret.id == secret_id for secret in actions.list_secrets(who, env))
     sealed = any(version.value is None for version in versions)
-    return render("history.html", app=app_row, env=env, secret_id=secret_id, live=live,
-                  versions=history_rows(versions), shown=None if sealed else shown,
-                  sealed=sealed)
+    return render("history.html", status, app=app_row, env=env, secret_id=secret_id,
+                  live=live, versions=history_rows(versions),
+                  shown=None if sealed else shown, sealed=sealed, error=error)
 
 
 @bp.route(PREFIX + "/apps/<app_id>/environments/<env_id>/deleted")
@@ -342,7 +364,7 @@ def deleted_secrets(app_id, env_id):
 def restore_deleted(app_id, env_id, secret_id):
     who, app_row, env = _environment(app_id, env_id)
     try:
-        restored = actions.restore_deleted(who, env, secret_id)
+        restored = actions.restore_deleted(who, env, secret_id, page_version())
     except PhaseError as exc:
         return refused("deleted.html", exc, app=app_row, env=env,
                        deleted=actions.deleted_secrets(who, env))
@@ -358,7 +380,10 @@ def restore_secret(app_id, env_id, secret_id):
     wanted = whole_number(request.form.get("version"), "version", low=1)
     if wanted is None:
         abort(404)
-    actions.restore_secret(who, env, secret_id, wanted)
+    try:
+        actions.restore_secret(who, env, secret_id, wanted, page_version())
+    except PreconditionFailed as exc:  # the page again, as it is now, saying why
+        return history_page(app_id, env_id, secret_id, status=412, error=exc.message)
     return back("console.secret_history", "version_restored", {"version": wanted}, app_id=app_id,
                 env_id=env_id, secret_id=secret_id)
 
