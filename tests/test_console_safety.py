@@ -169,3 +169,92 @@ def test_bulk_edit_and_import_opened_in_a_folder_stay_in_it(demo, owner_client, 
     editor = body(owner_client.get(url + "bulk-edit?path=/backend"))
     assert "INNER=" in editor and "TOP=" not in editor
     assert f'href="{url}?path=/backend">Cancel</a>' in editor
+
+
+# -- stale pages -----------------------------------------------------------------------------
+
+
+def form_fields(page, marker='<form method="post" class="stack">'):
+    """The named fields of the first form after ``marker`` (inputs, textareas, selects)."""
+    form = page.split(marker, 1)[1].split("</form>")[0]
+    fields = {}
+    for tag in re.findall(r"<input[^>]*>", form):
+        name, value = re.search(r' name="([^"]+)"', tag), re.search(r' value="([^"]*)"', tag)
+        if name and 'type="checkbox"' not in tag:
+            fields[name.group(1)] = html.unescape(value.group(1)) if value else ""
+    fields.update((name, html.unescape(text)) for name, text in
+                  re.findall(r'<textarea[^>]* name="([^"]+)"[^>]*>(.*?)</textarea>', form, re.S))
+    return fields
+
+
+def another_client_writes(services, env, secret, value):
+    from phase_lite import secrets
+
+    secrets.update_secrets(services, support.operator(services), env, [
+        secrets.SecretChange(id=secret.id, value=value)], support.TEST_META)
+
+
+STALE = "changed since you opened this page; nothing was saved"
+
+
+def test_a_stale_edit_is_refused_and_keeps_what_was_typed(demo, owner_client, services, db):
+    app_row, envs = demo
+    env = envs["Staging"]
+    secret = put(services, env, "API", "first")
+    url = env_url(app_row, env) + f"secrets/{secret.id}/edit"
+    fields = form_fields(body(owner_client.get(url)))
+    assert fields["env_version"] == version_of(db, env) and fields["value"] == "first"
+    another_client_writes(services, env, secret, "from the API")
+    before = version_of(db, env)
+    refused = owner_client.post(url, data=fields | {"value": "mine, typed by hand"})
+    assert refused.status_code == 412 and STALE in body(refused)
+    assert "mine, typed by hand</textarea>" in body(refused)  # nothing typed is lost
+    assert exported(owner_client, app_row, env) == {"API": "from the API"}
+    assert version_of(db, env) == before
+    fresh = form_fields(body(owner_client.get(url)))  # opened again, it saves
+    assert owner_client.post(url, data=fresh | {"value": "mine"}).status_code == 303
+    assert exported(owner_client, app_row, env) == {"API": "mine"}
+    assert owner_client.post(url, data=fresh | {"env_version": ""}).status_code == 412
+
+
+def test_stale_delete_restore_and_add_value_are_refused(demo, owner_client, services, db):
+    app_row, envs = demo
+    env = envs["Staging"]
+    secret = put(services, env, "API", "first")
+    url = env_url(app_row, env)
+    listing = body(owner_client.get(url))  # before every change below
+    delete_url = html.unescape(re.search(r'action="([^"]*/secrets/[^"]+/delete[^"]*)"',
+                                         listing).group(1))
+    another_client_writes(services, env, secret, "second")
+    history = body(owner_client.get(url + f"secrets/{secret.id}/history"))
+    another_client_writes(services, env, secret, "third")
+    # delete, with the script's confirmation and without it
+    refused = owner_client.post(delete_url, data=CONFIRMED | {"csrf_token": owner_client.csrf})
+    assert refused.status_code == 412 and STALE in body(refused)
+    asked = body(owner_client.post(delete_url, data={"csrf_token": owner_client.csrf}))
+    refused = owner_client.post(delete_url, data=form_fields(asked, 'class="confirm"'))
+    assert refused.status_code == 412
+    # restore a version from a history page opened before the changes
+    fields = form_fields(history, '/restore" class="inline">')  # opened before the changes
+    refused = owner_client.post(url + f"secrets/{secret.id}/restore", data=fields)
+    assert refused.status_code == 412 and STALE in body(refused)
+    assert exported(owner_client, app_row, env) == {"API": "third"}
+    # restore a deleted secret from a stale list
+    owner_client.post(delete_url.split("?")[0], data=CONFIRMED | {
+        "env_version": version_of(db, env), "csrf_token": owner_client.csrf})
+    deleted = body(owner_client.get(url + "deleted"))
+    put(services, env, "OTHER", "x")
+    fields = form_fields(deleted, '/restore" class="inline">')
+    refused = owner_client.post(url + f"deleted/{secret.id}/restore", data=fields)
+    assert refused.status_code == 412 and STALE in body(refused)
+    assert exported(owner_client, app_row, env) == {"OTHER": "x"}
+    # "Add value" from an overview opened before someone added the key there
+    overview = body(owner_client.get(f"/console/apps/{app_row['id']}/"))
+    add = html.unescape(re.search(r'href="(environments/' + envs["Production"]["id"]
+                                  + r'/secrets/new\?[^"]+)"', overview).group(1))
+    form = body(owner_client.get(f"/console/apps/{app_row['id']}/" + add))
+    put(services, envs["Production"], "ELSEWHERE", "x")
+    refused = owner_client.post(f"/console/apps/{app_row['id']}/" + add.split("?")[0],
+                                data=form_fields(form) | {"value": "mine"})
+    assert refused.status_code == 412 and STALE in body(refused)
+    assert exported(owner_client, app_row, envs["Production"]) == {"ELSEWHERE": "x"}
