@@ -447,24 +447,37 @@ def test_bulk_edit_is_atomic_and_refuses_a_stale_page(db, demo, owner_client):
     page = html.unescape(owner_client.get(url + "bulk-edit").get_data(as_text=True))
     assert 'A="a"\nB="b"' in page
     version = re.search(r'name="version" value="(\d+)"', page).group(1)
-    saved = owner_client.post(url + "bulk-edit", data={
-        "text": 'A="changed"\nC="new"\n', "version": version, "csrf_token": owner_client.csrf})
+    edited = {"text": 'A="changed"\nC="new"\n', "version": version,
+              "csrf_token": owner_client.csrf}
+    preview = owner_client.post(url + "bulk-edit", data=edited).get_data(as_text=True)
+    assert re.search(r"C</th><td[^>]*>created", preview)
+    assert re.search(r"A</th><td[^>]*>changed", preview)
+    assert re.search(r"B</th><td[^>]*>deleted", preview)
+    assert owner_client.get(url + "export.json").get_json() == {"A": "a", "B": "b"}
+    unticked = owner_client.post(url + "bulk-edit", data=edited | {"step": "apply"})
+    assert unticked.status_code == 400  # a delete is confirmed first
+    assert owner_client.get(url + "export.json").get_json() == {"A": "a", "B": "b"}
+    saved = owner_client.post(url + "bulk-edit", data=edited | {"step": "apply",
+                                                                "confirm_delete": "yes"})
     assert saved.status_code == 303
     assert "created=1&updated=1&deleted=1&unchanged=0" in saved.location
     assert "1 created, 1 updated, 1 deleted, 0 unchanged" in owner_client.get(
         saved.location).get_data(as_text=True)
-    stale = owner_client.post(url + "bulk-edit", data={
-        "text": 'A="lost"\n', "version": version, "csrf_token": owner_client.csrf})
-    assert stale.status_code == 412  # the API's If-Match rule
-    assert "changed since you opened this page" in stale.get_data(as_text=True)
+    for step in ("apply", None):  # refused when saved, and already when previewed
+        stale = owner_client.post(url + "bulk-edit", data={
+            "text": 'A="lost"\nC="new"\n', "version": version, "step": step,
+            "csrf_token": owner_client.csrf})
+        assert stale.status_code == 412  # the API's If-Match rule
+        assert "changed since you opened this page" in stale.get_data(as_text=True)
     unversioned = owner_client.post(url + "bulk-edit", data={
-        "text": 'A="lost"\n', "csrf_token": owner_client.csrf})
+        "text": 'A="lost"\nC="new"\n', "step": "apply", "csrf_token": owner_client.csrf})
     assert unversioned.status_code == 412
     assert owner_client.get(url + "export.json").get_json() == {"A": "changed", "C": "new"}
     current = re.search(r'name="version" value="(\d+)"',
                         owner_client.get(url + "bulk-edit").get_data(as_text=True)).group(1)
     bad = owner_client.post(url + "bulk-edit", data={
-        "text": 'A="x"\nnot a line\n', "version": current, "csrf_token": owner_client.csrf})
+        "text": 'A="x"\nnot a line\n', "version": current, "step": "apply",
+        "csrf_token": owner_client.csrf})
     assert bad.status_code == 400 and "Line 2 is not KEY=value." in bad.get_data(as_text=True)
     assert owner_client.get(url + "export.json").get_json() == {"A": "changed", "C": "new"}
 

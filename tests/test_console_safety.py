@@ -258,3 +258,121 @@ def test_stale_delete_restore_and_add_value_are_refused(demo, owner_client, serv
                                 data=form_fields(form) | {"value": "mine"})
     assert refused.status_code == 412 and STALE in body(refused)
     assert exported(owner_client, app_row, envs["Production"]) == {"ELSEWHERE": "x"}
+
+
+# -- keys every part of the console can handle -----------------------------------------------
+
+
+BAD_KEYS = ["my key", "my-key!", "1ST", "K" * 257, "A=B", "ключ"]
+KEY_MESSAGE = "A key is a name an environment variable can have"
+
+
+@pytest.mark.parametrize("key", BAD_KEYS)
+def test_every_console_form_refuses_a_key_no_variable_can_have(key, demo, owner_client,
+                                                               services, db):
+    app_row, envs = demo
+    env = envs["Staging"]
+    url = env_url(app_row, env)
+    csrf = {"csrf_token": owner_client.csrf}
+    existing = put(services, env, "FINE", "v")
+    answers = {
+        "new": owner_client.post(url + "secrets/new", data=csrf | {"key": key, "value": "x"}),
+        "rename": owner_client.post(url + f"secrets/{existing.id}/edit", data=csrf | {
+            "key": key, "value": "v", "env_version": version_of(db, env)}),
+    }
+    if "=" not in key:  # (in a .env line, A=B="x" is the key A)
+        answers["import"] = owner_client.post(url + "import", data=csrf | {
+            "text": f'{key}="x"\n', "version": version_of(db, env)})
+        answers["bulk edit"] = owner_client.post(url + "bulk-edit", data=csrf | {
+            "text": f'FINE="v"\n{key}="x"\n', "version": version_of(db, env)})
+    for form, answer in answers.items():
+        assert answer.status_code == 400, form
+        text = html.unescape(body(answer))
+        assert KEY_MESSAGE in text, form
+    assert exported(owner_client, app_row, env) == {"FINE": "v"}
+
+
+def test_keys_are_upper_cased_and_the_apis_keys_stay_editable(demo, owner_client, services,
+                                                               db, client, owner_headers):
+    app_row, envs = demo
+    env = envs["Staging"]
+    url = env_url(app_row, env)
+    csrf = {"csrf_token": owner_client.csrf}
+    assert owner_client.post(url + "secrets/new", data=csrf | {
+        "key": " database_url ", "value": "x"}).status_code == 303
+    # the REST API keeps Phase's contract: it takes a key the console would not make
+    made = client.post(f"/v1/secrets/?app_id={app_row['id']}&env=Staging",
+                       json={"secrets": [{"key": "legacy-key", "value": "old"}]},
+                       headers=owner_headers)
+    assert made.status_code == 200
+    legacy = next(secret_id for secret_id in secret_ids(owner_client, url)
+                  if "LEGACY-KEY" in body(owner_client.get(url + f"secrets/{secret_id}/edit")))
+    kept = owner_client.post(url + f"secrets/{legacy}/edit", data=csrf | {
+        "key": "LEGACY-KEY", "value": "new", "env_version": version_of(db, env)})
+    assert kept.status_code == 303  # its value changes, its key stays
+    editor = html.unescape(body(owner_client.get(url + "bulk-edit")))
+    text = re.search(r'<textarea id="text"[^>]*>(.*?)</textarea>', editor, re.S).group(1)
+    assert 'LEGACY-KEY="new"' in text
+    preview = owner_client.post(url + "bulk-edit", data=csrf | {
+        "text": text, "version": version_of(db, env)})
+    assert preview.status_code == 200 and "No change" in body(preview)
+    assert exported(owner_client, app_row, env) == {"DATABASE_URL": "x", "LEGACY-KEY": "new"}
+
+
+def test_a_key_given_twice_is_refused_not_last_wins(demo, owner_client, db):
+    app_row, envs = demo
+    env = envs["Staging"]
+    url = env_url(app_row, env)
+    text = 'ONE="1"\nTWO="2"\none="again"\n'
+    for form in ("bulk-edit", "import"):
+        answer = owner_client.post(url + form, data={
+            "text": text, "version": version_of(db, env), "step": "apply",
+            "csrf_token": owner_client.csrf})
+        assert answer.status_code == 400, form
+        assert "Line 3 repeats the key of line 1" in body(answer), form
+    assert exported(owner_client, app_row, env) == {}
+
+
+# -- multi-line values -----------------------------------------------------------------------
+
+
+PEM = ("-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n"
+       "bXkgImtleSIgd2l0aCBcIGFuZCAnCg==\n-----END PRIVATE KEY-----\n")
+ODD_VALUES = [PEM, 'say "hi"\\n not a break', "tab\there", "a\r\nb", "'single'", "# not a comment",
+              "ends with a backslash \\", "", "x=y", "line\n\n\nwith blank lines"]
+
+
+def test_dotenv_reads_back_what_it_writes():
+    from phase_lite.console import dotenv
+
+    pairs = [(f"K{number}", value) for number, value in enumerate(ODD_VALUES)]
+    text = dotenv.render(pairs)
+    assert dotenv.parse(text) == pairs
+    assert dotenv.parse(text.replace("\n", "\r\n")) == [
+        (key, value.replace("\r\n", "\n") if "\r" not in value else value)
+        for key, value in pairs]
+    assert "-----BEGIN PRIVATE KEY-----\nMIIE" in text  # line breaks as they are
+    assert dotenv.parse("export A='one\ntwo'\nB=3 # note\n") == [("A", "one\ntwo"), ("B", "3")]
+
+
+def test_a_pem_key_keeps_its_lines_in_bulk_edit_and_export(demo, owner_client, services, db):
+    app_row, envs = demo
+    env = envs["Staging"]
+    url = env_url(app_row, env)
+    put(services, env, "TLS_KEY", PEM)
+    put(services, env, "QUOTED", 'say "hi"\\n')
+    editor = html.unescape(body(owner_client.get(url + "bulk-edit")))
+    text = re.search(r'<textarea id="text"[^>]*>\n?(.*?)</textarea>', editor, re.S).group(1)
+    assert "-----BEGIN PRIVATE KEY-----\nMIIE" in text
+    preview = owner_client.post(url + "bulk-edit", data={
+        "text": text.replace("\n", "\r\n"), "version": version_of(db, env),
+        "csrf_token": owner_client.csrf})  # as a browser sends a textarea
+    assert "No change" in body(preview)
+    env_file = body(owner_client.get(url + "export.env"))
+    from phase_lite.console import dotenv
+
+    assert dict(dotenv.parse(env_file)) == exported(owner_client, app_row, env) == {
+        "TLS_KEY": PEM, "QUOTED": 'say "hi"\\n'}
+    revealed = body(owner_client.post(url + "reveal", data={
+        "all": "1", "csrf_token": owner_client.csrf}))
+    assert html.escape(PEM, quote=False) in revealed  # the page keeps its line breaks

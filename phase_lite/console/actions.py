@@ -18,7 +18,7 @@ from ..store import now
 from ..store import accounts as account_store
 from ..store import console as console_store
 from ..store import secrets as secret_store
-from . import sessions
+from . import dotenv, sessions
 
 
 @dataclass(frozen=True)
@@ -535,8 +535,14 @@ def plan_changes(current, pairs, *, delete_missing):
             updated.append(key)
     wanted = {key for key, _ in pairs}
     deleted = [secret.key for secret in current
-               if delete_missing and secret.key not in wanted and secret.type != "sealed"]
+               if delete_missing and secret.key not in wanted and in_bulk_edit(secret)]
     return Plan(created, updated, unchanged, deleted)
+
+
+def in_bulk_edit(secret):
+    """Whether a bulk edit lists the secret (and so deletes it when its line is removed):
+    sealed secrets, and keys a .env line cannot hold, are left as they are."""
+    return secret.type != "sealed" and dotenv.writable(secret.key)
 
 
 def apply_pairs(caller, env, path, pairs, expected_version, *, delete_missing):

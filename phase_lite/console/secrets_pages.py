@@ -243,6 +243,7 @@ def new_secret(app_id, env_id):
              "comment": request.form.get("comment", ""), "path": path,
              "tags": _tags(request.form.get("tags")), "type": request.form.get("type") or None}
     try:
+        entry["key"] = dotenv.check_key(entry["key"])
         # "Add value" was opened beside the other environments' values: it carries the
         # version this environment had then (a plain new secret overwrites nothing)
         actions.create_secrets(who, env, secrets.parse_new_secrets({"secrets": [entry]}),
@@ -300,6 +301,8 @@ def edit_secret(app_id, env_id, secret_id):
                               "isActive": bool(request.form.get("override_active"))
                               and bool(override_value)}
     try:
+        if change["key"].strip().upper() != secret.key:  # a key made by the API may stay
+            change["key"] = dotenv.check_key(change["key"])
         actions.update_secrets(who, env, secrets.parse_secret_changes({"secrets": [change]}),
                                page_version())
     except PhaseError as exc:
@@ -468,31 +471,49 @@ def me_may(resource, action, app_level=False):
 @bp.route(PREFIX + "/apps/<app_id>/environments/<env_id>/bulk-edit", methods=["GET", "POST"])
 @signed_in
 def bulk_edit(app_id, env_id):
-    """The folder's secrets as one .env text, saved at once (removed lines delete)."""
+    """The folder's secrets as one .env text: edited, then a preview of the keys created,
+    changed and deleted, then saved at once (a delete only once ticked). Every step carries
+    the environment version the editor was opened at."""
     who, app_row, env = _environment(app_id, env_id)
     path = normalize_path(request.values.get("path") or ROOT)
+    page = {"app": app_row, "env": env, "path": path}
     if not posted():
         current = [secret for secret in actions.list_secrets(who, env, path)
-                   if secret.type != "sealed"]
+                   if actions.in_bulk_edit(secret)]
         found = actions.reveal(who, env, [secret.id for secret in current])
         text = dotenv.render([(secret, secret.value) for secret in current
                               if secret.id in found])
-        return render("bulk_edit.html", app=app_row, env=env, path=path, text=text,
-                      version=env["version"])
+        return render("bulk_edit.html", **page, text=text, version=env["version"], plan=None)
     text = request.form.get("text", "")
     version = whole_number(request.form.get("version"), "version")
+    step = request.form.get("step")
+    if step == "edit":  # back from the preview to the text
+        return render("bulk_edit.html", **page, text=text, version=version, plan=None)
     try:
-        pairs = _pairs(text)
+        current = actions.list_secrets(who, env, path)
+        pairs = _pairs(text, current)
+        if step != "apply" or (not request.form.get("confirm_delete")
+                               and actions.plan_changes(current, pairs,
+                                                        delete_missing=True).deleted):
+            if version != env["version"]:  # said now rather than after the preview
+                raise PreconditionFailed(actions.CHANGED_SINCE)
+            plan = actions.plan_changes(current, pairs, delete_missing=True)
+            error = (DELETE_UNCONFIRMED if step == "apply" else None)
+            return render("bulk_edit.html", 400 if error else 200, **page, text=text,
+                          version=version, plan=plan, error=error)
         plan = actions.apply_pairs(who, env, path, pairs, version, delete_missing=True)
     except PhaseError as exc:
-        return refused("bulk_edit.html", exc, app=app_row, env=env, path=path, text=text,
-                       version=version)
+        return refused("bulk_edit.html", exc, **page, text=text, version=version, plan=None)
     return back_to_folder(env, path, "bulk_saved", _counts(plan))
 
 
-def _pairs(text):
+DELETE_UNCONFIRMED = "Nothing was saved: tick the box to confirm the deletions first."
+
+
+def _pairs(text, current=()):
+    """The text's pairs; keys the folder holds already (made through the API) may stay."""
     try:
-        return dotenv.parse(text)
+        return dotenv.parse(text, known={secret.key for secret in current})
     except dotenv.DotenvError as exc:
         raise InvalidRequest(str(exc)) from None
 
@@ -517,11 +538,11 @@ def import_env(app_id, env_id):
         text = upload.read().decode("utf-8", errors="replace")
     version = whole_number(request.form.get("version"), "version")
     try:
-        pairs = _pairs(text)
+        current = actions.list_secrets(who, env, path)
+        pairs = _pairs(text, current)
         if not pairs:
             raise InvalidRequest("The file holds no KEY=value line.")
         if request.form.get("step") != "apply":
-            current = actions.list_secrets(who, env, path)
             plan = actions.plan_changes(current, pairs, delete_missing=False)
             return render("import.html", **page, plan=plan, text=text, version=env["version"])
         plan = actions.apply_pairs(who, env, path, pairs, version, delete_missing=False)

@@ -129,6 +129,18 @@
     });
   });
 
+  // Keys as Phase's console types them: upper case, spaces as underscores (the server
+  // refuses what still is no environment variable's name).
+  document.querySelectorAll("input[data-key-input]").forEach(function (input) {
+    input.addEventListener("input", function () {
+      var typed = input.value.toUpperCase().replace(/ /g, "_");
+      if (typed === input.value) return;
+      var caret = input.selectionStart;
+      input.value = typed;
+      input.setSelectionRange(caret, caret);
+    });
+  });
+
   // Filter the overview's rows by key as you type.
   document.querySelectorAll("[data-filter-table]").forEach(function (form) {
     var table = document.getElementById(form.dataset.filterTable);
