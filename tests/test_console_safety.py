@@ -376,3 +376,27 @@ def test_a_pem_key_keeps_its_lines_in_bulk_edit_and_export(demo, owner_client, s
     revealed = body(owner_client.post(url + "reveal", data={
         "all": "1", "csrf_token": owner_client.csrf}))
     assert html.escape(PEM, quote=False) in revealed  # the page keeps its line breaks
+
+
+# -- daily tasks -----------------------------------------------------------------------------
+
+
+def test_add_value_keeps_the_keys_type_comment_and_tags(demo, owner_client, services):
+    app_row, envs = demo
+    put(services, envs["Development"], "FEATURE", "on", comment="the new checkout",
+        tags=("web",), type="config")
+    overview = body(owner_client.get(f"/console/apps/{app_row['id']}/"))
+    add = html.unescape(re.search(r'href="(environments/' + envs["Staging"]["id"]
+                                  + r'/secrets/new\?[^"]+)"', overview).group(1))
+    form = body(owner_client.get(f"/console/apps/{app_row['id']}/" + add))
+    fields = form_fields(form)
+    assert fields["comment"] == "the new checkout" and fields["tags"] == "web"
+    assert '<option value="config" selected>' in form
+    saved = owner_client.post(f"/console/apps/{app_row['id']}/" + add.split("?")[0],
+                              data=fields | {"value": "off", "type": "config"})
+    assert saved.status_code == 303
+    from phase_lite import secrets
+
+    (added,) = secrets.list_secrets(services, envs["Staging"])
+    assert (added.key, added.value, added.comment, added.tags, added.type) == (
+        "FEATURE", "off", "the new checkout", ("web",), "config")

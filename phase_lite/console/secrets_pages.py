@@ -235,11 +235,12 @@ def new_secret(app_id, env_id):
         if request.args.get("like"):  # "add value": the key of a secret of another environment
             _, like_env = actions.environment(who, app_id, request.args.get("like_env"))
             like = actions.get_secret(who, like_env, request.args["like"])
-            form.update(key=like.key, path=like.path,  # the overview's version, if it said
+            form.update(key=like.key, path=like.path, type=like.type, comment=like.comment,
+                        tags=", ".join(like.tags),  # the overview's version, if it said
                         env_version=request.args.get("env_version") or env["version"])
         return render("secret_form.html", app=app_row, env=env, secret=None, form=form,
                       override=None)
-    entry = {"key": request.form.get("key", ""), "value": request.form.get("value", ""),
+    entry = {"key": request.form.get("key", ""), "value": typed("value"),
              "comment": request.form.get("comment", ""), "path": path,
              "tags": _tags(request.form.get("tags")), "type": request.form.get("type") or None}
     try:
@@ -260,6 +261,13 @@ def page_version(required=True):
     if found is None and required:
         raise PreconditionFailed(actions.CHANGED_SINCE)
     return found
+
+
+def typed(field):
+    """A value as typed in a textarea: browsers send its line breaks as CR LF (HTML's form
+    encoding), whatever was typed or pasted; a PEM key pasted is stored with LF, as the
+    Phase CLI and the API's clients store it."""
+    return request.form.get(field, "").replace("\r\n", "\n")
 
 
 def _secret(app_id, env_id, secret_id):
@@ -294,8 +302,8 @@ def edit_secret(app_id, env_id, secret_id):
               "tags": _tags(request.form.get("tags")),
               "type": request.form.get("type") or secret.type}
     if secret.type != "sealed" or request.form.get("value"):
-        change["value"] = request.form.get("value", "")
-    override_value = request.form.get("override_value", "")
+        change["value"] = typed("value")
+    override_value = typed("override_value")
     if override_value or override is not None:
         change["override"] = {"value": override_value,
                               "isActive": bool(request.form.get("override_active"))
