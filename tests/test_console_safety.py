@@ -400,3 +400,41 @@ def test_add_value_keeps_the_keys_type_comment_and_tags(demo, owner_client, serv
     (added,) = secrets.list_secrets(services, envs["Staging"])
     assert (added.key, added.value, added.comment, added.tags, added.type) == (
         "FEATURE", "off", "the new checkout", ("web",), "config")
+
+
+def test_one_form_adds_a_key_to_several_environments(demo, owner_client, services):
+    app_row, envs = demo
+    base = f"/console/apps/{app_row['id']}/"
+    empty = body(owner_client.get(base))
+    assert "Add a secret to every environment" in empty
+    form = body(owner_client.get(base + "secrets/new"))
+    assert form.count('name="environment"') == 3 and form.count(" checked>") == 3
+    fields = {"csrf_token": owner_client.csrf, "key": "api url", "comment": "the API",
+              "tags": "web, edge", "type": "config", "path": "/svc",
+              "environment": [envs[name]["id"] for name in envs]}
+    fields.update({f"value-{env['id']}": f"https://{name.lower()}.example\r\nsecond line"
+                   for name, env in envs.items()})
+    refused = owner_client.post(base + "secrets/new", data=fields)
+    assert refused.status_code == 400 and "environment variable" in html.unescape(body(refused))
+    fields["key"] = "api_url"
+    saved = owner_client.post(base + "secrets/new", data=fields)
+    assert saved.status_code == 303
+    assert "Secret created in 3 environment(s)." in body(owner_client.get(saved.location))
+    from phase_lite import secrets
+
+    for name, env in envs.items():
+        (made,) = secrets.list_secrets(services, env)
+        assert (made.key, made.value, made.comment, made.tags, made.type, made.path) == (
+            "API_URL", f"https://{name.lower()}.example\nsecond line", "the API",
+            ("web", "edge"), "config", "/svc")
+    # all or none: a duplicate in one environment leaves the others untouched
+    fields["environment"] = [envs["Staging"]["id"]]
+    fields["key"], fields["path"] = "ONLY_HERE", "/"
+    assert owner_client.post(base + "secrets/new", data=fields).status_code == 303
+    fields["environment"] = [env["id"] for env in envs.values()]
+    again = owner_client.post(base + "secrets/new", data=fields)
+    assert again.status_code == 409
+    assert [s.key for s in secrets.list_secrets(services, envs["Production"])] == ["API_URL"]
+    none = owner_client.post(base + "secrets/new", data=fields | {"environment": [],
+                                                                  "key": "NEW"})
+    assert none.status_code == 400 and "Choose at least one environment." in body(none)

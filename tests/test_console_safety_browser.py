@@ -189,3 +189,28 @@ def test_a_developer_is_shown_only_the_pages_they_may_open(page, server):
     for number in range(len(links)):
         nav.get_by_role("link").nth(number).click()
         expect(page.get_by_role("heading", level=1, name="Not allowed")).to_have_count(0)
+
+
+def test_a_new_apps_overview_adds_a_key_to_all_three_environments(page, server):
+    sign_in(page)
+    make_app(page, "three-at-once")
+    page.get_by_role("link", name="Add a secret to every environment").click()
+    check_page(page, "new-key-across")
+    page.get_by_label("Key").press_sequentially("stripe key")
+    for name in ("Development", "Staging", "Production"):
+        expect(page.get_by_label(f"Add to {name}")).to_be_checked()
+        page.get_by_label(f"Value in {name}").fill(f"sk_{name.lower()}")
+    page.get_by_label("Comment").fill("payments")
+    page.get_by_label("Tags").fill("billing")
+    page.get_by_label("Type").select_option("config")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_contain_text("Secret created in 3 environment(s).")
+    row = page.get_by_role("row").filter(has_text="STRIPE_KEY")
+    for number in range(3):
+        expect(row.get_by_role("cell").nth(number)).to_contain_text("present")
+    for name in ("Development", "Staging", "Production"):
+        page.get_by_role("link", name=name, exact=True).first.click()
+        secret = row_of(page, "STRIPE_KEY")
+        expect(secret.get_by_role("cell").nth(1)).to_have_text("payments")
+        expect(secret.get_by_role("cell").nth(2)).to_contain_text("billing")
+        page.go_back()

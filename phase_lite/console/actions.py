@@ -175,6 +175,20 @@ def create_secrets(caller, env, entries, page_version=None):
                                       caller.meta, expected_version=page_version)
 
 
+def create_across(caller, entries):
+    """Create one secret in each of several environments (``[(environment, NewSecret)]``),
+    all of them or none: one transaction, each environment's own write and audit event."""
+    for env, _ in entries:
+        secrets.require_permission(caller.principal, env, "POST")
+    try:
+        with caller.services.db.transaction():
+            return [secrets.create_secrets(caller.services, caller.principal, env, [entry],
+                                           caller.meta)[0] for env, entry in entries]
+    except BaseException:
+        _forget_snapshot(caller, None)  # the environments written first were rolled back
+        raise
+
+
 def update_secrets(caller, env, changes, page_version):
     secrets.require_permission(caller.principal, env, "PUT")
     with as_of(page_version):

@@ -67,6 +67,37 @@ def app_overview(app_id, revealed=None, opened=None):
                   folder_counts={env_id: count_folders(found) for env_id, found in listed.items()})
 
 
+@bp.route(PREFIX + "/apps/<app_id>/secrets/new", methods=["GET", "POST"])
+@signed_in
+def new_key(app_id):
+    """One key in several environments at once (every one by default): a value for each,
+    the same type, comment and tags; created in all of them or in none."""
+    who = caller()
+    app_row = actions.app(who, app_id)
+    envs = actions.environments(who, app_row)
+    page = {"app": app_row, "envs": envs}
+    if not posted():
+        return render("new_key.html", **page, form={"path": ROOT},
+                      chosen={env["id"] for env in envs})
+    chosen = set(request.form.getlist("environment"))
+    try:
+        key = dotenv.check_key(request.form.get("key", ""))
+        if not chosen.intersection(env["id"] for env in envs):
+            raise InvalidRequest("Choose at least one environment.")
+        common = {"key": key, "comment": request.form.get("comment", ""),
+                  "path": normalize_path(request.form.get("path") or ROOT),
+                  "tags": _tags(request.form.get("tags")),
+                  "type": request.form.get("type") or None}
+        entries = [(env, secrets.parse_new_secrets({"secrets": [
+                       common | {"value": typed("value-" + env["id"])}]})[0])
+                   for env in envs if env["id"] in chosen]
+        actions.create_across(who, entries)
+    except PhaseError as exc:
+        return refused("new_key.html", exc, **page, form=request.form, chosen=chosen)
+    return back("console.app_overview", "key_created", {"environments": len(entries)},
+                app_id=app_id)
+
+
 def count_folders(found):
     """How many folders the secrets' paths make (``/a/b`` is two)."""
     return len({folder for secret in found for folder, _, _ in folder_chain(secret.path)})
