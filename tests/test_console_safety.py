@@ -438,3 +438,21 @@ def test_one_form_adds_a_key_to_several_environments(demo, owner_client, service
     none = owner_client.post(base + "secrets/new", data=fields | {"environment": [],
                                                                   "key": "NEW"})
     assert none.status_code == 400 and "Choose at least one environment." in body(none)
+
+
+def test_config_values_are_shown_without_asking_and_recorded_as_read(demo, owner_client,
+                                                                      services):
+    app_row, envs = demo
+    env = envs["Staging"]
+    shown = put(services, env, "LOG_LEVEL", "debug-level", type="config")
+    put(services, env, "PASSWORD", "hidden-password")
+    before = len(read_secret_ids(services))
+    listing = body(owner_client.get(env_url(app_row, env)))
+    assert "debug-level" in listing and "hidden-password" not in listing
+    overview = body(owner_client.get(f"/console/apps/{app_row['id']}/"))
+    assert "debug-level" in overview and "hidden-password" not in overview
+    reads = read_secret_ids(services)
+    assert len(reads) == before + 2 and reads.count([shown.id]) == 2
+    put(services, envs["Production"], "PLAIN", "x")
+    owner_client.get(env_url(app_row, envs["Production"]))  # no config: nothing read
+    assert len(read_secret_ids(services)) == before + 2

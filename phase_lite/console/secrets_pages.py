@@ -58,11 +58,14 @@ def app_overview(app_id, revealed=None, opened=None):
         env, secret, _ = next(cell for cell in row["cells"] if cell[1] is not None)
         row["named"] = f"{env['id']}/{secret.id}"
     tags = sorted({tag for found in listed.values() for secret in found for tag in secret.tags})
+    revealed = dict(revealed or {})
+    for env in envs:  # config values are shown without asking, as Phase's console does
+        revealed.update(config_values(who, env, listed[env["id"]], revealed))
     filters = {"tag": request.args.get("tag", ""), "type": request.args.get("type", "")}
     return render("app.html", app=app_row, envs=envs, rows=filter_rows(rows, **filters),
                   mirror=actions.mirror_of(who, app_row),
                   total=len(rows), tags=tags, filters=filters, mask=MASK,
-                  revealed=revealed or {}, opened=opened,
+                  revealed=revealed, opened=opened,
                   counts={env_id: len(found) for env_id, found in listed.items()},
                   folder_counts={env_id: count_folders(found) for env_id, found in listed.items()})
 
@@ -199,10 +202,23 @@ def environment(app_id, env_id, revealed=None, status=200, error=None):
                       if secret.path.startswith(prefix) and secret.path != path})
     overrides = secrets.personal_overrides(who.services, who.principal, env,
                                            [secret.id for secret in here])
+    revealed = dict(revealed or {})
+    revealed.update(config_values(who, env, here, revealed))
     return render("environment.html", status, app=app_row, env=env, path=path,
                   folder_crumbs=_crumbs(path), folders=folders, secrets=here,
-                  revealed=revealed or {}, overrides=overrides, mask=MASK, error=error,
+                  revealed=revealed, overrides=overrides, mask=MASK, error=error,
                   envs=actions.environments(who, app_row))
+
+
+def config_values(caller_, env, listed, revealed):
+    """The shown values of the ``config`` secrets among ``listed`` not revealed already (a
+    read, recorded as any reveal is); none asked, nothing read."""
+    wanted = [secret.id for secret in listed
+              if secret.type == "config" and secret.id not in revealed]
+    if not wanted:
+        return {}
+    return {secret_id: revealed_value(item)
+            for secret_id, item in actions.reveal(caller_, env, wanted).items()}
 
 
 def folder_arg(path):
