@@ -456,3 +456,51 @@ def test_config_values_are_shown_without_asking_and_recorded_as_read(demo, owner
     put(services, envs["Production"], "PLAIN", "x")
     owner_client.get(env_url(app_row, envs["Production"]))  # no config: nothing read
     assert len(read_secret_ids(services)) == before + 2
+
+
+def test_edit_in_place_writes_only_value_comment_and_tags_at_the_opened_version(
+        demo, owner_client, services, db):
+    app_row, envs = demo
+    env = envs["Development"]
+    url = env_url(app_row, env)
+    json_accept = {"Accept": "application/json"}
+    csrf = {"csrf_token": owner_client.csrf}
+    plain = put(services, env, "PLAIN", "one", comment="c", tags=("t",), path="/p")
+    sealed = put(services, env, "LOCKED", "never shown", type="sealed")
+    owner_client.post(url + f"secrets/{plain.id}/edit", data=csrf | {  # an override of mine
+        "key": "PLAIN", "value": "one", "comment": "c", "tags": "t", "path": "/p",
+        "override_value": "mine", "override_active": "1",
+        "env_version": version_of(db, env)})
+    opened = owner_client.post(url + f"secrets/{plain.id}/in-place", data=csrf | {
+        "step": "open"}, headers=json_accept).get_json()
+    assert opened == {"value": "one", "comment": "c", "tags": ["t"], "sealed": False,
+                      "env_version": int(version_of(db, env))}
+    saved = owner_client.post(url + f"secrets/{plain.id}/in-place", data=csrf | {
+        "step": "save", "value": "two\r\nlines", "comment": "new", "tags": "a, b",
+        "env_version": str(opened["env_version"])}, headers=json_accept)
+    assert saved.status_code == 200
+    assert saved.get_json() == {"comment": "new", "tags": ["a", "b"], "value": "two\nlines",
+                                "unresolved": False, "override": "mine",
+                                "env_version": int(version_of(db, env))}
+    from phase_lite import secrets
+
+    (now,) = [s for s in secrets.list_secrets(services, env) if s.id == plain.id]
+    assert (now.key, now.path, now.type, now.value) == ("PLAIN", "/p", "secret", "two\nlines")
+    stale = owner_client.post(url + f"secrets/{plain.id}/in-place", data=csrf | {
+        "step": "save", "value": "lost", "env_version": str(opened["env_version"])},
+        headers=json_accept)
+    assert stale.status_code == 412 and STALE in stale.get_json()["error"]
+    locked = owner_client.post(url + f"secrets/{sealed.id}/in-place", data=csrf | {
+        "step": "open"}, headers=json_accept).get_json()
+    assert locked["value"] is None and locked["sealed"]
+    owner_client.post(url + f"secrets/{sealed.id}/in-place", data=csrf | {
+        "step": "save", "value": "ignored", "comment": "noted",
+        "env_version": version_of(db, env)}, headers=json_accept)
+    (kept,) = [s for s in secrets.list_secrets(services, env) if s.id == sealed.id]
+    assert (kept.value, kept.comment) == ("never shown", "noted")
+    # without script: the full form, or the folder again
+    asked = owner_client.post(url + f"secrets/{plain.id}/in-place", data=csrf)
+    assert asked.status_code == 303 and asked.location.endswith(f"{plain.id}/edit")
+    done = owner_client.post(url + f"secrets/{plain.id}/in-place", data=csrf | {
+        "step": "save", "value": "three", "env_version": version_of(db, env)})
+    assert done.status_code == 303 and "path=/p" in done.location

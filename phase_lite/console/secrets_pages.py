@@ -4,10 +4,10 @@ import json
 import unicodedata
 from urllib.parse import quote
 
-from flask import Response, abort, g, request, url_for
+from flask import Response, abort, g, redirect, request, url_for
 
 from .. import mirror, secrets
-from ..errors import InvalidRequest, PhaseError, PreconditionFailed
+from ..errors import InvalidRequest, PhaseError, PreconditionFailed, status_of
 from ..paths import ROOT, folder_chain, normalize_path
 from . import actions, dotenv
 from .web import (PREFIX, back, bp, caller, posted, refused, render, signed_in,
@@ -364,6 +364,51 @@ def edit_secret(app_id, env_id, secret_id):
         return refused("secret_form.html", exc, app=app_row, env=env, secret=secret,
                        form=request.form, override=override)
     return back_to_folder(env, normalize_path(change["path"]), "secret_saved")
+
+
+@bp.route(PREFIX + "/apps/<app_id>/environments/<env_id>/secrets/<secret_id>/in-place",
+          methods=["POST"])
+@signed_in
+def edit_in_place(app_id, env_id, secret_id):
+    """The page script's editor in a row: ``step=open`` answers the value (a read, as the
+    full form's), comment, tags and the environment's version; ``step=save`` writes the
+    value (kept for a sealed secret), comment and tags if the environment is still at the
+    ``env_version`` it was opened at (never the key, path, type or override: the full form
+    does those). JSON for the script; without it, the full form or the folder again."""
+    who, _, env, secret = _secret(app_id, env_id, secret_id)
+    script = request.accept_mimetypes.best == "application/json"
+    if request.form.get("step") != "save":
+        if not script:
+            return redirect(env_url("console.edit_secret", env, secret_id=secret_id), 303)
+        value = None
+        if secret.type != "sealed":  # the value as written, read as the full form reads it
+            actions.reveal(who, env, [secret.id])
+            value = secret.value
+        return _json({"value": value, "comment": secret.comment, "tags": list(secret.tags),
+                      "sealed": secret.type == "sealed", "env_version": env["version"]})
+    change = {"id": secret.id, "comment": request.form.get("comment", ""),
+              "tags": _tags(request.form.get("tags"))}
+    if secret.type != "sealed":
+        change["value"] = typed("value")
+    try:
+        (saved,) = actions.update_secrets(
+            who, env, secrets.parse_secret_changes({"secrets": [change]}), page_version())
+    except PhaseError as exc:
+        if not script:
+            raise
+        return _json({"error": exc.message}, status_of(exc))
+    if not script:
+        return back_to_folder(env, saved.path, "secret_saved")
+    fresh = actions.fresh_environment(who, env)
+    shown = {"comment": saved.comment, "tags": list(saved.tags),
+             "env_version": fresh["version"]}
+    if saved.type != "sealed":
+        shown.update(revealed_value(actions.reveal(who, fresh, [saved.id])[saved.id]))
+    return _json(shown)
+
+
+def _json(document, status=200):
+    return Response(json.dumps(document), status=status, mimetype="application/json")
 
 
 @bp.route(PREFIX + "/apps/<app_id>/environments/<env_id>/secrets/<secret_id>/delete",
