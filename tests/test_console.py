@@ -345,6 +345,7 @@ def test_reveal_shows_the_value_resolved_and_records_a_read(db, demo, owner_clie
     for key, value in (("HOST", "db.local"), ("URL", "postgres://${HOST}/app"),
                        ("BROKEN", "${NOPE}")):
         owner_client.post(url + "secrets/new", data={"key": key, "value": value,
+                                                     "confirm_references": "yes",
                                                      "csrf_token": owner_client.csrf})
     page = owner_client.get(url).get_data(as_text=True)
     ids = dict(re.findall(r'<tr id="secret-([^"]+)">\s*<th scope="row" class="mono">([A-Z]+)',

@@ -504,3 +504,43 @@ def test_edit_in_place_writes_only_value_comment_and_tags_at_the_opened_version(
     done = owner_client.post(url + f"secrets/{plain.id}/in-place", data=csrf | {
         "step": "save", "value": "three", "env_version": version_of(db, env)})
     assert done.status_code == 303 and "path=/p" in done.location
+
+
+def test_a_reference_that_does_not_resolve_is_asked_about_before_saving(
+        demo, owner_client, services, db):
+    app_row, envs = demo
+    env = envs["Staging"]
+    url = env_url(app_row, env)
+    csrf = {"csrf_token": owner_client.csrf}
+    put(services, env, "HOST", "db.internal")
+    put(services, envs["Production"], "PASSWORD", "p")
+    value = "postgres://${HOST}:${Production.PASSWORD}@${PORT}/${Nowhere.X}${{literal}}"
+    asked = owner_client.post(url + "secrets/new", data=csrf | {"key": "DSN", "value": value})
+    text = html.unescape(body(asked))
+    assert asked.status_code == 200 and "Not saved yet" in text
+    assert "${PORT}" in text and "${Nowhere.X}" in text
+    assert "<code>${HOST}</code>" not in text and "${Production.PASSWORD}</code>" not in text
+    assert f">{html.escape(value, quote=False)}</textarea>" in body(asked)  # kept
+    assert exported(owner_client, app_row, env) == {"HOST": "db.internal"}
+    saved = owner_client.post(url + "secrets/new", data=csrf | {
+        "key": "DSN", "value": value, "confirm_references": "yes"})
+    assert saved.status_code == 303
+    from phase_lite import secrets
+
+    def stored():
+        return next(s for s in secrets.list_secrets(services, env) if s.key == "DSN")
+
+    dsn = stored()
+    assert dsn.value == value
+    # the same on an edit that changes the value, and in place; not on an unchanged one
+    unchanged = owner_client.post(url + f"secrets/{dsn.id}/edit", data=csrf | {
+        "key": "DSN", "value": value, "comment": "noted", "env_version": version_of(db, env)})
+    assert unchanged.status_code == 303
+    changed = owner_client.post(url + f"secrets/{dsn.id}/edit", data=csrf | {
+        "key": "DSN", "value": "${MISSING}", "env_version": version_of(db, env)})
+    assert "Not saved yet" in body(changed)
+    in_place = owner_client.post(url + f"secrets/{dsn.id}/in-place", data=csrf | {
+        "step": "save", "value": "${MISSING}", "env_version": version_of(db, env)},
+        headers={"Accept": "application/json"})
+    assert in_place.status_code == 409 and in_place.get_json()["unresolved"] == ["${MISSING}"]
+    assert stored().value == value and stored().comment == "noted"

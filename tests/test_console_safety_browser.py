@@ -272,3 +272,21 @@ def test_edit_in_place_in_the_list_and_the_overview_with_the_keyboard(context, p
     page.get_by_role("link", name="Staging", exact=True).first.click()
     row_of(page, "REGION").get_by_role("button", name=re.compile("^Reveal")).click()
     expect(row_of(page, "REGION").locator("code.revealed")).to_have_text("us-east-1")
+
+
+def test_a_broken_reference_is_warned_about_before_it_is_saved(page, server):
+    sign_in(page)
+    make_app(page, "references")
+    page.get_by_role("link", name="Development", exact=True).click()
+    new_secret(page, "HOST", "db.internal")
+    page.get_by_role("button", name="New secret").click()
+    page.get_by_label("Key").fill("DSN")
+    page.get_by_label("Value").fill("postgres://${HOST}:${PORT}/app")
+    page.get_by_role("button", name="Save", exact=True).click()
+    warning = page.get_by_role("alert")
+    expect(warning).to_contain_text("${PORT}")
+    expect(warning).not_to_contain_text("${HOST}")
+    check_page(page, "reference-warning")
+    expect(page.get_by_label("Value")).to_have_value("postgres://${HOST}:${PORT}/app")
+    page.get_by_role("button", name="Save anyway").click()
+    expect(row_of(page, "DSN")).to_be_visible()

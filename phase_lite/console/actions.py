@@ -175,6 +175,13 @@ def create_secrets(caller, env, entries, page_version=None):
                                       caller.meta, expected_version=page_version)
 
 
+def unresolved_references(caller, env, value, key, path):
+    """The references of a value about to be saved that would not resolve for the caller."""
+    secrets.require_permission(caller.principal, env, "GET")
+    return secrets.unresolved_references(caller.services, caller.principal, env, value, key,
+                                         path)
+
+
 def create_across(caller, entries):
     """Create one secret in each of several environments (``[(environment, NewSecret)]``),
     all of them or none: one transaction, each environment's own write and audit event."""

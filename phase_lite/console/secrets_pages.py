@@ -94,6 +94,11 @@ def new_key(app_id):
         entries = [(env, secrets.parse_new_secrets({"secrets": [
                        common | {"value": typed("value-" + env["id"])}]})[0])
                    for env in envs if env["id"] in chosen]
+        unresolved = {env["name"]: found for env, entry in entries if (
+            found := unconfirmed_references(who, env, entry.value, key, common["path"]))}
+        if unresolved:
+            return render("new_key.html", **page, form=request.form, chosen=chosen,
+                          unresolved=unresolved)
         actions.create_across(who, entries)
     except PhaseError as exc:
         return refused("new_key.html", exc, **page, form=request.form, chosen=chosen)
@@ -292,6 +297,10 @@ def new_secret(app_id, env_id):
              "tags": _tags(request.form.get("tags")), "type": request.form.get("type") or None}
     try:
         entry["key"] = dotenv.check_key(entry["key"])
+        unresolved = unconfirmed_references(who, env, entry["value"], entry["key"], path)
+        if unresolved:
+            return render("secret_form.html", app=app_row, env=env, secret=None,
+                          form=request.form, override=None, unresolved=unresolved)
         # "Add value" was opened beside the other environments' values: it carries the
         # version this environment had then (a plain new secret overwrites nothing)
         actions.create_secrets(who, env, secrets.parse_new_secrets({"secrets": [entry]}),
@@ -300,6 +309,14 @@ def new_secret(app_id, env_id):
         return refused("secret_form.html", exc, app=app_row, env=env, secret=None,
                        form=request.form, override=None)
     return back_to_folder(env, path, "secret_created")
+
+
+def unconfirmed_references(who, env, value, key, path):
+    """The value's references that would not resolve, unless the form said to save anyway
+    (``confirm_references``): a form asks before saving such a value."""
+    if request.form.get("confirm_references") == "yes":
+        return []
+    return actions.unresolved_references(who, env, value, key, normalize_path(path or ROOT))
 
 
 def page_version(required=True):
@@ -358,6 +375,12 @@ def edit_secret(app_id, env_id, secret_id):
     try:
         if change["key"].strip().upper() != secret.key:  # a key made by the API may stay
             change["key"] = dotenv.check_key(change["key"])
+        if change.get("value", secret.value) != secret.value:
+            unresolved = unconfirmed_references(who, env, change["value"],
+                                                change["key"].strip().upper(), change["path"])
+            if unresolved:
+                return render("secret_form.html", app=app_row, env=env, secret=secret,
+                              form=request.form, override=override, unresolved=unresolved)
         actions.update_secrets(who, env, secrets.parse_secret_changes({"secrets": [change]}),
                                page_version())
     except PhaseError as exc:
@@ -390,6 +413,11 @@ def edit_in_place(app_id, env_id, secret_id):
               "tags": _tags(request.form.get("tags"))}
     if secret.type != "sealed":
         change["value"] = typed("value")
+        unresolved = (unconfirmed_references(who, env, change["value"], secret.key, secret.path)
+                      if change["value"] != secret.value else [])
+        if unresolved and script:
+            return _json({"error": UNRESOLVED.format(", ".join(unresolved)),
+                          "unresolved": unresolved}, 409)
     try:
         (saved,) = actions.update_secrets(
             who, env, secrets.parse_secret_changes({"secrets": [change]}), page_version())
@@ -405,6 +433,10 @@ def edit_in_place(app_id, env_id, secret_id):
     if saved.type != "sealed":
         shown.update(revealed_value(actions.reveal(who, fresh, [saved.id])[saved.id]))
     return _json(shown)
+
+
+UNRESOLVED = ("Not saved yet: {} would not resolve here (a missing key, environment or app, "
+              "or one you may not read). Save again to save it anyway.")
 
 
 def _json(document, status=200):

@@ -266,12 +266,17 @@
         var fields = { step: "save", comment: comment.value, tags: tags.value,
                        env_version: opened };
         if (value) fields.value = value.value;
+        if (form.dataset.confirmReferences) fields.confirm_references = "yes";
         save.disabled = true;
         postForm(url, fields).then(function (saved) {
           save.disabled = false;
           if (!saved.ok) {
             alert.textContent = saved.data.error || "Not saved.";
             alert.hidden = false;
+            if (saved.data.unresolved) {  // asked once: the next save saves anyway
+              form.dataset.confirmReferences = "yes";
+              save.textContent = "Save " + keyName + " anyway";
+            }
             return;
           }
           movedOn(envId, saved.data.env_version);
