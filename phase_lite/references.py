@@ -23,6 +23,7 @@ from .paths import split_reference
 CROSS_APP_PATTERN = re.compile(r"\$\{(?!\{)([^{}]+?)::([^{}]+?)\.([^{}]+?)\}")
 CROSS_ENV_PATTERN = re.compile(r"\$\{(?!\{)(?![^{}]*::)([^{}.]+?)\.([^{}]+?)\}")
 LOCAL_PATTERN = re.compile(r"\$\{(?!\{)([^{}.]+?)\}")
+REFERENCE_TOKEN = re.compile(r"\$\{(?!\{)[^{}]+?\}")  # any of the three, whole
 
 MAX_DEPTH = 25
 # A value that would grow past this while resolving keeps its remaining references verbatim:

@@ -26,6 +26,11 @@ def set_password(services, email, password=PASSWORD, role=None):
     return support.set_console_password(services, email, password, role)
 
 
+def env_version(db, env):
+    """What a single-secret form carries: the environment's version when it was opened."""
+    return str(app_store.environment_versions(db, [env["id"]])[env["id"]])
+
+
 def events(db, action=None):
     rows = audit_store.list_events(db, limit=1000)
     return [row for row in rows if action is None or row["action"] == action]
@@ -340,6 +345,7 @@ def test_reveal_shows_the_value_resolved_and_records_a_read(db, demo, owner_clie
     for key, value in (("HOST", "db.local"), ("URL", "postgres://${HOST}/app"),
                        ("BROKEN", "${NOPE}")):
         owner_client.post(url + "secrets/new", data={"key": key, "value": value,
+                                                     "confirm_references": "yes",
                                                      "csrf_token": owner_client.csrf})
     page = owner_client.get(url).get_data(as_text=True)
     ids = dict(re.findall(r'<tr id="secret-([^"]+)">\s*<th scope="row" class="mono">([A-Z]+)',
@@ -374,7 +380,8 @@ def test_edit_delete_history_and_restore(db, demo, owner_client):
     assert ">one</textarea>" in form
     saved = owner_client.post(url + f"secrets/{secret_id}/edit", data={
         "key": "API", "value": "two", "comment": "second", "path": "/", "tags": "",
-        "type": "secret", "csrf_token": owner_client.csrf})
+        "type": "secret", "env_version": env_version(db, envs["Staging"]),
+        "csrf_token": owner_client.csrf})
     assert saved.status_code == 303
     history = owner_client.get(url + f"secrets/{secret_id}/history").get_data(as_text=True)
     assert "Version 2" in history and "Version 1" in history
@@ -384,12 +391,13 @@ def test_edit_delete_history_and_restore(db, demo, owner_client):
                               data={"version": "2", "csrf_token": owner_client.csrf})
     assert "<del><code>one</code></del>" in shown.get_data(as_text=True)
     owner_client.post(url + f"secrets/{secret_id}/restore",
-                      data={"version": "1", "csrf_token": owner_client.csrf})
+                      data={"version": "1", "env_version": env_version(db, envs["Staging"]),
+                            "csrf_token": owner_client.csrf})
     exported = owner_client.get(url + "export.env")
     assert exported.get_data(as_text=True) == 'API="one"\n'
     assert "attachment" in exported.headers["Content-Disposition"]
     owner_client.post(url + f"secrets/{secret_id}/delete", data=CONFIRMED | {
-        "csrf_token": owner_client.csrf})
+        "env_version": env_version(db, envs["Staging"]), "csrf_token": owner_client.csrf})
     assert "API" not in owner_client.get(url).get_data(as_text=True).split("<tbody>")[1]
     assert owner_client.get(url + "export.json").get_json() == {}
 
@@ -404,7 +412,8 @@ def test_a_secret_sealed_later_reveals_no_version_in_its_history(db, demo, owner
     for value, kind in (("second-plain", "secret"), ("", "sealed")):
         assert owner_client.post(url + f"secrets/{secret_id}/edit", data={
             "key": "TOKEN", "value": value, "comment": "", "path": "/", "tags": "",
-            "type": kind, "csrf_token": owner_client.csrf}).status_code == 303
+            "type": kind, "env_version": env_version(db, envs["Staging"]),
+            "csrf_token": owner_client.csrf}).status_code == 303
     history = url + f"secrets/{secret_id}/history"
     shown = owner_client.get(history).get_data(as_text=True)
     assert "Version 3" in shown and "no version's value is shown" in shown
@@ -439,24 +448,37 @@ def test_bulk_edit_is_atomic_and_refuses_a_stale_page(db, demo, owner_client):
     page = html.unescape(owner_client.get(url + "bulk-edit").get_data(as_text=True))
     assert 'A="a"\nB="b"' in page
     version = re.search(r'name="version" value="(\d+)"', page).group(1)
-    saved = owner_client.post(url + "bulk-edit", data={
-        "text": 'A="changed"\nC="new"\n', "version": version, "csrf_token": owner_client.csrf})
+    edited = {"text": 'A="changed"\nC="new"\n', "version": version,
+              "csrf_token": owner_client.csrf}
+    preview = owner_client.post(url + "bulk-edit", data=edited).get_data(as_text=True)
+    assert re.search(r"C</th><td[^>]*>created", preview)
+    assert re.search(r"A</th><td[^>]*>changed", preview)
+    assert re.search(r"B</th><td[^>]*>deleted", preview)
+    assert owner_client.get(url + "export.json").get_json() == {"A": "a", "B": "b"}
+    unticked = owner_client.post(url + "bulk-edit", data=edited | {"step": "apply"})
+    assert unticked.status_code == 400  # a delete is confirmed first
+    assert owner_client.get(url + "export.json").get_json() == {"A": "a", "B": "b"}
+    saved = owner_client.post(url + "bulk-edit", data=edited | {"step": "apply",
+                                                                "confirm_delete": "yes"})
     assert saved.status_code == 303
     assert "created=1&updated=1&deleted=1&unchanged=0" in saved.location
     assert "1 created, 1 updated, 1 deleted, 0 unchanged" in owner_client.get(
         saved.location).get_data(as_text=True)
-    stale = owner_client.post(url + "bulk-edit", data={
-        "text": 'A="lost"\n', "version": version, "csrf_token": owner_client.csrf})
-    assert stale.status_code == 412  # the API's If-Match rule
-    assert "changed since you opened this page" in stale.get_data(as_text=True)
+    for step in ("apply", None):  # refused when saved, and already when previewed
+        stale = owner_client.post(url + "bulk-edit", data={
+            "text": 'A="lost"\nC="new"\n', "version": version, "step": step,
+            "csrf_token": owner_client.csrf})
+        assert stale.status_code == 412  # the API's If-Match rule
+        assert "changed since you opened this page" in stale.get_data(as_text=True)
     unversioned = owner_client.post(url + "bulk-edit", data={
-        "text": 'A="lost"\n', "csrf_token": owner_client.csrf})
+        "text": 'A="lost"\nC="new"\n', "step": "apply", "csrf_token": owner_client.csrf})
     assert unversioned.status_code == 412
     assert owner_client.get(url + "export.json").get_json() == {"A": "changed", "C": "new"}
     current = re.search(r'name="version" value="(\d+)"',
                         owner_client.get(url + "bulk-edit").get_data(as_text=True)).group(1)
     bad = owner_client.post(url + "bulk-edit", data={
-        "text": 'A="x"\nnot a line\n', "version": current, "csrf_token": owner_client.csrf})
+        "text": 'A="x"\nnot a line\n', "version": current, "step": "apply",
+        "csrf_token": owner_client.csrf})
     assert bad.status_code == 400 and "Line 2 is not KEY=value." in bad.get_data(as_text=True)
     assert owner_client.get(url + "export.json").get_json() == {"A": "changed", "C": "new"}
 
@@ -701,7 +723,7 @@ def test_personal_override_and_sealed_secrets(db, demo, owner_client):
     owner_client.post(url + f"secrets/{ids['MINE']}/edit", data={
         "key": "MINE", "value": "MINE value", "path": "/", "type": "secret",
         "override_value": "only for me", "override_active": "1",
-        "csrf_token": owner_client.csrf})
+        "env_version": env_version(db, envs["Development"]), "csrf_token": owner_client.csrf})
     shown = owner_client.post(url + "reveal", data={
         "secret": [ids["MINE"], ids["LOCKED"]], "csrf_token": owner_client.csrf},
         headers={"Accept": "application/json"}).get_json()
@@ -743,17 +765,17 @@ def test_deleted_secrets_can_be_found_and_restored(db, demo, owner_client):
     secret_id = re.search(r'<tr id="secret-([^"]+)">',
                           owner_client.get(url).get_data(as_text=True)).group(1)
     owner_client.post(url + f"secrets/{secret_id}/delete", data=CONFIRMED | {
-        "csrf_token": owner_client.csrf})
+        "env_version": env_version(db, envs["Staging"]), "csrf_token": owner_client.csrf})
     page = owner_client.get(url + "deleted").get_data(as_text=True)
     assert ">GONE</th>" in page and "was here" not in page
     history = owner_client.get(url + f"secrets/{secret_id}/history").get_data(as_text=True)
     assert "This secret is deleted." in history and "deleted</span>" in history
-    restored = owner_client.post(url + f"deleted/{secret_id}/restore",
-                                 data={"csrf_token": owner_client.csrf})
+    restored = owner_client.post(url + f"deleted/{secret_id}/restore", data={
+        "env_version": env_version(db, envs["Staging"]), "csrf_token": owner_client.csrf})
     assert restored.status_code == 303
     assert owner_client.get(url + "export.json").get_json() == {"GONE": "was here"}
-    again = owner_client.post(url + f"deleted/{secret_id}/restore",
-                              data={"csrf_token": owner_client.csrf})
+    again = owner_client.post(url + f"deleted/{secret_id}/restore", data={
+        "env_version": env_version(db, envs["Staging"]), "csrf_token": owner_client.csrf})
     assert again.status_code == 404
     assert "This secret is not deleted." in again.get_data(as_text=True)
     page = owner_client.get(url).get_data(as_text=True)  # the same secret, undeleted
@@ -761,11 +783,11 @@ def test_deleted_secrets_can_be_found_and_restored(db, demo, owner_client):
     history = owner_client.get(url + f"secrets/{secret_id}/history").get_data(as_text=True)
     assert "restored from version 1" in history
     owner_client.post(url + f"secrets/{secret_id}/delete", data=CONFIRMED | {
-        "csrf_token": owner_client.csrf})
+        "env_version": env_version(db, envs["Staging"]), "csrf_token": owner_client.csrf})
     owner_client.post(url + "secrets/new", data={"key": "GONE", "value": "new one",
                                                  "csrf_token": owner_client.csrf})
-    taken = owner_client.post(url + f"deleted/{secret_id}/restore",
-                              data={"csrf_token": owner_client.csrf})
+    taken = owner_client.post(url + f"deleted/{secret_id}/restore", data={
+        "env_version": env_version(db, envs["Staging"]), "csrf_token": owner_client.csrf})
     assert taken.status_code == 409
     assert "Duplicate secret found" in taken.get_data(as_text=True)
 
@@ -853,7 +875,9 @@ def test_destructive_actions_ask_first_without_script(name, app, services, demo,
     assert '<input type="hidden" name="confirmed" value="yes">' in form.group(2)
     assert owner_client.post(url, data=CONFIRMED | {"csrf_token": "forged"}).status_code == 403
     assert alive()
-    done = owner_client.post(url, data=CONFIRMED | {"csrf_token": csrf_of(asked)})
+    carried = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">',
+                              form.group(2)))
+    done = owner_client.post(url, data=carried | {"csrf_token": csrf_of(asked)})
     assert done.status_code == 303 and not alive()
 
 

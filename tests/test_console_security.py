@@ -14,6 +14,7 @@ from phase_lite import accounts
 from phase_lite.console.web import CAPABILITY_ENDPOINTS
 from phase_lite.cli import main as cli_main
 from phase_lite.console import sessions
+from phase_lite.store import apps as app_store
 from phase_lite.store import audit as audit_store
 
 pytestmark = pytest.mark.both_backends
@@ -232,8 +233,14 @@ def test_out_of_range_versions_are_a_400_page_and_change_nothing(owner_client, w
             assert answer.status_code == 400, (url, version, answer.status_code)
             assert answer.mimetype == "text/html"
     assert fingerprint(db) == before
-    restored = owner_client.post(f"{secret}/restore",
-                                 data={"csrf_token": owner_client.csrf, "version": "1"})
+    for version in (HUGE, "-1", "\u0661"):  # a form's environment version, likewise
+        answer = owner_client.post(f"{secret}/edit", data={
+            "csrf_token": owner_client.csrf, "value": "x", "env_version": version})
+        assert answer.status_code == 400, (version, answer.status_code)
+    assert fingerprint(db) == before
+    current = app_store.environment_versions(db, [world["env_id"]])[world["env_id"]]
+    restored = owner_client.post(f"{secret}/restore", data={
+        "csrf_token": owner_client.csrf, "version": "1", "env_version": str(current)})
     assert restored.status_code == 303
 
 
@@ -440,8 +447,8 @@ def test_wrong_current_passwords_are_throttled_and_audited_like_sign_ins(
                        (user["id"],))
     statuses = [change_password(owner_client, f"guess number {n}").status_code
                 for n in range(12)]
-    # the fixture's sign-in was the email's first attempt of its ten
-    assert statuses == [403] * 9 + [429] * 3
+    # ten failures, then refused (the fixture's sign-in succeeded: it does not count)
+    assert statuses == [403] * 10 + [429] * 2
     refused = change_password(owner_client, PASSWORD)  # even the right one, for now
     assert refused.status_code == 429
     assert "Too many password attempts" in refused.get_data(as_text=True)
@@ -449,7 +456,7 @@ def test_wrong_current_passwords_are_throttled_and_audited_like_sign_ins(
     assert db.scalar("SELECT password_hash FROM user_passwords WHERE user_id = ?",
                      (user["id"],)) == stored
     refusals = events(db, "password_refused")
-    assert len(refusals) == 9
+    assert len(refusals) == 10
     assert {(row["actor_type"], row["actor_id"], row["resource_id"], row["channel"])
             for row in refusals} == {("user", user["id"], user["id"], "console")}
 

@@ -12,6 +12,7 @@ from phase_lite import audit, backup, migrations
 from phase_lite.app import create_app, init_data_dir
 from phase_lite.config import ConfigError, load_config
 from phase_lite.store.postgres import MIGRATIONS_TABLE, RATE_TABLE, PostgresDatabase
+import support
 from support import csrf_of, principal_of, read_with_fresh_app, seed_app
 
 
@@ -279,6 +280,27 @@ def test_each_kind_of_shared_window_is_swept_with_its_own_duration(db):
     assert keys() == ["sign-in:address:10.0.0.1"]
     db.forget_idle_requests(-1, "sign-in:")
     assert keys() == []
+
+
+def test_a_shared_sign_in_that_succeeded_is_taken_back(config, owner):
+    shared = dataclasses.replace(config, rate_limit_scope="cluster")
+    node = create_app(shared)
+    try:
+        db = node.extensions["phase_lite"].db
+        support.set_console_password(node.extensions["phase_lite"], "owner@example.com",
+                                     support.CONSOLE_PASSWORD)
+        for _ in range(12):  # more than an email's ten attempts, each one right
+            client = node.test_client()
+            token = csrf_of(client.get("/console/sign-in"))
+            assert client.post("/console/sign-in", data={
+                "email": "owner@example.com", "password": support.CONSOLE_PASSWORD,
+                "csrf_token": token}).status_code == 303
+        hits = [len(row["hits"]) for row in db.all(f"SELECT hits FROM {RATE_TABLE}")]
+        assert hits == [0, 0]
+        db.forget_idle_requests(900, "sign-in:")  # an emptied window is swept at once
+        assert db.all(f"SELECT key FROM {RATE_TABLE}") == []
+    finally:
+        node.extensions["phase_lite"].close()
 
 
 def test_a_cluster_rate_limit_needs_postgresql(tmp_path):

@@ -242,6 +242,7 @@ def change_password():
                                  request.form.get("confirmation", ""), who.meta)
     except PhaseError as exc:
         return account(status=status_of(exc), error=exc.message)
+    throttle().forgive(visitor_ip(), who.principal.display_name)
     return back("console.account", "password_changed")
 
 

@@ -6,6 +6,7 @@ console has the API's roles, grants, validation, messages and audit events. Keep
 call sites in one module keeps the console's pages free of domain rules.
 """
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from .. import (accounts, apps, audit, conditional, history, lockbox, mirror, secrets, tokens,
@@ -17,7 +18,7 @@ from ..store import now
 from ..store import accounts as account_store
 from ..store import console as console_store
 from ..store import secrets as secret_store
-from . import sessions
+from . import dotenv, sessions
 
 
 @dataclass(frozen=True)
@@ -148,17 +149,54 @@ def reveal(caller, env, secret_ids):
     return {item["id"]: item for item in rendered}
 
 
-def create_secrets(caller, env, entries):
-    return secrets.create_secrets(caller.services, caller.principal, env, entries, caller.meta)
+@contextmanager
+def as_of(page_version):
+    """The API's ``If-Match`` rule for a write from a page: the environment must still be at
+    the version the page showed (``page_version``; a page that sent none is refused too),
+    checked in the write's transaction; a refusal says so as a page would (CHANGED_SINCE)."""
+    if page_version is None:
+        raise PreconditionFailed(CHANGED_SINCE)
+    try:
+        yield page_version
+    except PreconditionFailed:
+        raise PreconditionFailed(CHANGED_SINCE) from None
 
 
-def update_secrets(caller, env, changes):
-    return secrets.update_secrets(caller.services, caller.principal, env, changes, caller.meta)
+def create_secrets(caller, env, entries, page_version=None):
+    """Create secrets; with ``page_version``, only if the environment is still at it (a form
+    that adds a value beside others it showed)."""
+    if page_version is None:
+        return secrets.create_secrets(caller.services, caller.principal, env, entries,
+                                      caller.meta)
+    with as_of(page_version):
+        return secrets.create_secrets(caller.services, caller.principal, env, entries,
+                                      caller.meta, expected_version=page_version)
 
 
-def delete_secrets(caller, env, secret_ids):
-    return secrets.delete_secrets(caller.services, caller.principal, env, secret_ids,
-                                  caller.meta)
+def unresolved_references(caller, env, value, key, path):
+    """The references of a value about to be saved that would not resolve for the caller."""
+    return secrets.unresolved_references(caller.services, caller.principal, env, value, key,
+                                         path)
+
+
+def create_across(caller, entries):
+    """Create one secret in each of several environments (``[(environment, NewSecret)]``),
+    all of them or none: one transaction, each environment's own write and audit event."""
+    with caller.services.db.transaction():
+        return [secrets.create_secrets(caller.services, caller.principal, env, [entry],
+                                       caller.meta)[0] for env, entry in entries]
+
+
+def update_secrets(caller, env, changes, page_version):
+    with as_of(page_version):
+        return secrets.update_secrets(caller.services, caller.principal, env, changes,
+                                      caller.meta, expected_version=page_version)
+
+
+def delete_secrets(caller, env, secret_ids, page_version):
+    with as_of(page_version):
+        return secrets.delete_secrets(caller.services, caller.principal, env, secret_ids,
+                                      caller.meta, expected_version=page_version)
 
 
 def secret_versions(caller, env, secret_id):
@@ -172,13 +210,15 @@ def deleted_secrets(caller, env):
     return history.deleted_secrets(caller.services, caller.principal, env, caller.meta)
 
 
-def restore_secret(caller, env, secret_id, version):
-    """Make ``version`` current again, as a new version (a deleted secret is undeleted)."""
-    return history.restore_secret(caller.services, caller.principal, env, secret_id, version,
-                                  caller.meta)
+def restore_secret(caller, env, secret_id, version, page_version):
+    """Make ``version`` current again, as a new version (a deleted secret is undeleted), if
+    the environment is still at ``page_version``."""
+    with as_of(page_version):
+        return history.restore_secret(caller.services, caller.principal, env, secret_id,
+                                      version, caller.meta, expected_version=page_version)
 
 
-def restore_deleted(caller, env, secret_id):
+def restore_deleted(caller, env, secret_id, page_version):
     """Undelete a deleted secret with the content it had before its deletion."""
     if secret_store.secrets_by_id(caller.services.db, env["id"], [secret_id]):
         raise DoesNotExist("This secret is not deleted.")
@@ -186,7 +226,7 @@ def restore_deleted(caller, env, secret_id):
                  if version.event != "deleted"), None)
     if last is None:
         raise DoesNotExist(f"Secret not found: {secret_id}")
-    return restore_secret(caller, env, secret_id, last.version)
+    return restore_secret(caller, env, secret_id, last.version, page_version)
 
 
 ANONYMOUS_ACTORS = {"anonymous": "anyone with the link", "server": "the server",
@@ -505,8 +545,14 @@ def plan_changes(current, pairs, *, delete_missing):
             updated.append(key)
     wanted = {key for key, _ in pairs}
     deleted = [secret.key for secret in current
-               if delete_missing and secret.key not in wanted and secret.type != "sealed"]
+               if delete_missing and secret.key not in wanted and in_bulk_edit(secret)]
     return Plan(created, updated, unchanged, deleted)
+
+
+def in_bulk_edit(secret):
+    """Whether a bulk edit lists the secret (and so deletes it when its line is removed):
+    sealed secrets, and keys a .env line cannot hold, are left as they are."""
+    return secret.type != "sealed" and dotenv.writable(secret.key)
 
 
 def apply_pairs(caller, env, path, pairs, expected_version, *, delete_missing):

@@ -86,7 +86,8 @@ def oidc_callback():
         return render("error.html", 404, status_code=404, message="Not Found")
     if request.method != "GET":
         return redirect(url_for("console.sign_in"), 303)
-    wait = throttle().attempt(visitor_ip(), "oidc callback " + request.args.get("state", "")[:64])
+    counted = "oidc callback " + request.args.get("state", "")[:64]
+    wait = throttle().attempt(visitor_ip(), counted)
     if wait:
         minutes = max(1, round(wait / 60))
         return render("sign_in.html", 429, next=None, email="",
@@ -106,6 +107,7 @@ def oidc_callback():
             render("sign_in.html", 503, next=None, email="",
                    error=UNAVAILABLE.format(name=found.name)))
     else:
+        throttle().forgive(visitor_ip(), counted)  # only failures count toward the lockout
         g.signed_in = None
         response = redirect(safe_next(flow.next) or url_for("console.apps"), 303)
         response.delete_cookie(ANON_CSRF_COOKIE, path=PREFIX + "/")

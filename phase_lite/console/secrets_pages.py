@@ -4,10 +4,10 @@ import json
 import unicodedata
 from urllib.parse import quote
 
-from flask import Response, abort, g, request, url_for
+from flask import Response, abort, g, redirect, request, url_for
 
 from .. import mirror, secrets
-from ..errors import InvalidRequest, PhaseError
+from ..errors import InvalidRequest, PhaseError, PreconditionFailed, status_of
 from ..paths import ROOT, folder_chain, normalize_path
 from . import actions, dotenv
 from .web import (PREFIX, back, bp, caller, posted, refused, render, signed_in,
@@ -58,13 +58,52 @@ def app_overview(app_id, revealed=None, opened=None):
         env, secret, _ = next(cell for cell in row["cells"] if cell[1] is not None)
         row["named"] = f"{env['id']}/{secret.id}"
     tags = sorted({tag for found in listed.values() for secret in found for tag in secret.tags})
+    revealed = dict(revealed or {})
+    for env in envs:  # config values are shown without asking, as Phase's console does
+        revealed.update(config_values(who, env, listed[env["id"]], revealed))
     filters = {"tag": request.args.get("tag", ""), "type": request.args.get("type", "")}
     return render("app.html", app=app_row, envs=envs, rows=filter_rows(rows, **filters),
                   mirror=actions.mirror_of(who, app_row),
                   total=len(rows), tags=tags, filters=filters, mask=MASK,
-                  revealed=revealed or {}, opened=opened,
+                  revealed=revealed, opened=opened,
                   counts={env_id: len(found) for env_id, found in listed.items()},
                   folder_counts={env_id: count_folders(found) for env_id, found in listed.items()})
+
+
+@bp.route(PREFIX + "/apps/<app_id>/secrets/new", methods=["GET", "POST"])
+@signed_in
+def new_key(app_id):
+    """One key in several environments at once (every one by default): a value for each,
+    the same type, comment and tags; created in all of them or in none."""
+    who = caller()
+    app_row = actions.app(who, app_id)
+    envs = actions.environments(who, app_row)
+    page = {"app": app_row, "envs": envs}
+    if not posted():
+        return render("new_key.html", **page, form={"path": ROOT},
+                      chosen={env["id"] for env in envs})
+    chosen = set(request.form.getlist("environment"))
+    try:
+        key = dotenv.check_key(request.form.get("key", ""))
+        if not chosen.intersection(env["id"] for env in envs):
+            raise InvalidRequest("Choose at least one environment.")
+        common = {"key": key, "comment": request.form.get("comment", ""),
+                  "path": normalize_path(request.form.get("path") or ROOT),
+                  "tags": _tags(request.form.get("tags")),
+                  "type": request.form.get("type") or None}
+        entries = [(env, secrets.parse_new_secrets({"secrets": [
+                       common | {"value": typed("value-" + env["id"])}]})[0])
+                   for env in envs if env["id"] in chosen]
+        unresolved = {env["name"]: found for env, entry in entries if (
+            found := unconfirmed_references(who, env, entry.value, key, common["path"]))}
+        if unresolved:
+            return render("new_key.html", **page, form=request.form, chosen=chosen,
+                          unresolved=unresolved)
+        actions.create_across(who, entries)
+    except PhaseError as exc:
+        return refused("new_key.html", exc, **page, form=request.form, chosen=chosen)
+    return back("console.app_overview", "key_created", {"environments": len(entries)},
+                app_id=app_id)
 
 
 def count_folders(found):
@@ -160,7 +199,7 @@ def _environment(app_id, env_id):
 @signed_in
 def environment(app_id, env_id, revealed=None, status=200, error=None):
     who, app_row, env = _environment(app_id, env_id)
-    path = normalize_path(request.args.get("path") or ROOT)
+    path = normalize_path(request.values.get("path") or ROOT)  # a reveal posts its folder
     every = actions.list_secrets(who, env)
     here = [secret for secret in every if secret.path == path]
     prefix = path.rstrip("/") + "/"
@@ -168,10 +207,23 @@ def environment(app_id, env_id, revealed=None, status=200, error=None):
                       if secret.path.startswith(prefix) and secret.path != path})
     overrides = secrets.personal_overrides(who.services, who.principal, env,
                                            [secret.id for secret in here])
+    revealed = dict(revealed or {})
+    revealed.update(config_values(who, env, here, revealed))
     return render("environment.html", status, app=app_row, env=env, path=path,
                   folder_crumbs=_crumbs(path), folders=folders, secrets=here,
-                  revealed=revealed or {}, overrides=overrides, mask=MASK, error=error,
+                  revealed=revealed, overrides=overrides, mask=MASK, error=error,
                   envs=actions.environments(who, app_row))
+
+
+def config_values(caller_, env, listed, revealed):
+    """The shown values of the ``config`` secrets among ``listed`` not revealed already (a
+    read, recorded as any reveal is); none asked, nothing read."""
+    wanted = [secret.id for secret in listed
+              if secret.type == "config" and secret.id not in revealed]
+    if not wanted:
+        return {}
+    return {secret_id: revealed_value(item)
+            for secret_id, item in actions.reveal(caller_, env, wanted).items()}
 
 
 def folder_arg(path):
@@ -197,11 +249,13 @@ def _crumbs(path):
 @bp.route(PREFIX + "/apps/<app_id>/environments/<env_id>/reveal", methods=["POST"])
 @signed_in
 def reveal(app_id, env_id):
-    """Reveal values: JSON for the page's script, else the page with those values shown."""
+    """Reveal values: JSON for the page's script, else the page with those values shown.
+    "Reveal all" reveals (and records as read) the folder it was asked in, nothing else."""
     who, _, env = _environment(app_id, env_id)
     ids = request.form.getlist("secret")
     if request.form.get("all"):
-        ids = [secret.id for secret in actions.list_secrets(who, env)
+        path = normalize_path(request.form.get("path") or ROOT)
+        ids = [secret.id for secret in actions.list_secrets(who, env, path)
                if secret.type != "sealed"]
     sealed = {secret.id for secret in actions.list_secrets(who, env) if secret.type == "sealed"}
     found = actions.reveal(who, env, [secret_id for secret_id in ids if secret_id not in sealed])
@@ -233,18 +287,51 @@ def new_secret(app_id, env_id):
         if request.args.get("like"):  # "add value": the key of a secret of another environment
             _, like_env = actions.environment(who, app_id, request.args.get("like_env"))
             like = actions.get_secret(who, like_env, request.args["like"])
-            form.update(key=like.key, path=like.path)
+            form.update(key=like.key, path=like.path, type=like.type, comment=like.comment,
+                        tags=", ".join(like.tags),  # the overview's version, if it said
+                        env_version=request.args.get("env_version") or env["version"])
         return render("secret_form.html", app=app_row, env=env, secret=None, form=form,
                       override=None)
-    entry = {"key": request.form.get("key", ""), "value": request.form.get("value", ""),
+    entry = {"key": request.form.get("key", ""), "value": typed("value"),
              "comment": request.form.get("comment", ""), "path": path,
              "tags": _tags(request.form.get("tags")), "type": request.form.get("type") or None}
     try:
-        actions.create_secrets(who, env, secrets.parse_new_secrets({"secrets": [entry]}))
+        entry["key"] = dotenv.check_key(entry["key"])
+        unresolved = unconfirmed_references(who, env, entry["value"], entry["key"], path)
+        if unresolved:
+            return render("secret_form.html", app=app_row, env=env, secret=None,
+                          form=request.form, override=None, unresolved=unresolved)
+        # "Add value" was opened beside the other environments' values: it carries the
+        # version this environment had then (a plain new secret overwrites nothing)
+        actions.create_secrets(who, env, secrets.parse_new_secrets({"secrets": [entry]}),
+                               page_version(required=False))
     except PhaseError as exc:
         return refused("secret_form.html", exc, app=app_row, env=env, secret=None,
                        form=request.form, override=None)
     return back_to_folder(env, path, "secret_created")
+
+
+def unconfirmed_references(who, env, value, key, path):
+    """The value's references that would not resolve, unless the form said to save anyway
+    (``confirm_references``): a form asks before saving such a value."""
+    if request.form.get("confirm_references") == "yes":
+        return []
+    return actions.unresolved_references(who, env, value, key, normalize_path(path or ROOT))
+
+
+def page_version(required=True):
+    """The environment version a single-secret form was opened at (``env_version``)."""
+    found = whole_number(request.values.get("env_version"), "env_version")
+    if found is None and required:
+        raise PreconditionFailed(actions.CHANGED_SINCE)
+    return found
+
+
+def typed(field):
+    """A value as typed in a textarea: browsers send its line breaks as CR LF (HTML's form
+    encoding), whatever was typed or pasted; a PEM key pasted is stored with LF, as the
+    Phase CLI and the API's clients store it."""
+    return request.form.get(field, "").replace("\r\n", "\n")
 
 
 def _secret(app_id, env_id, secret_id):
@@ -266,7 +353,8 @@ def edit_secret(app_id, env_id, secret_id):
                                           [secret.id]).get(secret.id)
     if not posted():
         form = {"key": secret.key, "comment": secret.comment, "path": secret.path,
-                "tags": ", ".join(secret.tags), "type": secret.type}
+                "tags": ", ".join(secret.tags), "type": secret.type,
+                "env_version": env["version"]}
         if secret.type != "sealed":  # opening the editor reveals the value, as a read
             actions.reveal(who, env, [secret.id])
             form["value"] = secret.value
@@ -278,18 +366,81 @@ def edit_secret(app_id, env_id, secret_id):
               "tags": _tags(request.form.get("tags")),
               "type": request.form.get("type") or secret.type}
     if secret.type != "sealed" or request.form.get("value"):
-        change["value"] = request.form.get("value", "")
-    override_value = request.form.get("override_value", "")
+        change["value"] = typed("value")
+    override_value = typed("override_value")
     if override_value or override is not None:
         change["override"] = {"value": override_value,
                               "isActive": bool(request.form.get("override_active"))
                               and bool(override_value)}
     try:
-        actions.update_secrets(who, env, secrets.parse_secret_changes({"secrets": [change]}))
+        if change["key"].strip().upper() != secret.key:  # a key made by the API may stay
+            change["key"] = dotenv.check_key(change["key"])
+        if change.get("value", secret.value) != secret.value:
+            unresolved = unconfirmed_references(who, env, change["value"],
+                                                change["key"].strip().upper(), change["path"])
+            if unresolved:
+                return render("secret_form.html", app=app_row, env=env, secret=secret,
+                              form=request.form, override=override, unresolved=unresolved)
+        actions.update_secrets(who, env, secrets.parse_secret_changes({"secrets": [change]}),
+                               page_version())
     except PhaseError as exc:
         return refused("secret_form.html", exc, app=app_row, env=env, secret=secret,
                        form=request.form, override=override)
     return back_to_folder(env, normalize_path(change["path"]), "secret_saved")
+
+
+@bp.route(PREFIX + "/apps/<app_id>/environments/<env_id>/secrets/<secret_id>/in-place",
+          methods=["POST"])
+@signed_in
+def edit_in_place(app_id, env_id, secret_id):
+    """The page script's editor in a row: ``step=open`` answers the value (a read, as the
+    full form's), comment, tags and the environment's version; ``step=save`` writes the
+    value (kept for a sealed secret), comment and tags if the environment is still at the
+    ``env_version`` it was opened at (never the key, path, type or override: the full form
+    does those). JSON for the script; without it, the full form or the folder again."""
+    who, _, env, secret = _secret(app_id, env_id, secret_id)
+    script = request.accept_mimetypes.best == "application/json"
+    if request.form.get("step") != "save":
+        if not script:
+            return redirect(env_url("console.edit_secret", env, secret_id=secret_id), 303)
+        value = None
+        if secret.type != "sealed":  # the value as written, read as the full form reads it
+            actions.reveal(who, env, [secret.id])
+            value = secret.value
+        return _json({"value": value, "comment": secret.comment, "tags": list(secret.tags),
+                      "sealed": secret.type == "sealed", "env_version": env["version"]})
+    change = {"id": secret.id, "comment": request.form.get("comment", ""),
+              "tags": _tags(request.form.get("tags"))}
+    if secret.type != "sealed":
+        change["value"] = typed("value")
+        unresolved = (unconfirmed_references(who, env, change["value"], secret.key, secret.path)
+                      if change["value"] != secret.value else [])
+        if unresolved and script:
+            return _json({"error": UNRESOLVED.format(", ".join(unresolved)),
+                          "unresolved": unresolved}, 409)
+    try:
+        (saved,) = actions.update_secrets(
+            who, env, secrets.parse_secret_changes({"secrets": [change]}), page_version())
+    except PhaseError as exc:
+        if not script:
+            raise
+        return _json({"error": exc.message}, status_of(exc))
+    if not script:
+        return back_to_folder(env, saved.path, "secret_saved")
+    fresh = actions.fresh_environment(who, env)
+    shown = {"comment": saved.comment, "tags": list(saved.tags),
+             "env_version": fresh["version"]}
+    if saved.type != "sealed":
+        shown.update(revealed_value(actions.reveal(who, fresh, [saved.id])[saved.id]))
+    return _json(shown)
+
+
+UNRESOLVED = ("Not saved yet: {} would not resolve here (a missing key, environment or app, "
+              "or one you may not read). Save again to save it anyway.")
+
+
+def _json(document, status=200):
+    return Response(json.dumps(document), status=status, mimetype="application/json")
 
 
 @bp.route(PREFIX + "/apps/<app_id>/environments/<env_id>/secrets/<secret_id>/delete",
@@ -300,12 +451,16 @@ def delete_secret(app_id, env_id, secret_id):
     overview = request.values.get("from") == "overview"  # a GET only asks
     cancel = (url_for("console.app_overview", app_id=app_id) if overview
               else env_url(ENV_PAGE, env, path=folder_arg(secret.path)))
+    # The page that asks carries the version it was asked at (its question shows the secret
+    # as it is then), or the version of the page the delete button was on.
+    seen = page_version(required=False)
     asked = unconfirmed(f"Delete {secret.key} from {env['name']}?", "Delete secret", cancel,
                         "It can be found and restored from the environment's deleted secrets.",
-                        **{"from": "overview" if overview else None})
+                        **{"from": "overview" if overview else None,
+                           "env_version": str(env["version"] if seen is None else seen)})
     if asked is not None:
         return asked
-    actions.delete_secrets(who, env, [secret.id])
+    actions.delete_secrets(who, env, [secret.id], page_version())
     if overview:
         return back("console.app_overview", "secret_deleted", app_id=app_id)
     return back_to_folder(env, secret.path, "secret_deleted")
@@ -316,14 +471,18 @@ def delete_secret(app_id, env_id, secret_id):
 @signed_in
 def secret_history(app_id, env_id, secret_id):
     """Every version with its changes; a POST reveals the values of one version's change."""
+    shown = whole_number(request.form.get("version"), "version") if posted() else None
+    return history_page(app_id, env_id, secret_id, shown)
+
+
+def history_page(app_id, env_id, secret_id, shown=None, status=200, error=None):
     who, app_row, env = _environment(app_id, env_id)
     versions = actions.secret_versions(who, env, secret_id)
-    shown = whole_number(request.form.get("version"), "version") if posted() else None
     live = any(secret.id == secret_id for secret in actions.list_secrets(who, env))
     sealed = any(version.value is None for version in versions)
-    return render("history.html", app=app_row, env=env, secret_id=secret_id, live=live,
-                  versions=history_rows(versions), shown=None if sealed else shown,
-                  sealed=sealed)
+    return render("history.html", status, app=app_row, env=env, secret_id=secret_id,
+                  live=live, versions=history_rows(versions),
+                  shown=None if sealed else shown, sealed=sealed, error=error)
 
 
 @bp.route(PREFIX + "/apps/<app_id>/environments/<env_id>/deleted")
@@ -340,7 +499,7 @@ def deleted_secrets(app_id, env_id):
 def restore_deleted(app_id, env_id, secret_id):
     who, app_row, env = _environment(app_id, env_id)
     try:
-        restored = actions.restore_deleted(who, env, secret_id)
+        restored = actions.restore_deleted(who, env, secret_id, page_version())
     except PhaseError as exc:
         return refused("deleted.html", exc, app=app_row, env=env,
                        deleted=actions.deleted_secrets(who, env))
@@ -356,7 +515,10 @@ def restore_secret(app_id, env_id, secret_id):
     wanted = whole_number(request.form.get("version"), "version", low=1)
     if wanted is None:
         abort(404)
-    actions.restore_secret(who, env, secret_id, wanted)
+    try:
+        actions.restore_secret(who, env, secret_id, wanted, page_version())
+    except PreconditionFailed as exc:  # the page again, as it is now, saying why
+        return history_page(app_id, env_id, secret_id, status=412, error=exc.message)
     return back("console.secret_history", "version_restored", {"version": wanted}, app_id=app_id,
                 env_id=env_id, secret_id=secret_id)
 
@@ -441,31 +603,49 @@ def me_may(resource, action, app_level=False):
 @bp.route(PREFIX + "/apps/<app_id>/environments/<env_id>/bulk-edit", methods=["GET", "POST"])
 @signed_in
 def bulk_edit(app_id, env_id):
-    """The folder's secrets as one .env text, saved at once (removed lines delete)."""
+    """The folder's secrets as one .env text: edited, then a preview of the keys created,
+    changed and deleted, then saved at once (a delete only once ticked). Every step carries
+    the environment version the editor was opened at."""
     who, app_row, env = _environment(app_id, env_id)
     path = normalize_path(request.values.get("path") or ROOT)
+    page = {"app": app_row, "env": env, "path": path}
     if not posted():
         current = [secret for secret in actions.list_secrets(who, env, path)
-                   if secret.type != "sealed"]
+                   if actions.in_bulk_edit(secret)]
         found = actions.reveal(who, env, [secret.id for secret in current])
         text = dotenv.render([(secret, secret.value) for secret in current
                               if secret.id in found])
-        return render("bulk_edit.html", app=app_row, env=env, path=path, text=text,
-                      version=env["version"])
+        return render("bulk_edit.html", **page, text=text, version=env["version"], plan=None)
     text = request.form.get("text", "")
     version = whole_number(request.form.get("version"), "version")
+    step = request.form.get("step")
+    if step == "edit":  # back from the preview to the text
+        return render("bulk_edit.html", **page, text=text, version=version, plan=None)
     try:
-        pairs = _pairs(text)
+        current = actions.list_secrets(who, env, path)
+        pairs = _pairs(text, current)
+        if step != "apply" or (not request.form.get("confirm_delete")
+                               and actions.plan_changes(current, pairs,
+                                                        delete_missing=True).deleted):
+            if version != env["version"]:  # said now rather than after the preview
+                raise PreconditionFailed(actions.CHANGED_SINCE)
+            plan = actions.plan_changes(current, pairs, delete_missing=True)
+            error = (DELETE_UNCONFIRMED if step == "apply" else None)
+            return render("bulk_edit.html", 400 if error else 200, **page, text=text,
+                          version=version, plan=plan, error=error)
         plan = actions.apply_pairs(who, env, path, pairs, version, delete_missing=True)
     except PhaseError as exc:
-        return refused("bulk_edit.html", exc, app=app_row, env=env, path=path, text=text,
-                       version=version)
+        return refused("bulk_edit.html", exc, **page, text=text, version=version, plan=None)
     return back_to_folder(env, path, "bulk_saved", _counts(plan))
 
 
-def _pairs(text):
+DELETE_UNCONFIRMED = "Nothing was saved: tick the box to confirm the deletions first."
+
+
+def _pairs(text, current=()):
+    """The text's pairs; keys the folder holds already (made through the API) may stay."""
     try:
-        return dotenv.parse(text)
+        return dotenv.parse(text, known={secret.key for secret in current})
     except dotenv.DotenvError as exc:
         raise InvalidRequest(str(exc)) from None
 
@@ -490,11 +670,11 @@ def import_env(app_id, env_id):
         text = upload.read().decode("utf-8", errors="replace")
     version = whole_number(request.form.get("version"), "version")
     try:
-        pairs = _pairs(text)
+        current = actions.list_secrets(who, env, path)
+        pairs = _pairs(text, current)
         if not pairs:
             raise InvalidRequest("The file holds no KEY=value line.")
         if request.form.get("step") != "apply":
-            current = actions.list_secrets(who, env, path)
             plan = actions.plan_changes(current, pairs, delete_missing=False)
             return render("import.html", **page, plan=plan, text=text, version=env["version"])
         plan = actions.apply_pairs(who, env, path, pairs, version, delete_missing=False)

@@ -308,7 +308,9 @@ def email_key(email: str) -> str:
 class SignInThrottle:
     """At most ``per_address`` attempts per client address and ``per_email`` per email (by
     ``email_key``) in a sliding ``window`` (seconds); in memory, like the API's rate limit.
-    A password change counts against its user's email, as a sign-in does."""
+    A password change counts against its user's email, as a sign-in does. An attempt is
+    counted before the password is checked (so parallel guesses cannot outrun the limit), and
+    ``forgive`` takes back the attempts that succeeded: only failures lock anyone out."""
 
     def __init__(self, per_address=20, per_email=10, window=900.0, clock=time.monotonic):
         self.limits = {"address": per_address, "email": per_email}
@@ -337,6 +339,14 @@ class SignInThrottle:
             if len(self._history) > 100_000:  # idle counters are dropped now and then
                 self._history = {k: h for k, h in self._history.items() if h}
         return 0
+
+    def forgive(self, address: str | None, email: str) -> None:
+        """Take back one counted attempt (the latest) that turned out right."""
+        with self._lock:
+            for key in (("address", address or "unknown"), ("email", email_key(email))):
+                history = self._history.get(key)
+                if history:
+                    history.pop()
 
 
 class SharedSignInThrottle:
@@ -370,3 +380,8 @@ class SharedSignInThrottle:
         if sweep:
             self.db.forget_idle_requests(self.window, "sign-in:")
         return 0
+
+    def forgive(self, address: str | None, email: str) -> None:
+        """Take back one counted attempt (the latest) that turned out right."""
+        for kind, value in (("address", address or "unknown"), ("email", email_key(email))):
+            self.db.forget_last_request(f"sign-in:{kind}:{value}")

@@ -35,6 +35,7 @@ def sign_in():
                                         console_meta())
     except PhaseError as exc:
         return render("sign_in.html", 401, next=target, email=email, error=exc.message)
+    throttle().forgive(visitor_ip(), email)  # only failures count toward the lockout
     response = redirect(target or url_for("console.apps"), 303)
     response.delete_cookie(ANON_CSRF_COOKIE, path=PREFIX + "/")
     return set_session_cookie(response, cookie_value)

@@ -331,6 +331,7 @@ NOTICES = {
     "environment_moved": "Environment moved.",
     "environment_deleted": "Environment deleted.",
     "secret_created": "Secret created.",
+    "key_created": "Secret created in {environments} environment(s).",
     "secret_saved": "Secret saved.",
     "secret_deleted": "Secret deleted.",
     "secret_restored": "Secret restored.",

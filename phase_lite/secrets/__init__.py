@@ -53,7 +53,7 @@ from .model import (ACTIONS, DUPLICATE, ENVIRONMENT_REQUIRED, SEALED, NewSecret,
 from .parsing import (check_dynamic_arguments, parse_body, parse_new_secrets,
                       parse_secret_changes, parse_secret_ids, tag_names)
 from .rendering import (ReferenceLookups, encode_secrets, new_body_cache,
-                        read_secrets, render_secrets)
+                        read_secrets, render_secrets, unresolved_references)
 from .snapshots import (Snapshot, SnapshotCache, environment_snapshot, list_secrets,
                         personal_overrides, select)
 from .writes import create_secrets, delete_secrets, update_secrets
@@ -65,5 +65,5 @@ __all__ = [
     "encode_secrets", "environment_snapshot", "list_secrets", "new_body_cache",
     "parse_body", "parse_new_secrets", "parse_secret_changes", "parse_secret_ids",
     "personal_overrides", "read_secrets", "render_secrets", "require_permission",
-    "secret_body", "select", "tag_names", "update_secrets",
+    "secret_body", "select", "tag_names", "unresolved_references", "update_secrets",
 ]

@@ -77,6 +77,24 @@ def encode_secrets(services, principal, env_row, secrets, snapshot) -> bytes:
     return b"[" + b",".join([renderer.encoded(secret) for secret in secrets]) + b"]"
 
 
+REFERENCE_TOKEN = references.REFERENCE_TOKEN
+
+
+def unresolved_references(services, principal, env_row, value, key, path) -> list[str]:
+    """The ``${...}`` references of ``value`` (for the secret ``key`` at ``path``) that would
+    stay as written for the caller: a missing key, environment or app, one the caller may not
+    read, a cycle. In order, each once; what a form warns about before saving."""
+    require_permission(principal, env_row, "GET")
+    if "${" not in value:
+        return []
+    digest = services.vault.environment_keys(env_row).digest(key)
+    resolver = references.Resolver(ReferenceLookups(services, principal, env_row))
+    resolved = resolver.resolve(value, env_row,
+                                (env_row["id"], normalize_path(path), digest))
+    return [token for token in dict.fromkeys(REFERENCE_TOKEN.findall(value))
+            if token in resolved]
+
+
 class _Renderer:
     """The REST objects of one answer: overrides looked up once, references resolved with
     lookups shared across the answer."""

@@ -426,11 +426,16 @@ class PostgresDatabase(Statements):
             {"key": key, "limit": limit, "duration": float(duration)},
         )
 
+    def forget_last_request(self, key: str):
+        """Take the latest request out of ``key``'s window (a sign-in that succeeded)."""
+        self.execute(f"UPDATE {RATE_TABLE} SET hits = hits[1:cardinality(hits) - 1]"
+                     " WHERE key = ? AND cardinality(hits) > 0", (key,))
+
     def forget_idle_requests(self, duration: float, prefix: str):
         """Drop the windows of keys starting with ``prefix`` whose last request is older than
         ``duration`` seconds (each kind of window has its own duration)."""
-        self.execute(f"DELETE FROM {RATE_TABLE} WHERE key LIKE ? AND hits[cardinality(hits)]"
-                     " <= extract(epoch FROM statement_timestamp()) - ?",
+        self.execute(f"DELETE FROM {RATE_TABLE} WHERE key LIKE ? AND (cardinality(hits) = 0"
+                     " OR hits[cardinality(hits)] <= extract(epoch FROM statement_timestamp()) - ?)",
                      (prefix + "%", float(duration)))
 
     # -- schema ------------------------------------------------------------------------------
