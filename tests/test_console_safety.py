@@ -397,7 +397,7 @@ def test_add_value_keeps_the_keys_type_comment_and_tags(demo, owner_client, serv
     assert saved.status_code == 303
     from phase_lite import secrets
 
-    (added,) = secrets.list_secrets(services, envs["Staging"])
+    (added,) = secrets.list_secrets(services, None, envs["Staging"])
     assert (added.key, added.value, added.comment, added.tags, added.type) == (
         "FEATURE", "off", "the new checkout", ("web",), "config")
 
@@ -434,7 +434,7 @@ def test_one_form_adds_a_key_to_several_environments(demo, owner_client, service
     fields["environment"] = [env["id"] for env in envs.values()]
     again = owner_client.post(base + "secrets/new", data=fields)
     assert again.status_code == 409
-    assert [s.key for s in secrets.list_secrets(services, envs["Production"])] == ["API_URL"]
+    assert [s.key for s in secrets.list_secrets(services, None, envs["Production"])] == ["API_URL"]
     none = owner_client.post(base + "secrets/new", data=fields | {"environment": [],
                                                                   "key": "NEW"})
     assert none.status_code == 400 and "Choose at least one environment." in body(none)
