@@ -423,7 +423,7 @@ def test_one_form_adds_a_key_to_several_environments(demo, owner_client, service
     from phase_lite import secrets
 
     for name, env in envs.items():
-        (made,) = secrets.list_secrets(services, env)
+        (made,) = secrets.list_secrets(services, None, env)
         assert (made.key, made.value, made.comment, made.tags, made.type, made.path) == (
             "API_URL", f"https://{name.lower()}.example\nsecond line", "the API",
             ("web", "edge"), "config", "/svc")
@@ -484,7 +484,7 @@ def test_edit_in_place_writes_only_value_comment_and_tags_at_the_opened_version(
                                 "env_version": int(version_of(db, env))}
     from phase_lite import secrets
 
-    (now,) = [s for s in secrets.list_secrets(services, env) if s.id == plain.id]
+    (now,) = [s for s in secrets.list_secrets(services, None, env) if s.id == plain.id]
     assert (now.key, now.path, now.type, now.value) == ("PLAIN", "/p", "secret", "two\nlines")
     stale = owner_client.post(url + f"secrets/{plain.id}/in-place", data=csrf | {
         "step": "save", "value": "lost", "env_version": str(opened["env_version"])},
@@ -496,7 +496,7 @@ def test_edit_in_place_writes_only_value_comment_and_tags_at_the_opened_version(
     owner_client.post(url + f"secrets/{sealed.id}/in-place", data=csrf | {
         "step": "save", "value": "ignored", "comment": "noted",
         "env_version": version_of(db, env)}, headers=json_accept)
-    (kept,) = [s for s in secrets.list_secrets(services, env) if s.id == sealed.id]
+    (kept,) = [s for s in secrets.list_secrets(services, None, env) if s.id == sealed.id]
     assert (kept.value, kept.comment) == ("never shown", "noted")
     # without script: the full form, or the folder again
     asked = owner_client.post(url + f"secrets/{plain.id}/in-place", data=csrf)
@@ -528,7 +528,7 @@ def test_a_reference_that_does_not_resolve_is_asked_about_before_saving(
     from phase_lite import secrets
 
     def stored():
-        return next(s for s in secrets.list_secrets(services, env) if s.key == "DSN")
+        return next(s for s in secrets.list_secrets(services, None, env) if s.key == "DSN")
 
     dsn = stored()
     assert dsn.value == value
