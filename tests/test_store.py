@@ -183,7 +183,7 @@ def test_a_commit_of_this_process_moves_the_generation_once_for_every_thread(tmp
     from concurrent.futures import ThreadPoolExecutor
 
     path = tmp_path / "g.sqlite3"
-    db, other = Database(path), Database(path)
+    db, other = SqliteDatabase(path), SqliteDatabase(path)
     workers = [ThreadPoolExecutor(max_workers=1) for _ in range(2)]
     try:
         db.migrate()
