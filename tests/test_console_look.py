@@ -57,12 +57,20 @@ def env_url(shop, name="Development"):
     return support.console_env_url(shop["app"], shop["envs"][name])
 
 
+# The outermost elements that reach past the window's right edge (for the message).
+WIDEST = """() => Array.from(document.querySelectorAll("body *")).filter(
+    e => e.getBoundingClientRect().right > window.innerWidth
+      && !(e.parentElement.getBoundingClientRect().right > window.innerWidth)).map(
+    e => e.tagName.toLowerCase() + "." + e.className).slice(0, 5)"""
+
+
 def assert_no_sideways_scroll(page, name):
     for scheme in ("light", "dark"):
         page.emulate_media(color_scheme=scheme)
         width, inner = page.evaluate(
             "[document.documentElement.scrollWidth, window.innerWidth]")
-        assert width <= inner, f"{name} ({scheme}) is {width} px wide in a {inner} px window"
+        wide = [] if width <= inner else page.evaluate(WIDEST)
+        assert width <= inner, f"{name} ({scheme}) is {width} px wide: {wide}"
     page.emulate_media(color_scheme="light")
 
 
@@ -153,6 +161,11 @@ def test_copy_buttons_copy_the_exact_stored_text(browser, server, shop):
         assert clipboard(page) == PEM
         row_of(page, "WINDOWS_LINES").get_by_role("button", name="Copy WINDOWS_LINES").click()
         assert clipboard(page) == WINDOWS_LINES  # the carriage returns too
+        row_of(page, "TLS_KEY").get_by_role("link", name="History of TLS_KEY").click()
+        page.get_by_role("button", name="Reveal the values of version 1").click()
+        page.get_by_role("button", name="Copy the value of version 1").click()
+        assert clipboard(page) == PEM
+        check_page(page, "copy-history")
 
         page.goto(overview_url(shop))
         row = page.get_by_role("row").filter(has=page.get_by_role("rowheader", name="TLS_KEY"))

@@ -115,6 +115,7 @@
   // Every revealed value gets its own copy button, however it was revealed (with the page,
   // or in place by console.js).
   function nameOf(code) {
+    if (code.dataset.copyName) return code.dataset.copyName;
     var row = code.closest("tr");
     var key = row && (row.dataset.key || (row.querySelector("th[scope=row]") || {}).textContent);
     var item = code.closest("li");
