@@ -291,3 +291,53 @@ def test_without_script_nothing_that_needs_it_is_shown(browser, server, shop):
         expect(page.get_by_role("button", name="Copy app ID")).to_have_count(0)
     finally:
         context.close()
+
+
+def test_the_confirmation_dialog_from_the_keyboard(page, server, shop):
+    sign_in(page)
+    page.goto(env_url(shop))
+    delete = row_of(page, "SERVICE_58_URL").get_by_role("button", name="Delete SERVICE_58_URL")
+    delete.focus()
+    page.keyboard.press("Enter")
+    asked = page.get_by_role("dialog", name="Delete SERVICE_58_URL?")
+    expect(asked).to_be_visible()
+    expect(asked.get_by_role("button", name="Cancel")).to_be_focused()  # the safe answer first
+    page.keyboard.press("Escape")
+    expect(asked).to_be_hidden()
+    expect(delete).to_be_focused()  # back where the person was
+    page.keyboard.press("Enter")
+    page.keyboard.press("Tab")
+    expect(asked.get_by_role("button", name="Delete SERVICE_58_URL")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("status")).to_contain_text("Secret deleted.")
+    expect(row_of(page, "SERVICE_58_URL")).to_have_count(0)
+
+
+def test_a_lockbox_link_at_375_px_opens_and_copies_its_value(browser, page, server):
+    sign_in(page)
+    page.get_by_role("link", name="Lockbox", exact=True).click()
+    page.get_by_role("button", name="New share").click()
+    page.get_by_label("Value").fill(PEM)
+    page.get_by_role("button", name="Create link").click()
+    link = page.get_by_label("Link", exact=True)
+    expect(link).to_have_value(re.compile("#"))
+    assert_no_sideways_scroll(page, "share created")
+    shared = link.input_value()
+
+    guest = browser.new_context(base_url=server.url, viewport=NARROW)
+    try:
+        guest.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
+        visitor = guest.new_page()
+        visitor.goto(shared)
+        assert_no_sideways_scroll(visitor, "share page")
+        check_page(visitor, "narrow-share-page")
+        visitor.get_by_role("button", name="Reveal").click()
+        expect(visitor.get_by_label("Value")).to_have_value(PEM)
+        assert_no_sideways_scroll(visitor, "share revealed")
+        copy = visitor.get_by_role("button", name="Copy", exact=True)
+        assert_on_screen(visitor, copy)
+        copy.click()
+        assert clipboard(visitor) == PEM
+        check_page(visitor, "narrow-share-revealed")
+    finally:
+        guest.close()
