@@ -474,6 +474,15 @@ def browser_new_secret(page, key, value, **fields):
     expect(browser_row_of(page, key.upper())).to_be_visible()
 
 
+def browser_confirm(page, question, answer):
+    """Answer ``answer`` in the console's confirmation dialog asking ``question``."""
+    from playwright.sync_api import expect
+
+    asked = page.get_by_role("dialog", name=question)
+    expect(asked).to_be_visible()
+    asked.get_by_role("button", name=answer, exact=True).click()
+
+
 def browser_row_of(page, key):
     """The table row whose row header is ``key``."""
     return page.get_by_role("row").filter(

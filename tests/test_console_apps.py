@@ -173,8 +173,8 @@ def test_a_developer_may_not_delete_environments_or_change_the_app(client, db, o
                                                                   developer, base):
     app_row, envs = demo
     page = text_of(developer.get(base))
-    assert "Rename<span class=\"visually-hidden\"> Staging" in page  # Phase's Developer may
-    assert "Delete<span class=\"visually-hidden\"> Staging" not in page
+    assert '<span class="visually-hidden">Rename Staging</span>' in page  # Phase's Developer may
+    assert '<span class="visually-hidden">Delete Staging</span>' not in page
     staging = f"{base}environments/{envs['Staging']['id']}/delete"
     assert developer.get(staging).status_code == 403
     refused = post(developer, staging, typed_name="Staging")

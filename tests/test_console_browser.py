@@ -32,6 +32,7 @@ check_page = support.check_console_page
 make_app = support.browser_make_app
 new_secret = support.browser_new_secret
 row_of = support.browser_row_of
+confirm = support.browser_confirm
 
 
 # -- sign-in ---------------------------------------------------------------------------------
@@ -123,13 +124,15 @@ def test_owner_manages_secrets_end_to_end(page, server):
     text = Path(download.value.path()).read_text()
     assert 'DATABASE_URL="postgres://db.internal/shop"' in text
 
-    asked = []
-    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
     row_of(page, "API_URL").get_by_role("button", name=re.compile("^Delete")).click()
+    asked = page.get_by_role("dialog", name="Delete API_URL?")
+    expect(asked).to_be_visible()
+    check_page(page, "confirm-dialog")
+    asked.get_by_role("button", name="Cancel").click()
+    expect(asked).to_be_hidden()
     expect(row_of(page, "API_URL")).to_have_count(1)
-    assert asked == ["Delete API_URL?"]
-    page.once("dialog", lambda dialog: dialog.accept())
     row_of(page, "API_URL").get_by_role("button", name=re.compile("^Delete")).click()
+    confirm(page, "Delete API_URL?", "Delete API_URL")
     expect(page.get_by_role("status")).to_contain_text("Secret deleted.")
     expect(row_of(page, "API_URL")).to_have_count(0)
 
@@ -466,8 +469,8 @@ def test_an_expired_share_is_gone_and_a_revoked_one_too(browser, page, server):
     revoked_link = page.get_by_label("Link").input_value()
     page.get_by_role("link", name="Lockbox", exact=True).click()
     expect(page.get_by_role("cell", name="gone: expired").first).to_be_visible()
-    page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name=re.compile("^Revoke share")).first.click()
+    page.get_by_role("dialog").get_by_role("button", name=re.compile("^Revoke share")).click()
     expect(page.get_by_role("status")).to_contain_text("Share revoked")
 
     guest = browser.new_context(base_url=server.url)

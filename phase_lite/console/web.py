@@ -20,6 +20,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, current_app, g, redirect, render_template, request, url_for
+from markupsafe import Markup, escape
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import RequestRedirect
 
@@ -212,6 +213,14 @@ def csrf_token() -> str:
     if g.get("signed_in") is not None:
         return g.signed_in.csrf_token
     return anonymous_csrf_token()
+
+
+@bp.app_template_filter()
+def exact_text(value) -> Markup:
+    """``value`` escaped for an element's text so that it reads back byte for byte: an HTML
+    parser turns a raw carriage return into a line feed, a character reference it keeps (a
+    revealed value's copy button copies the element's text)."""
+    return Markup(str(escape(value)).replace("\r", "&#13;"))
 
 
 def set_session_cookie(response, cookie_value):

@@ -1,52 +1,7 @@
-// phase_lite console: small enhancements only; every page works without this file.
+// phase_lite console: small enhancements only; every page works without this file (the theme
+// switch, copy buttons and confirmation dialogs are in ui.js).
 (function () {
   "use strict";
-  var root = document.documentElement;
-
-  // Theme: follows the system until switched; the choice is remembered in a cookie that the
-  // server reads, so the page is drawn in it from the start.
-  function currentTheme() {
-    if (root.dataset.theme) return root.dataset.theme;
-    return window.matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light";
-  }
-  document.querySelectorAll("[data-theme-switch]").forEach(function (button) {
-    button.hidden = false;
-    function label() {
-      var next = currentTheme() === "dark" ? "light" : "dark";
-      button.textContent = "Switch to " + next + " theme";
-    }
-    label();
-    window.matchMedia("(prefers-color-scheme: dark)").addEventListener("change", label);
-    button.addEventListener("click", function () {
-      var next = currentTheme() === "dark" ? "light" : "dark";
-      root.dataset.theme = next;
-      document.cookie = "phase_lite_theme=" + next + "; path=/; max-age=31536000; samesite=lax";
-      label();
-    });
-  });
-
-  // Copy buttons.
-  document.querySelectorAll("[data-copy]").forEach(function (button) {
-    button.addEventListener("click", function () {
-      var source = document.getElementById(button.dataset.copy);
-      var text = source.value !== undefined ? source.value : source.textContent;
-      var done = function () { button.textContent = "Copied"; };
-      var fallback = function () {
-        var range = document.createRange();
-        range.selectNodeContents(source);
-        var selection = window.getSelection();
-        selection.removeAllRanges();
-        selection.addRange(range);
-        document.execCommand("copy");
-        done();
-      };
-      if (navigator.clipboard && window.isSecureContext) {
-        navigator.clipboard.writeText(text).then(done, fallback);
-      } else {
-        fallback();
-      }
-    });
-  });
 
   // Reveal in place: the value is fetched when asked for, never sent with the page.
   document.querySelectorAll("form[data-reveal]").forEach(function (form) {
@@ -111,24 +66,6 @@
     }
   }
 
-  // Confirm in place: without this, the server answers a destructive POST with a page that
-  // asks first; once asked here, the form says so.
-  document.querySelectorAll("form[data-confirm]").forEach(function (form) {
-    form.addEventListener("submit", function (event) {
-      if (!window.confirm(form.dataset.confirm)) {
-        event.preventDefault();
-        return;
-      }
-      if (!form.querySelector("input[name=confirmed]")) {
-        var confirmed = document.createElement("input");
-        confirmed.type = "hidden";
-        confirmed.name = "confirmed";
-        confirmed.value = "yes";
-        form.appendChild(confirmed);
-      }
-    });
-  });
-
   // Edit in place: a secret's value, comment and tags changed in its row (the environment's
   // list) or its cell (the overview), under the same version check as the full form, which
   // stays for everything else and without script.
@@ -139,7 +76,7 @@
     var found = link.getAttribute("href").match(/environments\/([^/]+)\/secrets\/[^/]+\/edit$/);
     if (!found || !csrfField) return;
     var named = link.querySelector(".visually-hidden");
-    var keyName = (named ? named.textContent : link.textContent).trim();
+    var keyName = (named ? named.textContent : link.textContent).trim().replace(/^Edit /, "");
     var button = document.createElement("button");
     button.type = "button";
     button.className = "in-place-open";
