@@ -246,8 +246,10 @@ def test_one_node_at_a_time_syncs_a_mirror(tmp_path, postgres_server):
             services.close()
     finally:
         source.close()
-    assert 3 <= len(events) <= 6, [row[0] for row in events]
+    assert len(events) >= 3, [row[0] for row in events]
     assert all("error" not in json.loads(row[1]) for row in events)
+    # However long the nodes ran, a due sync is one sync: never two within the interval (two
+    # nodes both finding the source due would sync it a fraction of a second apart).
     times = [time.mktime(time.strptime(row[0][:19], "%Y-%m-%dT%H:%M:%S"))
              + float("0" + row[0][19:-1]) for row in events]
     assert min(b - a for a, b in zip(times, times[1:])) >= 1.5, [row[0] for row in events]
