@@ -155,7 +155,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.extensions["phase_lite"] = services
 
     from .api import register_api
-    from .console.web import register_console
+    from .console import register_console
 
     register_console(app, services)
     register_api(app)

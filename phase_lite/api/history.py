@@ -68,7 +68,7 @@ class RestoreSecret(EnvironmentView):
     as_method = "PUT"
 
     @blp.operation(200, schemas.Secret, "The secret at its new version",
-                   errors=(401, 403, 404, 400, 409, 412, 429), body=schemas.Restore,
+                   errors=(400, 401, 403, 404, 409, 412, 429), body=schemas.Restore,
                    parameters=[*_SCOPE, IF_MATCH], extension=True)
     def post(self, caller, env_row, secret_id):
         """Restore a version of a secret as a new version (undeleting it)"""

@@ -26,13 +26,14 @@ from . import json_response
 from .docs import PhaseBlueprint, ScopedView
 from .history import TAG
 
+ERROR_DESCRIPTIONS = {
+    400: "Invalid body: ciphertext, expiry or views out of bounds",
+    401: "Missing, malformed, unknown or expired token",
+    404: "No such share, or it is gone (viewed, expired or revoked)",
+    429: "Rate limit exceeded",
+}
 blp = PhaseBlueprint("lockbox", __name__, description="Lockbox shares (phase_lite extensions)",
-                     errors={
-                         400: "Invalid body: ciphertext, expiry or views out of bounds",
-                         401: "Missing, malformed, unknown or expired token",
-                         404: "No such share, or it is gone (viewed, expired or revoked)",
-                         429: "Rate limit exceeded",
-                     })
+                     errors=ERROR_DESCRIPTIONS)
 
 
 def route(rule, **options):

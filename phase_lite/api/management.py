@@ -31,9 +31,7 @@ from ..store import render_time
 from . import json_response
 from .docs import PhaseBlueprint, ScopedView
 
-blp = PhaseBlueprint("management", __name__,
-                     description="Apps, environments, roles, service accounts and their tokens",
-                     errors={
+ERROR_DESCRIPTIONS = {
     400: "Invalid request body",
     401: "Missing, malformed, unknown or expired token (or a service account without access)",
     403: "The caller's role or access does not allow this",
@@ -41,7 +39,10 @@ blp = PhaseBlueprint("management", __name__,
     409: "The name is taken (by another app, or another environment of the app)",
     415: "The body is neither JSON nor form-encoded",
     429: "Rate limit exceeded",
-})
+}
+blp = PhaseBlueprint("management", __name__,
+                     description="Apps, environments, roles, service accounts and their tokens",
+                     errors=ERROR_DESCRIPTIONS)
 
 METHOD_TO_ACTION = {"GET": "read", "POST": "create", "PUT": "update", "DELETE": "delete"}
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]

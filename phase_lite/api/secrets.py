@@ -17,7 +17,7 @@ from . import encoded_json_response, json_response, not_modified
 from .docs import PhaseBlueprint, ScopedView
 from .pipeline import secrets_request
 
-blp = PhaseBlueprint("secrets", __name__, description="Secrets of an app environment", errors={
+ERROR_DESCRIPTIONS = {
     400: "Invalid body or parameters",
     401: "Missing, malformed, unknown or expired token; service account without access",
     403: "No access to the environment, no environment named, or role without permission",
@@ -25,7 +25,9 @@ blp = PhaseBlueprint("secrets", __name__, description="Secrets of an app environ
     409: "Duplicate secret found",
     412: "phase_lite extension: If-Match names an earlier state of the environment",
     429: "Rate limit exceeded",
-})
+}
+blp = PhaseBlueprint("secrets", __name__, description="Secrets of an app environment",
+                     errors=ERROR_DESCRIPTIONS)
 
 # Phase answers these (after authentication) with 403, so they must reach the view.
 OTHER_METHODS = ("PATCH", "HEAD", "OPTIONS", "TRACE")

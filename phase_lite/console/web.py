@@ -409,22 +409,3 @@ def unexpected(error):
               loggable_path(request.path), exc_info=current_app.debug)
     return render("error.html", 500, status_code=500,
                   message="Something went wrong on the server.")
-
-
-def register_console(app, services_):
-    """Wire the console into the app: blueprint, sign-in throttle (its middleware for ``/`` is
-    placed by ``app.build_middleware``, which counts the blueprint's request hooks among the
-    app's own: they only run for console pages)."""
-    from . import (access_pages, app_pages, lockbox_pages, oidc_pages,  # noqa: F401
-                   secrets_pages, sign_in, webauth_pages)
-    from .oidc import OpenIDProvider
-
-    app.url_map.converters["link_data"] = webauth_pages.LinkData
-    app.register_blueprint(bp)
-    if services_.config.oidc is not None:
-        app.extensions["phase_lite_oidc"] = OpenIDProvider(services_.config.oidc)
-    app.extensions["phase_lite_console_throttle"] = sessions.make_sign_in_throttle(
-        services_.config, services_.db)
-    # Form bodies follow the body limit (Flask's own default, 500 KB, would refuse an
-    # .env upload that the API accepts).
-    app.config["MAX_FORM_MEMORY_SIZE"] = services_.config.max_body_bytes
