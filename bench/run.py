@@ -109,6 +109,7 @@ class Row:
     ratio_shown: bool = True
     companion_rps: float | None = None  # the reference case measured in the same rounds
     paired_rps: float | None = None  # the best baseline run of this case's own rounds
+    cpu_us: float | None = None  # the server's median CPU time per request over the runs
     def ratio(self, baseline_row) -> float | None:
         if not (self.measured and baseline_row and baseline_row.measured):
             return None
@@ -136,6 +137,7 @@ class Bench:
         self.rows = {}
         self.baselines = []
         self.ceilings = []  # best ceiling run next to each case
+        self.yardstick_cpu = {"baseline": [], "ceiling": []}  # CPU per request of each run
         self.ceiling = None  # the ceiling server, once phase_lite's GET 100 body is known
         self.single_connection_rps = None
         self.facts = []  # lines printed under the table (seeding times, ...)
@@ -275,6 +277,8 @@ class Bench:
                   errors=sum(r.errors for r in results), requests=sum(r.requests for r in results))
         row.notes.append(f"best of the run; next to each case: "
                          f"{min(r.rps for r in results):,.0f} to {best.rps:,.0f} req/s")
+        if self.yardstick_cpu["baseline"]:
+            row.cpu_us = statistics.median(self.yardstick_cpu["baseline"])
         self.rows["baseline"] = row
 
     def record_ceiling(self, result):
@@ -287,6 +291,8 @@ class Bench:
                   requests=sum(r.requests for r in self.ceilings))
         row.notes.append(f"best of the run; next to each case: "
                          f"{min(r.rps for r in self.ceilings):,.0f} to {best.rps:,.0f} req/s")
+        if self.yardstick_cpu["ceiling"]:
+            row.cpu_us = statistics.median(self.yardstick_cpu["ceiling"])
         self.rows["ceiling"] = row
 
     def seed_measured(self, server, layout):
@@ -341,9 +347,16 @@ class Bench:
             for _, side_load in sides:
                 self.generator.run(side_load, self.settings.warmup)
         runs = [[] for _ in sides]
+        cpu = [[] for _ in sides]
         for _ in range(self.settings.rounds):
-            for index, (_, side_load) in enumerate(sides):
-                runs[index].append(self.generator.run(side_load))
+            for index, (side_server, side_load) in enumerate(sides):
+                result, spent = self.run_counted(side_server, side_load)
+                runs[index].append(result)
+                if spent is not None:
+                    cpu[index].append(spent)
+        self.yardstick_cpu["baseline"].extend(cpu[0])
+        if self.ceiling is not None:
+            self.yardstick_cpu["ceiling"].extend(cpu[-1])
         base, best, *other = [max(side_runs, key=lambda r: r.rps) for side_runs in runs]
         self.record_baseline(base, self.baseline.peak_rss_mb())
         if self.ceiling is not None:
@@ -351,7 +364,8 @@ class Bench:
         case_runs = runs[1]
         row = Row(name, rps=best.rps, p50_ms=best.p50_ms, p99_ms=best.p99_ms,
                   rss_mb=server.peak_rss_mb(), errors=sum(r.errors for r in case_runs),
-                  requests=sum(r.requests for r in case_runs))
+                  requests=sum(r.requests for r in case_runs),
+                  cpu_us=statistics.median(cpu[1]) if cpu[1] else None)
         row.paired_rps = base.rps
         if other:
             row.companion_rps = other[0].rps
@@ -361,12 +375,22 @@ class Bench:
                                       for side_runs in runs) + " req/s (baseline first)")
         return row
 
+    def run_counted(self, server, load: Load):
+        """One load run, and the server's CPU time per request during it (µs, or None)."""
+        before = server.cpu_seconds()
+        result = self.generator.run(load)
+        after = server.cpu_seconds()
+        if before is None or after is None or not result.requests:
+            return result, None
+        return result, (after - before) / result.requests * 1e6
+
     def measure(self, server, name, load: Load) -> Row:
         """One run (the writers: every request must succeed, so no best-of)."""
         server.reset_peak_rss()
-        result = self.generator.run(load)
+        result, spent = self.run_counted(server, load)
         row = Row(name, rps=result.rps, p50_ms=result.p50_ms, p99_ms=result.p99_ms,
-                  rss_mb=server.peak_rss_mb(), errors=result.errors, requests=result.requests)
+                  rss_mb=server.peak_rss_mb(), errors=result.errors, requests=result.requests,
+                  cpu_us=spent)
         if result.errors:
             row.notes.append(f"{result.errors} errors")
         log(f"  {name}: {result.rps:,.1f} req/s, {result.errors} errors")
@@ -681,15 +705,16 @@ def render(rows, settings, generator, facts, checks, started, elapsed, loads):
         f"Date: {started:%Y-%m-%d %H:%M} UTC; whole run {elapsed / 60:.1f} min; "
         f"load average before/after: {loads[0]:.2f} / {loads[1]:.2f}",
         "",
-        "| Case | req/s | p50 | p99 | × hello | × ceiling | × same rounds | peak RSS | Notes |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| Case | req/s | p50 | p99 | × hello | × ceiling | × same rounds | CPU/request | "
+        "peak RSS | Notes |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for slot in ORDER:
         row = rows.get(slot)
         if row is None:
             continue
         if not row.measured:
-            lines.append(f"| {row.name} | {row.missing or 'n/a'} | | | | | | | |")
+            lines.append(f"| {row.name} | {row.missing or 'n/a'} | | | | | | | | |")
             continue
         ratio = paired = to_ceiling = ""
         if row.ratio_shown and slot != "baseline" and row.ratio(base):
@@ -706,7 +731,7 @@ def render(rows, settings, generator, facts, checks, started, elapsed, loads):
             ratio, to_ceiling = (f"{row.ratio(base):.3f}" if row.ratio(base) else ""), "1"
         lines.append(f"| {row.name} | {fmt_rps(row.rps)} | {fmt_ms(row.p50_ms)} | "
                      f"{fmt_ms(row.p99_ms)} | {ratio} | {to_ceiling} | {paired} | "
-                     f"{fmt_mb(row.rss_mb)} | {'; '.join(row.notes)} |")
+                     f"{fmt_us(row.cpu_us)} | {fmt_mb(row.rss_mb)} | {'; '.join(row.notes)} |")
     lines += ["", "Targets:", ""]
     lines += [f"- {verdict} {text}" for verdict, text in checks]
     if facts:
@@ -775,6 +800,10 @@ def fmt_ms(value):
 
 def fmt_bytes(size):
     return f"{size / 1024:,.0f} KB" if size >= 10240 else f"{size:,} bytes"
+
+
+def fmt_us(value):
+    return "" if value is None else f"{value:,.0f} µs"
 
 
 def fmt_mb(value):

@@ -102,6 +102,14 @@ class Server:
             return False
         return True
 
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time of the process and all its threads so far."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def peak_rss_mb(self) -> float | None:
         return _status_field(self.process.pid, "VmHWM")
 
