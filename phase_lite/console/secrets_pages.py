@@ -288,8 +288,7 @@ def new_secret(app_id, env_id):
             _, like_env = actions.environment(who, app_id, request.args.get("like_env"))
             like = actions.get_secret(who, like_env, request.args["like"])
             form.update(key=like.key, path=like.path, type=like.type, comment=like.comment,
-                        tags=", ".join(like.tags),  # the overview's version, if it said
-                        env_version=request.args.get("env_version") or env["version"])
+                        tags=", ".join(like.tags), env_version=env["version"])
         return render("secret_form.html", app=app_row, env=env, secret=None, form=form,
                       override=None)
     entry = {"key": request.form.get("key", ""), "value": typed("value"),
@@ -452,7 +451,8 @@ def delete_secret(app_id, env_id, secret_id):
     cancel = (url_for("console.app_overview", app_id=app_id) if overview
               else env_url(ENV_PAGE, env, path=folder_arg(secret.path)))
     # The page that asks carries the version it was asked at (its question shows the secret
-    # as it is then), or the version of the page the delete button was on.
+    # as it is then), or the version of the page the delete button was on. (The overview's
+    # links carry none: 300 of them would cost the page a tenth of its time.)
     seen = page_version(required=False)
     asked = unconfirmed(f"Delete {secret.key} from {env['name']}?", "Delete secret", cancel,
                         "It can be found and restored from the environment's deleted secrets.",
