@@ -4,7 +4,9 @@ preview before a delete from inside a folder, multi-line values on screen, "Reve
 folder, the service-account header that works, the navigation of a Developer, and the
 in-place editing and multi-environment forms. Selecting only by role and accessible name."""
 
+import json
 import re
+from pathlib import Path
 
 import requests
 from playwright.sync_api import expect
@@ -132,8 +134,14 @@ def test_a_pem_key_keeps_its_lines_on_screen_and_reveal_all_stays_in_its_folder(
     box = shown.bounding_box()
     assert box["height"] > 3 * 14  # four lines tall, not one
     assert "root value" not in page.content()
-    stored = page.request.get(page.url.split("?")[0].replace("/reveal", "/") + "export.json")
-    assert stored.json() == {"TLS_KEY": PEM, "ROOT_ONLY": "root value"}  # LF, as pasted
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Export JSON with paths").click()
+    stored = json.loads(Path(download.value.path()).read_text())
+    assert stored == {"/": {"ROOT_ONLY": "root value"}, "/certs": {"TLS_KEY": PEM}}  # LF
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Export .env").click()  # this folder's file
+    assert Path(download.value.path()).read_text() == f'TLS_KEY="{PEM}"\n'
+    assert download.value.suggested_filename == "pem-Production-certs.env"
     page.get_by_role("button", name="Bulk edit").click()
     assert PEM in page.get_by_label("Secrets").input_value()
 

@@ -554,17 +554,32 @@ def history_rows(versions):
 def export(app_id, env_id, kind):
     if kind not in ("env", "json"):
         abort(404)
+    """A folder's values as ``.env`` or JSON (``{"KEY": "value"}``; the folder ``path``, the
+    top by default: one file per folder, no key of a folder mixed with another's), or with
+    ``paths=yes`` the whole environment as JSON by folder (``{"/": {...}, "/db": {...}}``)."""
     who, app_row, env = _environment(app_id, env_id)
-    chosen = [secret for secret in actions.list_secrets(who, env) if secret.type != "sealed"]
+    every = kind == "json" and request.args.get("paths") == "yes"
+    path = normalize_path(request.args.get("path") or ROOT)
+    chosen = [secret for secret in actions.list_secrets(who, env, None if every else path)
+              if secret.type != "sealed"]
     found = actions.reveal(who, env, [secret.id for secret in chosen])
     values = [(secret, found[secret.id]["value"]) for secret in chosen if secret.id in found]
+    name = f"{app_row['name']}-{env['name']}"
+    if path != ROOT and not every:
+        name += path.replace("/", "-")
     if kind == "env":
         body, mimetype = dotenv.render(values), "text/plain"
+    elif every:
+        folders = {}
+        for secret, value in sorted(values, key=lambda pair: pair[0].path):
+            folders.setdefault(secret.path, {})[secret.key] = value
+        body, mimetype = json.dumps(folders, indent=2) + "\n", "application/json"
+        name += "-paths"
     else:
         body = json.dumps({secret.key: value for secret, value in values}, indent=2) + "\n"
         mimetype = "application/json"
     return Response(body, mimetype=mimetype, headers={
-        "Content-Disposition": attachment(f"{app_row['name']}-{env['name']}.{kind}")})
+        "Content-Disposition": attachment(f"{name}.{kind}")})
 
 
 # RFC 5987's attr-char: what ``filename*`` may carry unescaped (as Werkzeug's send_file)
