@@ -544,3 +544,27 @@ def test_a_reference_that_does_not_resolve_is_asked_about_before_saving(
         headers={"Accept": "application/json"})
     assert in_place.status_code == 409 and in_place.get_json()["unresolved"] == ["${MISSING}"]
     assert stored().value == value and stored().comment == "noted"
+
+
+def test_search_over_keys_and_revealed_values(demo, owner_client, services):
+    app_row, envs = demo
+    put(services, envs["Development"], "DB_HOST", "db.dev.internal")
+    put(services, envs["Production"], "DB_HOST", "db.prod.internal")
+    put(services, envs["Production"], "API_URL", "https://api.example")
+    put(services, envs["Production"], "CACHE", "redis.Internal")
+    put(services, envs["Staging"], "LOCKED", "internal-sealed", type="sealed")
+    before = len(read_secret_ids(services))
+    base = f"/console/apps/{app_row['id']}/"
+    found = body(owner_client.post(base + "search", data={
+        "q": "INTERNAL", "csrf_token": owner_client.csrf}))
+    keys = re.findall(r'<tr data-key="([^"]+)">', found)
+    assert keys == ["CACHE", "DB_HOST"]  # by value, any case; never a sealed one
+    assert "db.prod.internal" in found and "redis.Internal" in found
+    assert "https://api.example" not in found
+    assert "2 keys whose key or value holds" in found
+    assert len(read_secret_ids(services)) == before + 2  # Development's and Production's
+    by_key = body(owner_client.post(base + "search", data={
+        "q": "api_", "csrf_token": owner_client.csrf}))
+    assert re.findall(r'<tr data-key="([^"]+)">', by_key) == ["API_URL"]
+    assert owner_client.post(base + "search", data={
+        "q": " ", "csrf_token": owner_client.csrf}).status_code == 303

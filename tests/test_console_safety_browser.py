@@ -298,3 +298,23 @@ def test_a_broken_reference_is_warned_about_before_it_is_saved(page, server):
     expect(page.get_by_label("Value")).to_have_value("postgres://${HOST}:${PORT}/app")
     page.get_by_role("button", name="Save anyway").click()
     expect(row_of(page, "DSN")).to_be_visible()
+
+
+def test_search_values_without_script(browser, server):
+    context = browser.new_context(base_url=server.url, java_script_enabled=False)
+    try:
+        page = context.new_page()
+        sign_in(page)
+        make_app(page, "search")
+        page.get_by_role("link", name="Production", exact=True).click()
+        new_secret(page, "DB_HOST", "db.prod.internal")
+        new_secret(page, "API_URL", "https://api.example")
+        page.get_by_role("link", name="search").first.click()
+        page.get_by_label("Find in values").fill("prod.internal")
+        page.get_by_role("button", name="Search values").click()
+        expect(page.get_by_role("status")).to_contain_text("1 key whose key or value holds")
+        expect(page.get_by_role("row").filter(has_text="DB_HOST")).to_be_visible()
+        expect(page.get_by_role("row").filter(has_text="API_URL")).to_have_count(0)
+        expect(page.get_by_text("db.prod.internal")).to_be_visible()
+    finally:
+        context.close()

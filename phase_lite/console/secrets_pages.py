@@ -46,9 +46,10 @@ def new_app():
 
 @bp.route(PREFIX + "/apps/<app_id>/")
 @signed_in
-def app_overview(app_id, revealed=None, opened=None):
+def app_overview(app_id, revealed=None, opened=None, search=None):
     """One row per key; a row opens in place on every environment's value (hidden until
-    revealed: ``revealed`` holds the values of the ``opened`` row after a reveal)."""
+    revealed: ``revealed`` holds the values of the ``opened`` row after a reveal, or of
+    every environment for a ``search`` of keys and values, whose rows are shown open)."""
     who = caller()
     app_row = actions.app(who, app_id)
     envs = actions.environments(who, app_row)
@@ -62,7 +63,10 @@ def app_overview(app_id, revealed=None, opened=None):
     for env in envs:  # config values are shown without asking, as Phase's console does
         revealed.update(config_values(who, env, listed[env["id"]], revealed))
     filters = {"tag": request.args.get("tag", ""), "type": request.args.get("type", "")}
-    return render("app.html", app=app_row, envs=envs, rows=filter_rows(rows, **filters),
+    shown = filter_rows(rows, **filters)
+    if search:
+        shown = [row for row in shown if found_in(row, search, revealed)]
+    return render("app.html", app=app_row, envs=envs, rows=shown, search=search,
                   mirror=actions.mirror_of(who, app_row),
                   total=len(rows), tags=tags, filters=filters, mask=MASK,
                   revealed=revealed, opened=opened,
@@ -145,6 +149,37 @@ def reveal_across(app_id):
     if request.accept_mimetypes.best == "application/json":
         return Response(json.dumps(revealed), mimetype="application/json")
     return app_overview(app_id=app_id, revealed=revealed, opened=(named.path, named.key))
+
+
+@bp.route(PREFIX + "/apps/<app_id>/search", methods=["POST"])
+@signed_in
+def search_values(app_id):
+    """The overview's rows whose key or value (as revealed, references resolved) holds the
+    text: every value searched is revealed, and recorded as read, environment by
+    environment. A POST, so the text stays out of URLs and logs."""
+    who = caller()
+    text = request.form.get("q", "").strip()
+    if not text:
+        return back("console.app_overview", app_id=app_id)
+    app_row = actions.app(who, app_id)
+    revealed = {}
+    for env in actions.environments(who, app_row):
+        wanted = [secret.id for secret in actions.list_secrets(who, env)
+                  if secret.type != "sealed"]
+        if wanted:
+            revealed.update((secret_id, revealed_value(item)) for secret_id, item in
+                            actions.reveal(who, env, wanted).items())
+    return app_overview(app_id=app_id, revealed=revealed, search=text)
+
+
+def found_in(row, text, revealed):
+    """Whether a row's key, or one of its revealed values, holds ``text`` (any case)."""
+    needle = text.casefold()
+    if needle in row["key"].casefold():
+        return True
+    return any(secret is not None and secret.id in revealed
+               and needle in revealed[secret.id]["value"].casefold()
+               for _, secret, _ in row["cells"])
 
 
 def filter_rows(rows, tag="", type=""):  # noqa: A002 - the form's field name
