@@ -568,3 +568,17 @@ def test_search_over_keys_and_revealed_values(demo, owner_client, services):
     assert re.findall(r'<tr data-key="([^"]+)">', by_key) == ["API_URL"]
     assert owner_client.post(base + "search", data={
         "q": " ", "csrf_token": owner_client.csrf}).status_code == 303
+
+
+def test_the_audit_log_names_a_member_events_target_and_the_user_agent(app, services,
+                                                                       owner_client):
+    invited = owner_client.post("/console/members/invite", data={
+        "email": "new.member@example.com", "csrf_token": owner_client.csrf,
+        "role_id": next(role["id"] for role in __import__("phase_lite").accounts.list_roles(
+            services, support.operator(services)) if role["name"] == "Developer")},
+        headers={"User-Agent": "Firefox/150 on the test bench"})
+    assert invited.status_code == 200
+    page = body(owner_client.get("/console/audit/?event=invite"))
+    row = page.split("<tbody>")[1].split("</tr>")[0]
+    assert "new.member@example.com" in row
+    assert "Firefox/150 on the test bench" in row
