@@ -582,3 +582,42 @@ def test_the_audit_log_names_a_member_events_target_and_the_user_agent(app, serv
     row = page.split("<tbody>")[1].split("</tr>")[0]
     assert "new.member@example.com" in row
     assert "Firefox/150 on the test bench" in row
+
+
+def test_an_invitation_chooses_environments_and_its_link_can_be_made_again(
+        app, demo, services, owner_client):
+    app_row, envs = demo
+    from phase_lite import accounts
+
+    developer = next(role["id"] for role in accounts.list_roles(
+        services, support.operator(services)) if role["name"] == "Developer")
+    invited = body(owner_client.post("/console/members/invite", data={
+        "email": "late@example.com", "role_id": developer, "csrf_token": owner_client.csrf,
+        "environment": [envs["Staging"]["id"]]}))
+    first = html.unescape(re.search(r'(http://[^<"]+/console/welcome\?token=[^<"]+)',
+                                    invited).group(1))
+    page = body(owner_client.get("/console/members/"))
+    row = next(part for part in page.split("<tr>") if "late@example.com" in part)
+    assert "1 environment<" in row and "New invitation link" in row
+    user = accounts.user_by_email(services, support.operator(services), "late@example.com")
+    again = body(owner_client.post(f"/console/members/{user['id']}/invite-link",
+                                   data={"csrf_token": owner_client.csrf}))
+    second = html.unescape(re.search(r'(http://[^<"]+/console/welcome\?token=[^<"]+)',
+                                     again).group(1))
+    assert second != first
+    visitor = app.test_client()
+    assert visitor.get(first.split("localhost", 1)[-1]).status_code == 404  # the old one ended
+    form = visitor.get(second.split("localhost", 1)[-1])
+    assert form.status_code == 200
+    used = visitor.post("/console/welcome", data={
+        "token": second.split("token=")[1], "password": "a fine new password",
+        "confirmation": "a fine new password", "csrf_token": support.csrf_of(form)})
+    assert used.status_code == 303
+    refused = owner_client.post(f"/console/members/{user['id']}/invite-link",
+                                data={"csrf_token": owner_client.csrf})
+    assert refused.status_code == 412 and "chosen a password already" in body(refused)
+    dev = app.test_client()
+    signed = sign_in(dev, email="late@example.com", password="a fine new password")
+    assert signed.status_code == 303
+    assert dev.get(env_url(app_row, envs["Staging"])).status_code == 200
+    assert dev.get(env_url(app_row, envs["Production"])).status_code == 403
