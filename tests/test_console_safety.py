@@ -621,3 +621,34 @@ def test_an_invitation_chooses_environments_and_its_link_can_be_made_again(
     assert signed.status_code == 303
     assert dev.get(env_url(app_row, envs["Staging"])).status_code == 200
     assert dev.get(env_url(app_row, envs["Production"])).status_code == 403
+
+
+def test_an_import_goes_into_several_environments_at_once_or_none(demo, owner_client,
+                                                                  services, db):
+    app_row, envs = demo
+    url = env_url(app_row, envs["Staging"])
+    put(services, envs["Production"], "SHARED", "old")
+    ids = [envs["Staging"]["id"], envs["Production"]["id"]]
+    text = 'SHARED="new"\nADDED="1"\n'
+    preview = body(owner_client.post(url + "import", data={
+        "text": text, "environment": ids, "csrf_token": owner_client.csrf}))
+    assert "What the import would do in Staging" in preview
+    assert "What the import would do in Production" in preview
+    assert "Development" not in preview.split("<h2>Preview</h2>")[1].split("</form>")[0]
+    fields = form_fields(preview)
+    fields["environment"] = re.findall(r'name="environment" value="([^"]+)"', preview)
+    assert owner_client.post(url + "import", data=fields).status_code == 303
+    assert exported(owner_client, app_row, envs["Staging"]) == {"SHARED": "new", "ADDED": "1"}
+    assert exported(owner_client, app_row, envs["Production"]) == {"SHARED": "new",
+                                                                    "ADDED": "1"}
+    assert exported(owner_client, app_row, envs["Development"]) == {}
+    # a preview one of whose environments changed since: nothing is written anywhere
+    preview = body(owner_client.post(url + "import", data={
+        "text": 'LATE="x"\n', "environment": ids, "csrf_token": owner_client.csrf}))
+    fields = form_fields(preview)
+    fields["environment"] = ids
+    put(services, envs["Production"], "MEANWHILE", "y")
+    refused = owner_client.post(url + "import", data=fields)
+    assert refused.status_code == 412
+    assert "LATE" not in exported(owner_client, app_row, envs["Staging"])
+    assert "LATE" not in exported(owner_client, app_row, envs["Production"])

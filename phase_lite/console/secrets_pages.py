@@ -708,26 +708,44 @@ def _counts(plan):
 @bp.route(PREFIX + "/apps/<app_id>/environments/<env_id>/import", methods=["GET", "POST"])
 @signed_in
 def import_env(app_id, env_id):
-    """Paste or upload a .env: first a preview (created / updated / unchanged), then apply."""
+    """Paste or upload a .env into this environment's folder, or the same folder of several
+    of the app's environments: first a preview per environment (created / updated /
+    unchanged), then applied to all of them at once, each at the version it was previewed at
+    (``version`` for this one, ``version-<id>`` for the others), or to none."""
     who, app_row, env = _environment(app_id, env_id)
     path = normalize_path(request.values.get("path") or ROOT)
-    page = {"app": app_row, "env": env, "path": path}
+    envs = actions.environments(who, app_row)
+    page = {"app": app_row, "env": env, "path": path, "envs": envs}
     if not posted():
-        return render("import.html", **page, plan=None, text="", version=env["version"])
+        return render("import.html", **page, plans=None, text="", version=env["version"],
+                      chosen={env["id"]})
     upload = request.files.get("file")
     text = request.form.get("text", "")
     if upload is not None and upload.filename:
         text = upload.read().decode("utf-8", errors="replace")
     version = whole_number(request.form.get("version"), "version")
+    chosen = set(request.form.getlist("environment")) or {env["id"]}
+    targets = [other for other in envs if other["id"] in chosen]
     try:
-        current = actions.list_secrets(who, env, path)
-        pairs = _pairs(text, current)
+        if not targets:
+            raise InvalidRequest("Choose at least one environment.")
+        versions = {other["id"]: version if other["id"] == env["id"] else whole_number(
+            request.form.get("version-" + other["id"]), "version") for other in targets}
+        current = {other["id"]: actions.list_secrets(who, other, path) for other in targets}
+        pairs = _pairs(text, [secret for found in current.values() for secret in found])
         if not pairs:
             raise InvalidRequest("The file holds no KEY=value line.")
         if request.form.get("step") != "apply":
-            plan = actions.plan_changes(current, pairs, delete_missing=False)
-            return render("import.html", **page, plan=plan, text=text, version=env["version"])
-        plan = actions.apply_pairs(who, env, path, pairs, version, delete_missing=False)
+            plans = [(other, actions.plan_changes(current[other["id"]], pairs,
+                                                  delete_missing=False)) for other in targets]
+            return render("import.html", **page, plans=plans, text=text,
+                          version=env["version"], chosen=chosen)
+        with who.services.db.transaction():
+            applied = [actions.apply_pairs(who, other, path, pairs, versions[other["id"]],
+                                           delete_missing=False) for other in targets]
     except PhaseError as exc:
-        return refused("import.html", exc, **page, plan=None, text=text, version=version)
-    return back_to_folder(env, path, "bulk_saved", _counts(plan))
+        return refused("import.html", exc, **page, plans=None, text=text, version=version,
+                       chosen=chosen)
+    counts = {name: sum(number[name] for number in map(_counts, applied))
+              for name in ("created", "updated", "deleted", "unchanged")}
+    return back_to_folder(env, path, "bulk_saved", counts)
