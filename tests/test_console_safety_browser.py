@@ -318,3 +318,57 @@ def test_search_values_without_script(browser, server):
         expect(page.get_by_text("db.prod.internal")).to_be_visible()
     finally:
         context.close()
+
+
+def test_import_into_two_environments_and_invite_with_environments(browser, page, server):
+    sign_in(page)
+    make_app(page, "import-two")
+    page.get_by_role("link", name="Staging", exact=True).click()
+    page.get_by_role("button", name="Import .env").click()
+    page.get_by_label("Paste a .env file").fill('FEATURE_X="on"\n')
+    page.get_by_role("checkbox", name="Production").check()
+    page.get_by_role("button", name="Preview import").click()
+    for name in ("Staging", "Production"):
+        table = page.get_by_role("table", name=f"What the import would do in {name}")
+        expect(table.get_by_role("row", name="FEATURE_X created")).to_be_visible()
+    check_page(page, "import-preview-two")
+    page.get_by_role("button", name="Apply import").click()
+    expect(page.get_by_role("status")).to_contain_text("2 created")
+    page.get_by_role("link", name="import-two").click()
+    row = page.get_by_role("row").filter(has_text="FEATURE_X")
+    expect(row.get_by_role("cell").nth(0)).to_contain_text("missing")
+    expect(row.get_by_role("cell").nth(1)).to_contain_text("same as Production")
+    expect(row.get_by_role("cell").nth(2)).to_contain_text("present")
+
+    page.get_by_role("link", name="Members").click()
+    page.get_by_label("Email").fill("staging.only@example.com")
+    page.get_by_label("Role", exact=True).select_option("Developer")
+    invite = page.get_by_role("region", name="Invite a member")
+    invite.get_by_text(re.compile("^Environments \\(")).click()
+    invite.get_by_label("import-two / Staging").check()
+    page.get_by_role("button", name="Invite").click()
+    first = page.get_by_role("group", name=re.compile("^Invitation link")).get_by_text(
+        re.compile("/console/welcome")).inner_text()
+    page.get_by_role("button", name="New invitation link for staging.only@example.com").click()
+    link = page.get_by_role("group", name=re.compile("^Invitation link")).get_by_text(
+        re.compile("/console/welcome")).inner_text()
+    assert link != first
+    guest = browser.new_context(base_url=server.url)
+    try:
+        visitor = guest.new_page()
+        visitor.goto(first)
+        expect(visitor.get_by_role("alert")).to_contain_text("invalid, used or expired")
+        visitor.goto(link)
+        visitor.get_by_label("New password").fill("staging only password")
+        visitor.get_by_label("Repeat the password").fill("staging only password")
+        visitor.get_by_role("button", name="Set password").click()
+        visitor.get_by_role("link", name="import-two").click()
+        expect(visitor.get_by_role("link", name="Staging", exact=True)).to_be_visible()
+        expect(visitor.get_by_role("link", name="Production", exact=True)).to_have_count(0)
+    finally:
+        guest.close()
+    page.get_by_role("link", name="Audit log").click()
+    page.get_by_label("Event").select_option("invite")
+    page.get_by_role("button", name="Filter").click()
+    invited = page.get_by_role("row").filter(has_text="staging.only@example.com")
+    expect(invited.first).to_be_visible()
