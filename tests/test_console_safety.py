@@ -544,3 +544,111 @@ def test_a_reference_that_does_not_resolve_is_asked_about_before_saving(
         headers={"Accept": "application/json"})
     assert in_place.status_code == 409 and in_place.get_json()["unresolved"] == ["${MISSING}"]
     assert stored().value == value and stored().comment == "noted"
+
+
+def test_search_over_keys_and_revealed_values(demo, owner_client, services):
+    app_row, envs = demo
+    put(services, envs["Development"], "DB_HOST", "db.dev.internal")
+    put(services, envs["Production"], "DB_HOST", "db.prod.internal")
+    put(services, envs["Production"], "API_URL", "https://api.example")
+    put(services, envs["Production"], "CACHE", "redis.Internal")
+    put(services, envs["Staging"], "LOCKED", "internal-sealed", type="sealed")
+    before = len(read_secret_ids(services))
+    base = f"/console/apps/{app_row['id']}/"
+    found = body(owner_client.post(base + "search", data={
+        "q": "INTERNAL", "csrf_token": owner_client.csrf}))
+    keys = re.findall(r'<tr data-key="([^"]+)">', found)
+    assert keys == ["CACHE", "DB_HOST"]  # by value, any case; never a sealed one
+    assert "db.prod.internal" in found and "redis.Internal" in found
+    assert "https://api.example" not in found
+    assert "2 keys whose key or value holds" in found
+    assert len(read_secret_ids(services)) == before + 2  # Development's and Production's
+    by_key = body(owner_client.post(base + "search", data={
+        "q": "api_", "csrf_token": owner_client.csrf}))
+    assert re.findall(r'<tr data-key="([^"]+)">', by_key) == ["API_URL"]
+    assert owner_client.post(base + "search", data={
+        "q": " ", "csrf_token": owner_client.csrf}).status_code == 303
+
+
+def test_the_audit_log_names_a_member_events_target_and_the_user_agent(app, services,
+                                                                       owner_client):
+    invited = owner_client.post("/console/members/invite", data={
+        "email": "new.member@example.com", "csrf_token": owner_client.csrf,
+        "role_id": next(role["id"] for role in __import__("phase_lite").accounts.list_roles(
+            services, support.operator(services)) if role["name"] == "Developer")},
+        headers={"User-Agent": "Firefox/150 on the test bench"})
+    assert invited.status_code == 200
+    page = body(owner_client.get("/console/audit/?event=invite"))
+    row = page.split("<tbody>")[1].split("</tr>")[0]
+    assert "new.member@example.com" in row
+    assert "Firefox/150 on the test bench" in row
+
+
+def test_an_invitation_chooses_environments_and_its_link_can_be_made_again(
+        app, demo, services, owner_client):
+    app_row, envs = demo
+    from phase_lite import accounts
+
+    developer = next(role["id"] for role in accounts.list_roles(
+        services, support.operator(services)) if role["name"] == "Developer")
+    invited = body(owner_client.post("/console/members/invite", data={
+        "email": "late@example.com", "role_id": developer, "csrf_token": owner_client.csrf,
+        "environment": [envs["Staging"]["id"]]}))
+    first = html.unescape(re.search(r'(http://[^<"]+/console/welcome\?token=[^<"]+)',
+                                    invited).group(1))
+    page = body(owner_client.get("/console/members/"))
+    row = next(part for part in page.split("<tr>") if "late@example.com" in part)
+    assert "1 environment<" in row and "New invitation link" in row
+    user = accounts.user_by_email(services, support.operator(services), "late@example.com")
+    again = body(owner_client.post(f"/console/members/{user['id']}/invite-link",
+                                   data={"csrf_token": owner_client.csrf}))
+    second = html.unescape(re.search(r'(http://[^<"]+/console/welcome\?token=[^<"]+)',
+                                     again).group(1))
+    assert second != first
+    visitor = app.test_client()
+    assert visitor.get(first.split("localhost", 1)[-1]).status_code == 404  # the old one ended
+    form = visitor.get(second.split("localhost", 1)[-1])
+    assert form.status_code == 200
+    used = visitor.post("/console/welcome", data={
+        "token": second.split("token=")[1], "password": "a fine new password",
+        "confirmation": "a fine new password", "csrf_token": support.csrf_of(form)})
+    assert used.status_code == 303
+    refused = owner_client.post(f"/console/members/{user['id']}/invite-link",
+                                data={"csrf_token": owner_client.csrf})
+    assert refused.status_code == 412 and "chosen a password already" in body(refused)
+    dev = app.test_client()
+    signed = sign_in(dev, email="late@example.com", password="a fine new password")
+    assert signed.status_code == 303
+    assert dev.get(env_url(app_row, envs["Staging"])).status_code == 200
+    assert dev.get(env_url(app_row, envs["Production"])).status_code == 403
+
+
+def test_an_import_goes_into_several_environments_at_once_or_none(demo, owner_client,
+                                                                  services, db):
+    app_row, envs = demo
+    url = env_url(app_row, envs["Staging"])
+    put(services, envs["Production"], "SHARED", "old")
+    ids = [envs["Staging"]["id"], envs["Production"]["id"]]
+    text = 'SHARED="new"\nADDED="1"\n'
+    preview = body(owner_client.post(url + "import", data={
+        "text": text, "environment": ids, "csrf_token": owner_client.csrf}))
+    assert "What the import would do in Staging" in preview
+    assert "What the import would do in Production" in preview
+    assert "Development" not in preview.split("<h2>Preview</h2>")[1].split("</form>")[0]
+    fields = form_fields(preview)
+    fields["environment"] = re.findall(r'name="environment" value="([^"]+)"', preview)
+    assert owner_client.post(url + "import", data=fields).status_code == 303
+    assert exported(owner_client, app_row, envs["Staging"]) == {"SHARED": "new", "ADDED": "1"}
+    assert exported(owner_client, app_row, envs["Production"]) == {"SHARED": "new",
+                                                                    "ADDED": "1"}
+    assert exported(owner_client, app_row, envs["Development"]) == {}
+    # a preview one of whose environments changed since: nothing is written anywhere
+    preview = body(owner_client.post(url + "import", data={
+        "text": 'LATE="x"\n', "environment": ids, "csrf_token": owner_client.csrf}))
+    fields = form_fields(preview)
+    fields["environment"] = ids
+    put(services, envs["Production"], "MEANWHILE", "y")
+    refused = owner_client.post(url + "import", data=fields)
+    assert refused.status_code == 412
+    assert "LATE" not in exported(owner_client, app_row, envs["Staging"])
+    assert "LATE" not in exported(owner_client, app_row, envs["Production"])

@@ -4,7 +4,9 @@ preview before a delete from inside a folder, multi-line values on screen, "Reve
 folder, the service-account header that works, the navigation of a Developer, and the
 in-place editing and multi-environment forms. Selecting only by role and accessible name."""
 
+import json
 import re
+from pathlib import Path
 
 import requests
 from playwright.sync_api import expect
@@ -132,8 +134,14 @@ def test_a_pem_key_keeps_its_lines_on_screen_and_reveal_all_stays_in_its_folder(
     box = shown.bounding_box()
     assert box["height"] > 3 * 14  # four lines tall, not one
     assert "root value" not in page.content()
-    stored = page.request.get(page.url.split("?")[0].replace("/reveal", "/") + "export.json")
-    assert stored.json() == {"TLS_KEY": PEM, "ROOT_ONLY": "root value"}  # LF, as pasted
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Export JSON with paths").click()
+    stored = json.loads(Path(download.value.path()).read_text())
+    assert stored == {"/": {"ROOT_ONLY": "root value"}, "/certs": {"TLS_KEY": PEM}}  # LF
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Export .env").click()  # this folder's file
+    assert Path(download.value.path()).read_text() == f'TLS_KEY="{PEM}"\n'
+    assert download.value.suggested_filename == "pem-Production-certs.env"
     page.get_by_role("button", name="Bulk edit").click()
     assert PEM in page.get_by_label("Secrets").input_value()
 
@@ -290,3 +298,77 @@ def test_a_broken_reference_is_warned_about_before_it_is_saved(page, server):
     expect(page.get_by_label("Value")).to_have_value("postgres://${HOST}:${PORT}/app")
     page.get_by_role("button", name="Save anyway").click()
     expect(row_of(page, "DSN")).to_be_visible()
+
+
+def test_search_values_without_script(browser, server):
+    context = browser.new_context(base_url=server.url, java_script_enabled=False)
+    try:
+        page = context.new_page()
+        sign_in(page)
+        make_app(page, "search")
+        page.get_by_role("link", name="Production", exact=True).click()
+        new_secret(page, "DB_HOST", "db.prod.internal")
+        new_secret(page, "API_URL", "https://api.example")
+        page.get_by_role("link", name="search").first.click()
+        page.get_by_label("Find in values").fill("prod.internal")
+        page.get_by_role("button", name="Search values").click()
+        expect(page.get_by_role("status")).to_contain_text("1 key whose key or value holds")
+        expect(page.get_by_role("row").filter(has_text="DB_HOST")).to_be_visible()
+        expect(page.get_by_role("row").filter(has_text="API_URL")).to_have_count(0)
+        expect(page.get_by_text("db.prod.internal")).to_be_visible()
+    finally:
+        context.close()
+
+
+def test_import_into_two_environments_and_invite_with_environments(browser, page, server):
+    sign_in(page)
+    make_app(page, "import-two")
+    page.get_by_role("link", name="Staging", exact=True).click()
+    page.get_by_role("button", name="Import .env").click()
+    page.get_by_label("Paste a .env file").fill('FEATURE_X="on"\n')
+    page.get_by_role("checkbox", name="Production").check()
+    page.get_by_role("button", name="Preview import").click()
+    for name in ("Staging", "Production"):
+        table = page.get_by_role("table", name=f"What the import would do in {name}")
+        expect(table.get_by_role("row", name="FEATURE_X created")).to_be_visible()
+    check_page(page, "import-preview-two")
+    page.get_by_role("button", name="Apply import").click()
+    expect(page.get_by_role("status")).to_contain_text("2 created")
+    page.get_by_role("link", name="import-two").click()
+    row = page.get_by_role("row").filter(has_text="FEATURE_X")
+    expect(row.get_by_role("cell").nth(0)).to_contain_text("missing")
+    expect(row.get_by_role("cell").nth(1)).to_contain_text("same as Production")
+    expect(row.get_by_role("cell").nth(2)).to_contain_text("present")
+
+    page.get_by_role("link", name="Members").click()
+    page.get_by_label("Email").fill("staging.only@example.com")
+    page.get_by_label("Role", exact=True).select_option("Developer")
+    invite = page.get_by_role("region", name="Invite a member")
+    invite.get_by_text(re.compile("^Environments \\(")).click()
+    invite.get_by_label("import-two / Staging").check()
+    page.get_by_role("button", name="Invite").click()
+    first = page.get_by_role("group", name=re.compile("^Invitation link")).get_by_text(
+        re.compile("/console/welcome")).inner_text()
+    page.get_by_role("button", name="New invitation link for staging.only@example.com").click()
+    link = page.get_by_role("group", name=re.compile("^Invitation link")).get_by_text(
+        re.compile("/console/welcome")).inner_text()
+    assert link != first
+    guest = browser.new_context(base_url=server.url)
+    try:
+        visitor = guest.new_page()
+        visitor.goto(first)
+        expect(visitor.get_by_role("alert")).to_contain_text("invalid, used or expired")
+        visitor.goto(link)
+        visitor.get_by_label("New password").fill("staging only password")
+        visitor.get_by_label("Repeat the password").fill("staging only password")
+        visitor.get_by_role("button", name="Set password").click()
+        visitor.get_by_role("link", name="import-two").click()
+        expect(visitor.get_by_role("link", name="Staging", exact=True)).to_be_visible()
+        expect(visitor.get_by_role("link", name="Production", exact=True)).to_have_count(0)
+    finally:
+        guest.close()
+    page.get_by_role("link", name="Audit log").click()
+    page.get_by_label("Event").select_option("invite")
+    page.get_by_role("button", name="Filter").click()
+    invited = page.get_by_role("row").filter(has_text="staging.only@example.com")
+    expect(invited.first).to_be_visible()

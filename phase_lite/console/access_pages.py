@@ -138,7 +138,19 @@ def members(invite_link=None, status=200, error=None):
 def invite_member():
     try:
         token = actions.invite_member(caller(), request.form.get("email"),
-                                      request.form.get("role_id"))
+                                      request.form.get("role_id"),
+                                      request.form.getlist("environment"))
+    except PhaseError as exc:
+        return members(status=status_of(exc), error=exc.message)
+    return members(invite_link=absolute_link(url_for("console.use_link", token=token)))
+
+
+@bp.route(PREFIX + "/members/<user_id>/invite-link", methods=["POST"])
+@signed_in
+def renew_invitation(user_id):
+    """A new invitation link for a member who has not chosen a password (the old one ends)."""
+    try:
+        token = actions.renew_invitation(caller(), user_id)
     except PhaseError as exc:
         return members(status=status_of(exc), error=exc.message)
     return members(invite_link=absolute_link(url_for("console.use_link", token=token)))

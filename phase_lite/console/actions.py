@@ -331,7 +331,9 @@ def members(caller):
     if visible is not None:
         grants = {user_id: [grant for grant in held if grant[2] in visible]
                   for user_id, held in grants.items()}
-    return [dict(user, invited=user["id"] in pending, grants=grants.get(user["id"], []))
+    waiting = console_store.users_without_password(db, org_id)
+    return [dict(user, invited=user["id"] in pending, waiting=user["id"] in waiting,
+                 grants=grants.get(user["id"], []))
             for user in users]
 
 
@@ -339,13 +341,31 @@ def assignable_roles(caller):
     return accounts.assignable_roles(caller.services, caller.principal)
 
 
-def invite_member(caller, email, role_id):
-    """Add a user with a role and return a one-time link token to choose a password."""
+def invite_member(caller, email, role_id, env_ids=()):
+    """Add a user with a role (and the environments ``env_ids`` among those the caller may
+    grant) and return a one-time link token to choose a password; all in one transaction."""
     accounts.check_assignable_role(caller.services, caller.principal, role_id)
     db = caller.services.db
     with db.transaction():
         user = accounts.create_user(caller.services, caller.principal,
                                     {"email": email, "role_id": role_id}, caller.meta)
+        if env_ids:
+            set_member_access(caller, user["id"], set(env_ids))
+        token = sessions.issue_link(db, "invite", user["id"])
+        audit.record(db, caller.principal, caller.meta, "invite", "user", user["id"])
+    return token
+
+
+def renew_invitation(caller, user_id):
+    """A new one-time link for a member who has not chosen a password yet (the earlier link
+    stops working); the invitation is audited again."""
+    _require(caller, "Members", "create", "members")
+    user = member(caller, user_id)
+    db = caller.services.db
+    waiting = console_store.users_without_password(db, caller.principal.organisation_id)
+    if user["id"] not in waiting:
+        raise PreconditionFailed("This member has chosen a password already.")
+    with db.transaction():
         token = sessions.issue_link(db, "invite", user["id"])
         audit.record(db, caller.principal, caller.meta, "invite", "user", user["id"])
     return token

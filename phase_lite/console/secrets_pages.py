@@ -46,9 +46,10 @@ def new_app():
 
 @bp.route(PREFIX + "/apps/<app_id>/")
 @signed_in
-def app_overview(app_id, revealed=None, opened=None):
+def app_overview(app_id, revealed=None, opened=None, search=None):
     """One row per key; a row opens in place on every environment's value (hidden until
-    revealed: ``revealed`` holds the values of the ``opened`` row after a reveal)."""
+    revealed: ``revealed`` holds the values of the ``opened`` row after a reveal, or of
+    every environment for a ``search`` of keys and values, whose rows are shown open)."""
     who = caller()
     app_row = actions.app(who, app_id)
     envs = actions.environments(who, app_row)
@@ -62,7 +63,10 @@ def app_overview(app_id, revealed=None, opened=None):
     for env in envs:  # config values are shown without asking, as Phase's console does
         revealed.update(config_values(who, env, listed[env["id"]], revealed))
     filters = {"tag": request.args.get("tag", ""), "type": request.args.get("type", "")}
-    return render("app.html", app=app_row, envs=envs, rows=filter_rows(rows, **filters),
+    shown = filter_rows(rows, **filters)
+    if search:
+        shown = [row for row in shown if found_in(row, search, revealed)]
+    return render("app.html", app=app_row, envs=envs, rows=shown, search=search,
                   mirror=actions.mirror_of(who, app_row),
                   total=len(rows), tags=tags, filters=filters, mask=MASK,
                   revealed=revealed, opened=opened,
@@ -145,6 +149,37 @@ def reveal_across(app_id):
     if request.accept_mimetypes.best == "application/json":
         return Response(json.dumps(revealed), mimetype="application/json")
     return app_overview(app_id=app_id, revealed=revealed, opened=(named.path, named.key))
+
+
+@bp.route(PREFIX + "/apps/<app_id>/search", methods=["POST"])
+@signed_in
+def search_values(app_id):
+    """The overview's rows whose key or value (as revealed, references resolved) holds the
+    text: every value searched is revealed, and recorded as read, environment by
+    environment. A POST, so the text stays out of URLs and logs."""
+    who = caller()
+    text = request.form.get("q", "").strip()
+    if not text:
+        return back("console.app_overview", app_id=app_id)
+    app_row = actions.app(who, app_id)
+    revealed = {}
+    for env in actions.environments(who, app_row):
+        wanted = [secret.id for secret in actions.list_secrets(who, env)
+                  if secret.type != "sealed"]
+        if wanted:
+            revealed.update((secret_id, revealed_value(item)) for secret_id, item in
+                            actions.reveal(who, env, wanted).items())
+    return app_overview(app_id=app_id, revealed=revealed, search=text)
+
+
+def found_in(row, text, revealed):
+    """Whether a row's key, or one of its revealed values, holds ``text`` (any case)."""
+    needle = text.casefold()
+    if needle in row["key"].casefold():
+        return True
+    return any(secret is not None and secret.id in revealed
+               and needle in revealed[secret.id]["value"].casefold()
+               for _, secret, _ in row["cells"])
 
 
 def filter_rows(rows, tag="", type=""):  # noqa: A002 - the form's field name
@@ -288,8 +323,7 @@ def new_secret(app_id, env_id):
             _, like_env = actions.environment(who, app_id, request.args.get("like_env"))
             like = actions.get_secret(who, like_env, request.args["like"])
             form.update(key=like.key, path=like.path, type=like.type, comment=like.comment,
-                        tags=", ".join(like.tags),  # the overview's version, if it said
-                        env_version=request.args.get("env_version") or env["version"])
+                        tags=", ".join(like.tags), env_version=env["version"])
         return render("secret_form.html", app=app_row, env=env, secret=None, form=form,
                       override=None)
     entry = {"key": request.form.get("key", ""), "value": typed("value"),
@@ -452,7 +486,8 @@ def delete_secret(app_id, env_id, secret_id):
     cancel = (url_for("console.app_overview", app_id=app_id) if overview
               else env_url(ENV_PAGE, env, path=folder_arg(secret.path)))
     # The page that asks carries the version it was asked at (its question shows the secret
-    # as it is then), or the version of the page the delete button was on.
+    # as it is then), or the version of the page the delete button was on. (The overview's
+    # links carry none: 300 of them would cost the page a tenth of its time.)
     seen = page_version(required=False)
     asked = unconfirmed(f"Delete {secret.key} from {env['name']}?", "Delete secret", cancel,
                         "It can be found and restored from the environment's deleted secrets.",
@@ -554,17 +589,32 @@ def history_rows(versions):
 def export(app_id, env_id, kind):
     if kind not in ("env", "json"):
         abort(404)
+    """A folder's values as ``.env`` or JSON (``{"KEY": "value"}``; the folder ``path``, the
+    top by default: one file per folder, no key of a folder mixed with another's), or with
+    ``paths=yes`` the whole environment as JSON by folder (``{"/": {...}, "/db": {...}}``)."""
     who, app_row, env = _environment(app_id, env_id)
-    chosen = [secret for secret in actions.list_secrets(who, env) if secret.type != "sealed"]
+    every = kind == "json" and request.args.get("paths") == "yes"
+    path = normalize_path(request.args.get("path") or ROOT)
+    chosen = [secret for secret in actions.list_secrets(who, env, None if every else path)
+              if secret.type != "sealed"]
     found = actions.reveal(who, env, [secret.id for secret in chosen])
     values = [(secret, found[secret.id]["value"]) for secret in chosen if secret.id in found]
+    name = f"{app_row['name']}-{env['name']}"
+    if path != ROOT and not every:
+        name += path.replace("/", "-")
     if kind == "env":
         body, mimetype = dotenv.render(values), "text/plain"
+    elif every:
+        folders = {}
+        for secret, value in sorted(values, key=lambda pair: pair[0].path):
+            folders.setdefault(secret.path, {})[secret.key] = value
+        body, mimetype = json.dumps(folders, indent=2) + "\n", "application/json"
+        name += "-paths"
     else:
         body = json.dumps({secret.key: value for secret, value in values}, indent=2) + "\n"
         mimetype = "application/json"
     return Response(body, mimetype=mimetype, headers={
-        "Content-Disposition": attachment(f"{app_row['name']}-{env['name']}.{kind}")})
+        "Content-Disposition": attachment(f"{name}.{kind}")})
 
 
 # RFC 5987's attr-char: what ``filename*`` may carry unescaped (as Werkzeug's send_file)
@@ -658,26 +708,44 @@ def _counts(plan):
 @bp.route(PREFIX + "/apps/<app_id>/environments/<env_id>/import", methods=["GET", "POST"])
 @signed_in
 def import_env(app_id, env_id):
-    """Paste or upload a .env: first a preview (created / updated / unchanged), then apply."""
+    """Paste or upload a .env into this environment's folder, or the same folder of several
+    of the app's environments: first a preview per environment (created / updated /
+    unchanged), then applied to all of them at once, each at the version it was previewed at
+    (``version`` for this one, ``version-<id>`` for the others), or to none."""
     who, app_row, env = _environment(app_id, env_id)
     path = normalize_path(request.values.get("path") or ROOT)
-    page = {"app": app_row, "env": env, "path": path}
+    envs = actions.environments(who, app_row)
+    page = {"app": app_row, "env": env, "path": path, "envs": envs}
     if not posted():
-        return render("import.html", **page, plan=None, text="", version=env["version"])
+        return render("import.html", **page, plans=None, text="", version=env["version"],
+                      chosen={env["id"]})
     upload = request.files.get("file")
     text = request.form.get("text", "")
     if upload is not None and upload.filename:
         text = upload.read().decode("utf-8", errors="replace")
     version = whole_number(request.form.get("version"), "version")
+    chosen = set(request.form.getlist("environment")) or {env["id"]}
+    targets = [other for other in envs if other["id"] in chosen]
     try:
-        current = actions.list_secrets(who, env, path)
-        pairs = _pairs(text, current)
+        if not targets:
+            raise InvalidRequest("Choose at least one environment.")
+        versions = {other["id"]: version if other["id"] == env["id"] else whole_number(
+            request.form.get("version-" + other["id"]), "version") for other in targets}
+        current = {other["id"]: actions.list_secrets(who, other, path) for other in targets}
+        pairs = _pairs(text, [secret for found in current.values() for secret in found])
         if not pairs:
             raise InvalidRequest("The file holds no KEY=value line.")
         if request.form.get("step") != "apply":
-            plan = actions.plan_changes(current, pairs, delete_missing=False)
-            return render("import.html", **page, plan=plan, text=text, version=env["version"])
-        plan = actions.apply_pairs(who, env, path, pairs, version, delete_missing=False)
+            plans = [(other, actions.plan_changes(current[other["id"]], pairs,
+                                                  delete_missing=False)) for other in targets]
+            return render("import.html", **page, plans=plans, text=text,
+                          version=env["version"], chosen=chosen)
+        with who.services.db.transaction():
+            applied = [actions.apply_pairs(who, other, path, pairs, versions[other["id"]],
+                                           delete_missing=False) for other in targets]
     except PhaseError as exc:
-        return refused("import.html", exc, **page, plan=None, text=text, version=version)
-    return back_to_folder(env, path, "bulk_saved", _counts(plan))
+        return refused("import.html", exc, **page, plans=None, text=text, version=version,
+                       chosen=chosen)
+    counts = {name: sum(number[name] for number in map(_counts, applied))
+              for name in ("created", "updated", "deleted", "unchanged")}
+    return back_to_folder(env, path, "bulk_saved", counts)

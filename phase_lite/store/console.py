@@ -17,6 +17,14 @@ def pending_invitations(db, organisation_id, stamp):
     )
 
 
+def users_without_password(db, organisation_id):
+    """The ids of the organisation's live users who never chose a console password."""
+    return {row[0] for row in db.all(
+        "SELECT u.id FROM users u WHERE u.organisation_id = ? AND u.deleted_at IS NULL"
+        " AND NOT EXISTS (SELECT 1 FROM user_passwords p WHERE p.user_id = u.id)",
+        (organisation_id,))}
+
+
 def user_grants(db, organisation_id):
     """{user id: [(app name, environment name, environment id)]} in app and index order."""
     grants = {}

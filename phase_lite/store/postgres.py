@@ -435,7 +435,8 @@ class PostgresDatabase(Statements):
         """Drop the windows of keys starting with ``prefix`` whose last request is older than
         ``duration`` seconds (each kind of window has its own duration)."""
         self.execute(f"DELETE FROM {RATE_TABLE} WHERE key LIKE ? AND (cardinality(hits) = 0"
-                     " OR hits[cardinality(hits)] <= extract(epoch FROM statement_timestamp()) - ?)",
+                     " OR hits[cardinality(hits)]"
+                     " <= extract(epoch FROM statement_timestamp()) - ?)",
                      (prefix + "%", float(duration)))
 
     # -- schema ------------------------------------------------------------------------------
