@@ -61,8 +61,8 @@ def test_a_stale_edit_is_refused_and_nothing_is_written(context, page, server):
     expect(row.get_by_text("https://from-the-other-tab")).to_be_visible()
     # the API too: a delete asked on a page from before its change is refused
     api_update(server, page, "API_URL", "https://from-the-api")
-    page.once("dialog", lambda dialog: dialog.accept())
     row_of(page, "API_URL").get_by_role("button", name=re.compile("^Delete")).click()
+    support.browser_confirm(page, "Delete API_URL?", "Delete API_URL")
     expect(page.get_by_role("alert")).to_contain_text("changed since you opened this page")
     page.goto(page.url.split("/secrets/")[0] + "/")
     expect(row_of(page, "API_URL")).to_have_count(1)
