@@ -79,11 +79,26 @@
     var keyName = (named ? named.textContent : link.textContent).trim().replace(/^Edit /, "");
     var button = document.createElement("button");
     button.type = "button";
-    button.className = "in-place-open";
-    button.textContent = "Edit in place";
     var hidden = document.createElement("span");
     hidden.className = "visually-hidden";
-    hidden.textContent = " " + keyName;
+    if (link.classList.contains("icon-button")) {
+      // a row's quiet icon actions (an environment's list): one more of the same kind
+      button.className = "icon-button in-place-open";
+      button.title = "Edit in place";
+      var svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+      svg.setAttribute("class", "icon");
+      svg.setAttribute("aria-hidden", "true");
+      svg.setAttribute("focusable", "false");
+      var use = document.createElementNS("http://www.w3.org/2000/svg", "use");
+      use.setAttribute("href", "#i-inline");
+      svg.appendChild(use);
+      button.appendChild(svg);
+      hidden.textContent = "Edit in place " + keyName;
+    } else {
+      button.className = "in-place-open";
+      button.textContent = "Edit in place";
+      hidden.textContent = " " + keyName;
+    }
     button.appendChild(hidden);
     link.insertAdjacentElement("afterend", button);
     link.insertAdjacentText("afterend", " ");
