@@ -56,10 +56,12 @@ if (form) {
   const choice = form.querySelector("[data-expiry-choice]");
   const custom = form.querySelector("[data-custom-expiry]");
   const expiresAt = form.querySelector("[data-expires-at]");
-  choice.addEventListener("change", () => {
+  const showCustom = () => {
     custom.hidden = choice.value !== "custom";
     expiresAt.required = !custom.hidden;
-  });
+  };
+  choice.addEventListener("change", showCustom);
+  showCustom();  // a choice made before this module ran (or restored by the browser) counts
 
   form.addEventListener("submit", (event) => {
     event.preventDefault();
