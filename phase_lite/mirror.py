@@ -328,8 +328,11 @@ def add_source(services, principal, *, host, token_text, app_choices=(), env_cho
         raise InvalidRequest("--as names the local copy of one app: give exactly one --app")
     overrides_user_id = _overrides_user(services, principal, kind, overrides_user)
     db = services.db
-    if db.one("SELECT 1 FROM mirror_sources WHERE organisation_id = ? AND name = ?",
-              (principal.organisation_id, name)):
+    try:
+        mirror_store.get_source(db, principal.organisation_id, name)
+    except NotFound:
+        pass
+    else:
         raise Duplicate(f"A mirror named '{name}' already exists.")
     source = Source(host, token, kind, timeout=timeout)
     found = source.read(app_choices, env_choices, with_secrets=False)
@@ -388,8 +391,7 @@ def _check_local_names(services, principal, source_id, host, found, local_name):
             if row["mirror_source_id"] == source_id and (row["mirror_app_id"] == app.id
                                                          or row["mirror_app_id"] not in found_ids):
                 continue
-            copy = db.one("SELECT name FROM apps WHERE mirror_source_id = ?"
-                          " AND mirror_app_id = ?", (source_id, app.id))
+            copy = mirror_store.copy_of_source_app(db, source_id, app.id)
             if copy is not None:
                 raise MirrorError(
                     f"{host} renamed {copy['name']} to {app.name}, and an app named "
@@ -652,8 +654,7 @@ def _ensure_app(services, actor, source, app):
     db = services.db
     name = source["local_name"] or app.name
     with db.transaction():
-        local = db.one("SELECT * FROM apps WHERE mirror_source_id = ? AND mirror_app_id = ?",
-                       (source["id"], app.id))
+        local = mirror_store.copy_of_source_app(db, source["id"], app.id)
         if local is None:
             # A copy of this source whose app the source no longer gives, of the same name:
             # the app was deleted and made anew there (_check_local_names allowed no other).

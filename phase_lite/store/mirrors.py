@@ -67,6 +67,12 @@ def mirrored_apps(db, source_id):
                   (source_id,))
 
 
+def copy_of_source_app(db, source_id, source_app_id):
+    """The local app that copies the source's app ``source_app_id``, or None."""
+    return db.one("SELECT * FROM apps WHERE mirror_source_id = ? AND mirror_app_id = ?",
+                  (source_id, source_app_id))
+
+
 def mirror_of_app(db, app_id):
     """(source name, host, when the source stopped giving the app or None) of a mirrored app,
     or None for an app of this server."""
