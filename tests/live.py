@@ -63,6 +63,16 @@ class LiveServer:
                 time.sleep(0.05)
         raise RuntimeError("server did not answer /health/ in time")
 
+    def log_once(self, ready, timeout=10):
+        """The server's log once ``ready(log)`` holds, or as it is after ``timeout`` seconds
+        (the access log is written in batches: the caller asserts on what it got)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            log = self.log_path.read_text()
+            if ready(log) or time.monotonic() > deadline:
+                return log
+            time.sleep(0.1)
+
     def stop(self, sig=None):
         if self.process and self.process.poll() is None:
             if sig is None:

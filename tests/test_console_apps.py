@@ -5,7 +5,6 @@ write is audited with the console as its channel."""
 
 import html
 import re
-import time
 import urllib.parse
 
 import pytest
@@ -288,12 +287,7 @@ def test_an_export_downloads_under_the_app_name_in_any_script(live_server, servi
                 paths.append(path)
         assert browser.get(live_server.url + support.console_env_url(app_row, env)
                            + "export.json", timeout=10).json() == {"K": "v"}
-    deadline = time.monotonic() + 10  # the access log is written in batches
-    while True:
-        log = live_server.log_path.read_text()
-        if all(f'"GET {path}"' in log for path in paths) or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
+    log = live_server.log_once(lambda log: all(f'"GET {path}"' in log for path in paths))
     assert [re.search(rf'"GET {re.escape(path)}" (\d+)', log).group(1)
             for path in paths] == ["200"] * len(paths)
 

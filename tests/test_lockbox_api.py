@@ -8,7 +8,6 @@ import base64
 import hashlib
 import json
 import threading
-import time
 
 import pytest
 import requests
@@ -285,12 +284,7 @@ def test_concurrent_reveals_of_a_one_view_share_give_it_once(live_server):
     for link, answers in statuses.items():
         assert sorted(status for status, _ in answers) == [200, 404, 404, 404], answers
         assert [body for status, body in answers if status == 404] == [GONE] * 3
-    deadline = time.monotonic() + 10  # the access log is written in batches
-    while True:
-        log = live_server.log_path.read_text()
-        if log.count("/lockbox/{id}") >= 4 * races or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
+    log = live_server.log_once(lambda log: log.count("/lockbox/{id}") >= 4 * races)
     assert '"GET /v1/lockbox/{id}/"' in log and '"POST /lockbox/{id}"' in log
     for link in links:
         assert link.rsplit("/", 1)[1] not in log
@@ -327,12 +321,7 @@ def test_every_prefix_of_a_link_is_redacted_in_the_served_access_log(live_server
     for path in paths:
         assert requests.get(live_server.url + path, timeout=10).status_code == 200, path
     expected = [path.replace(token, "{id}") for path in paths]
-    deadline = time.monotonic() + 10  # the access log is written in batches
-    while True:
-        log = live_server.log_path.read_text()
-        if all(f'"GET {path}" 200' in log for path in expected) or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
+    log = live_server.log_once(lambda log: all(f'"GET {path}" 200' in log for path in expected))
     for path in expected:
         assert f'"GET {path}" 200' in log
     assert token not in log
